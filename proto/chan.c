@@ -1,0 +1,359 @@
+/*
+ * chan.c — codec and credit accounting for the agent channel (see chan.h).
+ * Pure: no I/O, no allocation. Linked by capsuled and capsule-agent.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "chan.h"
+
+static void
+put16(uint8_t *p, uint16_t v)
+{
+	p[0] = v & 0xff;
+	p[1] = v >> 8;
+}
+
+static void
+put32(uint8_t *p, uint32_t v)
+{
+	p[0] = v & 0xff;
+	p[1] = (v >> 8) & 0xff;
+	p[2] = (v >> 16) & 0xff;
+	p[3] = v >> 24;
+}
+
+static uint16_t
+get16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] | p[1] << 8);
+}
+
+static uint32_t
+get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	    (uint32_t)p[3] << 24;
+}
+
+int
+chan_kind_valid(unsigned kind)
+{
+	switch (kind) {
+	case CHAN_HELLO: case CHAN_ERROR: case CHAN_SHUTDOWN:
+	case CHAN_EXEC: case CHAN_STDIN: case CHAN_EOF: case CHAN_RESIZE:
+	case CHAN_SIGNAL: case CHAN_CLOSE:
+	case CHAN_STDOUT: case CHAN_STDERR: case CHAN_EXIT:
+	case CHAN_CREDIT:
+		return 1;
+	}
+	return 0;
+}
+
+const char *
+chan_kind_name(unsigned kind)
+{
+	switch (kind) {
+	case CHAN_HELLO:	return "HELLO";
+	case CHAN_ERROR:	return "ERROR";
+	case CHAN_SHUTDOWN:	return "SHUTDOWN";
+	case CHAN_EXEC:		return "EXEC";
+	case CHAN_STDIN:	return "STDIN";
+	case CHAN_EOF:		return "EOF";
+	case CHAN_RESIZE:	return "RESIZE";
+	case CHAN_SIGNAL:	return "SIGNAL";
+	case CHAN_CLOSE:	return "CLOSE";
+	case CHAN_STDOUT:	return "STDOUT";
+	case CHAN_STDERR:	return "STDERR";
+	case CHAN_EXIT:		return "EXIT";
+	case CHAN_CREDIT:	return "CREDIT";
+	}
+	return "unknown";
+}
+
+void
+chan_hdr_encode(uint8_t out[CHAN_HDR_LEN], const struct chan_hdr *h)
+{
+	put16(out, CHAN_MAGIC);
+	out[2] = h->kind;
+	out[3] = h->flags;
+	put32(out + 4, h->stream);
+	put32(out + 8, h->len);
+}
+
+int
+chan_hdr_decode(const uint8_t in[CHAN_HDR_LEN], struct chan_hdr *h)
+{
+	if (get16(in) != CHAN_MAGIC)
+		return -EBADMSG;
+	h->kind = in[2];
+	h->flags = in[3];
+	h->stream = get32(in + 4);
+	h->len = get32(in + 8);
+	if (!chan_kind_valid(h->kind) || h->flags != 0)
+		return -EBADMSG;
+	if (h->len > CHAN_MAX_PAYLOAD)
+		return -EMSGSIZE;
+	if ((h->kind == CHAN_STDIN || h->kind == CHAN_STDOUT ||
+	    h->kind == CHAN_STDERR) && h->len > CHAN_MAX_DATA)
+		return -EMSGSIZE;
+	return 0;
+}
+
+long
+chan_frame_ready(const uint8_t *buf, size_t have, struct chan_hdr *h)
+{
+	int r;
+
+	if (have < CHAN_HDR_LEN)
+		return 0;
+	if ((r = chan_hdr_decode(buf, h)) < 0)
+		return r;
+	if (have - CHAN_HDR_LEN < h->len)
+		return 0;
+	return (long)(CHAN_HDR_LEN + h->len);
+}
+
+int
+chan_hello_encode(uint8_t *out, size_t cap, const struct chan_hello *h)
+{
+	if (cap < CHAN_HELLO_LEN)
+		return -EMSGSIZE;
+	put32(out, h->version);
+	put32(out + 4, h->boot_ms);
+	return CHAN_HELLO_LEN;
+}
+
+int
+chan_hello_decode(const uint8_t *p, size_t len, struct chan_hello *h)
+{
+	/* Only the version is guaranteed: a peer of another version may
+	 * send a different layout, and the caller must still be able to say
+	 * which version it was. */
+	if (len < 4)
+		return -EBADMSG;
+	h->version = get32(p);
+	h->boot_ms = len >= CHAN_HELLO_LEN ? get32(p + 4) : 0;
+	return 0;
+}
+
+static long
+put_str(uint8_t *out, size_t cap, size_t off, const char *s)
+{
+	size_t n = strlen(s) + 1;
+
+	if (n > cap - off)
+		return -EMSGSIZE;
+	memcpy(out + off, s, n);
+	return (long)(off + n);
+}
+
+long
+chan_exec_encode(uint8_t *out, size_t cap, const struct chan_exec *x)
+{
+	long off;
+	uint32_t i;
+
+	if (cap < CHAN_EXEC_FIXED)
+		return -EMSGSIZE;
+	memset(out, 0, CHAN_EXEC_FIXED);
+	out[0] = x->tty ? 1 : 0;
+	put16(out + 2, x->cols);
+	put16(out + 4, x->rows);
+	put32(out + 8, x->argc);
+	put32(out + 12, x->envc);
+	off = CHAN_EXEC_FIXED;
+	if ((off = put_str(out, cap, (size_t)off, x->dir ? x->dir : "")) < 0)
+		return off;
+	for (i = 0; i < x->argc; i++)
+		if ((off = put_str(out, cap, (size_t)off, x->argv[i])) < 0)
+			return off;
+	for (i = 0; i < x->envc; i++)
+		if ((off = put_str(out, cap, (size_t)off, x->envp[i])) < 0)
+			return off;
+	return off;
+}
+
+/* Takes the NUL-terminated string at *off; -EBADMSG if it runs off the end. */
+static int
+take_str(const uint8_t *p, size_t len, size_t *off, const char **s)
+{
+	const uint8_t *nul;
+
+	if (*off >= len)
+		return -EBADMSG;
+	nul = memchr(p + *off, '\0', len - *off);
+	if (nul == NULL)
+		return -EBADMSG;
+	*s = (const char *)(p + *off);
+	*off = (size_t)(nul - p) + 1;
+	return 0;
+}
+
+int
+chan_exec_decode(const uint8_t *p, size_t len, struct chan_exec *x,
+    uint32_t max_args, uint32_t max_env)
+{
+	size_t off = CHAN_EXEC_FIXED;
+	uint32_t i;
+
+	if (len < CHAN_EXEC_FIXED || p[0] > 1 || p[1] != 0 ||
+	    get16(p + 6) != 0)
+		return -EBADMSG;
+	x->tty = p[0];
+	x->cols = get16(p + 2);
+	x->rows = get16(p + 4);
+	x->argc = get32(p + 8);
+	x->envc = get32(p + 12);
+	if (x->argc == 0)
+		return -EBADMSG;
+	if (x->argc > max_args || x->envc > max_env)
+		return -E2BIG;
+	if (take_str(p, len, &off, &x->dir) < 0)
+		return -EBADMSG;
+	for (i = 0; i < x->argc; i++)
+		if (take_str(p, len, &off, &x->argv[i]) < 0)
+			return -EBADMSG;
+	for (i = 0; i < x->envc; i++) {
+		const char *eq;
+
+		if (take_str(p, len, &off, &x->envp[i]) < 0)
+			return -EBADMSG;
+		eq = strchr(x->envp[i], '=');
+		if (eq == NULL || eq == x->envp[i])
+			return -EBADMSG;
+	}
+	if (off != len || x->argv[0][0] == '\0')
+		return -EBADMSG;
+	return 0;
+}
+
+int
+chan_exit_encode(uint8_t *out, size_t cap, const struct chan_exit *e)
+{
+	uint32_t n = e->msg_len > CHAN_MAX_MSG ? CHAN_MAX_MSG : e->msg_len;
+
+	if (cap < 8 + (size_t)n)
+		return -EMSGSIZE;
+	put32(out, (uint32_t)e->exit_code);
+	put32(out + 4, (uint32_t)e->signal);
+	if (n)
+		memcpy(out + 8, e->msg, n);
+	return (int)(8 + n);
+}
+
+int
+chan_exit_decode(const uint8_t *p, size_t len, struct chan_exit *e)
+{
+	if (len < 8 || len > 8 + CHAN_MAX_MSG)
+		return -EBADMSG;
+	e->exit_code = (int32_t)get32(p);
+	e->signal = (int32_t)get32(p + 4);
+	if (e->exit_code < 0 || e->exit_code > 255 || e->signal < 0 ||
+	    e->signal > 64)
+		return -EBADMSG;
+	e->msg = (const char *)(p + 8);
+	e->msg_len = (uint32_t)(len - 8);
+	return 0;
+}
+
+int
+chan_u32_encode(uint8_t *out, size_t cap, uint32_t v)
+{
+	if (cap < 4)
+		return -EMSGSIZE;
+	put32(out, v);
+	return 4;
+}
+
+int
+chan_u32_decode(const uint8_t *p, size_t len, uint32_t *v)
+{
+	if (len != 4)
+		return -EBADMSG;
+	*v = get32(p);
+	return 0;
+}
+
+int
+chan_resize_encode(uint8_t *out, size_t cap, uint16_t cols, uint16_t rows)
+{
+	if (cap < 4)
+		return -EMSGSIZE;
+	put16(out, cols);
+	put16(out + 2, rows);
+	return 4;
+}
+
+int
+chan_resize_decode(const uint8_t *p, size_t len, uint16_t *cols,
+    uint16_t *rows)
+{
+	if (len != 4)
+		return -EBADMSG;
+	*cols = get16(p);
+	*rows = get16(p + 2);
+	return 0;
+}
+
+void
+chan_tx_init(struct chan_tx_window *w)
+{
+	w->credit = CHAN_WINDOW;
+}
+
+uint32_t
+chan_tx_allow(const struct chan_tx_window *w, uint32_t want)
+{
+	return want < w->credit ? want : w->credit;
+}
+
+void
+chan_tx_consume(struct chan_tx_window *w, uint32_t n)
+{
+	w->credit -= n < w->credit ? n : w->credit;
+}
+
+int
+chan_tx_grant(struct chan_tx_window *w, uint32_t n)
+{
+	if (n > CHAN_WINDOW - w->credit)
+		return -EPROTO;
+	w->credit += n;
+	return 0;
+}
+
+void
+chan_rx_init(struct chan_rx_window *w)
+{
+	w->held = 0;
+	w->released = 0;
+}
+
+int
+chan_rx_receive(struct chan_rx_window *w, uint32_t n)
+{
+	/* held + released is what the peer believes it has spent. */
+	if (n > CHAN_WINDOW - w->held - w->released)
+		return -EPROTO;
+	w->held += n;
+	return 0;
+}
+
+uint32_t
+chan_rx_release(struct chan_rx_window *w, uint32_t n)
+{
+	uint32_t grant;
+
+	if (n > w->held)
+		n = w->held;
+	w->held -= n;
+	w->released += n;
+	/* Grant in batches, but always once nothing is held any more, so a
+	 * slow trickle is never left waiting on a batch that won't fill. */
+	if (w->released < CHAN_WINDOW / 4 && w->held > 0)
+		return 0;
+	grant = w->released;
+	w->released = 0;
+	return grant;
+}

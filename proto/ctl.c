@@ -1,0 +1,274 @@
+/*
+ * ctl.c — control request parsing and validation (see ctl.h).
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl.h"
+#include "proto.h"
+
+int
+ctl_parse_request(const char *line, size_t len, json_t **req, const char **op,
+    struct cap_err *err)
+{
+	json_error_t jerr;
+	json_t *o, *v;
+
+	*req = NULL;
+	o = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (o == NULL)
+		return cap_err_set(err, EINVAL, E_INVALID_JSON,
+		    "request is not valid JSON: %s (line %d, column %d)",
+		    jerr.text, jerr.line, jerr.column);
+	if (!json_is_object(o)) {
+		json_decref(o);
+		return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
+		    "request must be a JSON object with an \"%s\"", F_OP);
+	}
+	v = json_object_get(o, F_OP);
+	if (!json_is_string(v)) {
+		/* Keep the object so the error reply can echo its id. */
+		*req = o;
+		return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
+		    "request needs an \"%s\" string, e.g. {\"%s\":\"%s\"}",
+		    F_OP, F_OP, OP_PING);
+	}
+	*req = o;
+	*op = json_string_value(v);
+	return 0;
+}
+
+int
+ctl_check_fields(json_t *req, const char *op, const char *const *known,
+    struct cap_err *err)
+{
+	char names[512] = "";
+	const char *key;
+	json_t *v;
+	size_t n = 0, used = 0;
+
+	json_object_foreach(req, key, v) {
+		const char *const *k;
+		int ok = strcmp(key, F_OP) == 0 || strcmp(key, F_ID) == 0;
+
+		for (k = known; !ok && *k != NULL; k++)
+			ok = strcmp(key, *k) == 0;
+		if (ok)
+			continue;
+		n++;
+		if (used < sizeof(names) - 1) {
+			int w = snprintf(names + used, sizeof(names) - used,
+			    "%s\"%.64s\"", used ? ", " : "", key);
+			if (w > 0)
+				used += (size_t)w;
+		}
+	}
+	if (n == 0)
+		return 0;
+	return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
+	    "unknown field%s %s in %s", n > 1 ? "s" : "", names, op);
+}
+
+/* An optional string field; absent or null leaves *out NULL. */
+static int
+opt_string(json_t *req, const char *field, size_t max, char **out,
+    struct cap_err *err)
+{
+	json_t *v = json_object_get(req, field);
+	const char *s;
+
+	*out = NULL;
+	if (v == NULL || json_is_null(v))
+		return 0;
+	if (!json_is_string(v))
+		return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
+		    "\"%s\" must be a string", field);
+	s = json_string_value(v);
+	if (strlen(s) != json_string_length(v))
+		return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
+		    "\"%s\" must not contain NUL bytes", field);
+	if (json_string_length(v) > max)
+		return cap_err_set(err, ENAMETOOLONG, E_INVALID_ARGUMENT,
+		    "\"%s\" is %zu bytes long; the limit is %zu", field,
+		    json_string_length(v), max);
+	if ((*out = strdup(s)) == NULL)
+		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
+	return 0;
+}
+
+static int
+opt_path(json_t *req, const char *field, size_t max, char **out,
+    struct cap_err *err)
+{
+	int r;
+
+	if ((r = opt_string(req, field, max, out, err)) < 0 || *out == NULL)
+		return r;
+	if ((*out)[0] != '/')
+		return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
+		    "\"%s\" must be an absolute path, not \"%s\"", field, *out);
+	return 0;
+}
+
+static int
+opt_uint(json_t *req, const char *field, uint64_t lo, uint64_t hi,
+    uint64_t def, uint64_t *out, const char *unit, struct cap_err *err)
+{
+	json_t *v = json_object_get(req, field);
+
+	*out = def;
+	if (v == NULL || json_is_null(v))
+		return 0;
+	if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+	    (uint64_t)json_integer_value(v) < lo ||
+	    (uint64_t)json_integer_value(v) > hi)
+		return cap_err_set(err, ERANGE, E_INVALID_ARGUMENT,
+		    "\"%s\" must be an integer from %llu to %llu%s", field,
+		    (unsigned long long)lo, (unsigned long long)hi, unit);
+	*out = (uint64_t)json_integer_value(v);
+	return 0;
+}
+
+int
+ctl_parse_start(json_t *req, const struct ctl_limits *lim,
+    struct ctl_start *s, struct cap_err *err)
+{
+	static const char *const known[] = {
+		F_KERNEL_PATH, F_ROOTFS_PATH, F_BOOT_ARGS, F_VCPUS,
+		F_MEMORY_MIB, F_GUEST_PORT, F_LAUNCH_SECONDS, F_RUN_DIR,
+		F_PROXY_SOCKET_PATH, F_CONSOLE_LOG_PATH, F_INITRD_PATH,
+		F_STOP_ON_DISCONNECT, NULL,
+	};
+	char unit[64];
+	uint64_t n;
+	json_t *v;
+	int r;
+
+	memset(s, 0, sizeof(*s));
+	if ((r = ctl_check_fields(req, OP_START_VM, known, err)) < 0)
+		return r;
+	if ((r = opt_path(req, F_KERNEL_PATH, PATH_MAX - 1, &s->kernel_path,
+	    err)) < 0 ||
+	    (r = opt_path(req, F_ROOTFS_PATH, PATH_MAX - 1, &s->rootfs_path,
+	    err)) < 0 ||
+	    (r = opt_path(req, F_INITRD_PATH, PATH_MAX - 1, &s->initrd_path,
+	    err)) < 0 ||
+	    (r = opt_path(req, F_RUN_DIR, PATH_MAX - 1, &s->run_dir, err)) < 0 ||
+	    (r = opt_path(req, F_PROXY_SOCKET_PATH, CTL_MAX_SOCKET_PATH,
+	    &s->proxy_socket_path, err)) < 0 ||
+	    (r = opt_path(req, F_CONSOLE_LOG_PATH, PATH_MAX - 1,
+	    &s->console_log_path, err)) < 0 ||
+	    (r = opt_string(req, F_BOOT_ARGS, CTL_MAX_BOOT_ARGS, &s->boot_args,
+	    err)) < 0)
+		goto fail;
+	if (s->boot_args != NULL && strpbrk(s->boot_args, "\n\r") != NULL) {
+		r = cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
+		    "\"%s\" must be one line", F_BOOT_ARGS);
+		goto fail;
+	}
+
+	snprintf(unit, sizeof(unit), " (this host has %u CPUs)",
+	    lim->max_vcpus);
+	if ((r = opt_uint(req, F_VCPUS, 1, lim->max_vcpus, CTL_DEFAULT_VCPUS,
+	    &n, unit, err)) < 0)
+		goto fail;
+	s->vcpus = (unsigned)n;
+	snprintf(unit, sizeof(unit), " MiB (this host has %llu MiB)",
+	    (unsigned long long)lim->max_memory_mib);
+	if ((r = opt_uint(req, F_MEMORY_MIB, CTL_MIN_MEMORY_MIB,
+	    lim->max_memory_mib, CTL_DEFAULT_MEMORY_MIB <
+	    lim->max_memory_mib ? CTL_DEFAULT_MEMORY_MIB : lim->max_memory_mib,
+	    &s->memory_mib, unit, err)) < 0)
+		goto fail;
+	if ((r = opt_uint(req, F_GUEST_PORT, 1, UINT32_MAX,
+	    AGENT_DEFAULT_GUEST_PORT, &n, "", err)) < 0)
+		goto fail;
+	s->guest_port = (uint32_t)n;
+	if ((r = opt_uint(req, F_LAUNCH_SECONDS, 1, CTL_MAX_LAUNCH_SECONDS,
+	    CTL_DEFAULT_LAUNCH_SECONDS, &n, " seconds", err)) < 0)
+		goto fail;
+	s->launch_seconds = (unsigned)n;
+
+	v = json_object_get(req, F_STOP_ON_DISCONNECT);
+	if (v != NULL && !json_is_null(v)) {
+		if (!json_is_boolean(v)) {
+			r = cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
+			    "\"%s\" must be true or false",
+			    F_STOP_ON_DISCONNECT);
+			goto fail;
+		}
+		s->stop_on_disconnect = json_is_true(v);
+	}
+	return 0;
+fail:
+	ctl_start_free(s);
+	return r;
+}
+
+void
+ctl_start_free(struct ctl_start *s)
+{
+	free(s->kernel_path);
+	free(s->rootfs_path);
+	free(s->initrd_path);
+	free(s->boot_args);
+	free(s->run_dir);
+	free(s->proxy_socket_path);
+	free(s->console_log_path);
+	memset(s, 0, sizeof(*s));
+}
+
+int
+ctl_parse_stop(json_t *req, const char **vm_id, struct cap_err *err)
+{
+	static const char *const known[] = { F_VM_ID, NULL };
+	json_t *v;
+	int r;
+
+	*vm_id = NULL;
+	if ((r = ctl_check_fields(req, OP_STOP_VM, known, err)) < 0)
+		return r;
+	v = json_object_get(req, F_VM_ID);
+	if (v == NULL || json_is_null(v))
+		return 0;
+	if (!json_is_string(v) || json_string_length(v) == 0)
+		return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
+		    "\"%s\" must be a non-empty string", F_VM_ID);
+	*vm_id = json_string_value(v);
+	return 0;
+}
+
+static json_t *
+reply_new(json_t *req, int ok)
+{
+	json_t *r = json_object(), *id;
+
+	if (r == NULL)
+		return NULL;
+	json_object_set_new(r, F_OK, json_boolean(ok));
+	if (req != NULL && (id = json_object_get(req, F_ID)) != NULL)
+		json_object_set(r, F_ID, id);
+	return r;
+}
+
+json_t *
+ctl_reply_ok(json_t *req)
+{
+	return reply_new(req, 1);
+}
+
+json_t *
+ctl_reply_error(json_t *req, const struct cap_err *err)
+{
+	json_t *r = reply_new(req, 0);
+
+	if (r == NULL)
+		return NULL;
+	json_object_set_new(r, F_ERROR, json_string(err->msg[0] ? err->msg :
+	    "unknown error"));
+	json_object_set_new(r, F_CODE, json_string(err->code[0] ? err->code :
+	    E_INTERNAL));
+	return r;
+}

@@ -1,0 +1,65 @@
+/*
+ * ctl.h — control socket requests and replies: parsing and validation.
+ *
+ * Pure (jansson, no I/O): the daemon hands in host limits and gets back a
+ * validated struct or an error naming what was wrong. Whether paths exist is
+ * checked by the daemon, which can look at the file system.
+ */
+#ifndef CAPSULE_CTL_H
+#define CAPSULE_CTL_H
+
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "err.h"
+
+#define CTL_DEFAULT_VCPUS		1
+#define CTL_DEFAULT_MEMORY_MIB		512
+#define CTL_MIN_MEMORY_MIB		64
+#define CTL_DEFAULT_LAUNCH_SECONDS	30
+#define CTL_MAX_LAUNCH_SECONDS		3600
+#define CTL_MAX_BOOT_ARGS		2048
+#define CTL_MAX_SOCKET_PATH		107	/* sun_path minus the NUL */
+
+struct ctl_limits {
+	unsigned	max_vcpus;
+	uint64_t	max_memory_mib;
+};
+
+/* StartVM, every field validated; NULL strings mean "use the default". */
+struct ctl_start {
+	char		*kernel_path;
+	char		*rootfs_path;
+	char		*initrd_path;
+	char		*boot_args;
+	char		*run_dir;
+	char		*proxy_socket_path;
+	char		*console_log_path;
+	unsigned	vcpus;
+	uint64_t	memory_mib;
+	uint32_t	guest_port;
+	unsigned	launch_seconds;
+	int		stop_on_disconnect;
+};
+
+/* Parses one request line: a JSON object with a string "op". On success
+ * *req owns the object and *op points into it. Errors: invalid_json,
+ * invalid_argument. */
+int	ctl_parse_request(const char *line, size_t len, json_t **req,
+	    const char **op, struct cap_err *err);
+int	ctl_parse_start(json_t *req, const struct ctl_limits *lim,
+	    struct ctl_start *out, struct cap_err *err);
+void	ctl_start_free(struct ctl_start *s);
+/* StopVM: *vm_id is NULL when absent (stop this connection's VMs). */
+int	ctl_parse_stop(json_t *req, const char **vm_id, struct cap_err *err);
+/* Rejects any field of req other than op, id and the NULL-terminated list. */
+int	ctl_check_fields(json_t *req, const char *op, const char *const *known,
+	    struct cap_err *err);
+
+/* Replies: {"ok":true} or {"ok":false,"error":...,"code":...}, with the
+ * request's "id" echoed when it had one. */
+json_t	*ctl_reply_ok(json_t *req);
+json_t	*ctl_reply_error(json_t *req, const struct cap_err *err);
+
+#endif /* CAPSULE_CTL_H */

@@ -1,0 +1,440 @@
+/*
+ * execmsg.c — codec for the vsockexec JSON lines (see execmsg.h). Pure: it
+ * turns lines into structs and back and does no I/O.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "b64.h"
+#include "execmsg.h"
+#include "proto.h"
+
+static json_t *
+parse_object(const char *line, size_t len, const char *what,
+    struct cap_err *err, int *rc)
+{
+	json_error_t jerr;
+	json_t *o;
+
+	o = json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
+	if (o == NULL) {
+		*rc = cap_err_set(err, EINVAL, E_INVALID_JSON,
+		    "%s is not valid JSON: %s (column %d)", what, jerr.text,
+		    jerr.column);
+		return NULL;
+	}
+	if (!json_is_object(o)) {
+		json_decref(o);
+		*rc = cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
+		    "%s must be a JSON object", what);
+		return NULL;
+	}
+	*rc = 0;
+	return o;
+}
+
+/* A string without embedded NULs, copied; -EINVAL otherwise. */
+static int
+dup_string(json_t *v, char **out)
+{
+	if (!json_is_string(v) || strlen(json_string_value(v)) !=
+	    json_string_length(v))
+		return -EINVAL;
+	if ((*out = strdup(json_string_value(v))) == NULL)
+		return -ENOMEM;
+	return 0;
+}
+
+static int
+dup_string_array(json_t *arr, size_t max, const char *field, int is_env,
+    char ***out, size_t *count, struct cap_err *err)
+{
+	size_t i, n = json_array_size(arr);
+	char **v;
+	int r;
+
+	if (n > max)
+		return cap_err_set(err, E2BIG, E_TOO_LARGE,
+		    "\"%s\" has %zu entries; at most %zu are allowed", field, n,
+		    max);
+	if ((v = calloc(n + 1, sizeof(*v))) == NULL)
+		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
+	for (i = 0; i < n; i++) {
+		if ((r = dup_string(json_array_get(arr, i), &v[i])) < 0)
+			goto fail;
+		if (is_env && (v[i][0] == '=' || strchr(v[i], '=') == NULL)) {
+			r = -EINVAL;
+			goto fail;
+		}
+	}
+	*out = v;
+	*count = n;
+	return 0;
+fail:
+	for (size_t j = 0; j <= i && j < n; j++)
+		free(v[j]);
+	free(v);
+	if (r == -ENOMEM)
+		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
+	if (is_env)
+		return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
+		    "\"%s\"[%zu] must be a string of the form KEY=VALUE", field, i);
+	return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
+	    "\"%s\"[%zu] must be a string without NUL bytes", field, i);
+}
+
+int
+execmsg_parse_request(const char *line, size_t len, struct exec_req *req,
+    struct cap_err *err)
+{
+	json_t *o, *v;
+	int r;
+
+	memset(req, 0, sizeof(*req));
+	if ((o = parse_object(line, len, "exec request", err, &r)) == NULL)
+		return r;
+	v = json_object_get(o, X_COMMAND);
+	if (v == NULL || json_is_null(v) || (json_is_array(v) &&
+	    json_array_size(v) == 0)) {
+		r = cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
+		    "missing command: \"%s\" must be a non-empty array of "
+		    "strings", X_COMMAND);
+		goto out;
+	}
+	if (!json_is_array(v)) {
+		r = cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
+		    "\"%s\" must be an array of strings", X_COMMAND);
+		goto out;
+	}
+	if ((r = dup_string_array(v, PROTO_MAX_ARGS, X_COMMAND, 0, &req->argv,
+	    &req->argc, err)) < 0)
+		goto out;
+	if (req->argv[0][0] == '\0') {
+		r = cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
+		    "\"%s\"[0] must not be empty", X_COMMAND);
+		goto out;
+	}
+	if ((v = json_object_get(o, X_ENV)) != NULL && !json_is_null(v)) {
+		if (!json_is_array(v)) {
+			r = cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
+			    "\"%s\" must be an array of KEY=VALUE strings",
+			    X_ENV);
+			goto out;
+		}
+		if ((r = dup_string_array(v, PROTO_MAX_ENV, X_ENV, 1, &req->env,
+		    &req->envc, err)) < 0)
+			goto out;
+	}
+	if ((v = json_object_get(o, X_DIR)) != NULL && !json_is_null(v)) {
+		if ((r = dup_string(v, &req->dir)) < 0) {
+			r = cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
+			    "\"%s\" must be a string", X_DIR);
+			goto out;
+		}
+		if (req->dir[0] != '\0' && req->dir[0] != '/') {
+			r = cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
+			    "\"%s\" must be an absolute path, not \"%s\"",
+			    X_DIR, req->dir);
+			goto out;
+		}
+	}
+	if ((v = json_object_get(o, X_TTY)) != NULL && !json_is_null(v)) {
+		if (!json_is_boolean(v)) {
+			r = cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
+			    "\"%s\" must be true or false", X_TTY);
+			goto out;
+		}
+		req->tty = json_is_true(v);
+	}
+	r = 0;
+out:
+	json_decref(o);
+	if (r < 0)
+		exec_req_free(req);
+	return r;
+}
+
+static void
+free_strv(char **v)
+{
+	if (v == NULL)
+		return;
+	for (char **p = v; *p != NULL; p++)
+		free(*p);
+	free(v);
+}
+
+void
+exec_req_free(struct exec_req *req)
+{
+	free_strv(req->argv);
+	free_strv(req->env);
+	free(req->dir);
+	memset(req, 0, sizeof(*req));
+}
+
+void
+exec_msg_free(struct exec_msg *m)
+{
+	free(m->data);
+	free(m->error);
+	memset(m, 0, sizeof(*m));
+}
+
+static int
+get_data(json_t *o, struct exec_msg *m, struct cap_err *err)
+{
+	json_t *v = json_object_get(o, X_DATA);
+	const char *s;
+	size_t n;
+	long dec;
+
+	if (v == NULL || json_is_null(v))
+		return 0;
+	if (!json_is_string(v))
+		return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
+		    "\"%s\" must be a base64 string", X_DATA);
+	s = json_string_value(v);
+	n = json_string_length(v);
+	if ((m->data = malloc(B64_DECODED_MAX(n) + 1)) == NULL)
+		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
+	if ((dec = b64_decode(m->data, s, n)) < 0)
+		return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
+		    "\"%s\" is not valid base64", X_DATA);
+	m->len = (size_t)dec;
+	return 0;
+}
+
+static int
+get_int(json_t *o, const char *field, long long lo, long long hi,
+    long long *out, struct cap_err *err)
+{
+	json_t *v = json_object_get(o, field);
+
+	if (v == NULL || json_is_null(v)) {
+		*out = 0;
+		return 0;
+	}
+	if (!json_is_integer(v) || json_integer_value(v) < lo ||
+	    json_integer_value(v) > hi)
+		return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
+		    "\"%s\" must be an integer from %lld to %lld", field, lo,
+		    hi);
+	*out = json_integer_value(v);
+	return 0;
+}
+
+static const char *
+get_type(json_t *o)
+{
+	json_t *v = json_object_get(o, X_TYPE);
+
+	return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+int
+execmsg_parse_input(const char *line, size_t len, struct exec_msg *m,
+    struct cap_err *err)
+{
+	const char *type;
+	long long n;
+	json_t *o;
+	int r;
+
+	memset(m, 0, sizeof(*m));
+	if ((o = parse_object(line, len, "exec input line", err, &r)) == NULL)
+		return r;
+	if ((type = get_type(o)) == NULL) {
+		r = cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
+		    "exec input line has no \"%s\" string", X_TYPE);
+		goto out;
+	}
+	if (strcmp(type, XT_STDIN) == 0) {
+		m->type = EXEC_IN_STDIN;
+		r = get_data(o, m, err);
+	} else if (strcmp(type, XT_EOF) == 0) {
+		m->type = EXEC_IN_EOF;
+	} else if (strcmp(type, XT_RESIZE) == 0) {
+		m->type = EXEC_IN_RESIZE;
+		if ((r = get_int(o, X_COLS, 0, 65535, &n, err)) < 0)
+			goto out;
+		m->cols = (uint16_t)n;
+		if ((r = get_int(o, X_ROWS, 0, 65535, &n, err)) < 0)
+			goto out;
+		m->rows = (uint16_t)n;
+	} else if (strcmp(type, XT_SIGNAL) == 0) {
+		m->type = EXEC_IN_SIGNAL;
+		if ((r = get_int(o, X_SIGNAL, 1, 64, &n, err)) < 0)
+			goto out;
+		if (n == 0) {
+			r = cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
+			    "\"%s\" line needs \"%s\" from 1 to 64",
+			    XT_SIGNAL, X_SIGNAL);
+			goto out;
+		}
+		m->signal = (int)n;
+	} else {
+		m->type = EXEC_IN_UNKNOWN;
+	}
+out:
+	json_decref(o);
+	if (r < 0)
+		exec_msg_free(m);
+	return r;
+}
+
+char *
+execmsg_encode_data(int out_type, const uint8_t *data, size_t len,
+    size_t *outlen)
+{
+	const char *type = out_type == EXEC_OUT_STDERR ? XT_STDERR : XT_STDOUT;
+	char *line, *p;
+	size_t cap;
+
+	/* Built by hand: this is the hot path of every byte of output. */
+	cap = 64 + B64_ENCODED_LEN(len);
+	if ((line = malloc(cap)) == NULL)
+		return NULL;
+	p = line + sprintf(line, "{\"%s\":\"%s\",\"%s\":\"", X_TYPE, type,
+	    X_DATA);
+	p += b64_encode(p, data, len);
+	p += sprintf(p, "\"}\n");
+	*outlen = (size_t)(p - line);
+	return line;
+}
+
+static char *
+dump_line(json_t *o, size_t *outlen)
+{
+	char *s, *line;
+	size_t n;
+
+	if (o == NULL)
+		return NULL;
+	s = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	if (s == NULL)
+		return NULL;
+	n = strlen(s);
+	if ((line = realloc(s, n + 2)) == NULL) {
+		free(s);
+		return NULL;
+	}
+	line[n] = '\n';
+	line[n + 1] = '\0';
+	*outlen = n + 1;
+	return line;
+}
+
+char *
+execmsg_encode_exit(int exit_code, int signal, const char *error,
+    size_t error_len, size_t *outlen)
+{
+	json_t *o;
+
+	o = json_pack("{s:s, s:i, s:s%}", X_TYPE, XT_EXIT, X_EXIT_CODE,
+	    exit_code, X_ERROR, error ? error : "", error ? error_len : 0);
+	if (o != NULL && signal > 0)
+		json_object_set_new(o, X_SIGNAL, json_integer(signal));
+	return dump_line(o, outlen);
+}
+
+static json_t *
+strv_json(char **v, size_t n)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; a != NULL && i < n; i++)
+		json_array_append_new(a, json_string(v[i]));
+	return a;
+}
+
+char *
+execmsg_encode_request(const struct exec_req *req, size_t *outlen)
+{
+	json_t *o = json_object();
+
+	if (o == NULL)
+		return NULL;
+	json_object_set_new(o, X_COMMAND, strv_json(req->argv, req->argc));
+	if (req->dir != NULL)
+		json_object_set_new(o, X_DIR, json_string(req->dir));
+	if (req->envc > 0)
+		json_object_set_new(o, X_ENV, strv_json(req->env, req->envc));
+	json_object_set_new(o, X_TTY, json_boolean(req->tty));
+	return dump_line(o, outlen);
+}
+
+char *
+execmsg_encode_input(const struct exec_msg *m, size_t *outlen)
+{
+	json_t *o = NULL;
+	char *b;
+
+	switch (m->type) {
+	case EXEC_IN_STDIN:
+		if ((b = malloc(B64_ENCODED_LEN(m->len) + 1)) == NULL)
+			return NULL;
+		b64_encode(b, m->data, m->len);
+		o = json_pack("{s:s, s:s}", X_TYPE, XT_STDIN, X_DATA, b);
+		free(b);
+		break;
+	case EXEC_IN_EOF:
+		o = json_pack("{s:s}", X_TYPE, XT_EOF);
+		break;
+	case EXEC_IN_RESIZE:
+		o = json_pack("{s:s, s:i, s:i}", X_TYPE, XT_RESIZE, X_COLS,
+		    (int)m->cols, X_ROWS, (int)m->rows);
+		break;
+	case EXEC_IN_SIGNAL:
+		o = json_pack("{s:s, s:i}", X_TYPE, XT_SIGNAL, X_SIGNAL,
+		    m->signal);
+		break;
+	}
+	return dump_line(o, outlen);
+}
+
+int
+execmsg_parse_output(const char *line, size_t len, struct exec_msg *m,
+    struct cap_err *err)
+{
+	const char *type;
+	long long n;
+	json_t *o, *v;
+	int r;
+
+	memset(m, 0, sizeof(*m));
+	if ((o = parse_object(line, len, "exec output line", err, &r)) == NULL)
+		return r;
+	/* A line without a type is cleanroom's legacy one-shot response:
+	 * it ends the stream like an exit line. */
+	type = get_type(o);
+	if (type == NULL || strcmp(type, XT_EXIT) == 0) {
+		m->type = EXEC_OUT_EXIT;
+		if ((r = get_int(o, X_EXIT_CODE, 0, 255, &n, err)) < 0)
+			goto out;
+		m->exit_code = (int)n;
+		if ((r = get_int(o, X_SIGNAL, 0, 64, &n, err)) < 0)
+			goto out;
+		m->signal = (int)n;
+		v = json_object_get(o, X_ERROR);
+		m->error = strdup(json_is_string(v) ? json_string_value(v) : "");
+		if (m->error == NULL)
+			r = cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
+	} else if (strcmp(type, XT_STDOUT) == 0 ||
+	    strcmp(type, XT_STDERR) == 0) {
+		m->type = strcmp(type, XT_STDOUT) == 0 ? EXEC_OUT_STDOUT :
+		    EXEC_OUT_STDERR;
+		r = get_data(o, m, err);
+	} else {
+		m->type = EXEC_OUT_UNKNOWN;
+	}
+out:
+	json_decref(o);
+	if (r < 0)
+		exec_msg_free(m);
+	return r;
+}

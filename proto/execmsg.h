@@ -1,0 +1,80 @@
+/*
+ * execmsg.h — the exec stream: buildkite/cleanroom's vsockexec JSON lines.
+ *
+ * One connection to a VM's proxy socket runs one command. The client's first
+ * line is the request; after it the client sends input lines and the server
+ * sends output lines, the last of which is `exit`:
+ *
+ *   -> {"command":["sh","-c","..."],"dir":"/","env":["K=V"],"tty":false}
+ *   -> {"type":"stdin","data":"<base64>"}  {"type":"eof"}
+ *   -> {"type":"resize","cols":C,"rows":R} {"type":"signal","signal":N}
+ *   <- {"type":"stdout","data":"<base64>"} {"type":"stderr","data":"..."}
+ *   <- {"type":"exit","exit_code":N,"error":"","signal":N}
+ *
+ * Unknown request fields and unknown input types are ignored, as cleanroom's
+ * own agent does, so newer clients keep working. Both sides live here: the
+ * daemon parses requests and input and encodes output; the CLI the reverse.
+ */
+#ifndef CAPSULE_EXECMSG_H
+#define CAPSULE_EXECMSG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+
+struct exec_req {
+	char	**argv;		/* argc entries, NULL-terminated */
+	size_t	argc;
+	char	**env;		/* envc entries, NULL-terminated */
+	size_t	envc;
+	char	*dir;		/* NULL: the guest's default */
+	int	tty;
+};
+
+enum exec_in_type {
+	EXEC_IN_UNKNOWN = 0,	/* ignored, for forward compatibility */
+	EXEC_IN_STDIN,
+	EXEC_IN_EOF,
+	EXEC_IN_RESIZE,
+	EXEC_IN_SIGNAL,
+};
+
+enum exec_out_type {
+	EXEC_OUT_UNKNOWN = 0,
+	EXEC_OUT_STDOUT,
+	EXEC_OUT_STDERR,
+	EXEC_OUT_EXIT,
+};
+
+struct exec_msg {
+	int		type;		/* exec_in_type or exec_out_type */
+	uint8_t		*data;		/* stdin/stdout/stderr, malloc'd */
+	size_t		len;
+	uint16_t	cols, rows;	/* resize */
+	int		signal;		/* signal, or exit's signal (0: none) */
+	int		exit_code;	/* exit */
+	char		*error;		/* exit's error, malloc'd, may be "" */
+};
+
+/* Server side. */
+int	execmsg_parse_request(const char *line, size_t len, struct exec_req *req,
+	    struct cap_err *err);
+void	exec_req_free(struct exec_req *req);
+int	execmsg_parse_input(const char *line, size_t len, struct exec_msg *m,
+	    struct cap_err *err);
+/* Output lines, newline-terminated and malloc'd; *outlen gets the length. */
+char	*execmsg_encode_data(int out_type, const uint8_t *data, size_t len,
+	    size_t *outlen);
+char	*execmsg_encode_exit(int exit_code, int signal, const char *error,
+	    size_t error_len, size_t *outlen);
+
+/* Client side. */
+char	*execmsg_encode_request(const struct exec_req *req, size_t *outlen);
+char	*execmsg_encode_input(const struct exec_msg *m, size_t *outlen);
+int	execmsg_parse_output(const char *line, size_t len, struct exec_msg *m,
+	    struct cap_err *err);
+
+void	exec_msg_free(struct exec_msg *m);
+
+#endif /* CAPSULE_EXECMSG_H */

@@ -1,0 +1,119 @@
+/*
+ * proto.h — every name and limit that crosses a socket, in one place.
+ *
+ * capsuled, capsule and capsule-agent all include this header; nobody spells
+ * an op, a field or an error code as a literal anywhere else.
+ *
+ * Don't forget to bump CAPSULE_PROTOCOL when the control protocol changes
+ * incompatibly, and CHAN_VERSION (proto/chan.h) when the agent channel does.
+ */
+#ifndef CAPSULE_PROTO_H
+#define CAPSULE_PROTO_H
+
+#define CAPSULE_VERSION		"0.1.0"
+#define CAPSULE_PROTOCOL	1
+
+/* Limits of the control socket and of exec streams. */
+#define PROTO_MAX_LINE		(1024 * 1024)	/* one JSON line, newline excluded */
+#define PROTO_MAX_ARGS		4096
+#define PROTO_MAX_ENV		4096
+
+/* ---- control socket: ops ---- */
+#define OP_PING			"Ping"
+#define OP_START_VM		"StartVM"
+#define OP_STOP_VM		"StopVM"
+#define OP_LIST_VMS		"ListVMs"
+
+/* ---- control socket: envelope ---- */
+#define F_OP			"op"
+#define F_ID			"id"
+#define F_OK			"ok"
+#define F_ERROR			"error"
+#define F_CODE			"code"
+
+/* Ping reply */
+#define F_VERSION		"version"
+#define F_PROTOCOL		"protocol"
+#define F_ACCEL			"accel"
+#define F_BACKENDS		"backends"
+#define F_BACKEND		"backend"
+
+/* StartVM request: buildkite/cleanroom helper names, then capsule's own. */
+#define F_KERNEL_PATH		"kernel_path"
+#define F_ROOTFS_PATH		"rootfs_path"
+#define F_BOOT_ARGS		"boot_args"
+#define F_VCPUS			"vcpus"
+#define F_MEMORY_MIB		"memory_mib"
+#define F_GUEST_PORT		"guest_port"
+#define F_LAUNCH_SECONDS	"launch_seconds"
+#define F_RUN_DIR		"run_dir"
+#define F_PROXY_SOCKET_PATH	"proxy_socket_path"
+#define F_CONSOLE_LOG_PATH	"console_log_path"
+#define F_INITRD_PATH		"initrd_path"		/* capsule extension */
+#define F_STOP_ON_DISCONNECT	"stop_on_disconnect"	/* capsule extension */
+
+/* StartVM reply, StopVM request, ListVMs entries */
+#define F_VM_ID			"vm_id"
+#define F_TIMING_MS		"timing_ms"
+#define F_VMS			"vms"
+#define F_STATE			"state"
+#define F_PID			"pid"
+#define F_CREATED_AT		"created_at"
+#define F_EXIT_STATUS		"exit_status"
+#define F_STOPPED		"stopped"
+
+/* timing_ms members */
+#define T_SPAWN			"spawn"		/* QEMU started */
+#define T_GUEST_BOOT		"guest_boot"	/* guest clock at agent ready */
+#define T_VM_READY		"vm_ready"	/* request to agent ready */
+
+/* VM states as reported by ListVMs */
+#define VMSTATE_STARTING	"starting"
+#define VMSTATE_RUNNING		"running"
+#define VMSTATE_STOPPING	"stopping"
+#define VMSTATE_STOPPED		"stopped"
+#define VMSTATE_CRASHED		"crashed"
+
+/* ---- control socket: error codes (stable machine words) ---- */
+#define E_INVALID_JSON		"invalid_json"
+#define E_INVALID_ARGUMENT	"invalid_argument"
+#define E_UNSUPPORTED_OP	"unsupported_op"
+#define E_TOO_LARGE		"too_large"
+#define E_NOT_FOUND		"not_found"
+#define E_CONFLICT		"conflict"
+#define E_UNAVAILABLE		"unavailable"
+#define E_TIMEOUT		"timeout"
+#define E_VM_FAILED		"vm_failed"
+#define E_INTERNAL		"internal"
+
+/* ---- exec stream (cleanroom vsockexec JSON lines) ---- */
+#define X_COMMAND		"command"
+#define X_DIR			"dir"
+#define X_ENV			"env"
+#define X_TTY			"tty"
+#define X_TYPE			"type"
+#define X_DATA			"data"
+#define X_COLS			"cols"
+#define X_ROWS			"rows"
+#define X_EXIT_CODE		"exit_code"
+#define X_ERROR			"error"
+#define X_SIGNAL		"signal"	/* capsule extension */
+
+#define XT_STDIN		"stdin"
+#define XT_STDOUT		"stdout"
+#define XT_STDERR		"stderr"
+#define XT_EOF			"eof"
+#define XT_RESIZE		"resize"
+#define XT_EXIT			"exit"
+#define XT_SIGNAL		"signal"	/* capsule extension */
+
+/* Exit codes for commands that never ran, as coreutils and docker use them. */
+#define EXIT_CAPSULE_ERROR	125	/* capsule could not run it */
+#define EXIT_CANNOT_EXEC	126	/* found but not executable, bad dir */
+#define EXIT_NOT_FOUND		127	/* no such command */
+
+/* ---- daemon <-> agent ---- */
+#define AGENT_PORT_NAME		"org.capsule.agent"
+#define AGENT_DEFAULT_GUEST_PORT 10700	/* cleanroom's default vsock port */
+
+#endif /* CAPSULE_PROTO_H */

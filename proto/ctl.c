@@ -4,7 +4,9 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ctl.h"
 #include "proto.h"
@@ -25,15 +27,15 @@ ctl_parse_request(const char *line, size_t len, json_t **req, const char **op,
 	if (!json_is_object(o)) {
 		json_decref(o);
 		return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
-		    "request must be a JSON object with an \"%s\"", F_OP);
+		    "request must be a JSON object with an \"%s\"", J_OP);
 	}
-	v = json_object_get(o, F_OP);
+	v = json_object_get(o, J_OP);
 	if (!json_is_string(v)) {
 		/* Keep the object so the error reply can echo its id. */
 		*req = o;
 		return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
 		    "request needs an \"%s\" string, e.g. {\"%s\":\"%s\"}",
-		    F_OP, F_OP, OP_PING);
+		    J_OP, J_OP, OP_PING);
 	}
 	*req = o;
 	*op = json_string_value(v);
@@ -51,7 +53,7 @@ ctl_check_fields(json_t *req, const char *op, const char *const *known,
 
 	json_object_foreach(req, key, v) {
 		const char *const *k;
-		int ok = strcmp(key, F_OP) == 0 || strcmp(key, F_ID) == 0;
+		int ok = strcmp(key, J_OP) == 0 || strcmp(key, J_ID) == 0;
 
 		for (k = known; !ok && *k != NULL; k++)
 			ok = strcmp(key, *k) == 0;
@@ -136,10 +138,10 @@ ctl_parse_start(json_t *req, const struct ctl_limits *lim,
     struct ctl_start *s, struct cap_err *err)
 {
 	static const char *const known[] = {
-		F_KERNEL_PATH, F_ROOTFS_PATH, F_BOOT_ARGS, F_VCPUS,
-		F_MEMORY_MIB, F_GUEST_PORT, F_LAUNCH_SECONDS, F_RUN_DIR,
-		F_PROXY_SOCKET_PATH, F_CONSOLE_LOG_PATH, F_INITRD_PATH,
-		F_STOP_ON_DISCONNECT, NULL,
+		J_KERNEL_PATH, J_ROOTFS_PATH, J_BOOT_ARGS, J_VCPUS,
+		J_MEMORY_MIB, J_GUEST_PORT, J_LAUNCH_SECONDS, J_RUN_DIR,
+		J_PROXY_SOCKET_PATH, J_CONSOLE_LOG_PATH, J_INITRD_PATH,
+		J_STOP_ON_DISCONNECT, NULL,
 	};
 	char unit[64];
 	uint64_t n;
@@ -149,54 +151,54 @@ ctl_parse_start(json_t *req, const struct ctl_limits *lim,
 	memset(s, 0, sizeof(*s));
 	if ((r = ctl_check_fields(req, OP_START_VM, known, err)) < 0)
 		return r;
-	if ((r = opt_path(req, F_KERNEL_PATH, PATH_MAX - 1, &s->kernel_path,
+	if ((r = opt_path(req, J_KERNEL_PATH, PATH_MAX - 1, &s->kernel_path,
 	    err)) < 0 ||
-	    (r = opt_path(req, F_ROOTFS_PATH, PATH_MAX - 1, &s->rootfs_path,
+	    (r = opt_path(req, J_ROOTFS_PATH, PATH_MAX - 1, &s->rootfs_path,
 	    err)) < 0 ||
-	    (r = opt_path(req, F_INITRD_PATH, PATH_MAX - 1, &s->initrd_path,
+	    (r = opt_path(req, J_INITRD_PATH, PATH_MAX - 1, &s->initrd_path,
 	    err)) < 0 ||
-	    (r = opt_path(req, F_RUN_DIR, PATH_MAX - 1, &s->run_dir, err)) < 0 ||
-	    (r = opt_path(req, F_PROXY_SOCKET_PATH, CTL_MAX_SOCKET_PATH,
+	    (r = opt_path(req, J_RUN_DIR, PATH_MAX - 1, &s->run_dir, err)) < 0 ||
+	    (r = opt_path(req, J_PROXY_SOCKET_PATH, CTL_MAX_SOCKET_PATH,
 	    &s->proxy_socket_path, err)) < 0 ||
-	    (r = opt_path(req, F_CONSOLE_LOG_PATH, PATH_MAX - 1,
+	    (r = opt_path(req, J_CONSOLE_LOG_PATH, PATH_MAX - 1,
 	    &s->console_log_path, err)) < 0 ||
-	    (r = opt_string(req, F_BOOT_ARGS, CTL_MAX_BOOT_ARGS, &s->boot_args,
+	    (r = opt_string(req, J_BOOT_ARGS, CTL_MAX_BOOT_ARGS, &s->boot_args,
 	    err)) < 0)
 		goto fail;
 	if (s->boot_args != NULL && strpbrk(s->boot_args, "\n\r") != NULL) {
 		r = cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
-		    "\"%s\" must be one line", F_BOOT_ARGS);
+		    "\"%s\" must be one line", J_BOOT_ARGS);
 		goto fail;
 	}
 
 	snprintf(unit, sizeof(unit), " (this host has %u CPUs)",
 	    lim->max_vcpus);
-	if ((r = opt_uint(req, F_VCPUS, 1, lim->max_vcpus, CTL_DEFAULT_VCPUS,
+	if ((r = opt_uint(req, J_VCPUS, 1, lim->max_vcpus, CTL_DEFAULT_VCPUS,
 	    &n, unit, err)) < 0)
 		goto fail;
 	s->vcpus = (unsigned)n;
 	snprintf(unit, sizeof(unit), " MiB (this host has %llu MiB)",
 	    (unsigned long long)lim->max_memory_mib);
-	if ((r = opt_uint(req, F_MEMORY_MIB, CTL_MIN_MEMORY_MIB,
+	if ((r = opt_uint(req, J_MEMORY_MIB, CTL_MIN_MEMORY_MIB,
 	    lim->max_memory_mib, CTL_DEFAULT_MEMORY_MIB <
 	    lim->max_memory_mib ? CTL_DEFAULT_MEMORY_MIB : lim->max_memory_mib,
 	    &s->memory_mib, unit, err)) < 0)
 		goto fail;
-	if ((r = opt_uint(req, F_GUEST_PORT, 1, UINT32_MAX,
+	if ((r = opt_uint(req, J_GUEST_PORT, 1, UINT32_MAX,
 	    AGENT_DEFAULT_GUEST_PORT, &n, "", err)) < 0)
 		goto fail;
 	s->guest_port = (uint32_t)n;
-	if ((r = opt_uint(req, F_LAUNCH_SECONDS, 1, CTL_MAX_LAUNCH_SECONDS,
+	if ((r = opt_uint(req, J_LAUNCH_SECONDS, 1, CTL_MAX_LAUNCH_SECONDS,
 	    CTL_DEFAULT_LAUNCH_SECONDS, &n, " seconds", err)) < 0)
 		goto fail;
 	s->launch_seconds = (unsigned)n;
 
-	v = json_object_get(req, F_STOP_ON_DISCONNECT);
+	v = json_object_get(req, J_STOP_ON_DISCONNECT);
 	if (v != NULL && !json_is_null(v)) {
 		if (!json_is_boolean(v)) {
 			r = cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
 			    "\"%s\" must be true or false",
-			    F_STOP_ON_DISCONNECT);
+			    J_STOP_ON_DISCONNECT);
 			goto fail;
 		}
 		s->stop_on_disconnect = json_is_true(v);
@@ -223,19 +225,19 @@ ctl_start_free(struct ctl_start *s)
 int
 ctl_parse_stop(json_t *req, const char **vm_id, struct cap_err *err)
 {
-	static const char *const known[] = { F_VM_ID, NULL };
+	static const char *const known[] = { J_VM_ID, NULL };
 	json_t *v;
 	int r;
 
 	*vm_id = NULL;
 	if ((r = ctl_check_fields(req, OP_STOP_VM, known, err)) < 0)
 		return r;
-	v = json_object_get(req, F_VM_ID);
+	v = json_object_get(req, J_VM_ID);
 	if (v == NULL || json_is_null(v))
 		return 0;
 	if (!json_is_string(v) || json_string_length(v) == 0)
 		return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
-		    "\"%s\" must be a non-empty string", F_VM_ID);
+		    "\"%s\" must be a non-empty string", J_VM_ID);
 	*vm_id = json_string_value(v);
 	return 0;
 }
@@ -247,9 +249,9 @@ reply_new(json_t *req, int ok)
 
 	if (r == NULL)
 		return NULL;
-	json_object_set_new(r, F_OK, json_boolean(ok));
-	if (req != NULL && (id = json_object_get(req, F_ID)) != NULL)
-		json_object_set(r, F_ID, id);
+	json_object_set_new(r, J_OK, json_boolean(ok));
+	if (req != NULL && (id = json_object_get(req, J_ID)) != NULL)
+		json_object_set(r, J_ID, id);
 	return r;
 }
 
@@ -266,9 +268,25 @@ ctl_reply_error(json_t *req, const struct cap_err *err)
 
 	if (r == NULL)
 		return NULL;
-	json_object_set_new(r, F_ERROR, json_string(err->msg[0] ? err->msg :
+	json_object_set_new(r, J_ERROR, json_string(err->msg[0] ? err->msg :
 	    "unknown error"));
-	json_object_set_new(r, F_CODE, json_string(err->code[0] ? err->code :
+	json_object_set_new(r, J_CODE, json_string(err->code[0] ? err->code :
 	    E_INTERNAL));
 	return r;
+}
+
+int
+ctl_default_socket(char *buf, size_t len, struct cap_err *err)
+{
+	const char *rt = getenv("XDG_RUNTIME_DIR");
+
+	if (geteuid() == 0)
+		rt = "/run";
+	if (rt == NULL || rt[0] != '/')
+		return cap_err_set(err, ENOENT, E_INVALID_ARGUMENT,
+		    "XDG_RUNTIME_DIR is not set; pass --socket PATH");
+	if (snprintf(buf, len, "%s/capsule/capsuled.sock", rt) >= (int)len)
+		return cap_err_set(err, ENAMETOOLONG, E_INVALID_ARGUMENT,
+		    "socket path under %s is too long", rt);
+	return 0;
 }

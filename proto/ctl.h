@@ -57,6 +57,11 @@ int	ctl_parse_stop(json_t *req, const char **vm_id, struct cap_err *err);
 int	ctl_check_fields(json_t *req, const char *op, const char *const *known,
 	    struct cap_err *err);
 
+/* Where capsuled listens unless told otherwise: /run/capsule/capsuled.sock
+ * for root, $XDG_RUNTIME_DIR/capsule/capsuled.sock for everyone else. The
+ * daemon and the CLI must agree, so it lives here. */
+int	ctl_default_socket(char *buf, size_t len, struct cap_err *err);
+
 /* Replies: {"ok":true} or {"ok":false,"error":...,"code":...}, with the
  * request's "id" echoed when it had one. */
 json_t	*ctl_reply_ok(json_t *req);

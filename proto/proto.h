@@ -24,43 +24,43 @@
 #define OP_STOP_VM		"StopVM"
 #define OP_LIST_VMS		"ListVMs"
 
-/* ---- control socket: envelope ---- */
-#define F_OP			"op"
-#define F_ID			"id"
-#define F_OK			"ok"
-#define F_ERROR			"error"
-#define F_CODE			"code"
+/* ---- control socket: JSON keys (J_*) ---- */
+#define J_OP			"op"
+#define J_ID			"id"
+#define J_OK			"ok"
+#define J_ERROR			"error"
+#define J_CODE			"code"
 
 /* Ping reply */
-#define F_VERSION		"version"
-#define F_PROTOCOL		"protocol"
-#define F_ACCEL			"accel"
-#define F_BACKENDS		"backends"
-#define F_BACKEND		"backend"
+#define J_VERSION		"version"
+#define J_PROTOCOL		"protocol"
+#define J_ACCEL			"accel"
+#define J_BACKENDS		"backends"
+#define J_BACKEND		"backend"
 
 /* StartVM request: buildkite/cleanroom helper names, then capsule's own. */
-#define F_KERNEL_PATH		"kernel_path"
-#define F_ROOTFS_PATH		"rootfs_path"
-#define F_BOOT_ARGS		"boot_args"
-#define F_VCPUS			"vcpus"
-#define F_MEMORY_MIB		"memory_mib"
-#define F_GUEST_PORT		"guest_port"
-#define F_LAUNCH_SECONDS	"launch_seconds"
-#define F_RUN_DIR		"run_dir"
-#define F_PROXY_SOCKET_PATH	"proxy_socket_path"
-#define F_CONSOLE_LOG_PATH	"console_log_path"
-#define F_INITRD_PATH		"initrd_path"		/* capsule extension */
-#define F_STOP_ON_DISCONNECT	"stop_on_disconnect"	/* capsule extension */
+#define J_KERNEL_PATH		"kernel_path"
+#define J_ROOTFS_PATH		"rootfs_path"
+#define J_BOOT_ARGS		"boot_args"
+#define J_VCPUS			"vcpus"
+#define J_MEMORY_MIB		"memory_mib"
+#define J_GUEST_PORT		"guest_port"
+#define J_LAUNCH_SECONDS	"launch_seconds"
+#define J_RUN_DIR		"run_dir"
+#define J_PROXY_SOCKET_PATH	"proxy_socket_path"
+#define J_CONSOLE_LOG_PATH	"console_log_path"
+#define J_INITRD_PATH		"initrd_path"		/* capsule extension */
+#define J_STOP_ON_DISCONNECT	"stop_on_disconnect"	/* capsule extension */
 
 /* StartVM reply, StopVM request, ListVMs entries */
-#define F_VM_ID			"vm_id"
-#define F_TIMING_MS		"timing_ms"
-#define F_VMS			"vms"
-#define F_STATE			"state"
-#define F_PID			"pid"
-#define F_CREATED_AT		"created_at"
-#define F_EXIT_STATUS		"exit_status"
-#define F_STOPPED		"stopped"
+#define J_VM_ID			"vm_id"
+#define J_TIMING_MS		"timing_ms"
+#define J_VMS			"vms"
+#define J_STATE			"state"
+#define J_PID			"pid"
+#define J_CREATED_AT		"created_at"
+#define J_EXIT_STATUS		"exit_status"
+#define J_STOPPED		"stopped"
 
 /* timing_ms members */
 #define T_SPAWN			"spawn"		/* QEMU started */

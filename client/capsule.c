@@ -1,0 +1,87 @@
+/*
+ * capsule.c — the CLI's entry point and command table.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client.h"
+#include "ctl.h"
+#include "proto.h"
+
+const char *cli_socket;
+
+static const struct {
+	const char	*name;
+	int		(*fn)(int, char **);
+	const char	*usage;
+} commands[] = {
+	{ "ping", cmd_ping, "ping [--json]" },
+	{ "start", cmd_start, "start [--cpus N] [--memory MiB] [--kernel P] "
+	    "[--rootfs P] [--json]" },
+	{ "stop", cmd_stop, "stop [--json] ID..." },
+	{ "ps", cmd_ps, "ps [--json]" },
+	{ "exec", cmd_exec, "exec [-t] [-w DIR] [-e K=V]... ID -- CMD..." },
+	{ "run", cmd_run, "run [-t] [-w DIR] [-e K=V]... [start options] "
+	    "-- CMD..." },
+};
+
+static void
+usage(FILE *f)
+{
+	fprintf(f, "usage: capsule [--socket PATH] COMMAND [ARGS]\n\n");
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(f, "  capsule %s\n", commands[i].usage);
+	fprintf(f, "\nThe socket is --socket, else $CAPSULE_SOCKET, else "
+	    "capsuled's default\n(/run/capsule/capsuled.sock as root, "
+	    "$XDG_RUNTIME_DIR/capsule/capsuled.sock otherwise).\n"
+	    "exec and run exit with the command's exit status; 125 means "
+	    "capsule itself\ncould not run it.\n");
+}
+
+int
+main(int argc, char *argv[])
+{
+	static char sock[4096];
+	struct cap_err err;
+	int i = 1;
+
+	while (i < argc && argv[i][0] == '-') {
+		if (strcmp(argv[i], "--socket") == 0 && i + 1 < argc) {
+			cli_socket = argv[i + 1];
+			i += 2;
+		} else if (strncmp(argv[i], "--socket=", 9) == 0) {
+			cli_socket = argv[i] + 9;
+			i++;
+		} else if (strcmp(argv[i], "-h") == 0 ||
+		    strcmp(argv[i], "--help") == 0) {
+			usage(stdout);
+			return 0;
+		} else if (strcmp(argv[i], "--version") == 0) {
+			printf("capsule %s\n", CAPSULE_VERSION);
+			return 0;
+		} else {
+			usage(stderr);
+			return CLI_EXIT_USAGE;
+		}
+	}
+	if (i >= argc) {
+		usage(stderr);
+		return CLI_EXIT_USAGE;
+	}
+	if (cli_socket == NULL)
+		cli_socket = getenv("CAPSULE_SOCKET");
+	if (cli_socket == NULL || cli_socket[0] == '\0') {
+		if (ctl_default_socket(sock, sizeof(sock), &err) < 0) {
+			cli_error("%s", err.msg);
+			return CLI_EXIT_FAIL;
+		}
+		cli_socket = sock;
+	}
+	for (size_t k = 0; k < sizeof(commands) / sizeof(commands[0]); k++)
+		if (strcmp(argv[i], commands[k].name) == 0)
+			return commands[k].fn(argc - i, argv + i);
+	cli_error("unknown command \"%s\"", argv[i]);
+	usage(stderr);
+	return CLI_EXIT_USAGE;
+}

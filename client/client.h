@@ -1,0 +1,47 @@
+/*
+ * client.h — the capsule CLI: a table of commands, each of which builds a
+ * request, sends it and renders the reply (after vmctl and crun).
+ */
+#ifndef CAPSULE_CLIENT_H
+#define CAPSULE_CLIENT_H
+
+#include <jansson.h>
+
+#include "execmsg.h"
+
+/* Exit statuses of the CLI itself. */
+#define CLI_EXIT_USAGE	2
+#define CLI_EXIT_FAIL	1
+
+extern const char *cli_socket;	/* resolved control socket path */
+
+/* conn.c */
+int	conn_open(const char *path, const char *what);
+/* Sends req (taking the reference), waits for one reply line. NULL on a
+ * broken connection (message printed). */
+json_t	*conn_call(int fd, json_t *req);
+/* One request on a fresh connection; prints the error reply and returns
+ * NULL if it failed. */
+json_t	*conn_request(json_t *req);
+void	 cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int	 cli_reply_failed(json_t *reply);
+void	 cli_print_json(json_t *o);
+/* Resolves an id or unique id prefix to the VM's ListVMs entry. */
+json_t	*cli_find_vm(const char *id_or_prefix);
+
+/* cmd_vm.c */
+int	cmd_ping(int argc, char **argv);
+int	cmd_start(int argc, char **argv);
+int	cmd_stop(int argc, char **argv);
+int	cmd_ps(int argc, char **argv);
+/* StartVM options shared by start and run; returns 1 if it took argv[*i]
+ * (and maybe its value), 0 if not an option of StartVM, -1 on error. */
+int	start_option(json_t *req, int argc, char **argv, int *i);
+
+/* cmd_exec.c */
+int	cmd_exec(int argc, char **argv);
+int	cmd_run(int argc, char **argv);
+/* Runs req on the proxy socket, relaying stdio; returns the exit status. */
+int	exec_session(const char *proxy_path, struct exec_req *req);
+
+#endif /* CAPSULE_CLIENT_H */

@@ -1,0 +1,225 @@
+/*
+ * cmd_vm.c — ping, start, stop, ps.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client.h"
+#include "proto.h"
+
+static int
+has_flag(int argc, char **argv, const char *flag)
+{
+	for (int i = 1; i < argc; i++)
+		if (strcmp(argv[i], flag) == 0)
+			return 1;
+	return 0;
+}
+
+static const char *
+str(json_t *o, const char *key)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+
+	return s ? s : "";
+}
+
+int
+cmd_ping(int argc, char **argv)
+{
+	int json = 0;
+	json_t *r;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0)
+			json = 1;
+		else {
+			cli_error("usage: capsule ping [--json]");
+			return CLI_EXIT_USAGE;
+		}
+	}
+	if ((r = conn_request(json_pack("{s:s}", J_OP, OP_PING))) == NULL)
+		return CLI_EXIT_FAIL;
+	if (json)
+		cli_print_json(r);
+	else {
+		printf("capsuled %s (protocol %lld): backend %s (%s), accel "
+		    "%s, %lld VM(s)\n", str(r, J_VERSION),
+		    json_integer_value(json_object_get(r, J_PROTOCOL)),
+		    str(r, J_BACKEND), str(r, "hypervisor"), str(r, J_ACCEL),
+		    json_integer_value(json_object_get(r, J_VMS)));
+		if (str(r, "accel_note")[0])
+			printf("  %s\n", str(r, "accel_note"));
+	}
+	json_decref(r);
+	return 0;
+}
+
+static int
+parse_uint(const char *opt, const char *s, long long lo, long long hi,
+    long long *out)
+{
+	char *end;
+
+	errno = 0;
+	*out = strtoll(s, &end, 10);
+	if (errno || *end || end == s || *out < lo || *out > hi) {
+		cli_error("%s takes a number from %lld to %lld, not \"%s\"", opt,
+		    lo, hi, s);
+		return -1;
+	}
+	return 0;
+}
+
+int
+start_option(json_t *req, int argc, char **argv, int *i)
+{
+	static const struct {
+		const char	*opt;
+		const char	*field;
+		int		 number;
+	} opts[] = {
+		{ "--cpus", J_VCPUS, 1 },
+		{ "--memory", J_MEMORY_MIB, 1 },
+		{ "--kernel", J_KERNEL_PATH, 0 },
+		{ "--rootfs", J_ROOTFS_PATH, 0 },
+		{ "--initrd", J_INITRD_PATH, 0 },
+		{ "--boot-args", J_BOOT_ARGS, 0 },
+		{ "--launch-timeout", J_LAUNCH_SECONDS, 1 },
+	};
+	char abs[4096];
+	long long v;
+
+	for (size_t k = 0; k < sizeof(opts) / sizeof(opts[0]); k++) {
+		if (strcmp(argv[*i], opts[k].opt) != 0)
+			continue;
+		if (*i + 1 >= argc) {
+			cli_error("%s needs a value", opts[k].opt);
+			return -1;
+		}
+		(*i)++;
+		if (opts[k].number) {
+			if (parse_uint(opts[k].opt, argv[*i], 0, 1LL << 40,
+			    &v) < 0)
+				return -1;
+			json_object_set_new(req, opts[k].field,
+			    json_integer(v));
+		} else if (strcmp(opts[k].field, J_BOOT_ARGS) != 0 &&
+		    argv[*i][0] != '/' && realpath(argv[*i], abs) != NULL) {
+			/* The daemon wants absolute paths; be kind. */
+			json_object_set_new(req, opts[k].field,
+			    json_string(abs));
+		} else {
+			json_object_set_new(req, opts[k].field,
+			    json_string(argv[*i]));
+		}
+		return 1;
+	}
+	return 0;
+}
+
+int
+cmd_start(int argc, char **argv)
+{
+	json_t *req = json_pack("{s:s}", J_OP, OP_START_VM), *r;
+	int json = 0, t;
+
+	for (int i = 1; i < argc; i++) {
+		if ((t = start_option(req, argc, argv, &i)) < 0) {
+			json_decref(req);
+			return CLI_EXIT_USAGE;
+		}
+		if (t)
+			continue;
+		if (strcmp(argv[i], "--json") == 0)
+			json = 1;
+		else {
+			cli_error("usage: capsule start [--cpus N] [--memory "
+			    "MiB] [--kernel P] [--rootfs P] [--initrd P] "
+			    "[--boot-args S] [--launch-timeout S] [--json]");
+			json_decref(req);
+			return CLI_EXIT_USAGE;
+		}
+	}
+	if ((r = conn_request(req)) == NULL)
+		return CLI_EXIT_FAIL;
+	if (json)
+		cli_print_json(r);
+	else
+		printf("%s\n", str(r, J_VM_ID));
+	json_decref(r);
+	return 0;
+}
+
+int
+cmd_stop(int argc, char **argv)
+{
+	int json = has_flag(argc, argv, "--json"), rc = 0, n = 0;
+	json_t *vm, *r;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0)
+			continue;
+		n++;
+		if ((vm = cli_find_vm(argv[i])) == NULL) {
+			rc = CLI_EXIT_FAIL;
+			continue;
+		}
+		r = conn_request(json_pack("{s:s, s:s}", J_OP, OP_STOP_VM,
+		    J_VM_ID, str(vm, J_VM_ID)));
+		if (r == NULL)
+			rc = CLI_EXIT_FAIL;
+		else if (json)
+			cli_print_json(r);
+		else
+			printf("%s\n", str(vm, J_VM_ID));
+		json_decref(r);
+		json_decref(vm);
+	}
+	if (n == 0) {
+		cli_error("usage: capsule stop [--json] ID...");
+		return CLI_EXIT_USAGE;
+	}
+	return rc;
+}
+
+int
+cmd_ps(int argc, char **argv)
+{
+	json_t *r, *vms, *vm;
+	int json = 0;
+	size_t i;
+
+	for (int k = 1; k < argc; k++) {
+		if (strcmp(argv[k], "--json") == 0)
+			json = 1;
+		else {
+			cli_error("usage: capsule ps [--json]");
+			return CLI_EXIT_USAGE;
+		}
+	}
+	if ((r = conn_request(json_pack("{s:s}", J_OP, OP_LIST_VMS))) == NULL)
+		return CLI_EXIT_FAIL;
+	vms = json_object_get(r, J_VMS);
+	if (json) {
+		cli_print_json(vms);
+		json_decref(r);
+		return 0;
+	}
+	printf("%-36s  %-8s  %7s  %4s  %7s  %-5s  %s\n", "VM ID", "STATE",
+	    "PID", "CPUS", "MEMORY", "ACCEL", "CREATED");
+	json_array_foreach(vms, i, vm) {
+		printf("%-36s  %-8s  %7lld  %4lld  %4lldMiB  %-5s  %s\n",
+		    str(vm, J_VM_ID), str(vm, J_STATE),
+		    json_integer_value(json_object_get(vm, J_PID)),
+		    json_integer_value(json_object_get(vm, J_VCPUS)),
+		    json_integer_value(json_object_get(vm, J_MEMORY_MIB)),
+		    str(vm, J_ACCEL), str(vm, J_CREATED_AT));
+		if (str(vm, J_ERROR)[0])
+			printf("    %s\n", str(vm, J_ERROR));
+	}
+	json_decref(r);
+	return 0;
+}

@@ -1,0 +1,214 @@
+/*
+ * conn.c — talking to capsuled's control socket (blocking: the CLI does
+ * one thing at a time).
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "client.h"
+#include "proto.h"
+
+void
+cli_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("capsule: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+int
+conn_open(const char *path, const char *what)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int fd;
+
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		cli_error("socket path too long: %s", path);
+		return -1;
+	}
+	strcpy(sun.sun_path, path);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
+		cli_error("socket: %s", strerror(errno));
+		return -1;
+	}
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		int e = errno;
+
+		close(fd);
+		if (what != NULL)
+			cli_error("cannot reach %s at %s: %s", what, path,
+			    strerror(e));
+		else
+			cli_error("cannot reach capsuled at %s: %s\n"
+			    "  Is it running? Start it with `capsuled` (or "
+			    "`systemctl start capsuled`),\n  or point --socket "
+			    "or CAPSULE_SOCKET at the socket it listens on.",
+			    path, strerror(e));
+		return -1;
+	}
+	return fd;
+}
+
+/* Reads one line (without the newline) into a malloc'd buffer. */
+static char *
+read_line(int fd, size_t *lenp)
+{
+	size_t len = 0, cap = 4096;
+	char *buf = malloc(cap), c;
+	ssize_t n;
+
+	while (buf != NULL) {
+		n = read(fd, &c, 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			free(buf);
+			return NULL;
+		}
+		if (c == '\n')
+			break;
+		if (len + 1 >= cap) {
+			char *nb = cap > PROTO_MAX_LINE ? NULL :
+			    realloc(buf, cap * 2);
+
+			if (nb == NULL) {
+				free(buf);
+				return NULL;
+			}
+			buf = nb;
+			cap *= 2;
+		}
+		buf[len++] = c;
+	}
+	if (buf != NULL)
+		buf[len] = '\0';
+	*lenp = len;
+	return buf;
+}
+
+json_t *
+conn_call(int fd, json_t *req)
+{
+	char *s = json_dumps(req, JSON_COMPACT), *line;
+	size_t len, off = 0;
+	json_t *reply;
+
+	json_decref(req);
+	if (s == NULL)
+		return NULL;
+	len = strlen(s);
+	s[len++] = '\n';	/* json_dumps left room: replace the NUL */
+	while (off < len) {
+		ssize_t n = write(fd, s + off, len - off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			cli_error("lost the connection to capsuled: %s",
+			    strerror(errno));
+			free(s);
+			return NULL;
+		}
+		off += (size_t)n;
+	}
+	free(s);
+	if ((line = read_line(fd, &len)) == NULL) {
+		cli_error("capsuled closed the connection without replying");
+		return NULL;
+	}
+	reply = json_loadb(line, len, 0, NULL);
+	free(line);
+	if (!json_is_object(reply)) {
+		json_decref(reply);
+		cli_error("capsuled sent a reply that is not a JSON object");
+		return NULL;
+	}
+	return reply;
+}
+
+int
+cli_reply_failed(json_t *reply)
+{
+	json_t *ok = json_object_get(reply, J_OK);
+
+	if (json_is_true(ok))
+		return 0;
+	cli_error("%s", json_string_value(json_object_get(reply, J_ERROR)) ?
+	    json_string_value(json_object_get(reply, J_ERROR)) :
+	    "request failed");
+	return 1;
+}
+
+json_t *
+conn_request(json_t *req)
+{
+	json_t *reply;
+	int fd;
+
+	if ((fd = conn_open(cli_socket, NULL)) < 0) {
+		json_decref(req);
+		return NULL;
+	}
+	reply = conn_call(fd, req);
+	close(fd);
+	if (reply != NULL && cli_reply_failed(reply)) {
+		json_decref(reply);
+		return NULL;
+	}
+	return reply;
+}
+
+void
+cli_print_json(json_t *o)
+{
+	json_dumpf(o, stdout, JSON_INDENT(2));
+	fputc('\n', stdout);
+}
+
+json_t *
+cli_find_vm(const char *id)
+{
+	json_t *reply, *vms, *vm, *found = NULL;
+	size_t i, n = strlen(id), matches = 0;
+
+	reply = conn_request(json_pack("{s:s}", J_OP, OP_LIST_VMS));
+	if (reply == NULL)
+		return NULL;
+	vms = json_object_get(reply, J_VMS);
+	json_array_foreach(vms, i, vm) {
+		const char *vid = json_string_value(json_object_get(vm,
+		    J_VM_ID));
+
+		if (vid == NULL || strncmp(vid, id, n) != 0)
+			continue;
+		if (strcmp(vid, id) == 0) {
+			found = vm;
+			matches = 1;
+			break;
+		}
+		found = vm;
+		matches++;
+	}
+	if (matches == 1 && n > 0)
+		json_incref(found);
+	else {
+		if (matches == 0 || n == 0)
+			cli_error("no VM with id %s (see `capsule ps`)", id);
+		else
+			cli_error("VM id prefix %s is ambiguous: %zu VMs match",
+			    id, matches);
+		found = NULL;
+	}
+	json_decref(reply);
+	return found;
+}

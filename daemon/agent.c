@@ -1,0 +1,391 @@
+/*
+ * agent.c — frames to and from a VM's guest agent (see agent.h).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+
+#include "agent.h"
+#include "log.h"
+#include "proto.h"
+
+struct agent_stream {
+	TAILQ_ENTRY(agent_stream) entry;
+	struct agent		*agent;
+	uint32_t		 id;
+	struct chan_tx_window	 tx;	/* stdin we may send */
+	struct chan_rx_window	 rx;	/* output we hold */
+	struct agent_stream_cbs	 cbs;
+	void			*arg;
+};
+
+struct agent {
+	struct bufferevent	*bev;
+	struct agent_cbs	 cbs;
+	void			*arg;
+	uint32_t		 next_stream;
+	int			 ready;
+	int			 failed;
+	TAILQ_HEAD(, agent_stream) streams;
+};
+
+static void
+agent_send(struct agent *a, uint8_t kind, uint32_t stream, const void *p,
+    size_t len)
+{
+	struct chan_hdr h = { .kind = kind, .stream = stream,
+	    .len = (uint32_t)len };
+	uint8_t hdr[CHAN_HDR_LEN];
+
+	if (a->failed)
+		return;
+	chan_hdr_encode(hdr, &h);
+	bufferevent_write(a->bev, hdr, sizeof(hdr));
+	if (len > 0)
+		bufferevent_write(a->bev, p, len);
+}
+
+static void
+agent_send_u32(struct agent *a, uint8_t kind, uint32_t stream, uint32_t v)
+{
+	uint8_t p[4];
+
+	chan_u32_encode(p, sizeof(p), v);
+	agent_send(a, kind, stream, p, sizeof(p));
+}
+
+static struct agent_stream *
+agent_stream_find(struct agent *a, uint32_t id)
+{
+	struct agent_stream *s;
+
+	TAILQ_FOREACH(s, &a->streams, entry)
+		if (s->id == id)
+			return s;
+	return NULL;
+}
+
+static void
+agent_stream_end(struct agent_stream *s, int code, int sig, const char *msg,
+    size_t len)
+{
+	struct agent *a = s->agent;
+
+	TAILQ_REMOVE(&a->streams, s, entry);
+	s->cbs.exit(s, code, sig, msg, len, s->arg);
+	free(s);
+}
+
+static void
+agent_fail(struct agent *a, const char *fmt, const char *detail)
+{
+	char why[512];
+
+	if (a->failed)
+		return;
+	snprintf(why, sizeof(why), fmt, detail);
+	a->failed = 1;
+	bufferevent_disable(a->bev, EV_READ | EV_WRITE);
+	log_warn("agent channel: %s", why);
+	a->cbs.failed(a, why, a->arg);
+}
+
+/* The agent broke the rules on one stream: end it, tell the agent. */
+static void
+agent_stream_violation(struct agent_stream *s, const char *what)
+{
+	char msg[256];
+
+	snprintf(msg, sizeof(msg), "guest agent protocol error: %s", what);
+	log_warn("stream %u: %s", s->id, msg);
+	agent_send(s->agent, CHAN_CLOSE, s->id, NULL, 0);
+	agent_stream_end(s, EXIT_CAPSULE_ERROR, 0, msg, strlen(msg));
+}
+
+static void
+agent_on_hello(struct agent *a, const uint8_t *p, size_t len)
+{
+	struct chan_hello h, mine = { .version = CHAN_VERSION };
+	uint8_t out[CHAN_HELLO_LEN];
+	char detail[160];
+
+	if (chan_hello_decode(p, len, &h) < 0) {
+		agent_fail(a, "%s", "guest agent sent a malformed HELLO");
+		return;
+	}
+	if (h.version != CHAN_VERSION) {
+		snprintf(detail, sizeof(detail), "guest agent speaks channel "
+		    "version %u but capsuled speaks %u; rebuild the guest "
+		    "image with this capsule", h.version, CHAN_VERSION);
+		agent_fail(a, "%s", detail);
+		return;
+	}
+	if (a->ready)
+		return;
+	a->ready = 1;
+	agent_send(a, CHAN_HELLO, 0, out, (size_t)chan_hello_encode(out,
+	    sizeof(out), &mine));
+	a->cbs.ready(a, h.boot_ms, a->arg);
+}
+
+static void
+agent_on_frame(struct agent *a, const struct chan_hdr *h, const uint8_t *p)
+{
+	struct agent_stream *s;
+	struct chan_exit ex;
+	uint32_t v;
+
+	if (h->stream == 0) {
+		switch (h->kind) {
+		case CHAN_HELLO:
+			agent_on_hello(a, p, h->len);
+			break;
+		case CHAN_ERROR:
+			log_warn("guest agent: %.*s", (int)(h->len > 512 ? 512 :
+			    h->len), (const char *)p);
+			break;
+		default:
+			log_warn("guest agent sent %s on stream 0; ignored",
+			    chan_kind_name(h->kind));
+		}
+		return;
+	}
+	if (!a->ready)
+		return;
+	if ((s = agent_stream_find(a, h->stream)) == NULL)
+		return;		/* a stream we already let go of */
+	switch (h->kind) {
+	case CHAN_STDOUT:
+	case CHAN_STDERR:
+		if (chan_rx_receive(&s->rx, h->len) < 0) {
+			agent_stream_violation(s, "output beyond its window");
+			return;
+		}
+		if (h->len > 0)
+			s->cbs.output(s, h->kind, p, h->len, s->arg);
+		else
+			agent_stream_release(s, 0);
+		break;
+	case CHAN_CREDIT:
+		if (chan_u32_decode(p, h->len, &v) < 0 ||
+		    chan_tx_grant(&s->tx, v) < 0) {
+			agent_stream_violation(s, "bad CREDIT");
+			return;
+		}
+		s->cbs.credit(s, s->arg);
+		break;
+	case CHAN_EXIT:
+		if (chan_exit_decode(p, h->len, &ex) < 0) {
+			agent_stream_violation(s, "malformed EXIT");
+			return;
+		}
+		agent_stream_end(s, ex.exit_code, ex.signal, ex.msg,
+		    ex.msg_len);
+		break;
+	case CHAN_ERROR: {
+		char msg[CHAN_MAX_MSG + 32];
+		int n = snprintf(msg, sizeof(msg), "guest agent: %.*s",
+		    (int)(h->len > CHAN_MAX_MSG ? CHAN_MAX_MSG : h->len),
+		    (const char *)p);
+
+		agent_send(a, CHAN_CLOSE, s->id, NULL, 0);
+		agent_stream_end(s, EXIT_CAPSULE_ERROR, 0, msg, (size_t)n <
+		    sizeof(msg) ? (size_t)n : sizeof(msg) - 1);
+		break;
+	}
+	default:
+		agent_stream_violation(s, chan_kind_name(h->kind));
+	}
+}
+
+static void
+agent_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct evbuffer *in = bufferevent_get_input(bev);
+	struct agent *a = arg;
+	struct chan_hdr h;
+	const uint8_t *buf;
+	long total;
+	char detail[64];
+
+	while (!a->failed) {
+		size_t have = evbuffer_get_length(in);
+
+		if (have < CHAN_HDR_LEN)
+			return;
+		buf = evbuffer_pullup(in, CHAN_HDR_LEN);
+		total = chan_frame_ready(buf, have, &h);
+		if (total < 0) {
+			snprintf(detail, sizeof(detail), "%s",
+			    total == -EMSGSIZE ? "an oversized frame" :
+			    "a malformed frame header");
+			agent_fail(a, "guest agent sent %s", detail);
+			return;
+		}
+		if (total == 0)
+			return;
+		buf = evbuffer_pullup(in, total);
+		agent_on_frame(a, &h, buf + CHAN_HDR_LEN);
+		if (a->failed)
+			return;
+		evbuffer_drain(in, (size_t)total);
+	}
+}
+
+static void
+agent_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+		agent_fail(arg, "%s", "the guest closed the agent channel");
+}
+
+struct agent *
+agent_new(struct event_base *base, int fd, const struct agent_cbs *cbs,
+    void *arg)
+{
+	struct agent *a;
+
+	if ((a = calloc(1, sizeof(*a))) == NULL)
+		return NULL;
+	a->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (a->bev == NULL) {
+		free(a);
+		return NULL;
+	}
+	a->cbs = *cbs;
+	a->arg = arg;
+	a->next_stream = 1;
+	TAILQ_INIT(&a->streams);
+	bufferevent_setcb(a->bev, agent_read_cb, NULL, agent_event_cb, a);
+	bufferevent_setwatermark(a->bev, EV_READ, 0,
+	    CHAN_HDR_LEN + CHAN_MAX_PAYLOAD);
+	bufferevent_enable(a->bev, EV_READ | EV_WRITE);
+	return a;
+}
+
+void
+agent_free(struct agent *a, const char *why)
+{
+	struct agent_stream *s;
+
+	if (a == NULL)
+		return;
+	a->failed = 1;
+	while ((s = TAILQ_FIRST(&a->streams)) != NULL)
+		agent_stream_end(s, EXIT_CAPSULE_ERROR, 0, why, strlen(why));
+	bufferevent_free(a->bev);
+	free(a);
+}
+
+int
+agent_shutdown(struct agent *a)
+{
+	if (a->failed)
+		return -EPIPE;
+	agent_send(a, CHAN_SHUTDOWN, 0, NULL, 0);
+	return 0;
+}
+
+struct agent_stream *
+agent_exec(struct agent *a, const struct chan_exec *x,
+    const struct agent_stream_cbs *cbs, void *arg, struct cap_err *err)
+{
+	struct agent_stream *s;
+	uint8_t *buf;
+	long n;
+
+	if (a->failed || !a->ready) {
+		cap_err_set(err, EPIPE, E_UNAVAILABLE,
+		    "the guest agent is not connected");
+		return NULL;
+	}
+	if ((buf = malloc(CHAN_MAX_PAYLOAD)) == NULL) {
+		cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
+		return NULL;
+	}
+	if ((n = chan_exec_encode(buf, CHAN_MAX_PAYLOAD, x)) < 0) {
+		free(buf);
+		cap_err_set(err, E2BIG, E_TOO_LARGE,
+		    "command and environment exceed %d bytes",
+		    CHAN_MAX_PAYLOAD);
+		return NULL;
+	}
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		free(buf);
+		cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
+		return NULL;
+	}
+	s->agent = a;
+	s->id = a->next_stream++;
+	s->cbs = *cbs;
+	s->arg = arg;
+	chan_tx_init(&s->tx);
+	chan_rx_init(&s->rx);
+	TAILQ_INSERT_TAIL(&a->streams, s, entry);
+	agent_send(a, CHAN_EXEC, s->id, buf, (size_t)n);
+	free(buf);
+	return s;
+}
+
+size_t
+agent_stream_write(struct agent_stream *s, const uint8_t *buf, size_t len)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		uint32_t want = len - done > CHAN_MAX_DATA ? CHAN_MAX_DATA :
+		    (uint32_t)(len - done);
+		uint32_t n = chan_tx_allow(&s->tx, want);
+
+		if (n == 0)
+			break;
+		agent_send(s->agent, CHAN_STDIN, s->id, buf + done, n);
+		chan_tx_consume(&s->tx, n);
+		done += n;
+	}
+	return done;
+}
+
+void
+agent_stream_eof(struct agent_stream *s)
+{
+	agent_send(s->agent, CHAN_EOF, s->id, NULL, 0);
+}
+
+void
+agent_stream_resize(struct agent_stream *s, uint16_t cols, uint16_t rows)
+{
+	uint8_t p[4];
+
+	chan_resize_encode(p, sizeof(p), cols, rows);
+	agent_send(s->agent, CHAN_RESIZE, s->id, p, sizeof(p));
+}
+
+void
+agent_stream_signal(struct agent_stream *s, int sig)
+{
+	agent_send_u32(s->agent, CHAN_SIGNAL, s->id, (uint32_t)sig);
+}
+
+void
+agent_stream_release(struct agent_stream *s, size_t n)
+{
+	uint32_t grant = chan_rx_release(&s->rx, (uint32_t)n);
+
+	if (grant > 0)
+		agent_send_u32(s->agent, CHAN_CREDIT, s->id, grant);
+}
+
+void
+agent_stream_close(struct agent_stream *s)
+{
+	struct agent *a = s->agent;
+
+	agent_send(a, CHAN_CLOSE, s->id, NULL, 0);
+	TAILQ_REMOVE(&a->streams, s, entry);
+	free(s);
+}

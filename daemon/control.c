@@ -1,0 +1,337 @@
+/*
+ * control.c — the control socket: one JSON request per line, one reply per
+ * request, in order. A connection handles one request at a time (reading
+ * pauses while StartVM or StopVM is in progress), which keeps replies in
+ * order without a queue.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "control.h"
+#include "ctl.h"
+#include "log.h"
+#include "peer.h"
+#include "proto.h"
+#include "util.h"
+#include "vm.h"
+
+struct conn {
+	TAILQ_ENTRY(conn)	 entry;
+	uint64_t		 id;
+	struct peer		*peer;
+	json_t			*req;		/* in progress, or NULL */
+	int			 waiting;	/* StopVM callbacks to come */
+	json_t			*stopped;	/* StopVM: ids gone so far */
+	int			 gone;		/* peer hung up meanwhile */
+	int			 last;		/* peer half-closed: last reply */
+};
+
+static struct {
+	struct event_base	*base;
+	const struct hv_ops	*hv;
+	const struct hv_caps	*caps;
+	int			 fd;
+	struct event		*ev;
+	uint64_t		 next_id;
+	TAILQ_HEAD(, conn)	 conns;
+} ctl = { .fd = -1, .next_id = 1 };
+
+/* Frees the connection; what is queued for a reader still gets out. */
+static void
+conn_free(struct conn *c)
+{
+	TAILQ_REMOVE(&ctl.conns, c, entry);
+	json_decref(c->req);
+	json_decref(c->stopped);
+	if (c->peer != NULL) {
+		if (c->gone)
+			peer_free(c->peer);
+		else
+			peer_close_after_flush(c->peer);
+	}
+	free(c);
+}
+
+/* The request in progress is answered: reply, and read the next one. */
+static void
+conn_done(struct conn *c, json_t *reply)
+{
+	json_decref(c->req);
+	c->req = NULL;
+	if (c->gone || c->peer == NULL) {
+		json_decref(reply);
+		conn_free(c);
+		return;
+	}
+	peer_send_json(c->peer, reply);
+	if (c->last)
+		conn_free(c);
+	else
+		peer_resume(c->peer);
+}
+
+static void
+conn_error(struct conn *c, const struct cap_err *err)
+{
+	conn_done(c, ctl_reply_error(c->req, err));
+}
+
+static void
+op_ping(struct conn *c)
+{
+	json_t *r = ctl_reply_ok(c->req), *b = json_array();
+
+	for (const struct hv_ops *const *h = hv_list(); *h != NULL; h++)
+		json_array_append_new(b, json_string((*h)->name));
+	json_object_set_new(r, J_VERSION, json_string(CAPSULE_VERSION));
+	json_object_set_new(r, J_PROTOCOL, json_integer(CAPSULE_PROTOCOL));
+	json_object_set_new(r, J_ACCEL,
+	    json_string(hv_accel_name(ctl.caps->accel)));
+	json_object_set_new(r, J_BACKEND, json_string(ctl.hv->name));
+	json_object_set_new(r, J_BACKENDS, b);
+	if (ctl.caps->accel_why[0])
+		json_object_set_new(r, "accel_note",
+		    json_string(ctl.caps->accel_why));
+	json_object_set_new(r, "hypervisor", json_string(ctl.caps->version));
+	json_object_set_new(r, J_VMS, json_integer(vm_count()));
+	conn_done(c, r);
+}
+
+static void
+op_list(struct conn *c)
+{
+	json_t *r = ctl_reply_ok(c->req);
+
+	json_object_set_new(r, J_VMS, vm_list_json());
+	conn_done(c, r);
+}
+
+static void
+start_done(struct vm *vm, const struct cap_err *err, void *arg)
+{
+	struct conn *c = arg;
+	json_t *r, *fields;
+
+	if (err != NULL) {
+		conn_error(c, err);
+		return;
+	}
+	r = ctl_reply_ok(c->req);
+	fields = vm_started_json(vm);
+	json_object_update(r, fields);
+	json_decref(fields);
+	conn_done(c, r);
+}
+
+static void
+op_start(struct conn *c)
+{
+	struct ctl_limits lim = {
+		.max_vcpus = util_host_cpus(),
+		.max_memory_mib = util_host_memory_mib(),
+	};
+	struct ctl_start req;
+	struct cap_err err;
+	int r;
+
+	if (ctl_parse_start(c->req, &lim, &req, &err) < 0) {
+		conn_error(c, &err);
+		return;
+	}
+	r = vm_start(&req, c->id, start_done, c, &err);
+	ctl_start_free(&req);
+	if (r < 0)
+		conn_error(c, &err);
+}
+
+static void
+stop_done(const char *vm_id, void *arg)
+{
+	struct conn *c = arg;
+	json_t *r;
+
+	if (vm_id != NULL)
+		json_array_append_new(c->stopped, json_string(vm_id));
+	if (--c->waiting > 0)
+		return;
+	r = ctl_reply_ok(c->req);
+	json_object_set_new(r, J_STOPPED, c->stopped);
+	c->stopped = NULL;
+	conn_done(c, r);
+}
+
+static void
+op_stop(struct conn *c)
+{
+	struct cap_err err;
+	const char *id;
+	struct vm *vm;
+
+	if (ctl_parse_stop(c->req, &id, &err) < 0) {
+		conn_error(c, &err);
+		return;
+	}
+	c->stopped = json_array();
+	if (id != NULL) {
+		if ((vm = vm_find(id)) == NULL) {
+			cap_err_set(&err, ENOENT, E_NOT_FOUND,
+			    "unknown vm_id %.64s", id);
+			conn_error(c, &err);
+			return;
+		}
+		c->waiting = 1;
+		vm_stop(vm, stop_done, c);
+		return;
+	}
+	/* cleanroom's usage: one connection per VM, StopVM without an id. */
+	c->waiting = 1;		/* hold the reply until the loop is done */
+	c->waiting += vm_stop_owned(c->id, stop_done, c);
+	stop_done(NULL, c);
+}
+
+static const struct {
+	const char	*name;
+	void		(*fn)(struct conn *);
+	const char	*const *fields;	/* NULL: op checks its own */
+} ops[] = {
+	{ OP_PING, op_ping, (const char *const[]){ NULL } },
+	{ OP_LIST_VMS, op_list, (const char *const[]){ NULL } },
+	{ OP_START_VM, op_start, NULL },
+	{ OP_STOP_VM, op_stop, NULL },
+};
+
+static void
+conn_line(struct peer *p, char *line, size_t len, void *arg)
+{
+	struct conn *c = arg;
+	struct cap_err err;
+	const char *op;
+
+	/* One request at a time; the reply resumes reading. */
+	peer_pause(p);
+	if (ctl_parse_request(line, len, &c->req, &op, &err) < 0) {
+		conn_error(c, &err);
+		return;
+	}
+	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+		if (strcmp(op, ops[i].name) != 0)
+			continue;
+		if (ops[i].fields != NULL &&
+		    ctl_check_fields(c->req, op, ops[i].fields, &err) < 0) {
+			conn_error(c, &err);
+			return;
+		}
+		log_debug("control: %s from uid %d", op, peer_uid(p));
+		ops[i].fn(c);
+		return;
+	}
+	cap_err_set(&err, ENOTSUP, E_UNSUPPORTED_OP,
+	    "unsupported op \"%.64s\"; known ops: %s, %s, %s, %s", op, OP_PING,
+	    OP_START_VM, OP_STOP_VM, OP_LIST_VMS);
+	conn_error(c, &err);
+}
+
+static void
+conn_overflow(struct peer *p, void *arg)
+{
+	struct conn *c = arg;
+	struct cap_err err;
+
+	cap_err_set(&err, E2BIG, E_TOO_LARGE, "request line longer than %d "
+	    "bytes; closing the connection", PROTO_MAX_LINE);
+	peer_send_json(p, ctl_reply_error(NULL, &err));
+	vm_owner_gone(c->id);
+	c->peer = NULL;
+	peer_close_after_flush(p);
+	if (c->req != NULL)
+		c->gone = 1;
+	else
+		conn_free(c);
+}
+
+static void
+conn_eof(struct peer *p, int hangup, void *arg)
+{
+	struct conn *c = arg;
+
+	vm_owner_gone(c->id);
+	c->gone = hangup;
+	if (c->req != NULL) {
+		/* Finish what is in progress; reply if anyone still reads. */
+		c->last = 1;
+		return;
+	}
+	conn_free(c);
+}
+
+static const struct peer_cbs conn_cbs = {
+	.line = conn_line,
+	.overflow = conn_overflow,
+	.eof = conn_eof,
+};
+
+static void
+control_accept_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c;
+	int s;
+
+	while ((s = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK)) >=
+	    0) {
+		if ((c = calloc(1, sizeof(*c))) == NULL) {
+			close(s);
+			continue;
+		}
+		c->id = ctl.next_id++;
+		c->peer = peer_new(ctl.base, s, PROTO_MAX_LINE, &conn_cbs, c);
+		if (c->peer == NULL) {
+			free(c);
+			continue;
+		}
+		TAILQ_INSERT_TAIL(&ctl.conns, c, entry);
+	}
+	if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+		log_warn("control: accept: %s", strerror(errno));
+}
+
+int
+control_listen(struct event_base *base, const char *path,
+    const struct hv_ops *hv, const struct hv_caps *caps, struct cap_err *err)
+{
+	ctl.base = base;
+	ctl.hv = hv;
+	ctl.caps = caps;
+	TAILQ_INIT(&ctl.conns);
+	if (util_unix_alive(path))
+		return cap_err_set(err, EADDRINUSE, E_CONFLICT,
+		    "another capsuled is already listening on %s", path);
+	unlink(path);	/* stale: nobody answered */
+	if ((ctl.fd = util_listen_unix(path, 0600, err)) < 0)
+		return ctl.fd;
+	ctl.ev = event_new(base, ctl.fd, EV_READ | EV_PERSIST,
+	    control_accept_cb, NULL);
+	if (ctl.ev == NULL || event_add(ctl.ev, NULL) < 0)
+		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
+	return 0;
+}
+
+void
+control_close(const char *path)
+{
+	struct conn *c;
+
+	if (ctl.ev != NULL)
+		event_free(ctl.ev);
+	ctl.ev = NULL;
+	if (ctl.fd >= 0) {
+		close(ctl.fd);
+		unlink(path);
+	}
+	ctl.fd = -1;
+	while ((c = TAILQ_FIRST(&ctl.conns)) != NULL)
+		conn_free(c);
+}

@@ -1,0 +1,58 @@
+/*
+ * log.c — leveled logging (see log.h).
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+static enum log_level log_level = LOG_LVL_INFO;
+static int log_tty;
+
+static const char *const log_names[] = { "error", "warn", "info", "debug" };
+
+void
+log_init(enum log_level level)
+{
+	log_level = level;
+	log_tty = isatty(STDERR_FILENO);
+}
+
+int
+log_parse_level(const char *s, enum log_level *out)
+{
+	for (int i = 0; i <= LOG_LVL_DEBUG; i++)
+		if (strcmp(s, log_names[i]) == 0) {
+			*out = (enum log_level)i;
+			return 0;
+		}
+	return -1;
+}
+
+void
+log_msg(enum log_level level, const char *fmt, ...)
+{
+	char stamp[32] = "";
+	struct timespec ts;
+	struct tm tm;
+	va_list ap;
+
+	if (level > log_level)
+		return;
+	if (log_tty) {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		localtime_r(&ts.tv_sec, &tm);
+		strftime(stamp, sizeof(stamp), "%H:%M:%S ", &tm);
+	}
+	/* <N> prefixes are syslog priorities that journald understands. */
+	fprintf(stderr, "%s<%d>%s: ", stamp, level == LOG_LVL_ERROR ? 3 :
+	    level == LOG_LVL_WARN ? 4 : level == LOG_LVL_INFO ? 6 : 7,
+	    log_names[level]);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}

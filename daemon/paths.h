@@ -1,0 +1,33 @@
+/*
+ * paths.h — where capsuled keeps things, and where it finds the guest image.
+ *
+ *   control socket  /run/capsule/capsuled.sock (root)
+ *                   $XDG_RUNTIME_DIR/capsule/capsuled.sock (others)
+ *   state dir       /var/lib/capsule (root), $XDG_STATE_HOME/capsule
+ *   run dirs        <state dir>/vms/<vm_id>/
+ *   guest image     vmlinuz, initramfs.img, rootfs.ext4 in the first of:
+ *                   --image-dir, $CAPSULE_IMAGE_DIR, $XDG_DATA_HOME/capsule,
+ *                   $XDG_DATA_DIRS/capsule, the install datadir, the build
+ *                   tree's image/ directory.
+ */
+#ifndef CAPSULE_PATHS_H
+#define CAPSULE_PATHS_H
+
+#include <limits.h>
+#include <stddef.h>
+
+#include "err.h"
+
+#define IMAGE_KERNEL	"vmlinuz"
+#define IMAGE_INITRD	"initramfs.img"
+#define IMAGE_ROOTFS	"rootfs.ext4"
+
+int	paths_default_state_dir(char *buf, size_t len, struct cap_err *err);
+/* Fills dir with the first directory holding all three image files; the
+ * error lists where it looked. `override` (may be NULL) comes first. */
+int	paths_find_image_dir(const char *override, char *dir, size_t len,
+	    struct cap_err *err);
+/* rm -r of a run dir capsuled made (no symlinks followed). */
+int	paths_remove_tree(const char *dir);
+
+#endif /* CAPSULE_PATHS_H */

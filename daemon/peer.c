@@ -1,0 +1,314 @@
+/*
+ * peer.c — a JSON-lines connection on a stream socket (see peer.h).
+ *
+ * Callbacks may free the peer they are called for; `busy` and `dead` make
+ * that safe by deferring the real free until the callback has returned.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+
+#include "log.h"
+#include "peer.h"
+
+struct peer {
+	struct bufferevent	*bev;
+	struct event		*kick;		/* re-run line delivery */
+	struct peer_cbs		 cbs;
+	void			*arg;
+	size_t			 max_line;
+	int			 paused;
+	int			 busy;		/* inside a callback */
+	int			 dead;		/* freed while busy */
+	int			 eof_seen;	/* read side ended */
+	int			 eof_told;
+	int			 hangup;
+	int			 closing;	/* free once flushed */
+};
+
+static void	peer_deliver(struct peer *p);
+
+static void
+peer_destroy(struct peer *p)
+{
+	if (p->kick != NULL)
+		event_free(p->kick);
+	bufferevent_free(p->bev);
+	free(p);
+}
+
+/* Returns 1 if the peer was freed during the callback section. */
+static int
+peer_leave(struct peer *p)
+{
+	p->busy--;
+	if (p->busy == 0 && p->dead) {
+		peer_destroy(p);
+		return 1;
+	}
+	return p->dead;
+}
+
+static int
+peer_is_hangup(struct peer *p)
+{
+	struct pollfd pfd = { .fd = bufferevent_getfd(p->bev),
+	    .events = POLLOUT };
+
+	/* POLLHUP on a Unix socket means both directions are shut: the other
+	 * end closed, rather than just shutting its write side. */
+	if (poll(&pfd, 1, 0) < 0)
+		return 1;
+	return (pfd.revents & (POLLHUP | POLLERR)) != 0;
+}
+
+static void
+peer_deliver(struct peer *p)
+{
+	struct evbuffer *in = bufferevent_get_input(p->bev);
+	char *line;
+	size_t n;
+
+	if (p->closing || p->dead)
+		return;
+	p->busy++;
+	while (!p->paused && !p->dead && !p->closing) {
+		line = evbuffer_readln(in, &n, EVBUFFER_EOL_LF);
+		if (line == NULL && p->eof_seen && evbuffer_get_length(in) > 0) {
+			/* A last line without its newline still counts. */
+			n = evbuffer_get_length(in);
+			if (n <= p->max_line) {
+				line = malloc(n + 1);
+				if (line != NULL) {
+					evbuffer_remove(in, line, n);
+					line[n] = '\0';
+				}
+			}
+		}
+		if (line == NULL) {
+			if (evbuffer_get_length(in) > p->max_line) {
+				bufferevent_disable(p->bev, EV_READ);
+				evbuffer_drain(in, evbuffer_get_length(in));
+				p->paused = 1;
+				if (p->cbs.overflow != NULL)
+					p->cbs.overflow(p, p->arg);
+			}
+			break;
+		}
+		if (n > p->max_line) {
+			free(line);
+			bufferevent_disable(p->bev, EV_READ);
+			evbuffer_drain(in, evbuffer_get_length(in));
+			p->paused = 1;
+			if (p->cbs.overflow != NULL)
+				p->cbs.overflow(p, p->arg);
+			break;
+		}
+		p->cbs.line(p, line, n, p->arg);
+		free(line);
+	}
+	if (!p->dead && !p->closing && !p->paused && p->eof_seen &&
+	    !p->eof_told && evbuffer_get_length(in) == 0) {
+		p->eof_told = 1;
+		if (p->cbs.eof != NULL)
+			p->cbs.eof(p, p->hangup, p->arg);
+	}
+	peer_leave(p);
+}
+
+static void
+peer_read_cb(struct bufferevent *bev, void *arg)
+{
+	peer_deliver(arg);
+}
+
+static void
+peer_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct peer *p = arg;
+
+	if (p->closing) {
+		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+			peer_free(p);
+		return;
+	}
+	if (p->cbs.drain != NULL) {
+		p->busy++;
+		p->cbs.drain(p, p->arg);
+		peer_leave(p);
+	}
+}
+
+static void
+peer_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct peer *p = arg;
+
+	if (p->closing) {
+		peer_free(p);
+		return;
+	}
+	if (what & BEV_EVENT_ERROR) {
+		p->eof_seen = 1;
+		p->hangup = 1;
+	} else if (what & BEV_EVENT_EOF) {
+		p->eof_seen = 1;
+		p->hangup = peer_is_hangup(p);
+	} else {
+		return;
+	}
+	bufferevent_disable(bev, EV_READ);
+	if (p->hangup) {
+		/* Nobody will read what is queued. */
+		evbuffer_drain(bufferevent_get_output(bev),
+		    evbuffer_get_length(bufferevent_get_output(bev)));
+		bufferevent_disable(bev, EV_WRITE);
+	}
+	peer_deliver(p);
+}
+
+static void
+peer_kick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	peer_deliver(arg);
+}
+
+struct peer *
+peer_new(struct event_base *base, int fd, size_t max_line,
+    const struct peer_cbs *cbs, void *arg)
+{
+	struct peer *p;
+
+	if ((p = calloc(1, sizeof(*p))) == NULL)
+		return NULL;
+	p->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+	p->kick = event_new(base, -1, 0, peer_kick_cb, p);
+	if (p->bev == NULL || p->kick == NULL) {
+		if (p->bev != NULL)
+			bufferevent_free(p->bev);
+		else
+			close(fd);
+		if (p->kick != NULL)
+			event_free(p->kick);
+		free(p);
+		return NULL;
+	}
+	p->cbs = *cbs;
+	p->arg = arg;
+	p->max_line = max_line;
+	/* Read at most a little past the cap before a line must end. */
+	bufferevent_setwatermark(p->bev, EV_READ, 0, max_line + 2);
+	bufferevent_setcb(p->bev, peer_read_cb, peer_write_cb, peer_event_cb,
+	    p);
+	bufferevent_enable(p->bev, EV_READ | EV_WRITE);
+	return p;
+}
+
+void
+peer_free(struct peer *p)
+{
+	if (p == NULL)
+		return;
+	if (p->busy > 0) {
+		p->dead = 1;
+		bufferevent_disable(p->bev, EV_READ | EV_WRITE);
+		return;
+	}
+	peer_destroy(p);
+}
+
+int
+peer_send(struct peer *p, const char *buf, size_t len)
+{
+	if (p->dead || p->hangup)
+		return -EPIPE;
+	return bufferevent_write(p->bev, buf, len) == 0 ? 0 : -ENOMEM;
+}
+
+int
+peer_send_json(struct peer *p, json_t *o)
+{
+	char *s;
+	int r;
+
+	if (o == NULL)
+		return -ENOMEM;
+	s = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	if (s == NULL)
+		return -ENOMEM;
+	if ((r = peer_send(p, s, strlen(s))) == 0)
+		r = peer_send(p, "\n", 1);
+	free(s);
+	return r;
+}
+
+size_t
+peer_queued(const struct peer *p)
+{
+	return evbuffer_get_length(bufferevent_get_output(p->bev));
+}
+
+void
+peer_set_drain_mark(struct peer *p, size_t mark)
+{
+	bufferevent_setwatermark(p->bev, EV_WRITE, mark, 0);
+}
+
+void
+peer_pause(struct peer *p)
+{
+	p->paused = 1;
+	bufferevent_disable(p->bev, EV_READ);
+}
+
+void
+peer_resume(struct peer *p)
+{
+	if (!p->paused || p->dead || p->closing)
+		return;
+	p->paused = 0;
+	if (!p->eof_seen)
+		bufferevent_enable(p->bev, EV_READ);
+	/* Lines may already be buffered; deliver them from the loop, not
+	 * from inside whatever callback is resuming us. */
+	event_active(p->kick, 0, 0);
+}
+
+void
+peer_close_after_flush(struct peer *p)
+{
+	if (p->dead || p->closing)
+		return;
+	p->closing = 1;
+	bufferevent_disable(p->bev, EV_READ);
+	if (p->hangup || peer_queued(p) == 0) {
+		peer_free(p);
+		return;
+	}
+	bufferevent_setwatermark(p->bev, EV_WRITE, 0, 0);
+	bufferevent_enable(p->bev, EV_WRITE);
+}
+
+int
+peer_fd(const struct peer *p)
+{
+	return (int)bufferevent_getfd(p->bev);
+}
+
+int
+peer_uid(const struct peer *p)
+{
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+
+	if (getsockopt(peer_fd(p), SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0)
+		return -1;
+	return (int)cr.uid;
+}

@@ -1,0 +1,50 @@
+/*
+ * peer.h — one connection on a stream socket, wrapped once (after tmux's
+ * proc.c): capped line reading, queued output, write interest only while
+ * output is queued, and a callback when the peer goes away.
+ *
+ * Every socket the daemon speaks JSON lines on is a peer: control clients
+ * and exec clients. (The agent channel is binary and uses agent.c.)
+ */
+#ifndef CAPSULE_PEER_H
+#define CAPSULE_PEER_H
+
+#include <stddef.h>
+
+#include <event2/event.h>
+#include <jansson.h>
+
+struct peer;
+
+struct peer_cbs {
+	/* A complete line, without its newline. `line` is NUL-terminated. */
+	void	(*line)(struct peer *p, char *line, size_t len, void *arg);
+	/* A line grew past the cap; reading has stopped. */
+	void	(*overflow)(struct peer *p, void *arg);
+	/* Output queue fell to the drain mark (optional). */
+	void	(*drain)(struct peer *p, void *arg);
+	/* The peer is gone: `hangup` is 1 if it closed entirely, 0 if it only
+	 * stopped sending (half-close) and can still read our output. After
+	 * a full hang-up the owner must peer_free(). */
+	void	(*eof)(struct peer *p, int hangup, void *arg);
+};
+
+struct peer *peer_new(struct event_base *base, int fd, size_t max_line,
+	    const struct peer_cbs *cbs, void *arg);
+void	peer_free(struct peer *p);
+
+int	peer_send(struct peer *p, const char *buf, size_t len);
+/* Sends one JSON object as a line; takes the reference. */
+int	peer_send_json(struct peer *p, json_t *o);
+size_t	peer_queued(const struct peer *p);
+void	peer_set_drain_mark(struct peer *p, size_t mark);
+/* Stop/start delivering lines (e.g. while a request is in progress). */
+void	peer_pause(struct peer *p);
+void	peer_resume(struct peer *p);
+/* Flush what is queued, then free the peer (and call nothing more). */
+void	peer_close_after_flush(struct peer *p);
+int	peer_fd(const struct peer *p);
+/* The kernel's word on who is calling (SO_PEERCRED). */
+int	peer_uid(const struct peer *p);
+
+#endif /* CAPSULE_PEER_H */

@@ -1,0 +1,219 @@
+/*
+ * util.c — helpers shared by the daemon's files (see util.h).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+
+#include "proto.h"
+#include "util.h"
+
+uint64_t
+util_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void
+util_uuid(char out[37])
+{
+	uint8_t b[16];
+	size_t got = 0;
+
+	while (got < sizeof(b)) {
+		ssize_t n = getrandom(b + got, sizeof(b) - got, 0);
+
+		if (n > 0)
+			got += (size_t)n;
+	}
+	b[6] = (b[6] & 0x0f) | 0x40;
+	b[8] = (b[8] & 0x3f) | 0x80;
+	snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
+	    "%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2], b[3], b[4], b[5],
+	    b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+}
+
+void
+util_rfc3339(long long unix_secs, char out[32])
+{
+	time_t t = (time_t)unix_secs;
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+int
+util_mkdir_p(const char *path, unsigned mode, struct cap_err *err)
+{
+	char buf[PATH_MAX];
+	size_t n = strlen(path);
+
+	if (n == 0 || n >= sizeof(buf))
+		return cap_err_set(err, ENAMETOOLONG, E_INVALID_ARGUMENT,
+		    "bad directory path \"%s\"", path);
+	memcpy(buf, path, n + 1);
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+			return cap_err_set(err, errno, E_INTERNAL,
+			    "cannot create directory %s: %s", buf,
+			    strerror(errno));
+		*p = '/';
+	}
+	if (mkdir(buf, mode) < 0 && errno != EEXIST)
+		return cap_err_set(err, errno, E_INTERNAL,
+		    "cannot create directory %s: %s", buf, strerror(errno));
+	return 0;
+}
+
+void
+util_file_tail(const char *path, char *buf, size_t len)
+{
+	struct stat st;
+	ssize_t n;
+	int fd;
+
+	buf[0] = '\0';
+	if (len < 2 || (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return;
+	if (fstat(fd, &st) == 0 && st.st_size > (off_t)(len - 1))
+		lseek(fd, st.st_size - (off_t)(len - 1), SEEK_SET);
+	n = read(fd, buf, len - 1);
+	close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	/* Keep the text printable for JSON and terminals. */
+	for (ssize_t i = 0; i < n; i++)
+		if ((unsigned char)buf[i] < 0x20 && buf[i] != '\n')
+			buf[i] = ' ';
+}
+
+static int
+fill_sun(struct sockaddr_un *sun, const char *path, struct cap_err *err)
+{
+	memset(sun, 0, sizeof(*sun));
+	sun->sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sun->sun_path))
+		return cap_err_set(err, ENAMETOOLONG, E_INVALID_ARGUMENT,
+		    "socket path %s is longer than %zu bytes", path,
+		    sizeof(sun->sun_path) - 1);
+	strcpy(sun->sun_path, path);
+	return 0;
+}
+
+int
+util_listen_unix(const char *path, unsigned mode, struct cap_err *err)
+{
+	struct sockaddr_un sun;
+	mode_t old;
+	int fd, r;
+
+	if ((r = fill_sun(&sun, path, err)) < 0)
+		return r;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return cap_err_set(err, errno, E_INTERNAL, "socket: %s",
+		    strerror(errno));
+	/* Born with the right mode: no window where others could connect. */
+	old = umask(~mode & 0777);
+	r = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
+	umask(old);
+	if (r < 0 || listen(fd, 64) < 0) {
+		r = cap_err_set(err, errno, errno == EADDRINUSE ? E_CONFLICT :
+		    E_INTERNAL, "cannot listen on %s: %s", path,
+		    strerror(errno));
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
+int
+util_connect_unix(const char *path, struct cap_err *err)
+{
+	struct sockaddr_un sun;
+	int fd, r;
+
+	if ((r = fill_sun(&sun, path, err)) < 0)
+		return r;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return cap_err_set(err, errno, E_INTERNAL, "socket: %s",
+		    strerror(errno));
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		r = cap_err_set(err, errno, E_UNAVAILABLE,
+		    "cannot connect to %s: %s", path, strerror(errno));
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
+int
+util_unix_alive(const char *path)
+{
+	int fd = util_connect_unix(path, NULL);
+
+	if (fd < 0)
+		return 0;
+	close(fd);
+	return 1;
+}
+
+int
+util_write_file(const char *path, const char *data, size_t len,
+    struct cap_err *err)
+{
+	char tmp[PATH_MAX];
+	ssize_t n;
+	int fd;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
+		return cap_err_set(err, ENAMETOOLONG, E_INTERNAL,
+		    "path too long: %s", path);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return cap_err_set(err, errno, E_INTERNAL, "cannot write %s: %s",
+		    tmp, strerror(errno));
+	n = write(fd, data, len);
+	if (close(fd) < 0 && n == (ssize_t)len)
+		n = -1;
+	if (n != (ssize_t)len || rename(tmp, path) < 0) {
+		int e = n < 0 ? errno : EIO;
+
+		unlink(tmp);
+		return cap_err_set(err, e, E_INTERNAL, "cannot write %s: %s",
+		    path, strerror(e));
+	}
+	return 0;
+}
+
+unsigned
+util_host_cpus(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return n > 0 ? (unsigned)n : 1;
+}
+
+uint64_t
+util_host_memory_mib(void)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+
+	if (pages <= 0 || size <= 0)
+		return 1024;
+	return (uint64_t)pages * (uint64_t)size / (1024 * 1024);
+}

@@ -1,0 +1,61 @@
+/*
+ * util.h — small helpers the daemon's files share: cleanup attributes,
+ * time, ids, files and directories.
+ */
+#ifndef CAPSULE_UTIL_H
+#define CAPSULE_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/queue.h>
+#include <unistd.h>
+
+#include "err.h"
+
+static inline void
+freep(void *p)
+{
+	free(*(void **)p);
+}
+static inline void
+closep(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+#define _cleanup_free_	__attribute__((cleanup(freep)))
+#define _cleanup_close_	__attribute__((cleanup(closep)))
+#define TAKE_FD(fd)	({ int _fd = (fd); (fd) = -1; _fd; })
+#define TAKE_PTR(p)	({ __typeof__(p) _p = (p); (p) = NULL; _p; })
+
+/* glibc's sys/queue.h lacks the BSD _SAFE iterators. */
+#ifndef TAILQ_FOREACH_SAFE
+#define TAILQ_FOREACH_SAFE(var, head, field, tvar)			\
+	for ((var) = TAILQ_FIRST(head);					\
+	    (var) != NULL && ((tvar) = TAILQ_NEXT(var, field), 1);	\
+	    (var) = (tvar))
+#endif
+
+uint64_t util_now_ms(void);		/* CLOCK_MONOTONIC */
+void	util_uuid(char out[37]);	/* random v4 UUID */
+void	util_rfc3339(long long unix_secs, char out[32]);
+/* mkdir -p with the final component mode `mode`. */
+int	util_mkdir_p(const char *path, unsigned mode, struct cap_err *err);
+/* Last `len - 1` bytes of a file, NUL-terminated; "" if unreadable. */
+void	util_file_tail(const char *path, char *buf, size_t len);
+/* Unix stream socket bound and listening at path (replacing nothing). */
+int	util_listen_unix(const char *path, unsigned mode, struct cap_err *err);
+/* Non-blocking connect to a Unix socket. */
+int	util_connect_unix(const char *path, struct cap_err *err);
+/* 1 if something accepts connections at path, 0 if not (stale/absent). */
+int	util_unix_alive(const char *path);
+/* Writes a whole file atomically (tmp + rename). */
+int	util_write_file(const char *path, const char *data, size_t len,
+	    struct cap_err *err);
+/* Host facts for request limits. */
+unsigned util_host_cpus(void);
+uint64_t util_host_memory_mib(void);
+
+#endif /* CAPSULE_UTIL_H */

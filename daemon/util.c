@@ -98,6 +98,7 @@ util_file_tail(const char *path, char *buf, size_t len)
 	for (ssize_t i = 0; i < n; i++)
 		if ((unsigned char)buf[i] < 0x20 && buf[i] != '\n')
 			buf[i] = ' ';
+	cap_utf8_scrub(buf, n > 0 ? (size_t)n : 0);
 }
 
 static int

@@ -11,6 +11,8 @@
 #ifndef CAPSULE_ERR_H
 #define CAPSULE_ERR_H
 
+#include <stddef.h>
+
 struct cap_err {
 	int	errnum;		/* positive errno */
 	char	code[32];	/* E_* word */
@@ -24,5 +26,9 @@ int	cap_err_set(struct cap_err *err, int errnum, const char *code,
 int	cap_err_wrap(struct cap_err *err, const char *fmt, ...)
 	    __attribute__((format(printf, 2, 3)));
 void	cap_err_clear(struct cap_err *err);
+/* Replaces, in place, each byte that does not begin a valid UTF-8 sequence
+ * with '?', so that any text can go into JSON. cap_err_set and cap_err_wrap
+ * do this to err->msg (snprintf can cut a multi-byte character in two). */
+void	cap_utf8_scrub(char *s, size_t len);
 
 #endif /* CAPSULE_ERR_H */

@@ -333,10 +333,22 @@ char *
 execmsg_encode_exit(int exit_code, int signal, const char *error,
     size_t error_len, size_t *outlen)
 {
+	char *msg;
 	json_t *o;
 
+	/* The message comes from the guest and may be cut mid-character at
+	 * CHAN_MAX_MSG; the exit line must go out whatever it holds. */
+	if (error == NULL)
+		error_len = 0;
+	if ((msg = malloc(error_len + 1)) == NULL)
+		return NULL;
+	if (error_len > 0)
+		memcpy(msg, error, error_len);
+	msg[error_len] = '\0';
+	cap_utf8_scrub(msg, error_len);
 	o = json_pack("{s:s, s:i, s:s%}", X_TYPE, XT_EXIT, X_EXIT_CODE,
-	    exit_code, X_ERROR, error ? error : "", error ? error_len : 0);
+	    exit_code, X_ERROR, msg, error_len);
+	free(msg);
 	if (o != NULL && signal > 0)
 		json_object_set_new(o, X_SIGNAL, json_integer(signal));
 	return dump_line(o, outlen);
@@ -347,8 +359,14 @@ strv_json(char **v, size_t n)
 {
 	json_t *a = json_array();
 
-	for (size_t i = 0; a != NULL && i < n; i++)
-		json_array_append_new(a, json_string(v[i]));
+	/* JSON carries UTF-8 only. An argument that is not must fail the
+	 * request, not silently drop out of the command line. */
+	for (size_t i = 0; a != NULL && i < n; i++) {
+		if (json_array_append_new(a, json_string(v[i])) < 0) {
+			json_decref(a);
+			return NULL;
+		}
+	}
 	return a;
 }
 
@@ -359,12 +377,17 @@ execmsg_encode_request(const struct exec_req *req, size_t *outlen)
 
 	if (o == NULL)
 		return NULL;
-	json_object_set_new(o, X_COMMAND, strv_json(req->argv, req->argc));
-	if (req->dir != NULL)
-		json_object_set_new(o, X_DIR, json_string(req->dir));
-	if (req->envc > 0)
-		json_object_set_new(o, X_ENV, strv_json(req->env, req->envc));
-	json_object_set_new(o, X_TTY, json_boolean(req->tty));
+	/* json_object_set_new fails on a NULL value, i.e. non-UTF-8 text. */
+	if (json_object_set_new(o, X_COMMAND, strv_json(req->argv,
+	    req->argc)) < 0 ||
+	    (req->dir != NULL && json_object_set_new(o, X_DIR,
+	    json_string(req->dir)) < 0) ||
+	    (req->envc > 0 && json_object_set_new(o, X_ENV, strv_json(req->env,
+	    req->envc)) < 0) ||
+	    json_object_set_new(o, X_TTY, json_boolean(req->tty)) < 0) {
+		json_decref(o);
+		return NULL;
+	}
 	return dump_line(o, outlen);
 }
 
@@ -412,6 +435,11 @@ execmsg_parse_output(const char *line, size_t len, struct exec_msg *m,
 	/* A line without a type is cleanroom's legacy one-shot response:
 	 * it ends the stream like an exit line. */
 	type = get_type(o);
+	if (type == NULL && json_object_get(o, X_TYPE) != NULL) {
+		r = cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
+		    "\"%s\" must be a string", X_TYPE);
+		goto out;
+	}
 	if (type == NULL || strcmp(type, XT_EXIT) == 0) {
 		m->type = EXEC_OUT_EXIT;
 		if ((r = get_int(o, X_EXIT_CODE, 0, 255, &n, err)) < 0)

@@ -74,11 +74,12 @@ outq_push(struct outq *q, char *line, size_t n)
 {
 	char *nb;
 
-	if (line == NULL)
+	if (line == NULL || n == 0) {
+		free(line);
 		return -1;
-	if (q->off > 0 && q->off == q->len) {
-		q->len = q->off = 0;
 	}
+	if (q->off > 0 && q->off == q->len)
+		q->len = q->off = 0;
 	nb = realloc(q->buf, q->len + n);
 	if (nb == NULL) {
 		free(line);
@@ -98,8 +99,9 @@ send_input(struct outq *q, int type, const uint8_t *data, size_t len,
 	struct exec_msg m = { .type = type, .data = (uint8_t *)data,
 	    .len = len, .cols = cols, .rows = rows, .signal = sig };
 	size_t n = 0;
+	char *line = execmsg_encode_input(&m, &n);
 
-	return outq_push(q, execmsg_encode_input(&m, &n), n);
+	return outq_push(q, line, n);
 }
 
 static void

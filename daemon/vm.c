@@ -506,9 +506,12 @@ vm_resolve(struct vm *vm, const struct ctl_start *req, struct cap_err *err)
 		    env.caps.tsc_khz);
 	/* capsule's arguments first: a caller's boot_args (cleanroom sends
 	 * a whole command line) come last and win where they overlap. */
-	vm->cmdline = xstrdup_printf("console=ttyS0 quiet panic=-1%s "
-	    "capsule.port=%u%s%s", tsc, vm->guest_port,
-	    req->boot_args ? " " : "", req->boot_args ? req->boot_args : "");
+	/* pci=off: microvm has no PCI, and the probe only prints an error.
+	 * guest_port names a vsock port in cleanroom; capsule's channel is a
+	 * named virtio-serial port, so the value is only reported back. */
+	vm->cmdline = xstrdup_printf("console=ttyS0 quiet panic=-1 pci=off%s%s%s",
+	    tsc, req->boot_args ? " " : "",
+	    req->boot_args ? req->boot_args : "");
 	if (vm->cmdline == NULL)
 		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
 	return 0;

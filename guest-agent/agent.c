@@ -1,0 +1,671 @@
+/*
+ * agent.c — capsule-agent: PID 1 of the guest, serving exec streams for
+ * capsuled over one virtio-serial port (see proto/chan.h).
+ *
+ * One thread and one poll(2) loop: the channel, a signalfd for SIGCHLD,
+ * and every stream's stdin, stdout and stderr. The stream table lives here;
+ * what a stream does with its fds lives in exec.c.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE	/* pipe2, ptsname_r, signalfd: CMake defines it too */
+#endif
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/reboot.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "proto.h"
+
+#define AGENT_MODULES		"/etc/capsule/modules"
+#define AGENT_ROOT		"/dev/vda"
+#define AGENT_WAIT_MS		10000	/* root device, agent port */
+#define AGENT_RECHECK_MS	200	/* host disconnected: poll period */
+#define AGENT_TERM_MS		2000	/* SHUTDOWN: SIGTERM to SIGKILL */
+#define AGENT_READS		8	/* reads per ready output fd */
+#define AGENT_LOG_RATE		5	/* host ERROR lines logged per second */
+
+enum agent_hello {
+	AGENT_HELLO_WAIT,	/* ours sent, the host's not yet seen */
+	AGENT_HELLO_OK,
+	AGENT_HELLO_BAD,	/* version mismatch: only SHUTDOWN counts */
+};
+
+enum agent_role {
+	AGENT_ROLE_SIGNAL,
+	AGENT_ROLE_CHAN,
+	AGENT_ROLE_STDIN,
+	AGENT_ROLE_OUT,		/* + EXEC_STDOUT or EXEC_STDERR */
+};
+
+struct agent_slot {
+	struct stream	*s;
+	int		 role;
+};
+
+static struct {
+	struct chanio	  chan;
+	int		  sigfd;
+	enum agent_hello  hello;
+	uint32_t	  ready_ms;	/* boot clock once the port is open */
+	struct stream	**streams;	/* includes orphans until reaped */
+	size_t		  nstreams, cap;
+	struct pollfd	 *pfd;
+	struct agent_slot *slot;
+	size_t		  pcap;
+} A;
+
+/* EXEC decoding targets; the decoded strings point into the frame. */
+static const char *agent_argv[AGENT_MAX_ARGS + 1];
+static const char *agent_envp[AGENT_MAX_ENV + 1];
+
+/* ---- logging and the end ---- */
+
+static void
+agent_vlog(const char *fmt, va_list ap)
+{
+	char buf[1024];
+	int n = snprintf(buf, sizeof(buf), "capsule-agent: ");
+
+	n += vsnprintf(buf + n, sizeof(buf) - (size_t)n - 1, fmt, ap);
+	if (n > (int)sizeof(buf) - 2)
+		n = (int)sizeof(buf) - 2;
+	buf[n++] = '\n';
+	/* One write, so lines from the kernel do not split ours. */
+	if (write(STDERR_FILENO, buf, (size_t)n) < 0)
+		return;
+}
+
+void
+agent_log(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	agent_vlog(fmt, ap);
+	va_end(ap);
+}
+
+_Noreturn void
+agent_poweroff(void)
+{
+	sync();
+	reboot(RB_POWER_OFF);
+	/* PID 1 must not exit: that is a kernel panic. */
+	agent_log("power off: %s", strerror(errno));
+	for (;;)
+		pause();
+}
+
+_Noreturn void
+agent_fatal(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	agent_vlog(fmt, ap);
+	va_end(ap);
+	agent_poweroff();
+}
+
+uint32_t
+agent_boot_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_BOOTTIME, &ts);
+	return (uint32_t)(ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+}
+
+static long
+agent_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+/* Reaps everything for up to `ms`; returns once no child is left. */
+static void
+agent_reap_all(long ms)
+{
+	long deadline = agent_now_ms() + ms;
+	struct timespec tick = { 0, 10 * 1000000L };
+
+	for (;;) {
+		pid_t pid;
+
+		while ((pid = waitpid(-1, NULL, WNOHANG)) > 0)
+			;
+		if (pid < 0 && errno == ECHILD)
+			return;
+		if (agent_now_ms() >= deadline)
+			return;
+		nanosleep(&tick, NULL);
+	}
+}
+
+static _Noreturn void
+agent_shutdown(void)
+{
+	kill(-1, SIGTERM);
+	agent_reap_all(AGENT_TERM_MS);
+	kill(-1, SIGKILL);
+	agent_reap_all(500);
+	sync();
+	/* Best effort: leaves the ext4 clean if nothing holds it busy. */
+	mount(NULL, "/", NULL, MS_REMOUNT | MS_RDONLY, NULL);
+	agent_poweroff();
+}
+
+/* ---- the stream table ---- */
+
+static struct stream *
+agent_find(uint32_t id)
+{
+	size_t i;
+
+	if (id == 0)
+		return NULL;
+	for (i = 0; i < A.nstreams; i++)
+		if (A.streams[i]->id == id && !A.streams[i]->dead)
+			return A.streams[i];
+	return NULL;
+}
+
+static size_t
+agent_active(void)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < A.nstreams; i++)
+		if (A.streams[i]->id != 0 && !A.streams[i]->dead)
+			n++;
+	return n;
+}
+
+static int
+agent_add(struct stream *s)
+{
+	if (A.nstreams == A.cap) {
+		size_t cap = A.cap ? A.cap * 2 : 64;
+		struct stream **p = realloc(A.streams, cap * sizeof(*p));
+
+		if (p == NULL)
+			return -ENOMEM;
+		A.streams = p;
+		A.cap = cap;
+	}
+	A.streams[A.nstreams++] = s;
+	return 0;
+}
+
+/* Frees the streams whose EXIT is out. Only done between poll rounds, so
+ * the pollfd slots never point at freed memory. */
+static void
+agent_sweep(void)
+{
+	size_t i, j = 0;
+
+	for (i = 0; i < A.nstreams; i++) {
+		if (A.streams[i]->dead)
+			exec_free(A.streams[i]);
+		else
+			A.streams[j++] = A.streams[i];
+	}
+	A.nstreams = j;
+}
+
+/* The host is gone: nobody is left to see the output, so fail closed. */
+static void
+agent_orphan_all(void)
+{
+	size_t i;
+
+	for (i = 0; i < A.nstreams; i++) {
+		struct stream *s = A.streams[i];
+
+		if (s->dead)
+			continue;
+		exec_abort(s);
+		s->id = 0;
+		if (s->reaped)
+			s->dead = 1;
+	}
+}
+
+static void
+agent_reap(void)
+{
+	struct signalfd_siginfo si;
+	size_t i;
+	pid_t pid;
+	int st;
+
+	while (read(A.sigfd, &si, sizeof(si)) > 0)
+		;
+	while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+		for (i = 0; i < A.nstreams; i++) {
+			struct stream *s = A.streams[i];
+
+			if (s->pid == pid && !s->reaped && !s->dead) {
+				s->reaped = 1;
+				s->status = st;
+				break;
+			}
+		}
+	}
+}
+
+/* Streams whose leader is reaped: send what is left, then EXIT. */
+static void
+agent_pump(void)
+{
+	size_t i;
+
+	for (i = 0; i < A.nstreams; i++) {
+		struct stream *s = A.streams[i];
+
+		if (s->dead || !s->reaped)
+			continue;
+		if (s->id == 0) {
+			exec_close_fds(s);
+			s->dead = 1;
+		} else if (exec_drain(s, &A.chan)) {
+			exec_finish(s, &A.chan);
+		}
+	}
+}
+
+/* ---- frames from the host ---- */
+
+static void
+agent_violation(struct stream *s, const char *what)
+{
+	chanio_send_error(&A.chan, s->id, "protocol error: %s", what);
+	exec_abort(s);
+}
+
+static void
+agent_exec(const struct chan_hdr *h, const uint8_t *p)
+{
+	struct chan_exec x = { .argv = agent_argv, .envp = agent_envp };
+	char err[CHAN_MAX_MSG];
+	struct stream *s;
+	int r;
+
+	if (agent_find(h->stream) != NULL) {
+		chanio_send_error(&A.chan, h->stream,
+		    "EXEC on stream %u, which is already in use", h->stream);
+		return;
+	}
+	r = chan_exec_decode(p, h->len, &x, AGENT_MAX_ARGS, AGENT_MAX_ENV);
+	if (r < 0) {
+		/* ERROR for the protocol slip, EXIT so the stream ends. */
+		chanio_send_error(&A.chan, h->stream, "bad EXEC: %s",
+		    r == -E2BIG ? "too many arguments or environment entries" :
+		    "malformed payload");
+		exec_send_exit(&A.chan, h->stream, EXIT_CAPSULE_ERROR, 0,
+		    "capsule-agent: bad EXEC frame");
+		return;
+	}
+	if (agent_active() >= AGENT_MAX_STREAMS) {
+		snprintf(err, sizeof(err), "capsule-agent: too many concurrent "
+		    "commands (limit %d)", AGENT_MAX_STREAMS);
+		exec_send_exit(&A.chan, h->stream, EXIT_CAPSULE_ERROR, 0, err);
+		return;
+	}
+	if ((s = exec_new(h->stream)) == NULL || agent_add(s) < 0) {
+		exec_free(s);
+		exec_send_exit(&A.chan, h->stream, EXIT_CAPSULE_ERROR, 0,
+		    "capsule-agent: out of memory");
+		return;
+	}
+	if (exec_start(s, &x, err, sizeof(err)) < 0) {
+		exec_send_exit(&A.chan, h->stream, EXIT_CAPSULE_ERROR, 0, err);
+		s->dead = 1;
+	}
+}
+
+static void
+agent_stream_frame(struct stream *s, const struct chan_hdr *h,
+    const uint8_t *p)
+{
+	uint16_t cols, rows;
+	uint32_t v;
+	int r;
+
+	switch (h->kind) {
+	case CHAN_STDIN:
+		if ((r = exec_stdin(s, &A.chan, p, h->len)) == -EPROTO)
+			agent_violation(s, "STDIN beyond the window");
+		else if (r < 0)
+			agent_violation(s, strerror(-r));
+		break;
+	case CHAN_EOF:
+		exec_eof(s, &A.chan);
+		break;
+	case CHAN_RESIZE:
+		if (chan_resize_decode(p, h->len, &cols, &rows) < 0)
+			chanio_send_error(&A.chan, s->id, "bad RESIZE payload");
+		else
+			exec_resize(s, cols, rows);
+		break;
+	case CHAN_SIGNAL:
+		if (chan_u32_decode(p, h->len, &v) < 0)
+			chanio_send_error(&A.chan, s->id, "bad SIGNAL payload");
+		else if (v < 1 || v > 64)
+			chanio_send_error(&A.chan, s->id,
+			    "invalid signal number %u", v);
+		else
+			exec_kill(s, (int)v);
+		break;
+	case CHAN_CLOSE:
+		exec_abort(s);
+		break;
+	case CHAN_CREDIT:
+		if (chan_u32_decode(p, h->len, &v) < 0)
+			agent_violation(s, "bad CREDIT payload");
+		else if (chan_tx_grant(&s->tx, v) < 0)
+			agent_violation(s, "CREDIT beyond the window");
+		break;
+	}
+}
+
+static void
+agent_hello(const struct chan_hdr *h, const uint8_t *p)
+{
+	struct chan_hello hello;
+
+	if (h->stream != 0) {
+		chanio_send_error(&A.chan, h->stream, "HELLO on stream %u",
+		    h->stream);
+		return;
+	}
+	if (A.hello == AGENT_HELLO_OK) {
+		chanio_send_error(&A.chan, 0, "duplicate HELLO");
+		return;
+	}
+	if (chan_hello_decode(p, h->len, &hello) < 0) {
+		chanio_send_error(&A.chan, 0, "bad HELLO payload");
+		return;
+	}
+	if (hello.version != CHAN_VERSION) {
+		agent_log("host speaks channel version %u, we speak %u",
+		    hello.version, CHAN_VERSION);
+		chanio_send_error(&A.chan, 0, "capsule-agent speaks channel "
+		    "version %u, host speaks %u", CHAN_VERSION, hello.version);
+		A.hello = AGENT_HELLO_BAD;
+		return;
+	}
+	A.hello = AGENT_HELLO_OK;
+}
+
+/* The host's ERROR text is untrusted: show a bounded, printable copy. */
+static void
+agent_host_error(const struct chan_hdr *h, const uint8_t *p)
+{
+	static long window;
+	static unsigned shown;
+	char text[201];
+	size_t i, n = h->len < sizeof(text) - 1 ? h->len : sizeof(text) - 1;
+
+	/* The serial console is slow and writing it blocks the loop. */
+	if (agent_now_ms() / 1000 != window) {
+		window = agent_now_ms() / 1000;
+		shown = 0;
+	}
+	if (++shown > AGENT_LOG_RATE)
+		return;
+	for (i = 0; i < n; i++)
+		text[i] = (p[i] >= 0x20 && p[i] < 0x7f) ? (char)p[i] : '?';
+	text[n] = '\0';
+	agent_log("host reports an error on stream %u: %s", h->stream, text);
+}
+
+static void
+agent_frame(void *arg, const struct chan_hdr *h, const uint8_t *p)
+{
+	struct stream *s;
+
+	(void)arg;
+	if (h->kind == CHAN_SHUTDOWN && h->stream == 0)
+		agent_shutdown();
+	if (A.hello == AGENT_HELLO_BAD)
+		return;
+	/* Never answer an ERROR with an ERROR: two confused peers would
+	 * keep each other busy forever. */
+	if (h->kind == CHAN_ERROR) {
+		agent_host_error(h, p);
+		return;
+	}
+	if (h->kind == CHAN_HELLO) {
+		agent_hello(h, p);
+		return;
+	}
+	if (A.hello != AGENT_HELLO_OK) {
+		chanio_send_error(&A.chan, h->stream, "%s before HELLO",
+		    chan_kind_name(h->kind));
+		return;
+	}
+	if (h->stream == 0) {
+		chanio_send_error(&A.chan, 0, "%s on stream 0",
+		    chan_kind_name(h->kind));
+		return;
+	}
+	switch (h->kind) {
+	case CHAN_EXEC:
+		agent_exec(h, p);
+		break;
+	case CHAN_STDIN: case CHAN_EOF: case CHAN_RESIZE: case CHAN_SIGNAL:
+	case CHAN_CLOSE: case CHAN_CREDIT:
+		/* Frames for streams we do not know (finished, or never
+		 * started) are the host catching up: not an error. */
+		if ((s = agent_find(h->stream)) != NULL)
+			agent_stream_frame(s, h, p);
+		break;
+	default:
+		chanio_send_error(&A.chan, h->stream, "unexpected %s from the "
+		    "host", chan_kind_name(h->kind));
+		break;
+	}
+}
+
+static void
+agent_link(void *arg, int up)
+{
+	struct chan_hello hello = { CHAN_VERSION, A.ready_ms };
+	uint8_t p[CHAN_HELLO_LEN];
+	int n;
+
+	(void)arg;
+	A.hello = AGENT_HELLO_WAIT;
+	if (!up) {
+		agent_orphan_all();
+		return;
+	}
+	if ((n = chan_hello_encode(p, sizeof(p), &hello)) > 0)
+		chanio_send(&A.chan, CHAN_HELLO, 0, p, (size_t)n);
+}
+
+/* A bad header leaves no way to find the next frame. */
+static _Noreturn void
+agent_broken(int r)
+{
+	size_t i;
+
+	agent_log("channel: bad frame header (%s), powering off",
+	    strerror(-r));
+	chanio_send_error(&A.chan, 0, "bad frame header: %s", strerror(-r));
+	chanio_flush(&A.chan, 1000);
+	for (i = 0; i < A.nstreams; i++)
+		if (!A.streams[i]->dead)
+			exec_kill(A.streams[i], SIGKILL);
+	agent_poweroff();
+}
+
+/* ---- the loop ---- */
+
+static void
+agent_poll_add(size_t *n, int fd, short events, struct stream *s, int role)
+{
+	A.pfd[*n] = (struct pollfd){ .fd = fd, .events = events };
+	A.slot[*n] = (struct agent_slot){ .s = s, .role = role };
+	(*n)++;
+}
+
+static size_t
+agent_poll_set(void)
+{
+	size_t n = 0, i, need = 2 + EXEC_NOUT * 2 * A.nstreams;
+	int j, room;
+
+	/* Room for every fd up front: a stream left out would stall. */
+	if (need > A.pcap) {
+		struct pollfd *pfd = realloc(A.pfd, need * sizeof(*pfd));
+		struct agent_slot *slot;
+
+		if (pfd != NULL)
+			A.pfd = pfd;
+		if (pfd == NULL ||
+		    (slot = realloc(A.slot, need * sizeof(*slot))) == NULL)
+			agent_fatal("out of memory");
+		A.slot = slot;
+		A.pcap = need;
+	}
+	agent_poll_add(&n, A.sigfd, POLLIN, NULL, AGENT_ROLE_SIGNAL);
+	if (A.chan.up)
+		agent_poll_add(&n, A.chan.fd, chanio_events(&A.chan), NULL,
+		    AGENT_ROLE_CHAN);
+	room = A.chan.up && chanio_queued(&A.chan) < AGENT_QUEUE_HIGH;
+	for (i = 0; i < A.nstreams; i++) {
+		struct stream *s = A.streams[i];
+
+		if (s->dead || s->id == 0)
+			continue;
+		if (s->in_fd >= 0 && (s->in_len > 0 || (s->eof && !s->eof_done)))
+			agent_poll_add(&n, s->in_fd, POLLOUT, s,
+			    AGENT_ROLE_STDIN);
+		/* Output waits for credit; after the leader's exit it is
+		 * drained by agent_pump() instead. */
+		if (!room || s->reaped || s->closed ||
+		    chan_tx_allow(&s->tx, 1) == 0)
+			continue;
+		for (j = 0; j < EXEC_NOUT; j++)
+			if (s->out_fd[j] >= 0)
+				agent_poll_add(&n, s->out_fd[j], POLLIN, s,
+				    AGENT_ROLE_OUT + j);
+	}
+	return n;
+}
+
+static void
+agent_poll_event(size_t k)
+{
+	struct stream *s = A.slot[k].s;
+	int role = A.slot[k].role, fd = A.pfd[k].fd, i, r;
+
+	switch (role) {
+	case AGENT_ROLE_SIGNAL:
+		agent_reap();
+		return;
+	case AGENT_ROLE_CHAN:
+		if ((r = chanio_handle(&A.chan, A.pfd[k].revents)) < 0)
+			agent_broken(r);
+		return;
+	}
+	/* An earlier event in this round may have closed or reused the fd. */
+	if (s->dead || s->id == 0)
+		return;
+	if (role == AGENT_ROLE_STDIN) {
+		if (s->in_fd == fd)
+			exec_write(s, &A.chan);
+		return;
+	}
+	role -= AGENT_ROLE_OUT;
+	for (i = 0; i < AGENT_READS; i++) {
+		if (s->out_fd[role] != fd || s->closed ||
+		    chanio_queued(&A.chan) >= AGENT_QUEUE_HIGH)
+			return;
+		if (exec_read(s, &A.chan, role) <= 0)
+			return;
+	}
+}
+
+static _Noreturn void
+agent_loop(void)
+{
+	for (;;) {
+		size_t n, k;
+		int r;
+
+		agent_pump();
+		agent_sweep();
+		if (!A.chan.up && chanio_check(&A.chan) < 0)
+			agent_fatal("channel: %s", strerror(errno));
+		n = agent_poll_set();
+		r = poll(A.pfd, n, A.chan.up ? -1 : AGENT_RECHECK_MS);
+		if (r < 0 && errno != EINTR)
+			agent_fatal("poll: %s", strerror(errno));
+		for (k = 0; r > 0 && k < n; k++)
+			if (A.pfd[k].revents)
+				agent_poll_event(k);
+		if (A.chan.up && chanio_queued(&A.chan) > 0)
+			chanio_handle(&A.chan, POLLOUT);
+	}
+}
+
+int
+main(void)
+{
+	char root[256] = AGENT_ROOT;
+	sigset_t mask;
+	int fd, r;
+
+	if (getpid() != 1) {
+		fprintf(stderr, "capsule-agent: this is the guest's init; it "
+		    "must run as PID 1\n");
+		return 1;
+	}
+	umask(022);
+	/* Before any fork: SIGCHLD only ever arrives through the signalfd. */
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if ((r = init_early()) < 0)
+		agent_fatal("early mounts: %s", strerror(-r));
+	init_modules(AGENT_MODULES);
+	if (init_cmdline("capsule.root", root, sizeof(root)) < 0 ||
+	    strncmp(root, "/dev/", 5) != 0)
+		snprintf(root, sizeof(root), "%s", AGENT_ROOT);
+	if ((r = init_switch_root(root, AGENT_WAIT_MS)) < 0)
+		agent_fatal("cannot mount the root file system %s: %s", root,
+		    strerror(-r));
+	init_late();
+	if ((r = exec_init()) < 0)
+		agent_log("raise RLIMIT_NOFILE: %s", strerror(-r));
+
+	if ((A.sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) < 0)
+		agent_fatal("signalfd: %s", strerror(errno));
+	if ((fd = init_open_port(AGENT_PORT_NAME, AGENT_WAIT_MS)) < 0)
+		agent_fatal("no agent port %s: %s", AGENT_PORT_NAME,
+		    strerror(-fd));
+	if ((r = chanio_init(&A.chan, fd, agent_frame, agent_link, NULL)) < 0)
+		agent_fatal("channel: %s", strerror(-r));
+	/* Every HELLO, also after a reconnect, reports this same moment. */
+	A.ready_ms = agent_boot_ms();
+	agent_log("ready in %u ms", A.ready_ms);
+	agent_loop();
+}

@@ -1,0 +1,121 @@
+/*
+ * agent.h — capsule-agent internals: PID 1 of the guest.
+ *
+ * init.c brings the guest up (mounts, modules, root switch, the port),
+ * chanio.c owns the virtio-serial channel, exec.c runs one command per
+ * stream, agent.c holds the stream table and the poll loop.
+ *
+ * Everything returns 0 or a negative errno.
+ */
+#ifndef CAPSULE_AGENT_H
+#define CAPSULE_AGENT_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "chan.h"
+
+#define AGENT_MAX_STREAMS	1024
+#define AGENT_MAX_ARGS		4096	/* PROTO_MAX_ARGS */
+#define AGENT_MAX_ENV		4096	/* PROTO_MAX_ENV */
+/* Stop reading command output while this much is queued for the host, so
+ * a host that does not drain the port costs us bounded memory. */
+#define AGENT_QUEUE_HIGH	(512 * 1024)
+#define AGENT_NOFILE		16384
+
+/* ---- agent.c ---- */
+void	agent_log(const char *fmt, ...)
+	    __attribute__((format(printf, 1, 2)));
+_Noreturn void agent_fatal(const char *fmt, ...)
+	    __attribute__((format(printf, 1, 2)));
+_Noreturn void agent_poweroff(void);
+uint32_t agent_boot_ms(void);
+
+/* ---- init.c ---- */
+int	init_early(void);
+int	init_modules(const char *list);
+int	init_cmdline(const char *key, char *out, size_t cap);
+int	init_switch_root(const char *dev, int timeout_ms);
+int	init_late(void);
+int	init_open_port(const char *name, int timeout_ms);
+
+/* ---- chanio.c ---- */
+struct chanio;
+typedef void chanio_frame_fn(void *arg, const struct chan_hdr *h,
+    const uint8_t *payload);
+typedef void chanio_link_fn(void *arg, int up);
+
+struct chanio {
+	int		 fd;
+	int		 up;		/* host side connected */
+	uint8_t		*rbuf;		/* one frame at most */
+	size_t		 rlen;
+	uint8_t		*wbuf;		/* queued output: [woff, wlen) */
+	size_t		 woff, wlen, wcap;
+	chanio_frame_fn	*on_frame;
+	chanio_link_fn	*on_link;
+	void		*arg;
+};
+
+int	chanio_init(struct chanio *c, int fd, chanio_frame_fn *on_frame,
+	    chanio_link_fn *on_link, void *arg);
+short	chanio_events(const struct chanio *c);
+int	chanio_handle(struct chanio *c, short revents);
+int	chanio_check(struct chanio *c);
+int	chanio_flush(struct chanio *c, int timeout_ms);
+size_t	chanio_queued(const struct chanio *c);
+int	chanio_send(struct chanio *c, unsigned kind, uint32_t stream,
+	    const void *p, size_t len);
+int	chanio_send_error(struct chanio *c, uint32_t stream, const char *fmt,
+	    ...) __attribute__((format(printf, 3, 4)));
+uint8_t	*chanio_reserve(struct chanio *c, size_t max);
+int	chanio_commit(struct chanio *c, unsigned kind, uint32_t stream,
+	    size_t len);
+
+/* ---- exec.c ---- */
+enum { EXEC_STDOUT, EXEC_STDERR, EXEC_NOUT };
+
+struct stream {
+	uint32_t	 id;		/* 0 once orphaned by a disconnect */
+	pid_t		 pid;		/* leader and process group */
+	int		 tty;
+	int		 in_fd;		/* child's stdin (tty: dup of master) */
+	int		 out_fd[EXEC_NOUT];	/* tty: master in [0] */
+	int		 out_dry[EXEC_NOUT];	/* read would block after exit */
+	int		 err_fd;	/* exec error pipe, read at reap */
+	struct chan_tx_window tx;
+	struct chan_rx_window rx;
+	uint8_t		*in_buf;
+	size_t		 in_off, in_len, in_cap;
+	int		 eof;		/* host sent EOF */
+	int		 eof_done;	/* ... and the child has seen it */
+	int		 in_closed;	/* child's stdin is gone */
+	int		 closed;	/* host sent CLOSE */
+	int		 reaped;
+	int		 status;
+	int		 dead;		/* EXIT sent; free at the next sweep */
+	char		*argv0, *dir;	/* for error messages */
+};
+
+int	exec_init(void);
+struct stream *exec_new(uint32_t id);
+void	exec_free(struct stream *s);
+int	exec_start(struct stream *s, const struct chan_exec *x, char *err,
+	    size_t errlen);
+int	exec_stdin(struct stream *s, struct chanio *c, const uint8_t *p,
+	    uint32_t len);
+int	exec_eof(struct stream *s, struct chanio *c);
+int	exec_resize(struct stream *s, uint16_t cols, uint16_t rows);
+int	exec_write(struct stream *s, struct chanio *c);
+int	exec_read(struct stream *s, struct chanio *c, int which);
+int	exec_drain(struct stream *s, struct chanio *c);
+int	exec_finish(struct stream *s, struct chanio *c);
+void	exec_close_fds(struct stream *s);
+int	exec_kill(struct stream *s, int sig);
+void	exec_abort(struct stream *s);
+int	exec_send_exit(struct chanio *c, uint32_t id, int32_t code,
+	    int32_t sig, const char *msg);
+
+#endif /* CAPSULE_AGENT_H */

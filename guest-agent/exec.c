@@ -1,0 +1,710 @@
+/*
+ * exec.c — one command per stream: spawning it, feeding its stdin under the
+ * host's credit, reading its output under ours, and reporting its exit.
+ *
+ * Nothing here blocks: every fd the agent keeps is non-blocking, and a
+ * stream that cannot make progress simply waits for the next poll round.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE	/* pipe2, ptsname_r, signalfd: CMake defines it too */
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "proto.h"
+
+#define EXEC_DEFAULT_PATH \
+	"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#define EXEC_DEFAULT_HOME	"HOME=/root"
+#define EXEC_DEFAULT_TERM	"TERM=xterm-256color"
+#define EXEC_KEEP_INBUF		65536	/* largest idle stdin buffer */
+#define EXEC_NAME_MAX		512	/* of argv[0] and dir in messages */
+
+/* What the child reports through its CLOEXEC pipe when it cannot exec. */
+enum exec_step {
+	EXEC_STEP_SETSID = 1,
+	EXEC_STEP_TTY,
+	EXEC_STEP_DUP,
+	EXEC_STEP_CHDIR,
+	EXEC_STEP_EXEC,
+};
+
+struct exec_failure {
+	int32_t	step;
+	int32_t	err;
+};
+
+/* Everything the child needs, prepared before fork(). */
+struct exec_spawn {
+	const char	*const *argv;
+	const char	*const *envp;
+	const char	*dir;
+	int		 tty;
+	const char	*slave;
+	int		 in, out, err;	/* child ends of the pipes */
+	int		 report;	/* write end of the error pipe */
+};
+
+static struct rlimit exec_nofile;	/* what commands get */
+static int exec_nofile_saved;
+
+int
+exec_init(void)
+{
+	struct rlimit rl = { AGENT_NOFILE, AGENT_NOFILE };
+
+	if (getrlimit(RLIMIT_NOFILE, &exec_nofile) < 0)
+		return -errno;
+	exec_nofile_saved = 1;
+	/* Four fds per stream, 1024 streams: more than the default 1024. */
+	if (exec_nofile.rlim_max > rl.rlim_max)
+		rl.rlim_max = exec_nofile.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return -errno;
+	return 0;
+}
+
+struct stream *
+exec_new(uint32_t id)
+{
+	struct stream *s;
+
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return NULL;
+	s->id = id;
+	s->in_fd = s->err_fd = -1;
+	s->out_fd[EXEC_STDOUT] = s->out_fd[EXEC_STDERR] = -1;
+	chan_tx_init(&s->tx);
+	chan_rx_init(&s->rx);
+	return s;
+}
+
+static void
+exec_closefd(int *fd)
+{
+	if (*fd >= 0) {
+		close(*fd);
+		*fd = -1;
+	}
+}
+
+void
+exec_close_fds(struct stream *s)
+{
+	exec_closefd(&s->in_fd);
+	exec_closefd(&s->out_fd[EXEC_STDOUT]);
+	exec_closefd(&s->out_fd[EXEC_STDERR]);
+	exec_closefd(&s->err_fd);
+	free(s->in_buf);
+	s->in_buf = NULL;
+	s->in_off = s->in_len = s->in_cap = 0;
+	s->in_closed = 1;
+}
+
+void
+exec_free(struct stream *s)
+{
+	if (s == NULL)
+		return;
+	exec_close_fds(s);
+	free(s->argv0);
+	free(s->dir);
+	free(s);
+}
+
+/* ---- spawning ---- */
+
+static size_t
+exec_keylen(const char *kv)
+{
+	const char *eq = strchr(kv, '=');
+
+	return eq ? (size_t)(eq - kv) : strlen(kv);
+}
+
+/* Defaults, overridden or extended by the request, in request order. */
+static const char **
+exec_env(const struct chan_exec *x)
+{
+	const char **env;
+	size_t n = 0, i, j;
+	int has_term = 0;
+
+	if ((env = calloc((size_t)x->envc + 4, sizeof(*env))) == NULL)
+		return NULL;
+	env[n++] = EXEC_DEFAULT_PATH;
+	env[n++] = EXEC_DEFAULT_HOME;
+	for (i = 0; i < x->envc; i++) {
+		const char *kv = x->envp[i];
+		size_t k = exec_keylen(kv);
+
+		if (k == 4 && strncmp(kv, "TERM", 4) == 0)
+			has_term = 1;
+		for (j = 0; j < n; j++)
+			if (exec_keylen(env[j]) == k &&
+			    strncmp(env[j], kv, k) == 0)
+				break;
+		env[j] = kv;
+		if (j == n)
+			n++;
+	}
+	if (x->tty && !has_term)
+		env[n++] = EXEC_DEFAULT_TERM;
+	env[n] = NULL;
+	return env;
+}
+
+static const char *
+exec_getenv(const char *const *envp, const char *key)
+{
+	size_t k = strlen(key);
+
+	for (; *envp; envp++)
+		if (strncmp(*envp, key, k) == 0 && (*envp)[k] == '=')
+			return *envp + k + 1;
+	return NULL;
+}
+
+static _Noreturn void
+exec_child_fail(int report, int step, int err)
+{
+	struct exec_failure f = { step, err };
+	ssize_t n;
+
+	do
+		n = write(report, &f, sizeof(f));
+	while (n < 0 && errno == EINTR);
+	if (step == EXEC_STEP_EXEC)
+		_exit(err == ENOENT ? EXIT_NOT_FOUND : EXIT_CANNOT_EXEC);
+	_exit(step == EXEC_STEP_CHDIR ? EXIT_CANNOT_EXEC : EXIT_CAPSULE_ERROR);
+}
+
+/* execvp() with the command's own PATH rather than the agent's. */
+static int
+exec_search(const char *const *argv, const char *const *envp)
+{
+	const char *path, *p, *end;
+	char buf[PATH_MAX];
+	size_t len = strlen(argv[0]);
+	int denied = 0;
+
+	if (strchr(argv[0], '/') != NULL) {
+		execve(argv[0], (char *const *)argv, (char *const *)envp);
+		return -errno;
+	}
+	if ((path = exec_getenv(envp, "PATH")) == NULL)
+		path = EXEC_DEFAULT_PATH + 5;
+	for (p = path;; p = end + 1) {
+		size_t dl;
+
+		if ((end = strchr(p, ':')) == NULL)
+			end = p + strlen(p);
+		dl = (size_t)(end - p);
+		if (dl == 0) {
+			buf[0] = '.';
+			dl = 1;
+		} else if (dl + 1 + len + 1 <= sizeof(buf)) {
+			memcpy(buf, p, dl);
+		}
+		if (dl + 1 + len + 1 <= sizeof(buf)) {
+			buf[dl] = '/';
+			memcpy(buf + dl + 1, argv[0], len + 1);
+			execve(buf, (char *const *)argv, (char *const *)envp);
+			switch (errno) {
+			case EACCES:
+				denied = 1;
+				break;
+			case ENOENT: case ENOTDIR: case ESTALE: case ENODEV:
+			case ETIMEDOUT: case ENAMETOOLONG: case ELOOP:
+				break;
+			default:
+				return -errno;
+			}
+		}
+		if (*end == '\0')
+			break;
+	}
+	return denied ? -EACCES : -ENOENT;
+}
+
+static _Noreturn void
+exec_child(const struct exec_spawn *sp)
+{
+	sigset_t none;
+	int i, fd, r;
+
+	for (i = 1; i < NSIG; i++)
+		signal(i, SIG_DFL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	if (exec_nofile_saved)
+		setrlimit(RLIMIT_NOFILE, &exec_nofile);
+
+	if (setsid() < 0)
+		exec_child_fail(sp->report, EXEC_STEP_SETSID, errno);
+	if (sp->tty) {
+		if ((fd = open(sp->slave, O_RDWR | O_NOCTTY)) < 0 ||
+		    ioctl(fd, TIOCSCTTY, 0) < 0)
+			exec_child_fail(sp->report, EXEC_STEP_TTY, errno);
+		for (i = 0; i < 3; i++)
+			if (dup2(fd, i) < 0)
+				exec_child_fail(sp->report, EXEC_STEP_DUP,
+				    errno);
+		if (fd > 2)
+			close(fd);
+	} else if (dup2(sp->in, 0) < 0 || dup2(sp->out, 1) < 0 ||
+	    dup2(sp->err, 2) < 0) {
+		exec_child_fail(sp->report, EXEC_STEP_DUP, errno);
+	}
+	if (chdir(sp->dir[0] ? sp->dir : "/") < 0)
+		exec_child_fail(sp->report, EXEC_STEP_CHDIR, errno);
+	r = exec_search(sp->argv, sp->envp);
+	exec_child_fail(sp->report, EXEC_STEP_EXEC, -r);
+}
+
+static int
+exec_nonblock(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		return -errno;
+	return 0;
+}
+
+static int
+exec_open_pty(const struct chan_exec *x, char *slave, size_t cap)
+{
+	struct winsize ws = {
+		.ws_col = x->cols ? x->cols : 80,
+		.ws_row = x->rows ? x->rows : 24,
+	};
+	int m, r;
+
+	if ((m = posix_openpt(O_RDWR | O_NOCTTY)) < 0)
+		return -errno;
+	if (fcntl(m, F_SETFD, FD_CLOEXEC) < 0 || grantpt(m) < 0 ||
+	    unlockpt(m) < 0 || (r = ptsname_r(m, slave, cap)) != 0 ||
+	    ioctl(m, TIOCSWINSZ, &ws) < 0) {
+		r = -errno;
+		close(m);
+		return r;
+	}
+	return m;
+}
+
+/* Starts the command. On failure returns -errno with a message in err and
+ * leaves s without a process; the caller reports EXIT 125. */
+int
+exec_start(struct stream *s, const struct chan_exec *x, char *err,
+    size_t errlen)
+{
+	int in[2] = { -1, -1 }, out[2] = { -1, -1 }, er[2] = { -1, -1 };
+	int rep[2] = { -1, -1 }, pty = -1, dup_pty = -1, r, i;
+	const char **argv = NULL, **envp = NULL;
+	struct exec_spawn sp = { 0 };
+	char slave[64];
+	const char *what;
+	pid_t pid;
+
+	s->argv0 = strndup(x->argv[0], EXEC_NAME_MAX);
+	s->dir = strndup(x->dir, EXEC_NAME_MAX);
+	argv = calloc((size_t)x->argc + 1, sizeof(*argv));
+	envp = exec_env(x);
+	what = "out of memory";
+	if (s->argv0 == NULL || s->dir == NULL || argv == NULL || envp == NULL) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	for (i = 0; (uint32_t)i < x->argc; i++)
+		argv[i] = x->argv[i];
+
+	what = "pipe";
+	if (pipe2(rep, O_CLOEXEC) < 0)
+		goto fail_errno;
+	if (x->tty) {
+		what = "open pty";
+		if ((pty = exec_open_pty(x, slave, sizeof(slave))) < 0) {
+			r = pty;
+			goto fail;
+		}
+		if ((dup_pty = fcntl(pty, F_DUPFD_CLOEXEC, 3)) < 0)
+			goto fail_errno;
+	} else if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0 ||
+	    pipe2(er, O_CLOEXEC) < 0) {
+		goto fail_errno;
+	}
+
+	sp.argv = argv;
+	sp.envp = envp;
+	sp.dir = x->dir;
+	sp.tty = x->tty;
+	sp.slave = slave;
+	sp.in = in[0];
+	sp.out = out[1];
+	sp.err = er[1];
+	sp.report = rep[1];
+
+	what = "fork";
+	if ((pid = fork()) < 0)
+		goto fail_errno;
+	if (pid == 0)
+		exec_child(&sp);
+
+	s->pid = pid;
+	s->tty = x->tty;
+	s->err_fd = rep[0];
+	close(rep[1]);
+	if (x->tty) {
+		s->out_fd[EXEC_STDOUT] = pty;
+		s->in_fd = dup_pty;
+	} else {
+		close(in[0]);
+		close(out[1]);
+		close(er[1]);
+		s->in_fd = in[1];
+		s->out_fd[EXEC_STDOUT] = out[0];
+		s->out_fd[EXEC_STDERR] = er[0];
+	}
+	/* Failing these would only make reads block; the fds are ours. */
+	exec_nonblock(s->err_fd);
+	exec_nonblock(s->in_fd);
+	exec_nonblock(s->out_fd[EXEC_STDOUT]);
+	if (s->out_fd[EXEC_STDERR] >= 0)
+		exec_nonblock(s->out_fd[EXEC_STDERR]);
+	free(argv);
+	free(envp);
+	return 0;
+
+fail_errno:
+	r = -errno;
+fail:
+	snprintf(err, errlen, "capsule-agent: %s: %s", what, strerror(-r));
+	for (i = 0; i < 2; i++) {
+		exec_closefd(&in[i]);
+		exec_closefd(&out[i]);
+		exec_closefd(&er[i]);
+		exec_closefd(&rep[i]);
+	}
+	exec_closefd(&pty);
+	exec_closefd(&dup_pty);
+	free(argv);
+	free(envp);
+	return r;
+}
+
+/* ---- stdin ---- */
+
+static void
+exec_grant(struct stream *s, struct chanio *c, size_t n)
+{
+	uint8_t p[4];
+	uint32_t g = chan_rx_release(&s->rx, (uint32_t)n);
+
+	if (g > 0 && s->id != 0 && chan_u32_encode(p, sizeof(p), g) == 4)
+		chanio_send(c, CHAN_CREDIT, s->id, p, sizeof(p));
+}
+
+/* The child's stdin is gone: what is buffered can never be delivered, but
+ * the host's credit must still come back. */
+static void
+exec_stdin_gone(struct stream *s, struct chanio *c)
+{
+	size_t n = s->in_len;
+
+	exec_closefd(&s->in_fd);
+	free(s->in_buf);
+	s->in_buf = NULL;
+	s->in_off = s->in_len = s->in_cap = 0;
+	s->in_closed = 1;
+	s->eof_done = 1;
+	exec_grant(s, c, n);
+}
+
+int
+exec_write(struct stream *s, struct chanio *c)
+{
+	while (s->in_len > 0 && s->in_fd >= 0) {
+		ssize_t n = write(s->in_fd, s->in_buf + s->in_off, s->in_len);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN)
+				return 0;
+			/* EPIPE for a pipe, EIO for a pty whose slave is
+			 * closed: nobody will read this any more. */
+			exec_stdin_gone(s, c);
+			return 0;
+		}
+		s->in_off += (size_t)n;
+		s->in_len -= (size_t)n;
+		exec_grant(s, c, (size_t)n);
+	}
+	if (s->in_len > 0)
+		return 0;
+	s->in_off = 0;
+	if (s->in_cap > EXEC_KEEP_INBUF) {
+		free(s->in_buf);
+		s->in_buf = NULL;
+		s->in_cap = 0;
+	}
+	if (s->eof && !s->eof_done && s->in_fd >= 0) {
+		if (s->tty) {
+			/* A pty has no half-close: EOF is the VEOF char,
+			 * which ends a read() on the slave. */
+			struct termios t;
+			char veof = 4;
+			ssize_t n;
+
+			if (tcgetattr(s->in_fd, &t) == 0 &&
+			    t.c_cc[VEOF] != _POSIX_VDISABLE)
+				veof = (char)t.c_cc[VEOF];
+			n = write(s->in_fd, &veof, 1);
+			if (n < 0 && (errno == EAGAIN || errno == EINTR))
+				return 0;
+			if (n < 0)
+				exec_stdin_gone(s, c);
+			s->eof_done = 1;
+		} else {
+			exec_closefd(&s->in_fd);
+			s->in_closed = 1;
+			s->eof_done = 1;
+		}
+	}
+	return 0;
+}
+
+int
+exec_stdin(struct stream *s, struct chanio *c, const uint8_t *p,
+    uint32_t len)
+{
+	int r;
+
+	if ((r = chan_rx_receive(&s->rx, len)) < 0)
+		return r;
+	if (s->in_closed || s->eof || s->closed || s->reaped ||
+	    s->in_fd < 0) {
+		exec_grant(s, c, len);
+		return 0;
+	}
+	if (len == 0)
+		return 0;
+	if (s->in_cap - s->in_off - s->in_len < len) {
+		size_t need = s->in_len + len, cap;
+		uint8_t *b;
+
+		if (s->in_off > 0) {
+			memmove(s->in_buf, s->in_buf + s->in_off, s->in_len);
+			s->in_off = 0;
+		}
+		if (s->in_cap < need) {
+			cap = s->in_cap ? s->in_cap : 4096;
+			while (cap < need)
+				cap *= 2;
+			if ((b = realloc(s->in_buf, cap)) == NULL) {
+				exec_grant(s, c, len);
+				return -ENOMEM;
+			}
+			s->in_buf = b;
+			s->in_cap = cap;
+		}
+	}
+	memcpy(s->in_buf + s->in_off + s->in_len, p, len);
+	s->in_len += len;
+	return exec_write(s, c);
+}
+
+int
+exec_eof(struct stream *s, struct chanio *c)
+{
+	if (s->eof)
+		return 0;
+	s->eof = 1;
+	return exec_write(s, c);
+}
+
+int
+exec_resize(struct stream *s, uint16_t cols, uint16_t rows)
+{
+	struct winsize ws = { .ws_col = cols, .ws_row = rows };
+	int fd = s->in_fd >= 0 ? s->in_fd : s->out_fd[EXEC_STDOUT];
+
+	if (!s->tty || fd < 0 || cols == 0 || rows == 0)
+		return 0;
+	if (ioctl(fd, TIOCSWINSZ, &ws) < 0)
+		return -errno;
+	return 0;
+}
+
+int
+exec_kill(struct stream *s, int sig)
+{
+	if (s->pid <= 0)
+		return -ESRCH;
+	if (kill(-s->pid, sig) == 0)
+		return 0;
+	/* Not yet its own group: the child has not reached setsid(). Once
+	 * reaped, the bare pid may already belong to someone else. */
+	if (errno == ESRCH && !s->reaped && kill(s->pid, sig) == 0)
+		return 0;
+	return -errno;
+}
+
+/* The host is done with the stream (CLOSE, or it broke the protocol):
+ * kill the group and stop moving bytes. The error pipe stays, so the EXIT
+ * sent once the leader is reaped still says why it failed to start. */
+void
+exec_abort(struct stream *s)
+{
+	if (!s->closed && s->pid > 0)
+		exec_kill(s, SIGKILL);
+	s->closed = 1;
+	exec_closefd(&s->in_fd);
+	exec_closefd(&s->out_fd[EXEC_STDOUT]);
+	exec_closefd(&s->out_fd[EXEC_STDERR]);
+	free(s->in_buf);
+	s->in_buf = NULL;
+	s->in_off = s->in_len = s->in_cap = 0;
+	s->in_closed = 1;
+}
+
+/* ---- output ---- */
+
+/* Reads at most what the window allows into a frame. Returns the number
+ * of bytes sent, 0 at EOF (the fd is then closed) or -errno. */
+int
+exec_read(struct stream *s, struct chanio *c, int which)
+{
+	uint32_t allow = chan_tx_allow(&s->tx, CHAN_MAX_DATA);
+	uint8_t *buf;
+	ssize_t n;
+
+	if (s->out_fd[which] < 0)
+		return 0;
+	if (allow == 0)
+		return -EAGAIN;
+	if ((buf = chanio_reserve(c, allow)) == NULL)
+		return -ENOMEM;
+	n = read(s->out_fd[which], buf, allow);
+	if (n > 0) {
+		chan_tx_consume(&s->tx, (uint32_t)n);
+		chanio_commit(c, which == EXEC_STDERR ? CHAN_STDERR :
+		    CHAN_STDOUT, s->id, (size_t)n);
+		return (int)n;
+	}
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return -errno;
+	/* 0 is EOF; EIO on a pty master means the slave side is gone. */
+	if (n < 0 && errno != EIO)
+		agent_log("stream %u: read: %s", s->id, strerror(errno));
+	exec_closefd(&s->out_fd[which]);
+	return 0;
+}
+
+/* After the leader is reaped: send what it left in the pipes, as credit
+ * allows. Returns 1 once everything is out (EOF or would block). */
+int
+exec_drain(struct stream *s, struct chanio *c)
+{
+	int i, r;
+
+	if (s->closed)
+		return 1;
+	for (i = 0; i < EXEC_NOUT; i++) {
+		while (s->out_fd[i] >= 0 && !s->out_dry[i]) {
+			if (chan_tx_allow(&s->tx, 1) == 0 ||
+			    chanio_queued(c) >= AGENT_QUEUE_HIGH)
+				return 0;
+			r = exec_read(s, c, i);
+			if (r == -EAGAIN)
+				s->out_dry[i] = 1;
+			else if (r == -ENOMEM)
+				return 0;
+		}
+	}
+	return 1;
+}
+
+int
+exec_send_exit(struct chanio *c, uint32_t id, int32_t code, int32_t sig,
+    const char *msg)
+{
+	struct chan_exit e = { .exit_code = code, .signal = sig, .msg = msg,
+	    .msg_len = msg ? (uint32_t)strlen(msg) : 0 };
+	uint8_t p[8 + CHAN_MAX_MSG];
+	int n;
+
+	if ((n = chan_exit_encode(p, sizeof(p), &e)) < 0)
+		return n;
+	return chanio_send(c, CHAN_EXIT, id, p, (size_t)n);
+}
+
+static const char *
+exec_step_name(int step)
+{
+	switch (step) {
+	case EXEC_STEP_SETSID:	return "setsid";
+	case EXEC_STEP_TTY:	return "open controlling tty";
+	case EXEC_STEP_DUP:	return "dup2";
+	}
+	return "spawn";
+}
+
+/* Sends EXIT (unless the stream was orphaned) and lets go of the fds. */
+int
+exec_finish(struct stream *s, struct chanio *c)
+{
+	char msg[CHAN_MAX_MSG] = "";
+	struct exec_failure f;
+	int32_t code = EXIT_CAPSULE_ERROR, sig = 0;
+	int r = 0;
+
+	if (WIFEXITED(s->status)) {
+		code = WEXITSTATUS(s->status);
+	} else if (WIFSIGNALED(s->status)) {
+		sig = WTERMSIG(s->status);
+		code = 128 + sig;
+	}
+	/* The child wrote its report before _exit(), so it is there now. */
+	if (s->err_fd >= 0 && read(s->err_fd, &f, sizeof(f)) ==
+	    (ssize_t)sizeof(f)) {
+		const char *why = f.err > 0 ? strerror(f.err) : "unknown error";
+
+		sig = 0;
+		switch (f.step) {
+		case EXEC_STEP_EXEC:
+			code = f.err == ENOENT ? EXIT_NOT_FOUND :
+			    EXIT_CANNOT_EXEC;
+			snprintf(msg, sizeof(msg), "exec \"%s\": %s",
+			    s->argv0 ? s->argv0 : "", why);
+			break;
+		case EXEC_STEP_CHDIR:
+			code = EXIT_CANNOT_EXEC;
+			snprintf(msg, sizeof(msg), "chdir \"%s\": %s",
+			    s->dir && s->dir[0] ? s->dir : "/", why);
+			break;
+		default:
+			code = EXIT_CAPSULE_ERROR;
+			snprintf(msg, sizeof(msg), "capsule-agent: %s: %s",
+			    exec_step_name(f.step), why);
+			break;
+		}
+	}
+	if (s->id != 0)
+		r = exec_send_exit(c, s->id, code, sig, msg);
+	exec_close_fds(s);
+	s->dead = 1;
+	return r;
+}

@@ -1,0 +1,235 @@
+#!/usr/bin/env bash
+# build-image.sh — build capsule's guest image: kernel, initramfs with
+# capsule-agent as /init, and a busybox root file system.
+#
+#   build-image.sh --agent PATH --out DIR [--kernel-version VER]
+#
+# Writes DIR/vmlinuz, DIR/initramfs.img and DIR/rootfs.ext4. Everything is
+# built in a temporary directory inside DIR and renamed into place, so a
+# failed build leaves the previous image alone.
+set -euo pipefail
+
+prog=${0##*/}
+# Drivers the agent loads, in this order after their dependencies.
+modules_wanted=(virtio_mmio virtio_console virtio_blk virtio_rng overlay)
+# Without these the guest cannot boot or reach the host.
+modules_required=(virtio_mmio virtio_console virtio_blk)
+rootfs_size=1G
+
+die() { printf '%s: %s\n' "$prog" "$*" >&2; exit 1; }
+note() { printf '%s: %s\n' "$prog" "$*" >&2; }
+usage() {
+	echo "usage: $prog --agent PATH --out DIR [--kernel-version VER]" >&2
+	exit 2
+}
+
+agent='' out='' kver=''
+while [ $# -gt 0 ]; do
+	case $1 in
+	--agent) [ $# -ge 2 ] || usage; agent=$2; shift 2 ;;
+	--out) [ $# -ge 2 ] || usage; out=$2; shift 2 ;;
+	--kernel-version) [ $# -ge 2 ] || usage; kver=$2; shift 2 ;;
+	--agent=*) agent=${1#*=}; shift ;;
+	--out=*) out=${1#*=}; shift ;;
+	--kernel-version=*) kver=${1#*=}; shift ;;
+	-h|--help) usage ;;
+	*) note "unknown argument: $1"; usage ;;
+	esac
+done
+[ -n "$agent" ] && [ -n "$out" ] || usage
+
+# ---- inputs ----
+[ -f "$agent" ] || die "agent binary not found: $agent"
+[ "$(head -c 4 "$agent" | od -An -c | tr -d ' ')" = '177ELF' ] ||
+	die "$agent is not an ELF binary"
+if command -v readelf >/dev/null &&
+	readelf -l "$agent" 2>/dev/null | grep -q 'Requesting program interpreter'; then
+	die "$agent is dynamically linked; the agent must be built with -static"
+fi
+
+for tool in cpio gzip mkfs.ext4 truncate find sort; do
+	command -v "$tool" >/dev/null || case $tool in
+		cpio) die "cpio not found (install cpio)" ;;
+		mkfs.ext4) die "mkfs.ext4 not found (install e2fsprogs)" ;;
+		*) die "$tool not found" ;;
+	esac
+done
+
+busybox=''
+for b in /bin/busybox /usr/bin/busybox "$(command -v busybox || true)"; do
+	[ -n "$b" ] && [ -x "$b" ] && { busybox=$b; break; }
+done
+[ -n "$busybox" ] || die "busybox not found (install busybox-static)"
+if command -v readelf >/dev/null &&
+	readelf -l "$busybox" 2>/dev/null | grep -q 'Requesting program interpreter'; then
+	die "$busybox is dynamically linked (install busybox-static)"
+fi
+
+pick_kernel() {
+	local v best='' any=''
+	for v in $(ls /lib/modules 2>/dev/null | sort -V); do
+		[ -f "/boot/vmlinuz-$v" ] || continue
+		any=$v
+		case $v in *-cloud-amd64) best=$v ;; esac
+	done
+	printf '%s\n' "${best:-$any}"
+}
+if [ -z "$kver" ]; then
+	kver=$(pick_kernel)
+	[ -n "$kver" ] || die "no kernel with both /lib/modules/VER and" \
+		"/boot/vmlinuz-VER (install linux-image-cloud-amd64)"
+fi
+vmlinuz=/boot/vmlinuz-$kver
+moddir=/lib/modules/$kver
+[ -f "$vmlinuz" ] || die "$vmlinuz not found (install linux-image-$kver)"
+[ -r "$vmlinuz" ] || die "cannot read $vmlinuz (Debian installs it mode 0600: run as root)"
+[ -f "$moddir/modules.dep" ] || die "$moddir/modules.dep not found (run depmod $kver)"
+
+# ---- work area: inside DIR so the final renames are atomic ----
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+work=$(mktemp -d "$out/.build-image.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+initdir=$work/initramfs
+rootdir=$work/rootfs
+mkdir -p "$initdir" "$rootdir"
+
+# ---- modules ----
+# Module name as the kernel knows it: basename, no suffix, '-' is '_'.
+modname() {
+	local b=${1##*/}
+	b=${b%%.ko*}
+	printf '%s\n' "${b//-/_}"
+}
+
+declare -A dep_of=() path_of=() builtin=() seen=()
+while IFS= read -r line; do
+	path=${line%%:*}
+	dep_of[$path]=${line#*:}
+	path_of[$(modname "$path")]=$path
+done <"$moddir/modules.dep"
+if [ -f "$moddir/modules.builtin" ]; then
+	while IFS= read -r line; do
+		builtin[$(modname "$line")]=1
+	done <"$moddir/modules.builtin"
+fi
+
+order=()
+visit() {
+	local p=$1 d
+	[ -z "${seen[$p]:-}" ] || return 0
+	seen[$p]=1
+	for d in ${dep_of[$p]:-}; do
+		visit "$d"
+	done
+	order+=("$p")
+}
+for m in "${modules_wanted[@]}"; do
+	if [ -n "${builtin[$m]:-}" ]; then
+		note "$m is built into $kver, skipped"
+	elif [ -n "${path_of[$m]:-}" ]; then
+		visit "${path_of[$m]}"
+	elif printf '%s\n' "${modules_required[@]}" | grep -qx "$m"; then
+		die "kernel $kver has no $m module and does not build it in"
+	else
+		note "kernel $kver has no $m module, skipped"
+	fi
+done
+
+mkdir -p "$initdir/lib/modules" "$initdir/etc/capsule"
+: >"$initdir/etc/capsule/modules"
+for p in ${order[@]+"${order[@]}"}; do
+	src=$moddir/$p
+	[ -f "$src" ] || die "$src is listed in modules.dep but missing"
+	name=${p##*/}
+	name=${name%%.ko*}.ko
+	dst=$initdir/lib/modules/$name
+	[ ! -e "$dst" ] || die "two modules named $name"
+	case $p in
+	*.ko) cp "$src" "$dst" ;;
+	*.ko.xz) command -v xz >/dev/null || die "$p is xz-compressed (install xz-utils)"
+		xz -dc "$src" >"$dst" ;;
+	*.ko.zst) command -v zstd >/dev/null || die "$p is zstd-compressed (install zstd)"
+		zstd -qdc "$src" >"$dst" ;;
+	*.ko.gz) gzip -dc "$src" >"$dst" ;;
+	*) die "unsupported module file: $p" ;;
+	esac
+	printf 'lib/modules/%s\n' "$name" >>"$initdir/etc/capsule/modules"
+done
+
+# ---- initramfs ----
+install -m 0755 "$agent" "$initdir/init"
+mkdir -p "$initdir/dev" "$initdir/proc" "$initdir/sys" "$initdir/newroot"
+(cd "$initdir" && find . -mindepth 1 -print0 | LC_ALL=C sort -z |
+	cpio --null -o -H newc -R 0:0 --quiet) | gzip -9 -n >"$work/initramfs.img"
+
+# ---- root file system ----
+install -D -m 0755 "$busybox" "$rootdir/bin/busybox"
+while IFS= read -r applet; do
+	applet=${applet#/}
+	[ -n "$applet" ] && [ "$applet" != bin/busybox ] || continue
+	mkdir -p "$rootdir/$(dirname "$applet")"
+	[ -e "$rootdir/$applet" ] || ln -s /bin/busybox "$rootdir/$applet"
+done < <("$busybox" --list-full)
+
+for d in proc sys dev run root mnt home etc usr/bin usr/sbin sbin; do
+	mkdir -p "$rootdir/$d"
+done
+mkdir -p "$rootdir/tmp" "$rootdir/var/tmp"
+chmod 1777 "$rootdir/tmp" "$rootdir/var/tmp"
+chmod 0700 "$rootdir/root"
+
+cat >"$rootdir/etc/passwd" <<'EOF'
+root:x:0:0:root:/root:/bin/sh
+nobody:x:65534:65534:nobody:/nonexistent:/bin/false
+EOF
+cat >"$rootdir/etc/group" <<'EOF'
+root:x:0:
+tty:x:5:
+nogroup:x:65534:
+EOF
+echo capsule >"$rootdir/etc/hostname"
+cat >"$rootdir/etc/hosts" <<'EOF'
+127.0.0.1	localhost
+127.0.1.1	capsule
+::1		localhost ip6-localhost ip6-loopback
+EOF
+cat >"$rootdir/etc/profile" <<'EOF'
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export PS1='\h:\w\$ '
+umask 022
+EOF
+cat >"$rootdir/etc/os-release" <<'EOF'
+NAME="capsule busybox"
+ID=capsule
+PRETTY_NAME="capsule busybox"
+EOF
+chmod 0644 "$rootdir"/etc/*
+
+truncate -s "$rootfs_size" "$work/rootfs.ext4"
+mkfs.ext4 -q -F -L capsule-root -E root_owner=0:0 -d "$rootdir" \
+	"$work/rootfs.ext4" || die "mkfs.ext4 failed"
+# mkfs.ext4 -d copies the owners of the files; built as a user, they would
+# all belong to that user inside the guest.
+if [ "$(id -u)" != 0 ]; then
+	command -v debugfs >/dev/null || die "debugfs not found (install e2fsprogs)"
+	(cd "$rootdir" && find . -mindepth 1) | sed 's|^\.||' |
+		while IFS= read -r f; do
+			printf 'sif "%s" uid 0\nsif "%s" gid 0\n' "$f" "$f"
+		done >"$work/owners.debugfs"
+	debugfs -w -f "$work/owners.debugfs" "$work/rootfs.ext4" >/dev/null 2>&1 ||
+		die "debugfs could not set file owners to root"
+fi
+
+cp "$vmlinuz" "$work/vmlinuz"
+
+# ---- publish ----
+chmod 0644 "$work/vmlinuz" "$work/initramfs.img" "$work/rootfs.ext4"
+for f in vmlinuz initramfs.img rootfs.ext4; do
+	mv -f "$work/$f" "$out/$f"
+done
+
+size() { du -h --apparent-size "$1" | cut -f1; }
+echo "$prog: kernel $kver: $out/vmlinuz ($(size "$out/vmlinuz"))," \
+	"$out/initramfs.img ($(size "$out/initramfs.img"), ${#order[@]} modules)," \
+	"$out/rootfs.ext4 ($(size "$out/rootfs.ext4") sparse, $(du -h "$out/rootfs.ext4" | cut -f1) used)"

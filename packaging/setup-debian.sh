@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what capsule needs to build, run and test on Debian 12.
+# Idempotent; run as root (or with sudo available).
+set -euo pipefail
+
+pkgs=(
+	# build
+	build-essential cmake pkg-config
+	libevent-dev libjansson-dev libsystemd-dev libcmocka-dev
+	# run: the hypervisor and its disk tool
+	qemu-system-x86 qemu-utils
+	# guest image: kernel + modules, userland, ext4 without root tools
+	linux-image-cloud-amd64 busybox-static e2fsprogs cpio gzip
+	# integration tests
+	python3
+)
+
+as_root=()
+if [ "$(id -u)" -ne 0 ]; then
+	command -v sudo >/dev/null || {
+		echo "setup-debian.sh: run as root (or install sudo)" >&2
+		exit 1
+	}
+	as_root=(sudo)
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
+		missing+=("$p")
+done
+if [ "${#missing[@]}" -eq 0 ]; then
+	echo "setup-debian.sh: all packages present"
+	exit 0
+fi
+echo "setup-debian.sh: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+"${as_root[@]}" apt-get update -qq
+"${as_root[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -392,7 +392,7 @@ cmd_exec(int argc, char **argv)
 {
 	char **env = calloc(PROTO_MAX_ENV, sizeof(char *));
 	struct exec_req req = { 0 };
-	const char *id = NULL, *proxy;
+	const char *id = NULL, *proxy, *state;
 	json_t *vm;
 	int first, status;
 
@@ -406,6 +406,17 @@ cmd_exec(int argc, char **argv)
 		return CLI_EXIT_USAGE;
 	}
 	if ((vm = cli_find_vm(id)) == NULL) {
+		free(env);
+		free(req.dir);
+		return EXIT_CAPSULE_ERROR;
+	}
+	state = json_string_value(json_object_get(vm, J_STATE));
+	if (state == NULL || strcmp(state, VMSTATE_RUNNING) != 0) {
+		cli_error("VM %s is %s%s%s", id, state ? state : "unknown",
+		    json_string_value(json_object_get(vm, J_ERROR)) ? ": " : "",
+		    json_string_value(json_object_get(vm, J_ERROR)) ?
+		    json_string_value(json_object_get(vm, J_ERROR)) : "");
+		json_decref(vm);
 		free(env);
 		free(req.dir);
 		return EXIT_CAPSULE_ERROR;

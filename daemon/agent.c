@@ -90,7 +90,6 @@ agent_fail(struct agent *a, const char *fmt, const char *detail)
 	snprintf(why, sizeof(why), fmt, detail);
 	a->failed = 1;
 	bufferevent_disable(a->bev, EV_READ | EV_WRITE);
-	log_warn("agent channel: %s", why);
 	a->cbs.failed(a, why, a->arg);
 }
 

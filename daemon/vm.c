@@ -26,6 +26,7 @@
 
 #define VM_SHUTDOWN_GRACE_S	10	/* agent syncs and powers off */
 #define VM_QUIT_GRACE_S		5	/* QMP quit, then SIGKILL */
+#define VM_CHAN_LOST_GRACE_S	2	/* channel gone: is QEMU exiting? */
 #define VM_CONSOLE_TAIL		1536
 
 struct vm_waiter {
@@ -60,6 +61,7 @@ struct vm {
 	struct proxy	*proxy;
 	struct event	*timer;
 	int		 stop_phase;	/* 0 shutdown sent, 1 quit sent */
+	char		 chan_error[512]; /* agent channel failed while running */
 	int		 failing;	/* will end as crashed / failed start */
 
 	vm_start_cb	 start_cb;
@@ -315,7 +317,6 @@ static void
 vm_agent_failed(struct agent *a, const char *why, void *arg)
 {
 	struct vm *vm = arg;
-	char msg[768];
 
 	if (vm->state == VM_STARTING) {
 		vm_fail_start(vm, E_VM_FAILED, why);
@@ -323,10 +324,19 @@ vm_agent_failed(struct agent *a, const char *why, void *arg)
 	}
 	if (vm->state != VM_RUNNING)
 		return;
-	/* An unusable channel makes an unusable VM: fail closed. */
-	snprintf(msg, sizeof(msg), "agent channel failed: %s", why);
-	snprintf(vm->error, sizeof(vm->error), "%s", msg);
-	log_error("vm %s: %s; stopping it", vm->id, msg);
+	/* Usually the channel closes because QEMU is exiting; give the exit
+	 * a moment to arrive so the VM's error names the real cause. */
+	snprintf(vm->chan_error, sizeof(vm->chan_error), "%s", why);
+	vm_arm_timer(vm, VM_CHAN_LOST_GRACE_S);
+}
+
+/* The channel is unusable and QEMU lives on: an unusable VM, fail closed. */
+static void
+vm_chan_lost(struct vm *vm)
+{
+	snprintf(vm->error, sizeof(vm->error), "agent channel failed: %s",
+	    vm->chan_error);
+	log_error("vm %s: %s; stopping it", vm->id, vm->error);
 	vm->failing = 1;
 	vm->state = VM_STOPPING;
 	vm->stop_phase = 1;
@@ -340,6 +350,10 @@ vm_timer_cb(evutil_socket_t fd, short what, void *arg)
 	struct vm *vm = arg;
 	char msg[128];
 
+	if (vm->state == VM_RUNNING && vm->chan_error[0]) {
+		vm_chan_lost(vm);
+		return;
+	}
 	if (vm->state == VM_STARTING) {
 		snprintf(msg, sizeof(msg), "the guest agent was not ready "
 		    "within launch_seconds=%u", vm->launch_seconds);
@@ -506,10 +520,9 @@ vm_resolve(struct vm *vm, const struct ctl_start *req, struct cap_err *err)
 		    env.caps.tsc_khz);
 	/* capsule's arguments first: a caller's boot_args (cleanroom sends
 	 * a whole command line) come last and win where they overlap. */
-	/* pci=off: microvm has no PCI, and the probe only prints an error.
-	 * guest_port names a vsock port in cleanroom; capsule's channel is a
+	/* guest_port names a vsock port in cleanroom; capsule's channel is a
 	 * named virtio-serial port, so the value is only reported back. */
-	vm->cmdline = xstrdup_printf("console=ttyS0 quiet panic=-1 pci=off%s%s%s",
+	vm->cmdline = xstrdup_printf("console=ttyS0 quiet panic=-1%s%s%s",
 	    tsc, req->boot_args ? " " : "",
 	    req->boot_args ? req->boot_args : "");
 	if (vm->cmdline == NULL)

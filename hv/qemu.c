@@ -154,8 +154,11 @@ qemu_probe(enum hv_accel want, struct hv_caps *caps, struct cap_err *err)
 	if ((r = run_sync(argv, out, sizeof(out), err)) < 0)
 		return r;
 	out[strcspn(out, "\n")] = '\0';
-	snprintf(caps->version, sizeof(caps->version), "%.63s",
-	    strncmp(out, "QEMU emulator version ", 22) == 0 ? out + 15 : out);
+	if (strncmp(out, "QEMU emulator version ", 22) == 0)
+		snprintf(caps->version, sizeof(caps->version), "QEMU %.50s",
+		    out + 22);
+	else
+		snprintf(caps->version, sizeof(caps->version), "%.63s", out);
 	caps->tsc_khz = host_tsc_khz();
 
 	if (want == HV_ACCEL_HVF)
@@ -415,12 +418,23 @@ qemu_log_tail(struct hv_vm *vm, char *buf, size_t len)
 {
 	char path[PATH_MAX];
 
+	char *p, *q, *line;
+
 	buf[0] = '\0';
 	if (run_path(vm->run_dir, "qemu.log", path, sizeof(path)) == 0)
 		util_file_tail(path, buf, len);
-	for (char *p = buf; *p; p++)
-		if (*p == '\n')
-			*p = ' ';
+	/* Keep QEMU's errors, drop its "info:" chatter; one line. */
+	for (p = q = buf; (line = strsep(&p, "\n")) != NULL;) {
+		size_t n = strlen(line);
+
+		if (n == 0 || strstr(line, ": info: ") != NULL)
+			continue;
+		if (q != buf)
+			*q++ = ' ';
+		memmove(q, line, n);
+		q += n;
+	}
+	*q = '\0';
 }
 
 const struct hv_ops qemu_ops = {

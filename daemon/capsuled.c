@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -123,6 +124,26 @@ daemonize(const char *logpath)
 	return 0;
 }
 
+static int
+lock_state_dir(const char *dir)
+{
+	char path[PATH_MAX + 16];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/capsuled.lock", dir);
+	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0) {
+		log_error("cannot open %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		log_error("another capsuled is already using the state "
+		    "directory %s", dir);
+		close(fd);
+		return -1;
+	}
+	return fd;	/* kept open: the lock lives as long as we do */
+}
+
 int
 main(int argc, char *argv[])
 {
@@ -231,6 +252,10 @@ main(int argc, char *argv[])
 		log_error("%s", err.msg);
 		return 1;
 	}
+	/* One daemon per state dir: the lock is held for the process's
+	 * life, so a second capsuled can never reap a live one's VMs. */
+	if (lock_state_dir(env.state_dir) < 0)
+		return 1;
 	vm_reap_orphans();
 
 	snprintf(sockdir, sizeof(sockdir), "%s", sock);

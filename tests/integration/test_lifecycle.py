@@ -1,0 +1,288 @@
+#!/usr/bin/env python3
+"""VM lifecycle: stop, crash, stop_on_disconnect, per-connection StopVM,
+capsule run, and capsuled's own shutdown. At most two VMs at a time."""
+import os
+import signal
+import subprocess
+import time
+import unittest
+
+import capsuletest as ct
+
+
+class LifecycleTest(ct.DaemonTestCase):
+
+    def exec_echo(self, proxy, word="alive"):
+        r = ct.run_exec(proxy, ["echo", word], timeout=60)
+        self.assertEqual((r.code, r.stdout), (0, word.encode() + b"\n"), r)
+
+    def assertGone(self, vm_id, pid, run_dir, proxy):
+        """Nothing of the VM is left: record, process, sockets, run dir."""
+        self.assertIsNone(self.daemon.vm(vm_id), "VM still listed")
+        self.assertFalse(ct.pid_alive(pid), "QEMU pid %d still runs" % pid)
+        self.assertEqual(ct.qemu_procs(run_dir), [])
+        self.assertFalse(os.path.exists(proxy), "%s left behind" % proxy)
+        self.assertFalse(os.path.exists(run_dir), "%s left behind" % run_dir)
+
+    def stop(self, vm_id, conn=None):
+        r = (conn or self.daemon).request({"op": "StopVM", "vm_id": vm_id},
+                                          timeout=ct.STOP_TIMEOUT)
+        self.assertIs(r.get("ok"), True, r)
+        self.assertEqual(r.get("stopped"), [vm_id], r)
+        return r
+
+    # ---- StopVM ----
+
+    def test_stop_leaves_nothing(self):
+        proxy = os.path.join(self.daemon.dir, "px1.sock")
+        v = self.daemon.start_vm(proxy_socket_path=proxy)
+        self.assertEqual(v["proxy_socket_path"], proxy, v)
+        pid, run_dir = v["pid"], v["run_dir"]
+        self.assertTrue(ct.pid_alive(pid), v)
+        self.assertEqual(len(ct.qemu_procs(run_dir)), 1)
+        self.exec_echo(proxy)
+        t0 = time.monotonic()
+        self.stop(v["vm_id"])
+        print("\n  StopVM took %.1f s" % (time.monotonic() - t0), end=" ")
+        self.assertGone(v["vm_id"], pid, run_dir, proxy)
+        self.assertEqual(self.daemon.vms_dir_entries(), [])
+
+    def test_stop_with_callers_run_dir(self):
+        # A run dir the caller made stays, but capsuled's files in it go.
+        run_dir = os.path.join(self.daemon.dir, "rd")
+        os.mkdir(run_dir)
+        v = self.daemon.start_vm(run_dir=run_dir)
+        self.assertEqual(v["run_dir"], run_dir, v)
+        self.assertTrue(v["proxy_socket_path"].startswith(run_dir), v)
+        self.exec_echo(v["proxy_socket_path"])
+        self.stop(v["vm_id"])
+        self.assertFalse(ct.pid_alive(v["pid"]))
+        self.assertTrue(os.path.isdir(run_dir))
+        self.assertEqual(sorted(os.listdir(run_dir)), [],
+                         "capsuled left files in the caller's run dir")
+
+    # ---- a VM that dies on its own ----
+
+    def test_killed_qemu_becomes_crashed(self):
+        v = self.daemon.start_vm()
+        vm_id, run_dir, proxy = v["vm_id"], v["run_dir"], v["proxy_socket_path"]
+        listed = self.daemon.vm(vm_id)
+        self.assertEqual(listed.get("state"), "running", listed)
+        pid = listed["pid"]
+        self.assertTrue(ct.pid_alive(pid))
+        os.kill(pid, signal.SIGKILL)
+        t0 = time.monotonic()
+
+        def crashed():
+            x = self.daemon.vm(vm_id)
+            return x if x and x.get("state") == "crashed" else None
+
+        x = ct.wait_for(crashed, 10)
+        self.assertIsNotNone(x, "not crashed 10 s after SIGKILL: %r" %
+                             self.daemon.vm(vm_id))
+        print("\n  crashed after %.1f s" % (time.monotonic() - t0), end=" ")
+        self.assertIn("exit_status", x, x)
+        self.assertEqual(x["exit_status"], 128 + signal.SIGKILL, x)
+        self.assertTrue(x.get("error"), x)
+        # Its resources are released at once; the record stays.
+        self.assertTrue(ct.wait_for(lambda: not os.path.exists(run_dir), 5),
+                        "run dir %s not released" % run_dir)
+        self.assertFalse(os.path.exists(proxy))
+        self.assertEqual(self.daemon.vm(vm_id).get("state"), "crashed")
+        # StopVM forgets it.
+        self.stop(vm_id)
+        self.assertGone(vm_id, pid, run_dir, proxy)
+        r = self.daemon.request({"op": "StopVM", "vm_id": vm_id})
+        self.assertError(r, "not_found", "unknown vm_id")
+
+    def test_guest_poweroff_is_stopped(self):
+        # vm.h: a VM that ends on its own stays listed, "stopped if the
+        # guest powered off cleanly" (QEMU exits 0), else "crashed".
+        v = self.daemon.start_vm()
+        vm_id, run_dir = v["vm_id"], v["run_dir"]
+        ct.run_exec(v["proxy_socket_path"], ["sh", "-c", "sync; poweroff -f"],
+                    timeout=30)
+
+        def ended():
+            x = self.daemon.vm(vm_id)
+            return x if x and x.get("state") in ("stopped", "crashed") \
+                else None
+
+        x = ct.wait_for(ended, 15)
+        self.assertIsNotNone(x, "still %r 15 s after poweroff" %
+                             self.daemon.vm(vm_id))
+        self.assertFalse(ct.pid_alive(v["pid"]))
+        self.assertTrue(ct.wait_for(lambda: not os.path.exists(run_dir), 5))
+        try:
+            self.assertEqual(x.get("exit_status"), 0, x)
+            self.assertEqual(x.get("state"), "stopped",
+                             "a clean guest power-off is reported as %r" % x)
+        finally:
+            self.stop(vm_id)
+
+    # ---- capsule run ----
+
+    def test_cli_run_uname(self):
+        p = self.daemon.cli("run", "--", "uname", "-a", input=b"")
+        self.assertEqual(p.returncode, 0, p)
+        self.assertIn(b"Linux", p.stdout, p)
+        self.assertEqual(len(p.stdout.splitlines()), 1, p)
+        self.assertEqual(self.daemon.list_vms(), [])
+        self.assertEqual(self.daemon.qemu(), [])
+
+    def test_cli_run_exit_status(self):
+        p = self.daemon.cli("run", "--memory", "256", "--", "sh", "-c",
+                            "echo to-stderr >&2; exit 5", input=b"")
+        self.assertEqual(p.returncode, 5, p)
+        self.assertEqual(self.daemon.list_vms(), [])
+
+    def test_cli_run_twenty_times(self):
+        t0 = time.monotonic()
+        bad = []
+        for i in range(20):
+            p = self.daemon.cli("run", "--", "true", input=b"", timeout=120)
+            if p.returncode != 0:
+                bad.append((i, p.returncode, p.stderr[-500:]))
+        took = time.monotonic() - t0
+        print("\n  20 runs in %.1f s (%.1f s each)" % (took, took / 20),
+              end=" ")
+        self.assertEqual(bad, [])
+        self.assertTrue(ct.wait_for(lambda: not self.daemon.qemu(), 10),
+                        "QEMU left: %r" % self.daemon.qemu())
+        self.assertEqual(self.daemon.vms_dir_entries(), [])
+        self.assertEqual(self.daemon.list_vms(), [])
+
+    def test_cli_run_killed_stops_its_vm(self):
+        # capsule run holds its control connection with stop_on_disconnect:
+        # if the CLI dies, its VM goes too.
+        p = self.daemon.cli_popen("run", "--", "sh", "-c",
+                                  "echo ready; exec sleep 100",
+                                  stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE,
+                                  stderr=subprocess.DEVNULL)
+        try:
+            self.assertEqual(p.stdout.readline(), b"ready\n")
+            vms = self.daemon.list_vms()
+            self.assertEqual(len(vms), 1, vms)
+            pid = vms[0]["pid"]
+            p.kill()
+            p.wait()
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            p.stdin.close()
+            p.stdout.close()
+        self.assertTrue(ct.wait_for(lambda: not self.daemon.list_vms() and
+                                    not ct.pid_alive(pid), ct.STOP_TIMEOUT),
+                        "the VM of a killed `capsule run` is still there: %r"
+                        % self.daemon.list_vms())
+
+    # ---- connections and ownership ----
+
+    def test_stop_on_disconnect(self):
+        c = self.daemon.connect()
+        v = self.daemon.start_vm(conn=c, stop_on_disconnect=True)
+        pid, run_dir = v["pid"], v["run_dir"]
+        self.exec_echo(v["proxy_socket_path"])
+        c.close()
+        gone = ct.wait_for(lambda: self.daemon.vm(v["vm_id"]) is None and
+                           not ct.pid_alive(pid), ct.STOP_TIMEOUT)
+        self.assertTrue(gone, "VM still there after its connection closed: "
+                        "%r" % self.daemon.vm(v["vm_id"]))
+        self.assertGone(v["vm_id"], pid, run_dir, v["proxy_socket_path"])
+
+    def test_no_stop_on_disconnect_by_default(self):
+        c = self.daemon.connect()
+        v = self.daemon.start_vm(conn=c)
+        c.close()
+        time.sleep(2)
+        x = self.daemon.vm(v["vm_id"])
+        self.assertIsNotNone(x, "VM went away with its connection")
+        self.assertEqual(x.get("state"), "running", x)
+        self.exec_echo(v["proxy_socket_path"])
+        self.stop(v["vm_id"])
+
+    def test_stop_without_id_stops_own_vms(self):
+        a, b = self.daemon.connect(), self.daemon.connect()
+        try:
+            va = self.daemon.start_vm(conn=a)
+            vb = self.daemon.start_vm(conn=b)
+            r = a.request({"op": "StopVM", "id": "a"},
+                          timeout=ct.STOP_TIMEOUT)
+            self.assertIs(r.get("ok"), True, r)
+            self.assertEqual(r.get("stopped"), [va["vm_id"]], r)
+            self.assertGone(va["vm_id"], va["pid"], va["run_dir"],
+                            va["proxy_socket_path"])
+            x = self.daemon.vm(vb["vm_id"])
+            self.assertEqual(x and x.get("state"), "running", x)
+            self.exec_echo(vb["proxy_socket_path"])
+            r = a.request({"op": "StopVM"})
+            self.assertEqual((r.get("ok"), r.get("stopped")), (True, []), r)
+            r = b.request({"op": "StopVM"}, timeout=ct.STOP_TIMEOUT)
+            self.assertEqual(r.get("stopped"), [vb["vm_id"]], r)
+            self.assertGone(vb["vm_id"], vb["pid"], vb["run_dir"],
+                            vb["proxy_socket_path"])
+        finally:
+            a.close()
+            b.close()
+
+    def test_second_daemon_leaves_running_vms_alone(self):
+        # `capsuled` run twice with the same defaults must not touch the
+        # VMs of the one already serving.
+        v = self.daemon.start_vm()
+        try:
+            p = subprocess.run(
+                [ct.CAPSULED, "--foreground", "--socket", self.daemon.sock,
+                 "--state-dir", self.daemon.state, "--image-dir",
+                 ct.IMAGE_DIR], stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+            self.assertNotEqual(p.returncode, 0, p)
+            self.assertIn(b"already", p.stderr, p)
+            time.sleep(1)
+            x = self.daemon.vm(v["vm_id"])
+            self.assertEqual(x and x.get("state"), "running",
+                             "the second capsuled broke the first one's VM: "
+                             "%r\nits stderr: %s" % (x, p.stderr.decode()))
+            self.assertTrue(os.path.isdir(v["run_dir"]))
+            self.exec_echo(v["proxy_socket_path"])
+        finally:
+            self.daemon.request({"op": "StopVM", "vm_id": v["vm_id"]},
+                                timeout=ct.STOP_TIMEOUT)
+
+    def test_zz_nothing_left(self):
+        self.assertEqual(self.daemon.list_vms(), [])
+        self.assertEqual(self.daemon.qemu(), [])
+        self.assertEqual(self.daemon.vms_dir_entries(), [])
+
+
+class ShutdownTest(unittest.TestCase):
+    """SIGTERM to capsuled with a running VM: the VM stops, capsuled exits 0."""
+
+    def test_sigterm_with_running_vm(self):
+        d = ct.Daemon("shutdown").start()
+        try:
+            v = d.start_vm()
+            pid = v["pid"]
+            self.assertTrue(ct.pid_alive(pid))
+            t0 = time.monotonic()
+            d.proc.send_signal(signal.SIGTERM)
+            rc = d.proc.wait(ct.STOP_TIMEOUT)
+            print("\n  capsuled exited %.1f s after SIGTERM" %
+                  (time.monotonic() - t0), end=" ")
+            self.assertEqual(rc, 0, d.log_text())
+            self.assertFalse(ct.pid_alive(pid), "QEMU outlived capsuled")
+            self.assertEqual(d.qemu(), [])
+            self.assertFalse(os.path.exists(d.sock), "control socket left")
+            self.assertFalse(os.path.exists(v["run_dir"]), "run dir left")
+            self.assertEqual(d.vms_dir_entries(), [])
+            self.assertIn("stopped", d.log_text())
+        finally:
+            try:
+                d.stop()
+            finally:
+                d.kill()
+
+
+if __name__ == "__main__":
+    ct.main()

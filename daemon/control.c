@@ -175,14 +175,13 @@ op_stop(struct conn *c)
 		conn_error(c, &err);
 		return;
 	}
+	if (id != NULL && (vm = vm_find(id)) == NULL) {
+		cap_err_set(&err, ENOENT, E_NOT_FOUND, "unknown vm_id %.64s", id);
+		conn_error(c, &err);
+		return;
+	}
 	c->stopped = json_array();
 	if (id != NULL) {
-		if ((vm = vm_find(id)) == NULL) {
-			cap_err_set(&err, ENOENT, E_NOT_FOUND,
-			    "unknown vm_id %.64s", id);
-			conn_error(c, &err);
-			return;
-		}
 		c->waiting = 1;
 		vm_stop(vm, stop_done, c);
 		return;

@@ -77,6 +77,26 @@ def qemu_procs(needle):
     return found
 
 
+def daemon_fds(pid):
+    """capsuled's open fds, as 'fd -> target' strings."""
+    d = "/proc/%d/fd" % pid
+    out = []
+    for fd in sorted(os.listdir(d), key=int):
+        try:
+            out.append("%s -> %s" % (fd, os.readlink(os.path.join(d, fd))))
+        except OSError:
+            pass
+    return out
+
+
+def daemon_children(pid):
+    kids = []
+    for task in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/children" % (pid, task)) as f:
+            kids += [int(k) for k in f.read().split()]
+    return kids
+
+
 def pid_alive(pid):
     """True if pid exists and is not a zombie."""
     try:
@@ -486,6 +506,20 @@ class DaemonTestCase(unittest.TestCase):
     def setUpClass(cls):
         require_build()
         cls.daemon = Daemon(cls.__name__).start()
+        cls.daemon.request({"op": "Ping"})   # opens the persistent conn
+        cls.baseline_fds = daemon_fds(cls.daemon.proc.pid)
+        cls.baseline_children = daemon_children(cls.daemon.proc.pid)
+
+    def assertNoLeaks(self):
+        """capsuled holds no more fds and no more child processes than when
+        the baseline was taken (by default: as the class started, with the
+        persistent test connection open)."""
+        pid = self.daemon.proc.pid
+        ok = wait_for(lambda: len(daemon_fds(pid)) <= len(self.baseline_fds),
+                      10)
+        self.assertTrue(ok, "capsuled leaks fds: had %s, now %s" %
+                        (self.baseline_fds, daemon_fds(pid)))
+        self.assertEqual(daemon_children(pid), self.baseline_children)
 
     @classmethod
     def tearDownClass(cls):

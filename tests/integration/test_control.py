@@ -300,6 +300,7 @@ class ControlTest(ct.DaemonTestCase):
         r = self.daemon.request_once({"op": "Ping", "id": "final"})
         self.assertIs(r.get("ok"), True, r)
         self.assertEqual(r.get("id"), "final", r)
+        self.assertNoLeaks()
 
 
 if __name__ == "__main__":

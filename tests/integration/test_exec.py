@@ -26,6 +26,8 @@ class ExecTest(ct.DaemonTestCase):
             raise
         cls.vm_id = cls.vm["vm_id"]
         cls.proxy = cls.vm["proxy_socket_path"]
+        cls.baseline_fds = ct.daemon_fds(cls.daemon.proc.pid)
+        cls.baseline_children = ct.daemon_children(cls.daemon.proc.pid)
 
     @classmethod
     def tearDownClass(cls):
@@ -318,6 +320,11 @@ class ExecTest(ct.DaemonTestCase):
         self.assertTrue(ct.pid_alive(v.get("pid", 0)), v)
         self.assertEqual(v.get("vcpus"), 1, v)
         self.assertEqual(v.get("memory_mib"), 512, v)
+
+    def test_zzz_no_leaks(self):
+        # After every exec above (killed clients, bad lines, concurrent
+        # runs) capsuled holds exactly the fds it held with the VM idle.
+        self.assertNoLeaks()
 
 
 if __name__ == "__main__":

@@ -254,6 +254,7 @@ class LifecycleTest(ct.DaemonTestCase):
         self.assertEqual(self.daemon.list_vms(), [])
         self.assertEqual(self.daemon.qemu(), [])
         self.assertEqual(self.daemon.vms_dir_entries(), [])
+        self.assertNoLeaks()
 
 
 class ShutdownTest(unittest.TestCase):

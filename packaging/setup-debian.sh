@@ -11,8 +11,8 @@ pkgs=(
 	qemu-system-x86 qemu-utils
 	# guest image: kernel + modules, userland, ext4 without root tools
 	linux-image-cloud-amd64 busybox-static e2fsprogs cpio gzip
-	# integration tests
-	python3
+	# integration tests; fuzzing (libFuzzer comes with clang's runtimes)
+	python3 clang libclang-rt-14-dev
 )
 
 as_root=()

@@ -48,10 +48,10 @@ cmd_ping(int argc, char **argv)
 		printf("capsuled %s (protocol %lld): backend %s (%s), accel "
 		    "%s, %lld VM(s)\n", str(r, J_VERSION),
 		    json_integer_value(json_object_get(r, J_PROTOCOL)),
-		    str(r, J_BACKEND), str(r, "hypervisor"), str(r, J_ACCEL),
+		    str(r, J_BACKEND), str(r, J_HYPERVISOR), str(r, J_ACCEL),
 		    json_integer_value(json_object_get(r, J_VMS)));
-		if (str(r, "accel_note")[0])
-			printf("  %s\n", str(r, "accel_note"));
+		if (str(r, J_ACCEL_NOTE)[0])
+			printf("  %s\n", str(r, J_ACCEL_NOTE));
 	}
 	json_decref(r);
 	return 0;

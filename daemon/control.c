@@ -94,9 +94,9 @@ op_ping(struct conn *c)
 	json_object_set_new(r, J_BACKEND, json_string(ctl.hv->name));
 	json_object_set_new(r, J_BACKENDS, b);
 	if (ctl.caps->accel_why[0])
-		json_object_set_new(r, "accel_note",
+		json_object_set_new(r, J_ACCEL_NOTE,
 		    json_string(ctl.caps->accel_why));
-	json_object_set_new(r, "hypervisor", json_string(ctl.caps->version));
+	json_object_set_new(r, J_HYPERVISOR, json_string(ctl.caps->version));
 	json_object_set_new(r, J_VMS, json_integer(vm_count()));
 	conn_done(c, r);
 }

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "hv.h"
+#include "proto.h"
 
 #ifdef __APPLE__
 static const struct hv_ops *const backends[] = { NULL };
@@ -38,9 +39,9 @@ hv_accel_name(enum hv_accel a)
 {
 	switch (a) {
 	case HV_ACCEL_AUTO:	return "auto";
-	case HV_ACCEL_KVM:	return "kvm";
-	case HV_ACCEL_TCG:	return "tcg";
-	case HV_ACCEL_HVF:	return "hvf";
+	case HV_ACCEL_KVM:	return ACCEL_KVM;
+	case HV_ACCEL_TCG:	return ACCEL_TCG;
+	case HV_ACCEL_HVF:	return ACCEL_HVF;
 	}
 	return "unknown";
 }

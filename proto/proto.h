@@ -37,6 +37,8 @@
 #define J_ACCEL			"accel"
 #define J_BACKENDS		"backends"
 #define J_BACKEND		"backend"
+#define J_HYPERVISOR		"hypervisor"	/* e.g. "QEMU 7.2.22" */
+#define J_ACCEL_NOTE		"accel_note"	/* why not a better accel */
 
 /* StartVM request: buildkite/cleanroom helper names, then capsule's own. */
 #define J_KERNEL_PATH		"kernel_path"
@@ -66,6 +68,11 @@
 #define T_SPAWN			"spawn"		/* QEMU started */
 #define T_GUEST_BOOT		"guest_boot"	/* guest clock at agent ready */
 #define T_VM_READY		"vm_ready"	/* request to agent ready */
+
+/* accel values */
+#define ACCEL_KVM		"kvm"
+#define ACCEL_TCG		"tcg"
+#define ACCEL_HVF		"hvf"
 
 /* VM states as reported by ListVMs */
 #define VMSTATE_STARTING	"starting"

@@ -236,13 +236,15 @@ exec_session(const char *proxy_path, struct exec_req *req)
 				/* Twice Ctrl-C: the user wants out. Closing
 				 * the connection kills the command. */
 				if (s == SIGINT && ++interrupts > 1) {
-					restore_terminal();
 					cli_error("interrupted");
-					close(fd);
-					return 128 + SIGINT;
+					status = 128 + SIGINT;
+					done = 1;
+					break;
 				}
 				send_input(&q, EXEC_IN_SIGNAL, NULL, 0, 0, 0, s);
 			}
+			if (done)
+				break;
 		}
 		if (nfds == 3 && (pfd[2].revents & (POLLIN | POLLHUP))) {
 			ssize_t r = read(STDIN_FILENO, chunk, sizeof(chunk));
@@ -263,8 +265,13 @@ exec_session(const char *proxy_path, struct exec_req *req)
 
 			if (w > 0)
 				q.off += (size_t)w;
-			else if (w < 0 && errno != EAGAIN && errno != EINTR)
-				break;
+			else if (w < 0 && errno != EAGAIN && errno != EINTR) {
+				/* The command is done with its input and the
+				 * daemon closed; its exit line may be waiting
+				 * to be read. */
+				q.off = q.len = 0;
+				stdin_open = 0;
+			}
 		}
 		if (pfd[0].revents & (POLLIN | POLLHUP | POLLERR)) {
 			ssize_t r;
@@ -282,6 +289,8 @@ exec_session(const char *proxy_path, struct exec_req *req)
 			if (r == 0)
 				break;
 			if (r < 0) {
+				/* ECONNRESET comes after the data: the daemon
+				 * closed while our input was unread. */
 				if (errno == EAGAIN || errno == EINTR)
 					continue;
 				break;
@@ -308,9 +317,11 @@ exec_session(const char *proxy_path, struct exec_req *req)
 		}
 	}
 	restore_terminal();
-	if (!done)
+	if (!done) {
 		cli_error("lost the connection to capsuled before the command "
 		    "finished");
+		status = EXIT_CAPSULE_ERROR;
+	}
 	free(in);
 	free(q.buf);
 	close(fd);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
+#include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -12,6 +13,8 @@
 #include "agent.h"
 #include "log.h"
 #include "proto.h"
+
+#define AGENT_LOG_BURST	5
 
 struct agent_stream {
 	TAILQ_ENTRY(agent_stream) entry;
@@ -30,6 +33,8 @@ struct agent {
 	uint32_t		 next_stream;
 	int			 ready;
 	int			 failed;
+	time_t			 log_second;	/* rate limit of guest text */
+	unsigned		 log_count, log_dropped;
 	TAILQ_HEAD(, agent_stream) streams;
 };
 
@@ -105,6 +110,33 @@ agent_stream_violation(struct agent_stream *s, const char *what)
 	agent_stream_end(s, EXIT_CAPSULE_ERROR, 0, msg, strlen(msg));
 }
 
+/* Text from the guest goes to our log printable-only (no forged log
+ * lines) and at most AGENT_LOG_BURST times per second. */
+static void
+agent_log_guest(struct agent *a, const uint8_t *p, size_t len)
+{
+	char text[256];
+	time_t now = time(NULL);
+	size_t i;
+
+	if (now != a->log_second) {
+		if (a->log_dropped > 0)
+			log_warn("guest agent: %u more messages dropped",
+			    a->log_dropped);
+		a->log_second = now;
+		a->log_count = 0;
+		a->log_dropped = 0;
+	}
+	if (++a->log_count > AGENT_LOG_BURST) {
+		a->log_dropped++;
+		return;
+	}
+	for (i = 0; i < len && i < sizeof(text) - 1; i++)
+		text[i] = p[i] >= 0x20 && p[i] < 0x7f ? (char)p[i] : '?';
+	text[i] = '\0';
+	log_warn("guest agent: %s", text);
+}
+
 static void
 agent_on_hello(struct agent *a, const uint8_t *p, size_t len)
 {
@@ -144,8 +176,7 @@ agent_on_frame(struct agent *a, const struct chan_hdr *h, const uint8_t *p)
 			agent_on_hello(a, p, h->len);
 			break;
 		case CHAN_ERROR:
-			log_warn("guest agent: %.*s", (int)(h->len > 512 ? 512 :
-			    h->len), (const char *)p);
+			agent_log_guest(a, p, h->len);
 			break;
 		default:
 			log_warn("guest agent sent %s on stream 0; ignored",

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -124,6 +125,21 @@ daemonize(const char *logpath)
 	return 0;
 }
 
+/* Every exec session holds a socket; the default soft limit of 1024 would
+ * cap a busy daemon long before the hard limit does. */
+static void
+raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			log_warn("cannot raise the open file limit: %s",
+			    strerror(errno));
+	}
+}
+
 static int
 lock_state_dir(const char *dir)
 {
@@ -231,6 +247,7 @@ main(int argc, char *argv[])
 		return 1;
 
 	signal(SIGPIPE, SIG_IGN);
+	raise_fd_limit();
 	if ((env.hv = hv_default()) == NULL) {
 		log_error("no hypervisor backend is available on this platform");
 		return 1;

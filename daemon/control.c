@@ -19,6 +19,11 @@
 #include "util.h"
 #include "vm.h"
 
+#define CTL_OUT_HIGH	(1024 * 1024)	/* unread replies before we stop */
+#define CTL_OUT_LOW	(256 * 1024)
+
+static void	conn_drain(struct peer *p, void *arg);
+
 struct conn {
 	TAILQ_ENTRY(conn)	 entry;
 	uint64_t		 id;
@@ -34,11 +39,10 @@ static struct {
 	struct event_base	*base;
 	const struct hv_ops	*hv;
 	const struct hv_caps	*caps;
-	int			 fd;
-	struct event		*ev;
+	struct listener		*listener;
 	uint64_t		 next_id;
 	TAILQ_HEAD(, conn)	 conns;
-} ctl = { .fd = -1, .next_id = 1 };
+} ctl = { .next_id = 1 };
 
 /* Frees the connection; what is queued for a reader still gets out. */
 static void
@@ -70,8 +74,19 @@ conn_done(struct conn *c, json_t *reply)
 	peer_send_json(c->peer, reply);
 	if (c->last)
 		conn_free(c);
-	else
+	else if (peer_queued(c->peer) <= CTL_OUT_HIGH)
 		peer_resume(c->peer);
+	/* else: a client that does not read its replies gets no more until
+	 * it does (conn_drain), so it cannot make us buffer without end. */
+}
+
+static void
+conn_drain(struct peer *p, void *arg)
+{
+	struct conn *c = arg;
+
+	if (c->req == NULL && !c->last)
+		peer_resume(p);
 }
 
 static void
@@ -270,37 +285,35 @@ conn_eof(struct peer *p, int hangup, void *arg)
 static const struct peer_cbs conn_cbs = {
 	.line = conn_line,
 	.overflow = conn_overflow,
+	.drain = conn_drain,
 	.eof = conn_eof,
 };
 
 static void
-control_accept_cb(evutil_socket_t fd, short what, void *arg)
+control_accept(int s, void *arg)
 {
 	struct conn *c;
-	int s;
 
-	while ((s = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK)) >=
-	    0) {
-		if ((c = calloc(1, sizeof(*c))) == NULL) {
-			close(s);
-			continue;
-		}
-		c->id = ctl.next_id++;
-		c->peer = peer_new(ctl.base, s, PROTO_MAX_LINE, &conn_cbs, c);
-		if (c->peer == NULL) {
-			free(c);
-			continue;
-		}
-		TAILQ_INSERT_TAIL(&ctl.conns, c, entry);
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		close(s);
+		return;
 	}
-	if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-		log_warn("control: accept: %s", strerror(errno));
+	c->id = ctl.next_id++;
+	c->peer = peer_new(ctl.base, s, PROTO_MAX_LINE, &conn_cbs, c);
+	if (c->peer == NULL) {
+		free(c);
+		return;
+	}
+	peer_set_drain_mark(c->peer, CTL_OUT_LOW);
+	TAILQ_INSERT_TAIL(&ctl.conns, c, entry);
 }
 
 int
 control_listen(struct event_base *base, const char *path,
     const struct hv_ops *hv, const struct hv_caps *caps, struct cap_err *err)
 {
+	int fd;
+
 	ctl.base = base;
 	ctl.hv = hv;
 	ctl.caps = caps;
@@ -309,12 +322,13 @@ control_listen(struct event_base *base, const char *path,
 		return cap_err_set(err, EADDRINUSE, E_CONFLICT,
 		    "another capsuled is already listening on %s", path);
 	unlink(path);	/* stale: nobody answered */
-	if ((ctl.fd = util_listen_unix(path, 0600, err)) < 0)
-		return ctl.fd;
-	ctl.ev = event_new(base, ctl.fd, EV_READ | EV_PERSIST,
-	    control_accept_cb, NULL);
-	if (ctl.ev == NULL || event_add(ctl.ev, NULL) < 0)
+	if ((fd = util_listen_unix(path, 0600, err)) < 0)
+		return fd;
+	if ((ctl.listener = listener_new(base, fd, "control", control_accept,
+	    NULL)) == NULL) {
+		close(fd);
 		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
+	}
 	return 0;
 }
 
@@ -323,14 +337,11 @@ control_close(const char *path)
 {
 	struct conn *c;
 
-	if (ctl.ev != NULL)
-		event_free(ctl.ev);
-	ctl.ev = NULL;
-	if (ctl.fd >= 0) {
-		close(ctl.fd);
+	if (ctl.listener != NULL) {
+		listener_free(ctl.listener);
 		unlink(path);
 	}
-	ctl.fd = -1;
+	ctl.listener = NULL;
 	while ((c = TAILQ_FIRST(&ctl.conns)) != NULL)
 		conn_free(c);
 }

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -20,6 +21,7 @@
 struct peer {
 	struct bufferevent	*bev;
 	struct event		*kick;		/* re-run line delivery */
+	struct event		*watch;		/* hang-up check while not reading */
 	struct peer_cbs		 cbs;
 	void			*arg;
 	size_t			 max_line;
@@ -29,16 +31,22 @@ struct peer {
 	int			 eof_seen;	/* read side ended */
 	int			 eof_told;
 	int			 hangup;
+	int			 hangup_told;
 	int			 closing;	/* free once flushed */
 };
 
+#define PEER_WATCH_MS	500
+
 static void	peer_deliver(struct peer *p);
+static void	peer_watch(struct peer *p);
 
 static void
 peer_destroy(struct peer *p)
 {
 	if (p->kick != NULL)
 		event_free(p->kick);
+	if (p->watch != NULL)
+		event_free(p->watch);
 	bufferevent_free(p->bev);
 	free(p);
 }
@@ -116,10 +124,54 @@ peer_deliver(struct peer *p)
 	if (!p->dead && !p->closing && !p->paused && p->eof_seen &&
 	    !p->eof_told && evbuffer_get_length(in) == 0) {
 		p->eof_told = 1;
+		p->hangup_told = p->hangup;
 		if (p->cbs.eof != NULL)
 			p->cbs.eof(p, p->hangup, p->arg);
 	}
+	if (!p->dead)
+		peer_watch(p);
 	peer_leave(p);
+}
+
+/*
+ * While we are not reading (paused, or after a half-close) the socket tells
+ * us nothing, yet the client may go away entirely: a command must not run
+ * on for a client that is gone. So poll for a full hang-up now and then.
+ */
+static void
+peer_watch_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct peer *p = arg;
+	struct evbuffer *out;
+
+	if (p->dead || p->closing || p->hangup_told || !peer_is_hangup(p))
+		return;
+	p->eof_seen = 1;
+	p->hangup = 1;
+	p->hangup_told = 1;
+	p->eof_told = 1;
+	out = bufferevent_get_output(p->bev);
+	evbuffer_drain(out, evbuffer_get_length(out));
+	bufferevent_disable(p->bev, EV_READ | EV_WRITE);
+	event_del(p->watch);
+	if (p->cbs.eof != NULL) {
+		p->busy++;
+		p->cbs.eof(p, 1, p->arg);
+		peer_leave(p);
+	}
+}
+
+static void
+peer_watch(struct peer *p)
+{
+	struct timeval tv = { 0, PEER_WATCH_MS * 1000 };
+	int idle = (p->paused || p->eof_seen) && !p->hangup_told &&
+	    !p->closing;
+
+	if (idle && !event_pending(p->watch, EV_TIMEOUT, NULL))
+		event_add(p->watch, &tv);
+	else if (!idle)
+		event_del(p->watch);
 }
 
 static void
@@ -189,13 +241,16 @@ peer_new(struct event_base *base, int fd, size_t max_line,
 		return NULL;
 	p->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
 	p->kick = event_new(base, -1, 0, peer_kick_cb, p);
-	if (p->bev == NULL || p->kick == NULL) {
+	p->watch = event_new(base, -1, EV_PERSIST, peer_watch_cb, p);
+	if (p->bev == NULL || p->kick == NULL || p->watch == NULL) {
 		if (p->bev != NULL)
 			bufferevent_free(p->bev);
 		else
 			close(fd);
 		if (p->kick != NULL)
 			event_free(p->kick);
+		if (p->watch != NULL)
+			event_free(p->watch);
 		free(p);
 		return NULL;
 	}
@@ -266,6 +321,7 @@ peer_pause(struct peer *p)
 {
 	p->paused = 1;
 	bufferevent_disable(p->bev, EV_READ);
+	peer_watch(p);
 }
 
 void
@@ -287,6 +343,7 @@ peer_close_after_flush(struct peer *p)
 	if (p->dead || p->closing)
 		return;
 	p->closing = 1;
+	event_del(p->watch);
 	bufferevent_disable(p->bev, EV_READ);
 	if (p->hangup || peer_queued(p) == 0) {
 		peer_free(p);
@@ -311,4 +368,74 @@ peer_uid(const struct peer *p)
 	if (getsockopt(peer_fd(p), SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0)
 		return -1;
 	return (int)cr.uid;
+}
+
+struct listener {
+	int		 fd;
+	struct event	*ev;
+	struct event	*retry;
+	listener_cb	 accept;
+	void		*arg;
+	char		 what[64];
+};
+
+static void
+listener_accept_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct listener *l = arg;
+	struct timeval tv = { 1, 0 };
+	int c;
+
+	while ((c = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK)) >= 0)
+		l->accept(c, l->arg);
+	if (errno == EMFILE || errno == ENFILE) {
+		log_warn("%s: out of file descriptors; not accepting "
+		    "connections for a second", l->what);
+		event_del(l->ev);
+		evtimer_add(l->retry, &tv);
+	} else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+		log_warn("%s: accept: %s", l->what, strerror(errno));
+}
+
+static void
+listener_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct listener *l = arg;
+
+	event_add(l->ev, NULL);
+}
+
+struct listener *
+listener_new(struct event_base *base, int fd, const char *what,
+    listener_cb accept, void *arg)
+{
+	struct listener *l;
+
+	if ((l = calloc(1, sizeof(*l))) == NULL)
+		return NULL;
+	l->fd = fd;
+	l->accept = accept;
+	l->arg = arg;
+	snprintf(l->what, sizeof(l->what), "%s", what);
+	l->ev = event_new(base, fd, EV_READ | EV_PERSIST, listener_accept_cb,
+	    l);
+	l->retry = evtimer_new(base, listener_retry_cb, l);
+	if (l->ev == NULL || l->retry == NULL || event_add(l->ev, NULL) < 0) {
+		listener_free(l);
+		return NULL;
+	}
+	return l;
+}
+
+void
+listener_free(struct listener *l)
+{
+	if (l == NULL)
+		return;
+	if (l->ev != NULL)
+		event_free(l->ev);
+	if (l->retry != NULL)
+		event_free(l->retry);
+	close(l->fd);
+	free(l);
 }

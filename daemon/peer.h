@@ -23,9 +23,11 @@ struct peer_cbs {
 	void	(*overflow)(struct peer *p, void *arg);
 	/* Output queue fell to the drain mark (optional). */
 	void	(*drain)(struct peer *p, void *arg);
-	/* The peer is gone: `hangup` is 1 if it closed entirely, 0 if it only
-	 * stopped sending (half-close) and can still read our output. After
-	 * a full hang-up the owner must peer_free(). */
+	/* The peer stopped sending: `hangup` is 0 if it only shut down its
+	 * write side (half-close) and still reads our output, 1 if it closed
+	 * entirely. A half-close may be followed by a second call with
+	 * hangup 1; a full hang-up is noticed even while paused (then lines
+	 * still buffered are dropped). After it the owner must peer_free(). */
 	void	(*eof)(struct peer *p, int hangup, void *arg);
 };
 
@@ -46,5 +48,18 @@ void	peer_close_after_flush(struct peer *p);
 int	peer_fd(const struct peer *p);
 /* The kernel's word on who is calling (SO_PEERCRED). */
 int	peer_uid(const struct peer *p);
+
+/*
+ * A listening socket: calls `accept` with each new connection (non-blocking,
+ * close-on-exec). When the process runs out of file descriptors it stops
+ * accepting for a second instead of spinning on EMFILE.
+ */
+struct listener;
+typedef void (*listener_cb)(int fd, void *arg);
+
+struct listener *listener_new(struct event_base *base, int fd,
+	    const char *what, listener_cb accept, void *arg);
+/* Stops listening and closes the socket (the caller unlinks its path). */
+void	listener_free(struct listener *l);
 
 #endif /* CAPSULE_PEER_H */

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "agent.h"
@@ -40,8 +41,9 @@ struct proxy {
 	struct event_base	*base;
 	struct vm		*vm;
 	char			*path;
-	int			 fd;
-	struct event		*ev;
+	dev_t			 dev;		/* of the socket we bound, so we */
+	ino_t			 ino;		/* never unlink somebody else's */
+	struct listener		*listener;
 	size_t			 nsessions;
 	TAILQ_HEAD(, session)	 sessions;
 };
@@ -282,38 +284,30 @@ static const struct peer_cbs session_peer_cbs = {
 };
 
 static void
-proxy_accept_cb(evutil_socket_t fd, short what, void *arg)
+proxy_accept(int c, void *arg)
 {
 	struct proxy *px = arg;
 	struct session *s;
-	int c;
 
-	while ((c = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK)) >=
-	    0) {
-		if (px->nsessions >= PROXY_MAX_SESSIONS) {
-			log_warn("vm %s: refusing exec connection: %d "
-			    "sessions already", vm_id(px->vm),
-			    PROXY_MAX_SESSIONS);
-			close(c);
-			continue;
-		}
-		if ((s = calloc(1, sizeof(*s))) == NULL) {
-			close(c);
-			continue;
-		}
-		s->proxy = px;
-		s->peer = peer_new(px->base, c, PROTO_MAX_LINE,
-		    &session_peer_cbs, s);
-		if (s->peer == NULL) {
-			free(s);
-			continue;
-		}
-		peer_set_drain_mark(s->peer, PROXY_OUT_HIGH / 2);
-		TAILQ_INSERT_TAIL(&px->sessions, s, entry);
-		px->nsessions++;
+	if (px->nsessions >= PROXY_MAX_SESSIONS) {
+		log_warn("vm %s: refusing exec connection: %d sessions already",
+		    vm_id(px->vm), PROXY_MAX_SESSIONS);
+		close(c);
+		return;
 	}
-	if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-		log_warn("vm %s: accept: %s", vm_id(px->vm), strerror(errno));
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		close(c);
+		return;
+	}
+	s->proxy = px;
+	s->peer = peer_new(px->base, c, PROTO_MAX_LINE, &session_peer_cbs, s);
+	if (s->peer == NULL) {
+		free(s);
+		return;
+	}
+	peer_set_drain_mark(s->peer, PROXY_OUT_HIGH / 2);
+	TAILQ_INSERT_TAIL(&px->sessions, s, entry);
+	px->nsessions++;
 }
 
 struct proxy *
@@ -321,6 +315,8 @@ proxy_new(struct event_base *base, struct vm *vm, const char *path,
     struct cap_err *err)
 {
 	struct proxy *px;
+	struct stat st;
+	int fd;
 
 	if ((px = calloc(1, sizeof(*px))) == NULL ||
 	    (px->path = strdup(path)) == NULL) {
@@ -332,14 +328,18 @@ proxy_new(struct event_base *base, struct vm *vm, const char *path,
 	px->vm = vm;
 	TAILQ_INIT(&px->sessions);
 	unlink(path);	/* vm.c checked that nothing listens there */
-	if ((px->fd = util_listen_unix(path, 0600, err)) < 0) {
+	if ((fd = util_listen_unix(path, 0600, err)) < 0) {
 		free(px->path);
 		free(px);
 		return NULL;
 	}
-	px->ev = event_new(base, px->fd, EV_READ | EV_PERSIST,
-	    proxy_accept_cb, px);
-	if (px->ev == NULL || event_add(px->ev, NULL) < 0) {
+	if (lstat(path, &st) == 0) {
+		px->dev = st.st_dev;
+		px->ino = st.st_ino;
+	}
+	px->listener = listener_new(base, fd, "exec socket", proxy_accept, px);
+	if (px->listener == NULL) {
+		close(fd);
 		cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
 		proxy_free(px);
 		return NULL;
@@ -351,6 +351,7 @@ void
 proxy_free(struct proxy *px)
 {
 	struct session *s;
+	struct stat st;
 	char msg[128];
 
 	if (px == NULL)
@@ -359,10 +360,10 @@ proxy_free(struct proxy *px)
 	    vm_state_name(vm_state(px->vm)));
 	while ((s = TAILQ_FIRST(&px->sessions)) != NULL)
 		session_fail(s, msg);
-	if (px->ev != NULL)
-		event_free(px->ev);
-	close(px->fd);
-	unlink(px->path);
+	listener_free(px->listener);
+	if (lstat(px->path, &st) == 0 && st.st_dev == px->dev &&
+	    st.st_ino == px->ino)
+		unlink(px->path);
 	free(px->path);
 	free(px);
 }

@@ -44,6 +44,7 @@ struct vm {
 	char		*kernel, *initrd, *rootfs, *cmdline;
 	char		*run_dir, *proxy_path, *console_log;
 	int		 run_dir_owned;
+	char		*link;		/* <state>/vms/<id> -> a caller's run_dir */
 	unsigned	 vcpus;
 	uint64_t	 memory_mib;
 	uint32_t	 guest_port;
@@ -74,6 +75,7 @@ struct vm {
 
 static struct vm_env env;
 static TAILQ_HEAD(, vm) vms = TAILQ_HEAD_INITIALIZER(vms);
+static int shutting_down;	/* no new VMs once the daemon is stopping */
 
 static void	vm_timer_cb(evutil_socket_t, short, void *);
 
@@ -143,6 +145,15 @@ vm_count(void)
 	return n;
 }
 
+/* Is `path` inside directory `dir` (textually, as capsuled made both)? */
+static int
+path_is_under(const char *path, const char *dir)
+{
+	size_t n = strlen(dir);
+
+	return strncmp(path, dir, n) == 0 && path[n] == '/';
+}
+
 static void
 vm_free(struct vm *vm)
 {
@@ -155,6 +166,7 @@ vm_free(struct vm *vm)
 	free(vm->run_dir);
 	free(vm->proxy_path);
 	free(vm->console_log);
+	free(vm->link);
 	free(vm->waiters);
 	free(vm);
 }
@@ -219,9 +231,10 @@ vm_release(struct vm *vm, const char *why)
 	unlink(state);
 	if (vm->run_dir_owned)
 		paths_remove_tree(vm->run_dir);
-	else if (strncmp(vm->console_log, vm->run_dir,
-	    strlen(vm->run_dir)) == 0)
+	else if (path_is_under(vm->console_log, vm->run_dir))
 		unlink(vm->console_log);
+	if (vm->link != NULL)
+		unlink(vm->link);
 }
 
 static void
@@ -452,6 +465,48 @@ xstrdup_printf(const char *fmt, ...)
 	return s;
 }
 
+/* Two live VMs must never share a run dir, exec socket or console log:
+ * one's cleanup would pull the other's files away. */
+static int
+check_unshared(const struct vm *vm, struct cap_err *err)
+{
+	const struct vm *o;
+
+	TAILQ_FOREACH(o, &vms, entry) {
+		if (strcmp(o->run_dir, vm->run_dir) == 0)
+			return cap_err_set(err, EBUSY, E_CONFLICT, "%s %s is "
+			    "in use by VM %s", J_RUN_DIR, vm->run_dir, o->id);
+		if (strcmp(o->proxy_path, vm->proxy_path) == 0)
+			return cap_err_set(err, EBUSY, E_CONFLICT, "%s %s is "
+			    "in use by VM %s", J_PROXY_SOCKET_PATH,
+			    vm->proxy_path, o->id);
+		if (strcmp(o->console_log, vm->console_log) == 0)
+			return cap_err_set(err, EBUSY, E_CONFLICT, "%s %s is "
+			    "in use by VM %s", J_CONSOLE_LOG_PATH,
+			    vm->console_log, o->id);
+	}
+	return 0;
+}
+
+/* A file capsuled will create needs an existing directory to go in
+ * (except inside a run dir capsuled creates itself). */
+static int
+check_parent(const char *field, const char *path, struct cap_err *err)
+{
+	char dir[PATH_MAX];
+	struct stat st;
+	char *slash;
+
+	snprintf(dir, sizeof(dir), "%s", path);
+	if ((slash = strrchr(dir, '/')) == NULL)
+		return 0;
+	*(slash == dir ? slash + 1 : slash) = '\0';
+	if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
+		return 0;
+	return cap_err_set(err, ENOENT, E_INVALID_ARGUMENT,
+	    "%s %s: directory %s does not exist", field, path, dir);
+}
+
 /* Fills in defaults and checks everything against the file system. */
 static int
 vm_resolve(struct vm *vm, const struct ctl_start *req, struct cap_err *err)
@@ -505,6 +560,16 @@ vm_resolve(struct vm *vm, const struct ctl_start *req, struct cap_err *err)
 		    "socket paths under %s would exceed %d bytes; use a "
 		    "shorter %s or --state-dir", vm->run_dir,
 		    CTL_MAX_SOCKET_PATH, J_RUN_DIR);
+	if ((r = check_unshared(vm, err)) < 0)
+		return r;
+	if (!(vm->run_dir_owned && path_is_under(vm->proxy_path,
+	    vm->run_dir)) && (r = check_parent(J_PROXY_SOCKET_PATH,
+	    vm->proxy_path, err)) < 0)
+		return r;
+	if (!(vm->run_dir_owned && path_is_under(vm->console_log,
+	    vm->run_dir)) && (r = check_parent(J_CONSOLE_LOG_PATH,
+	    vm->console_log, err)) < 0)
+		return r;
 	if (lstat(vm->proxy_path, &st) == 0) {
 		if (!S_ISSOCK(st.st_mode))
 			return cap_err_set(err, EEXIST, E_INVALID_ARGUMENT,
@@ -566,6 +631,9 @@ vm_start(const struct ctl_start *req, uint64_t owner, vm_start_cb cb,
 	struct vm *vm;
 	int r, agent_fd = -1;
 
+	if (shutting_down)
+		return cap_err_set(err, ESHUTDOWN, E_UNAVAILABLE,
+		    "capsuled is shutting down");
 	if ((vm = calloc(1, sizeof(*vm))) == NULL)
 		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
 	util_uuid(vm->id);
@@ -591,6 +659,22 @@ vm_start(const struct ctl_start *req, uint64_t owner, vm_start_cb cb,
 	    err)) < 0) {
 		vm_free(vm);
 		return r;
+	}
+	/* A run dir outside the state dir gets a link from inside it, so a
+	 * later capsuled finds the VM even if this one dies. */
+	if (req->run_dir != NULL) {
+		vm->link = xstrdup_printf("%s/vms/%s", env.state_dir, vm->id);
+		if (vm->link == NULL || symlink(vm->run_dir, vm->link) < 0) {
+			r = cap_err_set(err, errno ? errno : ENOMEM, E_INTERNAL,
+			    "cannot link %s into the state dir: %s",
+			    vm->run_dir, strerror(errno ? errno : ENOMEM));
+			if (vm->run_dir_owned)
+				paths_remove_tree(vm->run_dir);
+			free(vm->link);
+			vm->link = NULL;
+			vm_free(vm);
+			return r;
+		}
 	}
 
 	memset(&cfg, 0, sizeof(cfg));
@@ -749,6 +833,7 @@ vm_stop_all(vm_gone_cb cb, void *arg)
 	struct vm *vm, *next;
 	int n = vm_count();
 
+	shutting_down = 1;
 	TAILQ_FOREACH_SAFE(vm, &vms, entry, next)
 		vm_stop(vm, cb, arg);
 	return n;
@@ -869,8 +954,10 @@ run_dir_pid(const char *dir)
 void
 vm_reap_orphans(void)
 {
-	char dir[PATH_MAX], sub[PATH_MAX];
+	char dir[PATH_MAX], sub[PATH_MAX], target[PATH_MAX];
+	const char *run;
 	struct dirent *de;
+	ssize_t n;
 	DIR *d;
 
 	if (snprintf(dir, sizeof(dir), "%s/vms", env.state_dir) >=
@@ -884,16 +971,29 @@ vm_reap_orphans(void)
 		if (snprintf(sub, sizeof(sub), "%s/%.64s", dir, de->d_name) >=
 		    (int)sizeof(sub))
 			continue;
+		/* A link stands for a caller's run dir elsewhere. */
+		n = readlink(sub, target, sizeof(target) - 1);
+		run = n > 0 ? target : sub;
+		if (n > 0)
+			target[n] = '\0';
 		/* Re-adopting running VMs is future work; until then a VM
 		 * nobody manages is a leak, so it goes. */
-		pid = run_dir_pid(sub);
-		if (pid > 0 && pid_owns_dir(pid, sub)) {
+		pid = run_dir_pid(run);
+		if (pid > 0 && pid_owns_dir(pid, run)) {
 			log_warn("killing VM process %d left behind in %s by "
-			    "a previous capsuled", (int)pid, sub);
+			    "a previous capsuled", (int)pid, run);
 			kill(pid, SIGKILL);
 		}
-		log_info("removing stale run dir %s", sub);
-		paths_remove_tree(sub);
+		log_info("removing stale run dir %s", run);
+		if (n > 0) {
+			/* Not ours to delete: only capsuled's files in it. */
+			env.hv->forget(run);
+			snprintf(target + n, sizeof(target) - (size_t)n,
+			    "/vm.json");
+			unlink(target);
+			unlink(sub);
+		} else
+			paths_remove_tree(sub);
 	}
 	closedir(d);
 }

@@ -60,6 +60,9 @@ struct hv_ops {
 	void	(*kill)(struct hv_vm *vm);
 	/* After the process is gone: removes the backend's files, frees vm. */
 	void	(*cleanup)(struct hv_vm *vm);
+	/* Removes the backend's files from a run dir whose VM is gone and
+	 * that no struct hv_vm describes any more (a previous daemon's). */
+	void	(*forget)(const char *run_dir);
 	/* Tail of the hypervisor's own stderr, for error messages. */
 	void	(*log_tail)(struct hv_vm *vm, char *buf, size_t len);
 };

@@ -246,8 +246,9 @@ child_exec(char *const argv[], int agent_fd, int qmp_fd, const char *log)
 	if (agent_fd < 0 || qmp_fd < 0 || dup2(agent_fd, QEMU_AGENT_FD) < 0 ||
 	    dup2(qmp_fd, QEMU_QMP_FD) < 0)
 		_exit(126);
-	for (fd = QEMU_QMP_FD + 1; fd < 1024; fd++)
-		close(fd);
+	if (close_range(QEMU_QMP_FD + 1, ~0U, 0) < 0)
+		for (fd = QEMU_QMP_FD + 1; fd < 65536; fd++)
+			close(fd);
 	fcntl(QEMU_AGENT_FD, F_SETFL, 0);
 	fcntl(QEMU_QMP_FD, F_SETFL, 0);
 	execv(argv[0], argv);
@@ -264,6 +265,7 @@ qemu_start(const struct hv_vm_config *cfg, struct hv_vm **out, pid_t *pidp,
 	char pidfile[PATH_MAX], log[PATH_MAX], mem[32], smp[16];
 	char *con = NULL, *drive = NULL, *argv[QEMU_ARGS_MAX];
 	int agent_l = -1, qmp_l = -1, agent_c = -1, n = 0, r;
+	int made_overlay = 0;
 	struct hv_vm *vm;
 	pid_t pid;
 
@@ -282,6 +284,7 @@ qemu_start(const struct hv_vm_config *cfg, struct hv_vm **out, pid_t *pidp,
 
 	if ((r = make_overlay(cfg, overlay, err)) < 0)
 		goto fail;
+	made_overlay = 1;
 	if ((agent_l = util_listen_unix(agent_sock, 0600, err)) < 0 ||
 	    (qmp_l = util_listen_unix(qmp_sock, 0600, err)) < 0) {
 		r = agent_l < 0 ? agent_l : qmp_l;
@@ -355,17 +358,21 @@ qemu_start(const struct hv_vm_config *cfg, struct hv_vm **out, pid_t *pidp,
 	*agent_out = agent_c;
 	return 0;
 fail:
+	if (agent_c >= 0)
+		close(agent_c);
 	if (agent_l >= 0)
 		close(agent_l);
 	if (qmp_l >= 0)
 		close(qmp_l);
-	if (agent_c >= 0)
-		close(agent_c);
 	free(con);
 	free(drive);
-	unlink(overlay);
-	unlink(agent_sock);
-	unlink(qmp_sock);
+	/* Only what this call made: the run dir may hold others' files. */
+	if (made_overlay)
+		unlink(overlay);
+	if (agent_l >= 0)
+		unlink(agent_sock);
+	if (qmp_l >= 0)
+		unlink(qmp_sock);
 	free(vm);
 	return r;
 }
@@ -399,17 +406,23 @@ qemu_kill(struct hv_vm *vm)
 }
 
 static void
-qemu_cleanup(struct hv_vm *vm)
+qemu_forget(const char *run_dir)
 {
 	static const char *const files[] = { "rootfs.qcow2", "agent.sock",
 	    "qmp.sock", "qemu.pid", "qemu.log" };
 	char path[PATH_MAX];
 
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
+		if (run_path(run_dir, files[i], path, sizeof(path)) == 0)
+			unlink(path);
+}
+
+static void
+qemu_cleanup(struct hv_vm *vm)
+{
 	if (vm->qmp_fd >= 0)
 		close(vm->qmp_fd);
-	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
-		if (run_path(vm->run_dir, files[i], path, sizeof(path)) == 0)
-			unlink(path);
+	qemu_forget(vm->run_dir);
 	free(vm);
 }
 
@@ -444,5 +457,6 @@ const struct hv_ops qemu_ops = {
 	.quit = qemu_quit,
 	.kill = qemu_kill,
 	.cleanup = qemu_cleanup,
+	.forget = qemu_forget,
 	.log_tail = qemu_log_tail,
 };

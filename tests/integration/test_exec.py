@@ -4,6 +4,7 @@ raw and through the CLI. One daemon, one VM for the whole class."""
 import hashlib
 import json
 import os
+import socket
 import re
 import signal
 import subprocess
@@ -199,6 +200,52 @@ class ExecTest(ct.DaemonTestCase):
         x.close()
         self.assertTrue(ct.wait_for(lambda: not sleepers(), 20, interval=0.5),
                         "sleep 301 still runs after its client went away")
+
+    def sleepers(self, marker):
+        r = self.run_cmd(["ps", "-o", "pid,args"])
+        self.assertEqual(r.code, 0, r)
+        return [l for l in r.stdout.decode().splitlines() if marker in l]
+
+    def test_close_with_stdin_backed_up_kills_command(self):
+        # The command never reads stdin, so capsuled holds input it cannot
+        # pass on and stops reading the client; a close must still be seen.
+        x = ct.Exec(self.proxy, ["sh", "-c", "echo up; exec sleep 303"])
+        x.read_until(lambda r: b"up\n" in r.stdout, timeout=30)
+        x.conn.sock.settimeout(2)
+        try:
+            x.stdin(b"y" * (4 * 1024 * 1024))
+        except OSError:
+            pass            # the socket buffers filled up: that is the point
+        self.assertEqual(len(self.sleepers("sleep 303")), 1)
+        x.close()
+        self.assertTrue(ct.wait_for(lambda: not self.sleepers("sleep 303"),
+                                    20, interval=0.5),
+                        "sleep 303 still runs after its client went away")
+
+    def test_half_close_then_close_kills_command(self):
+        # shutdown(SHUT_WR) is end of input; a later close is the client
+        # going away, and must end the command.
+        x = ct.Exec(self.proxy, ["sh", "-c", "echo up; exec sleep 304"])
+        x.read_until(lambda r: b"up\n" in r.stdout, timeout=30)
+        x.conn.sock.shutdown(socket.SHUT_WR)
+        time.sleep(1)
+        self.assertEqual(len(self.sleepers("sleep 304")), 1,
+                         "a half-close must not kill the command")
+        x.close()
+        self.assertTrue(ct.wait_for(lambda: not self.sleepers("sleep 304"),
+                                    20, interval=0.5),
+                        "sleep 304 still runs after its client went away")
+
+    def test_cli_exit_status_with_unread_stdin(self):
+        # head exits after two lines; the rest of stdin is never read, and
+        # the exit status must still come back.
+        data = b"".join(b"%d\n" % i for i in range(200000))
+        p = self.daemon.cli("exec", self.vm_id, "--", "head", "-2",
+                            input=data, timeout=60)
+        self.assertEqual((p.returncode, p.stdout), (0, b"0\n1\n"), p)
+        p = self.daemon.cli("exec", self.vm_id, "--", "true",
+                            input=b"z" * 3000000, timeout=60)
+        self.assertEqual(p.returncode, 0, p)
 
     def test_tty(self):
         r = self.run_cmd(["tty"], tty=True)

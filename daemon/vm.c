@@ -932,23 +932,34 @@ pid_owns_dir(pid_t pid, const char *dir)
 	return strstr(buf, dir) != NULL;
 }
 
-/* The pid a run dir's state file records, or 0. */
-static pid_t
-run_dir_pid(const char *dir)
+/* What a run dir's state file (vm.json) says; pid 0 if it says nothing. */
+struct orphan {
+	pid_t	pid;
+	char	proxy[PATH_MAX];
+	char	console[PATH_MAX];
+};
+
+static void
+read_orphan(const char *dir, struct orphan *o)
 {
 	char path[PATH_MAX + 16];
-	json_t *o, *v;
-	pid_t pid = 0;
+	json_t *j, *v;
 
+	memset(o, 0, sizeof(*o));
 	snprintf(path, sizeof(path), "%s/vm.json", dir);
-	if ((o = json_load_file(path, 0, NULL)) == NULL)
-		return 0;
-	v = json_object_get(o, J_PID);
+	if ((j = json_load_file(path, 0, NULL)) == NULL)
+		return;
+	v = json_object_get(j, J_PID);
 	if (json_is_integer(v) && json_integer_value(v) > 1 &&
 	    json_integer_value(v) < INT_MAX)
-		pid = (pid_t)json_integer_value(v);
-	json_decref(o);
-	return pid;
+		o->pid = (pid_t)json_integer_value(v);
+	if (json_is_string(v = json_object_get(j, J_PROXY_SOCKET_PATH)))
+		snprintf(o->proxy, sizeof(o->proxy), "%s",
+		    json_string_value(v));
+	if (json_is_string(v = json_object_get(j, J_CONSOLE_LOG_PATH)))
+		snprintf(o->console, sizeof(o->console), "%s",
+		    json_string_value(v));
+	json_decref(j);
 }
 
 void
@@ -964,7 +975,7 @@ vm_reap_orphans(void)
 	    (int)sizeof(dir) || (d = opendir(dir)) == NULL)
 		return;
 	while ((de = readdir(d)) != NULL) {
-		pid_t pid;
+		struct orphan o;
 
 		if (de->d_name[0] == '.')
 			continue;
@@ -978,16 +989,20 @@ vm_reap_orphans(void)
 			target[n] = '\0';
 		/* Re-adopting running VMs is future work; until then a VM
 		 * nobody manages is a leak, so it goes. */
-		pid = run_dir_pid(run);
-		if (pid > 0 && pid_owns_dir(pid, run)) {
+		read_orphan(run, &o);
+		if (o.pid > 0 && pid_owns_dir(o.pid, run)) {
 			log_warn("killing VM process %d left behind in %s by "
-			    "a previous capsuled", (int)pid, run);
-			kill(pid, SIGKILL);
+			    "a previous capsuled", (int)o.pid, run);
+			kill(o.pid, SIGKILL);
 		}
 		log_info("removing stale run dir %s", run);
 		if (n > 0) {
 			/* Not ours to delete: only capsuled's files in it. */
 			env.hv->forget(run);
+			if (path_is_under(o.proxy, run))
+				unlink(o.proxy);
+			if (path_is_under(o.console, run))
+				unlink(o.console);
 			snprintf(target + n, sizeof(target) - (size_t)n,
 			    "/vm.json");
 			unlink(target);

@@ -159,6 +159,12 @@ class ControlTest(ct.DaemonTestCase):
         r = self.daemon.request({"op": "StartVM", "rootfs_path": path})
         self.assertError(r, "invalid_argument", path)
 
+    def test_proxy_socket_dir_missing(self):
+        # Caught before booting, and named: not an internal error later.
+        path = "/nonexistent-capsule-test/dir/p.sock"
+        r = self.daemon.request({"op": "StartVM", "proxy_socket_path": path})
+        self.assertError(r, "invalid_argument", "proxy_socket_path", path)
+
     def test_rootfs_not_ext4(self):
         path = os.path.join(self.daemon.dir, "zeros.img")
         with open(path, "wb") as f:

@@ -250,6 +250,28 @@ class LifecycleTest(ct.DaemonTestCase):
             self.daemon.request({"op": "StopVM", "vm_id": v["vm_id"]},
                                 timeout=ct.STOP_TIMEOUT)
 
+    def test_live_vms_never_share_paths(self):
+        # A second VM may not take over the first one's exec socket, run
+        # dir or console log: its cleanup would pull them from under it.
+        rd = os.path.join(self.daemon.dir, "shared-rd")
+        con = os.path.join(self.daemon.dir, "shared-console.log")
+        v = self.daemon.start_vm(run_dir=rd, console_log_path=con)
+        try:
+            for field, value in (("run_dir", rd),
+                                 ("proxy_socket_path",
+                                  v["proxy_socket_path"]),
+                                 ("console_log_path", con)):
+                r = self.daemon.request({"op": "StartVM", field: value},
+                                        timeout=ct.START_TIMEOUT)
+                self.assertError(r, "conflict", field, v["vm_id"])
+            self.exec_echo(v["proxy_socket_path"])
+            self.assertTrue(os.path.exists(os.path.join(rd, "vm.json")))
+        finally:
+            self.stop(v["vm_id"])
+        # The console log sat beside the run dir, not in it: it stays.
+        self.assertTrue(os.path.exists(con), "console log next to the run "
+                        "dir was deleted")
+
     def test_zz_nothing_left(self):
         self.assertEqual(self.daemon.list_vms(), [])
         self.assertEqual(self.daemon.qemu(), [])
@@ -283,6 +305,51 @@ class ShutdownTest(unittest.TestCase):
                 d.stop()
             finally:
                 d.kill()
+
+
+class DaemonCrashTest(unittest.TestCase):
+    """A VM whose capsuled died is cleaned up by the next capsuled, even in
+    a run dir the caller chose; and no VM starts once shutdown began."""
+
+    def test_next_daemon_reaps_vm_in_callers_run_dir(self):
+        d = ct.Daemon("crash").start()
+        try:
+            rd = os.path.join(d.dir, "custom")
+            v = d.start_vm(run_dir=rd)
+            pid = v["pid"]
+            d.proc.kill()
+            d.proc.wait(10)
+            self.assertTrue(ct.pid_alive(pid), "QEMU died with capsuled")
+            d2 = ct.Daemon("crash2", socket_path=d.sock,
+                           state_dir=d.state).start()
+            try:
+                self.assertTrue(ct.wait_for(lambda: not ct.pid_alive(pid),
+                                            10), "orphaned QEMU survived")
+                self.assertTrue(os.path.isdir(rd), "caller's run dir went")
+                self.assertEqual(sorted(os.listdir(rd)), [])
+                self.assertEqual(d2.vms_dir_entries(), [])
+            finally:
+                d2.stop()
+        finally:
+            d.kill()
+
+    def test_no_start_during_shutdown(self):
+        d = ct.Daemon("shutdown-start").start()
+        try:
+            v = d.start_vm()
+            # A frozen QEMU makes the stop take a while (agent shutdown,
+            # then QMP quit, then SIGKILL after ~15 s).
+            os.kill(v["pid"], signal.SIGSTOP)
+            d.proc.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            r = d.request_once({"op": "StartVM"}, timeout=30)
+            self.assertIs(r.get("ok"), False, r)
+            self.assertEqual(r.get("code"), "unavailable", r)
+            self.assertIn("shutting down", r.get("error", ""), r)
+            self.assertEqual(d.proc.wait(ct.STOP_TIMEOUT), 0, d.log_text())
+            self.assertFalse(ct.pid_alive(v["pid"]))
+        finally:
+            d.kill()
 
 
 if __name__ == "__main__":

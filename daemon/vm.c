@@ -450,6 +450,37 @@ check_rootfs(const char *path, struct cap_err *err)
 	return 0;
 }
 
+static int
+check_initrd(const char *path, struct cap_err *err)
+{
+	static const struct { const char *magic; size_t len; } kinds[] = {
+		{ "\x1f\x8b", 2 },			/* gzip */
+		{ "\x28\xb5\x2f\xfd", 4 },		/* zstd */
+		{ "\xfd" "7zXZ", 5 },			/* xz */
+		{ "\x02\x21\x4c\x18", 4 },		/* lz4 (legacy) */
+		{ "BZh", 3 },				/* bzip2 */
+		{ "\x5d\x00\x00", 3 },		/* lzma */
+		{ "0707", 4 },				/* plain cpio */
+	};
+	uint8_t b[8];
+	int fd, r;
+
+	if ((r = check_file(J_INITRD_PATH, path, err)) < 0)
+		return r;
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return cap_err_set(err, errno, E_INVALID_ARGUMENT, "%s %s: %s",
+		    J_INITRD_PATH, path, strerror(errno));
+	r = (int)read(fd, b, sizeof(b));
+	close(fd);
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+		if (r >= (int)kinds[i].len &&
+		    memcmp(b, kinds[i].magic, kinds[i].len) == 0)
+			return 0;
+	return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
+	    "%s %s is not an initramfs (cpio, possibly compressed)",
+	    J_INITRD_PATH, path);
+}
+
 static char *
 xstrdup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static char *
@@ -530,7 +561,7 @@ vm_resolve(struct vm *vm, const struct ctl_start *req, struct cap_err *err)
 	if (vm->kernel == NULL || vm->initrd == NULL || vm->rootfs == NULL)
 		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
 	if ((r = check_kernel(vm->kernel, err)) < 0 ||
-	    (r = check_file(J_INITRD_PATH, vm->initrd, err)) < 0 ||
+	    (r = check_initrd(vm->initrd, err)) < 0 ||
 	    (r = check_rootfs(vm->rootfs, err)) < 0)
 		return r;
 

@@ -159,6 +159,13 @@ class ControlTest(ct.DaemonTestCase):
         r = self.daemon.request({"op": "StartVM", "rootfs_path": path})
         self.assertError(r, "invalid_argument", path)
 
+    def test_initrd_not_an_initramfs(self):
+        path = os.path.join(self.daemon.dir, "notaninitrd")
+        with open(path, "wb") as f:
+            f.write(b"#!/bin/sh\necho hello\n")
+        r = self.daemon.request({"op": "StartVM", "initrd_path": path})
+        self.assertError(r, "invalid_argument", "initrd_path", path)
+
     def test_proxy_socket_dir_missing(self):
         # Caught before booting, and named: not an internal error later.
         path = "/nonexistent-capsule-test/dir/p.sock"

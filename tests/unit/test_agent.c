@@ -1,0 +1,379 @@
+/*
+ * test_agent.c — capsuled's end of the agent channel (daemon/agent.c)
+ * against a scripted guest on a socketpair. The guest is untrusted: a wrong
+ * version, garbage, or output beyond its window must end cleanly, never
+ * hang or be believed.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <event2/event.h>
+
+#include "agent.h"
+#include "chan.h"
+#include "log.h"
+
+struct fixture {
+	struct event_base	*base;
+	struct agent		*agent;
+	int			 guest;		/* the scripted guest's end */
+	int			 ready;
+	uint32_t		 boot_ms;
+	char			 failed[512];
+	/* stream results */
+	size_t			 out_bytes;
+	int			 exited;
+	int			 exit_code;
+	char			 exit_msg[512];
+	int			 credit_calls;
+};
+
+static void
+on_ready(struct agent *a, uint32_t boot_ms, void *arg)
+{
+	struct fixture *f = arg;
+
+	f->ready = 1;
+	f->boot_ms = boot_ms;
+}
+
+static void
+on_failed(struct agent *a, const char *why, void *arg)
+{
+	struct fixture *f = arg;
+
+	snprintf(f->failed, sizeof(f->failed), "%s", why);
+}
+
+static const struct agent_cbs cbs = { on_ready, on_failed };
+
+static void
+on_output(struct agent_stream *s, int kind, const uint8_t *buf, size_t len,
+    void *arg)
+{
+	struct fixture *f = arg;
+
+	f->out_bytes += len;	/* held: not released on purpose */
+}
+
+static void
+on_credit(struct agent_stream *s, void *arg)
+{
+	((struct fixture *)arg)->credit_calls++;
+}
+
+static void
+on_stream_exit(struct agent_stream *s, int code, int sig, const char *msg,
+    size_t len, void *arg)
+{
+	struct fixture *f = arg;
+
+	f->exited = 1;
+	f->exit_code = code;
+	snprintf(f->exit_msg, sizeof(f->exit_msg), "%.*s", (int)len, msg);
+}
+
+static const struct agent_stream_cbs scbs = { on_output, on_credit, on_stream_exit };
+
+static int
+setup(void **state)
+{
+	static struct fixture f;
+	int sv[2];
+
+	memset(&f, 0, sizeof(f));
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0,
+	    sv), 0);
+	f.base = event_base_new();
+	f.agent = agent_new(f.base, sv[0], &cbs, &f);
+	f.guest = sv[1];
+	assert_non_null(f.agent);
+	*state = &f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	agent_free(f->agent, "test over");
+	close(f->guest);
+	event_base_free(f->base);
+	return 0;
+}
+
+static void
+spin(struct fixture *f)
+{
+	for (int i = 0; i < 20; i++)
+		event_base_loop(f->base, EVLOOP_NONBLOCK);
+}
+
+static void
+guest_send(struct fixture *f, uint8_t kind, uint32_t stream, const void *p,
+    size_t len)
+{
+	struct chan_hdr h = { .kind = kind, .stream = stream,
+	    .len = (uint32_t)len };
+	uint8_t hdr[CHAN_HDR_LEN];
+
+	chan_hdr_encode(hdr, &h);
+	assert_int_equal(write(f->guest, hdr, sizeof(hdr)), sizeof(hdr));
+	if (len > 0)
+		assert_int_equal(write(f->guest, p, len), (ssize_t)len);
+	spin(f);
+}
+
+static void
+guest_hello(struct fixture *f, uint32_t version)
+{
+	struct chan_hello h = { .version = version, .boot_ms = 1234 };
+	uint8_t p[CHAN_HELLO_LEN];
+
+	chan_hello_encode(p, sizeof(p), &h);
+	guest_send(f, CHAN_HELLO, 0, p, sizeof(p));
+}
+
+/* Reads exactly n bytes from the daemon, letting its loop run meanwhile. */
+static int
+read_full(struct fixture *f, uint8_t *p, size_t n)
+{
+	size_t got = 0;
+
+	for (int tries = 0; got < n && tries < 1000; tries++) {
+		ssize_t r;
+
+		spin(f);
+		r = read(f->guest, p + got, n - got);
+		if (r > 0)
+			got += (size_t)r;
+		else if (r == 0 || errno != EAGAIN)
+			break;
+	}
+	return got == n ? 0 : -1;
+}
+
+/* Reads one frame the daemon sent to the guest; returns its kind. */
+static int
+guest_recv(struct fixture *f, struct chan_hdr *h, uint8_t *p, size_t cap)
+{
+	uint8_t hdr[CHAN_HDR_LEN];
+
+	if (read_full(f, hdr, sizeof(hdr)) < 0)
+		return -1;
+	assert_int_equal(chan_hdr_decode(hdr, h), 0);
+	assert_true(h->len <= cap);
+	if (h->len > 0)
+		assert_int_equal(read_full(f, p, h->len), 0);
+	return h->kind;
+}
+
+static void
+test_hello_makes_ready_and_is_answered(void **state)
+{
+	struct fixture *f = *state;
+	struct chan_hdr h;
+	struct chan_hello hello;
+	uint8_t p[64];
+
+	guest_hello(f, CHAN_VERSION);
+	assert_true(f->ready);
+	assert_int_equal(f->boot_ms, 1234);
+	assert_int_equal(guest_recv(f, &h, p, sizeof(p)), CHAN_HELLO);
+	assert_int_equal(chan_hello_decode(p, h.len, &hello), 0);
+	assert_int_equal(hello.version, CHAN_VERSION);
+	assert_string_equal(f->failed, "");
+}
+
+static void
+test_version_mismatch_is_a_clear_error(void **state)
+{
+	struct fixture *f = *state;
+
+	guest_hello(f, CHAN_VERSION + 41);
+	assert_false(f->ready);
+	assert_non_null(strstr(f->failed, "version"));
+	assert_non_null(strstr(f->failed, "42"));
+}
+
+static void
+test_garbage_fails_the_channel(void **state)
+{
+	struct fixture *f = *state;
+	static const char junk[] = "this is not a frame header at all";
+
+	guest_hello(f, CHAN_VERSION);
+	assert_int_equal(write(f->guest, junk, sizeof(junk)), sizeof(junk));
+	spin(f);
+	assert_non_null(strstr(f->failed, "malformed"));
+}
+
+static void
+test_oversized_frame_fails_the_channel(void **state)
+{
+	struct fixture *f = *state;
+	struct chan_hdr h = { .kind = CHAN_STDOUT, .stream = 1,
+	    .len = CHAN_MAX_DATA + 1 };
+	uint8_t hdr[CHAN_HDR_LEN];
+
+	guest_hello(f, CHAN_VERSION);
+	chan_hdr_encode(hdr, &h);
+	assert_int_equal(write(f->guest, hdr, sizeof(hdr)), sizeof(hdr));
+	spin(f);
+	assert_non_null(strstr(f->failed, "oversized"));
+}
+
+static void
+test_closed_channel_fails(void **state)
+{
+	struct fixture *f = *state;
+
+	guest_hello(f, CHAN_VERSION);
+	close(f->guest);
+	f->guest = socket(AF_UNIX, SOCK_STREAM, 0);	/* for teardown */
+	spin(f);
+	assert_non_null(strstr(f->failed, "closed"));
+}
+
+static struct agent_stream *
+start_exec(struct fixture *f, uint32_t *id)
+{
+	const char *argv[] = { "true" };
+	struct chan_exec x = { .argc = 1, .argv = argv, .dir = "" };
+	struct agent_stream *s;
+	struct cap_err err;
+	struct chan_hdr h;
+	static uint8_t p[CHAN_MAX_PAYLOAD];
+
+	guest_hello(f, CHAN_VERSION);
+	assert_int_equal(guest_recv(f, &h, p, sizeof(p)), CHAN_HELLO);
+	s = agent_exec(f->agent, &x, &scbs, f, &err);
+	assert_non_null(s);
+	assert_int_equal(guest_recv(f, &h, p, sizeof(p)), CHAN_EXEC);
+	*id = h.stream;
+	assert_true(*id > 0);
+	return s;
+}
+
+static void
+test_output_beyond_window_ends_the_stream(void **state)
+{
+	struct fixture *f = *state;
+	static uint8_t data[CHAN_MAX_DATA], p[CHAN_MAX_PAYLOAD];
+	struct chan_hdr h;
+	uint32_t id;
+	size_t sent = 0;
+
+	start_exec(f, &id);
+	/* The daemon releases nothing (on_output holds it), so the guest may
+	 * send exactly one window and not a byte more. */
+	while (sent < CHAN_WINDOW) {
+		guest_send(f, CHAN_STDOUT, id, data, sizeof(data));
+		sent += sizeof(data);
+	}
+	assert_int_equal(f->out_bytes, CHAN_WINDOW);
+	assert_false(f->exited);
+	guest_send(f, CHAN_STDOUT, id, data, 1);
+	assert_true(f->exited);
+	assert_int_equal(f->exit_code, 125);
+	assert_non_null(strstr(f->exit_msg, "window"));
+	assert_int_equal(f->out_bytes, CHAN_WINDOW);
+	/* ...and the guest is told to kill the command. */
+	assert_int_equal(guest_recv(f, &h, p, sizeof(p)), CHAN_CLOSE);
+	assert_int_equal(h.stream, id);
+	assert_string_equal(f->failed, "");
+}
+
+static void
+test_stdin_respects_credit(void **state)
+{
+	struct fixture *f = *state;
+	static uint8_t big[CHAN_WINDOW + 1000], p[CHAN_MAX_PAYLOAD];
+	struct agent_stream *s;
+	struct chan_hdr h;
+	uint8_t credit[4];
+	size_t n, got = 0;
+	uint32_t id;
+
+	s = start_exec(f, &id);
+	n = agent_stream_write(s, big, sizeof(big));
+	assert_int_equal(n, CHAN_WINDOW);
+	assert_int_equal(agent_stream_write(s, big, 10), 0);
+	while (got < CHAN_WINDOW) {
+		assert_int_equal(guest_recv(f, &h, p, sizeof(p)), CHAN_STDIN);
+		assert_true(h.len <= CHAN_MAX_DATA);
+		got += h.len;
+	}
+	assert_int_equal(got, CHAN_WINDOW);
+	/* A grant reopens exactly that much. */
+	chan_u32_encode(credit, sizeof(credit), 1000);
+	guest_send(f, CHAN_CREDIT, id, credit, sizeof(credit));
+	assert_int_equal(f->credit_calls, 1);
+	assert_int_equal(agent_stream_write(s, big, sizeof(big)), 1000);
+	/* Handing back all it holds is fine; one byte more than the window
+	 * is a lie, and the stream ends. */
+	chan_u32_encode(credit, sizeof(credit), CHAN_WINDOW);
+	guest_send(f, CHAN_CREDIT, id, credit, sizeof(credit));
+	assert_false(f->exited);
+	chan_u32_encode(credit, sizeof(credit), 1);
+	guest_send(f, CHAN_CREDIT, id, credit, sizeof(credit));
+	assert_true(f->exited);
+	assert_int_equal(f->exit_code, 125);
+	assert_non_null(strstr(f->exit_msg, "CREDIT"));
+}
+
+static void
+test_exit_ends_stream_and_unknown_streams_are_ignored(void **state)
+{
+	struct fixture *f = *state;
+	struct chan_exit ex = { .exit_code = 7, .msg = "bye", .msg_len = 3 };
+	uint8_t p[64];
+	uint32_t id;
+	int n;
+
+	start_exec(f, &id);
+	/* Frames for a stream nobody opened change nothing. */
+	guest_send(f, CHAN_STDOUT, id + 100, "zz", 2);
+	assert_int_equal(f->out_bytes, 0);
+	n = chan_exit_encode(p, sizeof(p), &ex);
+	guest_send(f, CHAN_EXIT, id, p, (size_t)n);
+	assert_true(f->exited);
+	assert_int_equal(f->exit_code, 7);
+	assert_string_equal(f->exit_msg, "bye");
+	assert_string_equal(f->failed, "");
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(
+		    test_hello_makes_ready_and_is_answered, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_version_mismatch_is_a_clear_error, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_garbage_fails_the_channel,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_oversized_frame_fails_the_channel, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_closed_channel_fails,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_output_beyond_window_ends_the_stream, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stdin_respects_credit,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_exit_ends_stream_and_unknown_streams_are_ignored,
+		    setup, teardown),
+	};
+
+	log_init(LOG_LVL_ERROR);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -76,6 +76,19 @@ peer_is_hangup(struct peer *p)
 	return (pfd.revents & (POLLHUP | POLLERR)) != 0;
 }
 
+/* A line over the cap: stop reading for good and tell the owner. */
+static void
+peer_overflow(struct peer *p)
+{
+	struct evbuffer *in = bufferevent_get_input(p->bev);
+
+	bufferevent_disable(p->bev, EV_READ);
+	evbuffer_drain(in, evbuffer_get_length(in));
+	p->paused = 1;
+	if (p->cbs.overflow != NULL)
+		p->cbs.overflow(p, p->arg);
+}
+
 static void
 peer_deliver(struct peer *p)
 {
@@ -100,22 +113,13 @@ peer_deliver(struct peer *p)
 			}
 		}
 		if (line == NULL) {
-			if (evbuffer_get_length(in) > p->max_line) {
-				bufferevent_disable(p->bev, EV_READ);
-				evbuffer_drain(in, evbuffer_get_length(in));
-				p->paused = 1;
-				if (p->cbs.overflow != NULL)
-					p->cbs.overflow(p, p->arg);
-			}
+			if (evbuffer_get_length(in) > p->max_line)
+				peer_overflow(p);
 			break;
 		}
 		if (n > p->max_line) {
 			free(line);
-			bufferevent_disable(p->bev, EV_READ);
-			evbuffer_drain(in, evbuffer_get_length(in));
-			p->paused = 1;
-			if (p->cbs.overflow != NULL)
-				p->cbs.overflow(p, p->arg);
+			peer_overflow(p);
 			break;
 		}
 		p->cbs.line(p, line, n, p->arg);

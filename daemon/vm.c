@@ -406,20 +406,33 @@ check_file(const char *field, const char *path, struct cap_err *err)
 	return 0;
 }
 
+/* Reads len bytes at off of an image file for a look at its magic;
+ * returns how many it got (short at the end of the file). */
+static int
+read_head(const char *field, const char *path, off_t off, uint8_t *buf,
+    size_t len, struct cap_err *err)
+{
+	int fd, r;
+
+	if ((r = check_file(field, path, err)) < 0)
+		return r;
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return cap_err_set(err, errno, E_INVALID_ARGUMENT, "%s %s: %s",
+		    field, path, strerror(errno));
+	r = (int)pread(fd, buf, len, off);
+	close(fd);
+	return r < 0 ? 0 : r;
+}
+
 /* Image files cross a trust boundary too: look before handing them on. */
 static int
 check_kernel(const char *path, struct cap_err *err)
 {
 	uint8_t b[0x206];
-	int fd, r;
+	int r;
 
-	if ((r = check_file(J_KERNEL_PATH, path, err)) < 0)
+	if ((r = read_head(J_KERNEL_PATH, path, 0, b, sizeof(b), err)) < 0)
 		return r;
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-		return cap_err_set(err, errno, E_INVALID_ARGUMENT, "%s %s: %s",
-		    J_KERNEL_PATH, path, strerror(errno));
-	r = (int)read(fd, b, sizeof(b));
-	close(fd);
 	if (r >= 4 && memcmp(b, "\177ELF", 4) == 0)
 		return 0;
 	if (r == (int)sizeof(b) && memcmp(b + 0x202, "HdrS", 4) == 0)
@@ -433,16 +446,11 @@ static int
 check_rootfs(const char *path, struct cap_err *err)
 {
 	uint8_t magic[2];
-	int fd, r;
+	int r;
 
-	if ((r = check_file(J_ROOTFS_PATH, path, err)) < 0)
-		return r;
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-		return cap_err_set(err, errno, E_INVALID_ARGUMENT, "%s %s: %s",
-		    J_ROOTFS_PATH, path, strerror(errno));
 	/* ext2/3/4 superblock magic 0xEF53 at byte 1080. */
-	r = (int)pread(fd, magic, 2, 1080);
-	close(fd);
+	if ((r = read_head(J_ROOTFS_PATH, path, 1080, magic, 2, err)) < 0)
+		return r;
 	if (r != 2 || magic[0] != 0x53 || magic[1] != 0xef)
 		return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
 		    "%s %s is not an ext4 file system image", J_ROOTFS_PATH,
@@ -463,15 +471,10 @@ check_initrd(const char *path, struct cap_err *err)
 		{ "0707", 4 },				/* plain cpio */
 	};
 	uint8_t b[8];
-	int fd, r;
+	int r;
 
-	if ((r = check_file(J_INITRD_PATH, path, err)) < 0)
+	if ((r = read_head(J_INITRD_PATH, path, 0, b, sizeof(b), err)) < 0)
 		return r;
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-		return cap_err_set(err, errno, E_INVALID_ARGUMENT, "%s %s: %s",
-		    J_INITRD_PATH, path, strerror(errno));
-	r = (int)read(fd, b, sizeof(b));
-	close(fd);
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
 		if (r >= (int)kinds[i].len &&
 		    memcmp(b, kinds[i].magic, kinds[i].len) == 0)

@@ -28,6 +28,10 @@
 #define VM_QUIT_GRACE_S		5	/* QMP quit, then SIGKILL */
 #define VM_CHAN_LOST_GRACE_S	2	/* channel gone: is QEMU exiting? */
 #define VM_CONSOLE_TAIL		1536
+/* As root, each VM's hypervisor runs as its own uid/gid from this range;
+ * no passwd entry is needed, and nothing else on a normal system uses it. */
+#define VM_UID_BASE		1879048192u	/* 0x70000000 */
+#define VM_UID_SLOTS		65536u
 
 struct vm_waiter {
 	vm_gone_cb	 cb;
@@ -51,6 +55,7 @@ struct vm {
 	unsigned	 launch_seconds;
 
 	struct hv_vm	*hv;
+	uid_t		 uid;		/* the hypervisor's, 0 if unchanged */
 	pid_t		 pid;
 	int		 exited;
 	int		 wstatus;
@@ -541,6 +546,24 @@ check_parent(const char *field, const char *path, struct cap_err *err)
 	    "%s %s: directory %s does not exist", field, path, dir);
 }
 
+/* The lowest VM uid no live VM has (0 if all are taken). */
+static uid_t
+vm_free_uid(void)
+{
+	const struct vm *o;
+
+	for (uid_t u = VM_UID_BASE; u < VM_UID_BASE + VM_UID_SLOTS; u++) {
+		int taken = 0;
+
+		TAILQ_FOREACH(o, &vms, entry)
+			if (o->uid == u)
+				taken = 1;
+		if (!taken)
+			return u;
+	}
+	return 0;
+}
+
 /* Fills in defaults and checks everything against the file system. */
 static int
 vm_resolve(struct vm *vm, const struct ctl_start *req, struct cap_err *err)
@@ -712,6 +735,14 @@ vm_start(const struct ctl_start *req, uint64_t owner, vm_start_cb cb,
 	}
 
 	memset(&cfg, 0, sizeof(cfg));
+	if (geteuid() == 0 && (vm->uid = vm_free_uid()) == 0) {
+		vm_release(vm, "no free uid");
+		vm_free(vm);
+		return cap_err_set(err, EAGAIN, E_UNAVAILABLE,
+		    "no unprivileged uid left for another VM");
+	}
+	cfg.uid = vm->uid;
+	cfg.gid = (gid_t)vm->uid;
 	cfg.vm_id = vm->id;
 	cfg.run_dir = vm->run_dir;
 	cfg.kernel = vm->kernel;

@@ -41,6 +41,11 @@ struct hv_vm_config {
 	unsigned	vcpus;
 	uint64_t	memory_mib;
 	enum hv_accel	accel;
+	/* Unprivileged identity for the hypervisor process once it has opened
+	 * its files (0: keep the daemon's). One per VM, so a compromised
+	 * hypervisor cannot touch another VM's. */
+	uid_t		uid;
+	gid_t		gid;
 };
 
 struct hv_vm;		/* backend-private */

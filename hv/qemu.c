@@ -262,7 +262,7 @@ qemu_start(const struct hv_vm_config *cfg, struct hv_vm **out, pid_t *pidp,
     int *agent_out, struct cap_err *err)
 {
 	char overlay[PATH_MAX], agent_sock[PATH_MAX], qmp_sock[PATH_MAX];
-	char pidfile[PATH_MAX], log[PATH_MAX], mem[32], smp[16];
+	char pidfile[PATH_MAX], log[PATH_MAX], mem[32], smp[16], runas[32];
 	char *con = NULL, *drive = NULL, *argv[QEMU_ARGS_MAX];
 	int agent_l = -1, qmp_l = -1, agent_c = -1, n = 0, r;
 	int made_overlay = 0;
@@ -334,10 +334,21 @@ qemu_start(const struct hv_vm_config *cfg, struct hv_vm **out, pid_t *pidp,
 	ARG("-device"); ARG("virtio-blk-device,drive=root");
 	ARG("-device"); ARG("virtio-rng-device");
 	ARG("-pidfile"); ARG(pidfile);
-	/* Confine QEMU itself: no new processes, no privilege changes. */
+	/* Confine QEMU itself: no new processes, and (unless it has to drop
+	 * root itself, which the filter would otherwise forbid) no privilege
+	 * changes. With -runas QEMU opens every file and device first, then
+	 * becomes the VM's own unprivileged uid for the rest of its life. */
 	ARG("-sandbox");
-	ARG("on,obsolete=deny,elevateprivileges=deny,spawn=deny,"
-	    "resourcecontrol=deny");
+	if (cfg->uid != 0) {
+		snprintf(runas, sizeof(runas), "%u:%u", (unsigned)cfg->uid,
+		    (unsigned)cfg->gid);
+		ARG("on,obsolete=deny,elevateprivileges=allow,spawn=deny,"
+		    "resourcecontrol=deny");
+		ARG("-runas"); ARG(runas);
+	} else {
+		ARG("on,obsolete=deny,elevateprivileges=deny,spawn=deny,"
+		    "resourcecontrol=deny");
+	}
 	argv[n] = NULL;
 #undef ARG
 

@@ -272,6 +272,34 @@ class LifecycleTest(ct.DaemonTestCase):
         self.assertTrue(os.path.exists(con), "console log next to the run "
                         "dir was deleted")
 
+    def test_each_vm_runs_as_its_own_unprivileged_uid(self):
+        if os.geteuid() != 0:
+            self.skipTest("capsuled drops QEMU's privileges only as root")
+
+        def ids(pid):
+            with open("/proc/%d/status" % pid) as f:
+                st = dict(l.split(":", 1) for l in f.read().splitlines())
+            return (st["Uid"].split(), st["Gid"].split(),
+                    st["Groups"].split())
+
+        a = self.daemon.start_vm(memory_mib=256)
+        b = self.daemon.start_vm(memory_mib=256)
+        try:
+            (ua, ga, gra), (ub, gb, grb) = ids(a["pid"]), ids(b["pid"])
+            for uids, gids in ((ua, ga), (ub, gb)):
+                self.assertEqual(len(set(uids)), 1, uids)   # real..fs alike
+                self.assertNotEqual(uids[0], "0", "QEMU still runs as root")
+                self.assertNotEqual(gids[0], "0")
+            self.assertNotEqual(ua[0], ub[0], "two VMs share a uid")
+            self.assertEqual(gra, [ga[0]], "QEMU kept supplementary groups")
+            # The guest still writes its disk and the daemon still stops it.
+            r = ct.run_exec(a["proxy_socket_path"], ["sh", "-c",
+                            "echo data > /root/f && sync && cat /root/f"])
+            self.assertEqual((r.code, r.stdout), (0, b"data\n"), r)
+        finally:
+            self.stop(a["vm_id"])
+            self.stop(b["vm_id"])
+
     def test_zz_nothing_left(self):
         self.assertEqual(self.daemon.list_vms(), [])
         self.assertEqual(self.daemon.qemu(), [])

@@ -101,9 +101,12 @@ util_file_tail(const char *path, char *buf, size_t len)
 	cap_utf8_scrub(buf, n > 0 ? (size_t)n : 0);
 }
 
+/* A non-blocking, close-on-exec Unix stream socket and its address. */
 static int
-fill_sun(struct sockaddr_un *sun, const char *path, struct cap_err *err)
+unix_socket(struct sockaddr_un *sun, const char *path, struct cap_err *err)
 {
+	int fd;
+
 	memset(sun, 0, sizeof(*sun));
 	sun->sun_family = AF_UNIX;
 	if (strlen(path) >= sizeof(sun->sun_path))
@@ -111,7 +114,11 @@ fill_sun(struct sockaddr_un *sun, const char *path, struct cap_err *err)
 		    "socket path %s is longer than %zu bytes", path,
 		    sizeof(sun->sun_path) - 1);
 	strcpy(sun->sun_path, path);
-	return 0;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return cap_err_set(err, errno, E_INTERNAL, "socket: %s",
+		    strerror(errno));
+	return fd;
 }
 
 int
@@ -121,12 +128,8 @@ util_listen_unix(const char *path, unsigned mode, struct cap_err *err)
 	mode_t old;
 	int fd, r;
 
-	if ((r = fill_sun(&sun, path, err)) < 0)
-		return r;
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return cap_err_set(err, errno, E_INTERNAL, "socket: %s",
-		    strerror(errno));
+	if ((fd = unix_socket(&sun, path, err)) < 0)
+		return fd;
 	/* Born with the right mode: no window where others could connect. */
 	old = umask(~mode & 0777);
 	r = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
@@ -147,12 +150,8 @@ util_connect_unix(const char *path, struct cap_err *err)
 	struct sockaddr_un sun;
 	int fd, r;
 
-	if ((r = fill_sun(&sun, path, err)) < 0)
-		return r;
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return cap_err_set(err, errno, E_INTERNAL, "socket: %s",
-		    strerror(errno));
+	if ((fd = unix_socket(&sun, path, err)) < 0)
+		return fd;
 	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
 		r = cap_err_set(err, errno, E_UNAVAILABLE,
 		    "cannot connect to %s: %s", path, strerror(errno));

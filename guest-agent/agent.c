@@ -126,7 +126,7 @@ agent_boot_ms(void)
 	return (uint32_t)(ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
 }
 
-static long
+long
 agent_now_ms(void)
 {
 	struct timespec ts;

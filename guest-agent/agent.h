@@ -32,6 +32,7 @@ _Noreturn void agent_fatal(const char *fmt, ...)
 	    __attribute__((format(printf, 1, 2)));
 _Noreturn void agent_poweroff(void);
 uint32_t agent_boot_ms(void);
+long	agent_now_ms(void);		/* CLOCK_MONOTONIC, for deadlines */
 
 /* ---- init.c ---- */
 int	init_early(void);

@@ -226,16 +226,12 @@ chanio_handle(struct chanio *c, short revents)
 int
 chanio_flush(struct chanio *c, int timeout_ms)
 {
-	struct timespec t0, t;
 	struct pollfd p = { .fd = c->fd, .events = POLLOUT };
+	long deadline = agent_now_ms() + timeout_ms;
 
-	clock_gettime(CLOCK_MONOTONIC, &t0);
 	while (c->up && chanio_queued(c) > 0) {
-		long left;
+		long left = deadline - agent_now_ms();
 
-		clock_gettime(CLOCK_MONOTONIC, &t);
-		left = timeout_ms - ((t.tv_sec - t0.tv_sec) * 1000 +
-		    (t.tv_nsec - t0.tv_nsec) / 1000000);
 		if (left <= 0)
 			return -ETIMEDOUT;
 		if (poll(&p, 1, (int)left) < 0 && errno != EINTR)

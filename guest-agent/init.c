@@ -33,15 +33,6 @@ init_sleep_ms(long ms)
 		;
 }
 
-static long
-init_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
 static int
 init_mount(const char *src, const char *dst, const char *type,
     unsigned long flags, const char *opts)
@@ -223,13 +214,13 @@ init_modules(const char *list)
 static int
 init_wait_block(const char *dev, int timeout_ms)
 {
-	long deadline = init_now_ms() + timeout_ms;
+	long deadline = agent_now_ms() + timeout_ms;
 	struct stat st;
 
 	for (;;) {
 		if (stat(dev, &st) == 0 && S_ISBLK(st.st_mode))
 			return 0;
-		if (init_now_ms() >= deadline)
+		if (agent_now_ms() >= deadline)
 			return -ENODEV;
 		init_sleep_ms(5);
 	}
@@ -343,7 +334,7 @@ init_find_port(const char *name, char *dev, size_t cap)
 int
 init_open_port(const char *name, int timeout_ms)
 {
-	long deadline = init_now_ms() + timeout_ms;
+	long deadline = agent_now_ms() + timeout_ms;
 	char dev[300];
 	int fd, r;
 
@@ -356,7 +347,7 @@ init_open_port(const char *name, int timeout_ms)
 				return fd;
 			r = -errno;
 		}
-		if (init_now_ms() >= deadline) {
+		if (agent_now_ms() >= deadline) {
 			agent_log("virtio-serial port %s: %s", name,
 			    r == -ENOENT ? "not found" : strerror(-r));
 			return r;

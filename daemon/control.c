@@ -22,8 +22,6 @@
 #define CTL_OUT_HIGH	(1024 * 1024)	/* unread replies before we stop */
 #define CTL_OUT_LOW	(256 * 1024)
 
-static void	conn_drain(struct peer *p, void *arg);
-
 struct conn {
 	TAILQ_ENTRY(conn)	 entry;
 	uint64_t		 id;

@@ -593,11 +593,12 @@ vm_resolve(struct vm *vm, const struct ctl_start *req, struct cap_err *err)
 
 	if (req->run_dir != NULL) {
 		vm->run_dir = strdup(req->run_dir);
-		if (stat(req->run_dir, &st) == 0 && !S_ISDIR(st.st_mode))
+		/* A caller's existing dir stays; one we create goes with us. */
+		vm->run_dir_owned = stat(req->run_dir, &st) != 0;
+		if (!vm->run_dir_owned && !S_ISDIR(st.st_mode))
 			return cap_err_set(err, ENOTDIR, E_INVALID_ARGUMENT,
 			    "%s %s is not a directory", J_RUN_DIR,
 			    req->run_dir);
-		vm->run_dir_owned = stat(req->run_dir, &st) != 0;
 	} else {
 		vm->run_dir = xstrdup_printf("%s/vms/%s", env.state_dir, vm->id);
 		vm->run_dir_owned = 1;
@@ -641,8 +642,8 @@ vm_resolve(struct vm *vm, const struct ctl_start *req, struct cap_err *err)
 		snprintf(tsc, sizeof(tsc), " tsc_early_khz=%u",
 		    env.caps.tsc_khz);
 	/* capsule's arguments first: a caller's boot_args (cleanroom sends
-	 * a whole command line) come last and win where they overlap. */
-	/* guest_port names a vsock port in cleanroom; capsule's channel is a
+	 * a whole command line) come last and win where they overlap.
+	 * guest_port names a vsock port in cleanroom; capsule's channel is a
 	 * named virtio-serial port, so the value is only reported back. */
 	vm->cmdline = xstrdup_printf("console=ttyS0 quiet panic=-1%s%s%s",
 	    tsc, req->boot_args ? " " : "",

@@ -9,21 +9,12 @@
 
 #include <cmocka.h>
 
+#include "testrng.h"
+
 #include "b64.h"
 
 static const char alphabet[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static uint32_t rng_state;
-
-static uint32_t
-rng(void)
-{
-	rng_state ^= rng_state << 13;
-	rng_state ^= rng_state >> 17;
-	rng_state ^= rng_state << 5;
-	return rng_state;
-}
 
 /* A second, bit-at-a-time encoder to hold the real one against. */
 static void

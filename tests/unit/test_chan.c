@@ -12,6 +12,8 @@
 
 #include <cmocka.h>
 
+#include "testrng.h"
+
 #include "chan.h"
 
 static const unsigned all_kinds[] = {
@@ -25,18 +27,6 @@ static int
 is_data_kind(unsigned k)
 {
 	return k == CHAN_STDIN || k == CHAN_STDOUT || k == CHAN_STDERR;
-}
-
-/* A deterministic generator, so a failure reproduces. */
-static uint32_t rng_state;
-
-static uint32_t
-rng(void)
-{
-	rng_state ^= rng_state << 13;
-	rng_state ^= rng_state >> 17;
-	rng_state ^= rng_state << 5;
-	return rng_state;
 }
 
 static void

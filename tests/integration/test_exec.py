@@ -185,56 +185,51 @@ class ExecTest(ct.DaemonTestCase):
         self.assertExec(r, 143)
         self.assertEqual(r.exit.get("signal"), 15, r)
 
-    def test_client_disconnect_kills_command(self):
-        # Nothing may run on unobserved: closing the connection ends it.
-        def sleepers():
-            r = self.run_cmd(["ps", "-o", "pid,args"])
-            self.assertEqual(r.code, 0, r)
-            self.assertIn(b"PID", r.stdout, r)
-            return [l for l in r.stdout.decode().splitlines()
-                    if "sleep 301" in l]
-
-        x = ct.Exec(self.proxy, ["sh", "-c", "echo up; exec sleep 301"])
-        x.read_until(lambda r: b"up\n" in r.stdout, timeout=30)
-        self.assertEqual(len(sleepers()), 1, "ps cannot see the command")
-        x.close()
-        self.assertTrue(ct.wait_for(lambda: not sleepers(), 20, interval=0.5),
-                        "sleep 301 still runs after its client went away")
-
     def sleepers(self, marker):
         r = self.run_cmd(["ps", "-o", "pid,args"])
         self.assertEqual(r.code, 0, r)
+        self.assertIn(b"PID", r.stdout, r)
         return [l for l in r.stdout.decode().splitlines() if marker in l]
+
+    def start_sleeper(self, marker):
+        """An exec of `sleep N` (marker "sleep N") that ps can see."""
+        x = ct.Exec(self.proxy, ["sh", "-c", "echo up; exec " + marker])
+        x.read_until(lambda r: b"up\n" in r.stdout, timeout=30)
+        return x
+
+    def assertEndsWhenClosed(self, x, marker):
+        self.assertEqual(len(self.sleepers(marker)), 1,
+                         "ps cannot see the command")
+        x.close()
+        self.assertTrue(ct.wait_for(lambda: not self.sleepers(marker), 20,
+                                    interval=0.5),
+                        "%s still runs after its client went away" % marker)
+
+    def test_client_disconnect_kills_command(self):
+        # Nothing may run on unobserved: closing the connection ends it.
+        x = self.start_sleeper("sleep 301")
+        self.assertEndsWhenClosed(x, "sleep 301")
 
     def test_close_with_stdin_backed_up_kills_command(self):
         # The command never reads stdin, so capsuled holds input it cannot
         # pass on and stops reading the client; a close must still be seen.
-        x = ct.Exec(self.proxy, ["sh", "-c", "echo up; exec sleep 303"])
-        x.read_until(lambda r: b"up\n" in r.stdout, timeout=30)
+        x = self.start_sleeper("sleep 303")
         x.conn.sock.settimeout(2)
         try:
             x.stdin(b"y" * (4 * 1024 * 1024))
         except OSError:
             pass            # the socket buffers filled up: that is the point
-        self.assertEqual(len(self.sleepers("sleep 303")), 1)
-        x.close()
-        self.assertTrue(ct.wait_for(lambda: not self.sleepers("sleep 303"),
-                                    20, interval=0.5),
-                        "sleep 303 still runs after its client went away")
+        self.assertEndsWhenClosed(x, "sleep 303")
 
     def test_half_close_then_close_kills_command(self):
         # shutdown(SHUT_WR) is end of input; a later close is the client
         # going away, and must end the command.
-        x = ct.Exec(self.proxy, ["sh", "-c", "echo up; exec sleep 304"])
-        x.read_until(lambda r: b"up\n" in r.stdout, timeout=30)
+        x = self.start_sleeper("sleep 304")
         x.conn.sock.shutdown(socket.SHUT_WR)
         time.sleep(1)
         self.assertEqual(len(self.sleepers("sleep 304")), 1,
                          "a half-close must not kill the command")
-        x.close()
-        self.assertTrue(ct.wait_for(lambda: not self.sleepers("sleep 304"),
-                                    20, interval=0.5),
-                        "sleep 304 still runs after its client went away")
+        self.assertEndsWhenClosed(x, "sleep 304")
 
     def test_cli_exit_status_with_unread_stdin(self):
         # head exits after two lines; the rest of stdin is never read, and

@@ -72,11 +72,13 @@ find_program(const char *name, char *out, size_t len)
 	return -ENOENT;
 }
 
-/* Runs argv to completion with stdout captured into out (may be NULL).
+/* Runs argv to completion; the start of its output goes into out (may be
+ * NULL) and into the error message if it fails.
  * Synchronous: used at start-up and for qemu-img, which takes milliseconds. */
 static int
 run_sync(char *const argv[], char *out, size_t outlen, struct cap_err *err)
 {
+	char buf[1024], sink[4096];
 	int pfd[2], st;
 	size_t got = 0;
 	ssize_t n;
@@ -98,18 +100,24 @@ run_sync(char *const argv[], char *out, size_t outlen, struct cap_err *err)
 		_exit(127);
 	}
 	close(pfd[1]);
-	while ((n = read(pfd[0], out ? out + got : (char[256]){ 0 },
-	    out ? outlen - 1 - got : 256)) > 0 || (n < 0 && errno == EINTR))
-		if (out && n > 0)
+	/* Read to the end (a full pipe would block the child), keeping what
+	 * fits: that is the text an error message needs. */
+	while ((n = read(pfd[0], got < sizeof(buf) - 1 ? buf + got : sink,
+	    got < sizeof(buf) - 1 ? sizeof(buf) - 1 - got : sizeof(sink))) > 0 ||
+	    (n < 0 && errno == EINTR))
+		if (n > 0 && got < sizeof(buf) - 1)
 			got += (size_t)n;
 	close(pfd[0]);
-	if (out)
-		out[got] = '\0';
+	while (got > 0 && buf[got - 1] == '\n')
+		got--;
+	buf[got] = '\0';
+	if (out != NULL)
+		snprintf(out, outlen, "%s", buf);
 	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
 		;
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-		return cap_err_set(err, EIO, E_INTERNAL, "%s failed%s%s",
-		    argv[0], out && out[0] ? ": " : "", out ? out : "");
+		return cap_err_set(err, EIO, E_INTERNAL, "%s failed%s%.400s",
+		    argv[0], buf[0] ? ": " : "", buf);
 	return 0;
 }
 

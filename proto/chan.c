@@ -42,8 +42,8 @@ chan_kind_valid(unsigned kind)
 	switch (kind) {
 	case CHAN_HELLO: case CHAN_ERROR: case CHAN_SHUTDOWN:
 	case CHAN_EXEC: case CHAN_STDIN: case CHAN_EOF: case CHAN_RESIZE:
-	case CHAN_SIGNAL: case CHAN_CLOSE:
-	case CHAN_STDOUT: case CHAN_STDERR: case CHAN_EXIT:
+	case CHAN_SIGNAL: case CHAN_CLOSE: case CHAN_COPY_IN: case CHAN_COPY_OUT:
+	case CHAN_STDOUT: case CHAN_STDERR: case CHAN_EXIT: case CHAN_STARTED:
 	case CHAN_CREDIT:
 		return 1;
 	}
@@ -63,6 +63,9 @@ chan_kind_name(unsigned kind)
 	case CHAN_RESIZE:	return "RESIZE";
 	case CHAN_SIGNAL:	return "SIGNAL";
 	case CHAN_CLOSE:	return "CLOSE";
+	case CHAN_COPY_IN:	return "COPY_IN";
+	case CHAN_COPY_OUT:	return "COPY_OUT";
+	case CHAN_STARTED:	return "STARTED";
 	case CHAN_STDOUT:	return "STDOUT";
 	case CHAN_STDERR:	return "STDERR";
 	case CHAN_EXIT:		return "EXIT";
@@ -158,12 +161,16 @@ chan_exec_encode(uint8_t *out, size_t cap, const struct chan_exec *x)
 		return -EMSGSIZE;
 	memset(out, 0, CHAN_EXEC_FIXED);
 	out[0] = x->tty ? 1 : 0;
+	out[1] = x->detach ? CHAN_EXEC_DETACH : 0;
 	put16(out + 2, x->cols);
 	put16(out + 4, x->rows);
 	put32(out + 8, x->argc);
 	put32(out + 12, x->envc);
+	put32(out + 16, x->timeout_ms);
 	off = CHAN_EXEC_FIXED;
 	if ((off = put_str(out, cap, (size_t)off, x->dir ? x->dir : "")) < 0)
+		return off;
+	if ((off = put_str(out, cap, (size_t)off, x->user ? x->user : "")) < 0)
 		return off;
 	for (i = 0; i < x->argc; i++)
 		if ((off = put_str(out, cap, (size_t)off, x->argv[i])) < 0)
@@ -197,19 +204,22 @@ chan_exec_decode(const uint8_t *p, size_t len, struct chan_exec *x,
 	size_t off = CHAN_EXEC_FIXED;
 	uint32_t i;
 
-	if (len < CHAN_EXEC_FIXED || p[0] > 1 || p[1] != 0 ||
-	    get16(p + 6) != 0)
+	if (len < CHAN_EXEC_FIXED || p[0] > 1 || (p[1] & ~CHAN_EXEC_DETACH) ||
+	    get16(p + 6) != 0 || get32(p + 20) != 0)
 		return -EBADMSG;
 	x->tty = p[0];
+	x->detach = (p[1] & CHAN_EXEC_DETACH) != 0;
 	x->cols = get16(p + 2);
 	x->rows = get16(p + 4);
 	x->argc = get32(p + 8);
 	x->envc = get32(p + 12);
+	x->timeout_ms = get32(p + 16);
 	if (x->argc == 0)
 		return -EBADMSG;
 	if (x->argc > max_args || x->envc > max_env)
 		return -E2BIG;
-	if (take_str(p, len, &off, &x->dir) < 0)
+	if (take_str(p, len, &off, &x->dir) < 0 ||
+	    take_str(p, len, &off, &x->user) < 0)
 		return -EBADMSG;
 	for (i = 0; i < x->argc; i++)
 		if (take_str(p, len, &off, &x->argv[i]) < 0)
@@ -224,6 +234,39 @@ chan_exec_decode(const uint8_t *p, size_t len, struct chan_exec *x,
 			return -EBADMSG;
 	}
 	if (off != len || x->argv[0][0] == '\0')
+		return -EBADMSG;
+	return 0;
+}
+
+int
+chan_started_encode(uint8_t *out, size_t cap, const struct chan_started *st)
+{
+	if (st->log_len > CHAN_MAX_PATH || cap < 4 + (size_t)st->log_len)
+		return -EMSGSIZE;
+	put32(out, st->pid);
+	if (st->log_len)
+		memcpy(out + 4, st->log, st->log_len);
+	return (int)(4 + st->log_len);
+}
+
+int
+chan_started_decode(const uint8_t *p, size_t len, struct chan_started *st)
+{
+	if (len < 4 || len > 4 + CHAN_MAX_PATH)
+		return -EBADMSG;
+	st->pid = get32(p);
+	st->log = (const char *)(p + 4);
+	st->log_len = (uint32_t)(len - 4);
+	if (st->pid == 0 || memchr(st->log, '\0', st->log_len) != NULL)
+		return -EBADMSG;
+	return 0;
+}
+
+int
+chan_path_check(const uint8_t *p, size_t len)
+{
+	if (len == 0 || len > CHAN_MAX_PATH || p[0] != '/' ||
+	    memchr(p, '\0', len) != NULL)
 		return -EBADMSG;
 	return 0;
 }

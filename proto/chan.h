@@ -26,7 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CHAN_VERSION		1
+#define CHAN_VERSION		2	/* 2: EXEC user/timeout/detach, COPY, STARTED */
 #define CHAN_MAGIC		0xCA75
 #define CHAN_HDR_LEN		12
 #define CHAN_MAX_PAYLOAD	(1024 * 1024 + 65536)	/* EXEC carries argv+env */
@@ -46,10 +46,13 @@ enum chan_kind {
 	CHAN_RESIZE	= 19,	/* u16 cols, u16 rows */
 	CHAN_SIGNAL	= 20,	/* u32 signal number */
 	CHAN_CLOSE	= 21,	/* client is gone: kill the process group */
+	CHAN_COPY_IN	= 22,	/* receive a cpio archive (STDIN) into a path */
+	CHAN_COPY_OUT	= 23,	/* send a path as a cpio archive (STDOUT) */
 	/* exec streams, agent->host */
 	CHAN_STDOUT	= 32,
 	CHAN_STDERR	= 33,
 	CHAN_EXIT	= 34,	/* struct chan_exit; last frame of a stream */
+	CHAN_STARTED	= 35,	/* struct chan_started; ends a detached EXEC */
 	/* both ways */
 	CHAN_CREDIT	= 48,	/* u32 bytes the sender may send again */
 };
@@ -68,18 +71,40 @@ struct chan_hello {
 };
 #define CHAN_HELLO_LEN	8
 
-/* EXEC payload: u8 tty, u8 0, u16 cols, u16 rows, u16 0, u32 argc, u32 envc,
- * then NUL-terminated strings: dir, argv[0..argc), env[0..envc). Decoding
- * points into the payload; the caller keeps the payload alive. */
+/* EXEC payload: u8 tty, u8 flags, u16 cols, u16 rows, u16 0, u32 argc,
+ * u32 envc, u32 timeout_ms (0: none), u32 0, then NUL-terminated strings:
+ * dir, user, argv[0..argc), env[0..envc). Decoding points into the payload;
+ * the caller keeps the payload alive.
+ *
+ * A detached EXEC (CHAN_EXEC_DETACH) runs with stdin from /dev/null and its
+ * output in a log file in the guest; the agent answers STARTED instead of
+ * streaming, and the command outlives the stream (timeout still applies). */
 struct chan_exec {
 	int		tty;
+	int		detach;
 	uint16_t	cols, rows;
+	uint32_t	timeout_ms;
 	const char	*dir;		/* "" means the agent's default */
+	const char	*user;		/* "" means root; "uid[:gid]" or names */
 	uint32_t	argc, envc;
 	const char	**argv;		/* argc entries, caller-sized array */
 	const char	**envp;		/* envc entries */
 };
-#define CHAN_EXEC_FIXED	16
+#define CHAN_EXEC_FIXED		24
+#define CHAN_EXEC_DETACH	0x01
+
+/* COPY_IN and COPY_OUT payload: the guest path, bytes without a NUL, 1 to
+ * CHAN_MAX_PATH long. COPY_IN's archive comes as STDIN frames and ends with
+ * EOF; COPY_OUT's goes out as STDOUT frames. Either ends with EXIT: 0, or 1
+ * with the reason (see common/copy.h for the archive and its semantics). */
+#define CHAN_MAX_PATH		4096
+
+/* STARTED payload: u32 pid, then the log file's path (no NUL). */
+struct chan_started {
+	uint32_t	pid;
+	const char	*log;		/* points into the payload */
+	uint32_t	log_len;
+};
 
 /* EXIT payload: i32 exit_code, i32 signal (0 if none), then message bytes
  * (no NUL) up to CHAN_MAX_MSG. */
@@ -114,6 +139,13 @@ long	chan_exec_encode(uint8_t *out, size_t cap, const struct chan_exec *x);
 /* argv/envp must have room for max_args/max_env entries. */
 int	chan_exec_decode(const uint8_t *p, size_t len, struct chan_exec *x,
 	    uint32_t max_args, uint32_t max_env);
+int	chan_started_encode(uint8_t *out, size_t cap,
+	    const struct chan_started *st);
+int	chan_started_decode(const uint8_t *p, size_t len,
+	    struct chan_started *st);
+/* Checks a COPY_IN/COPY_OUT path payload: 1..CHAN_MAX_PATH bytes, no NUL,
+ * absolute. Returns 0 or -EBADMSG. */
+int	chan_path_check(const uint8_t *p, size_t len);
 int	chan_exit_encode(uint8_t *out, size_t cap, const struct chan_exit *e);
 int	chan_exit_decode(const uint8_t *p, size_t len, struct chan_exit *e);
 int	chan_u32_encode(uint8_t *out, size_t cap, uint32_t v);

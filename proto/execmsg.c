@@ -86,6 +86,46 @@ fail:
 	    "\"%s\"[%zu] must be a string without NUL bytes", field, i);
 }
 
+static int
+parse_bool(json_t *o, const char *field, int *out, struct cap_err *err)
+{
+	json_t *v = json_object_get(o, field);
+
+	if (v == NULL || json_is_null(v))
+		return 0;
+	if (!json_is_boolean(v))
+		return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
+		    "\"%s\" must be true or false", field);
+	*out = json_is_true(v);
+	return 0;
+}
+
+/* {"copy":"in"|"out","path":"/abs"}: capsule cp instead of a command. */
+static int
+parse_copy(json_t *o, json_t *v, struct exec_req *req, struct cap_err *err)
+{
+	const char *how = json_is_string(v) ? json_string_value(v) : "";
+
+	if (json_object_get(o, X_COMMAND) != NULL)
+		return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
+		    "a request has \"%s\" or \"%s\", not both", X_COMMAND,
+		    X_COPY);
+	if (strcmp(how, XC_IN) == 0)
+		req->copy = EXEC_COPY_IN;
+	else if (strcmp(how, XC_OUT) == 0)
+		req->copy = EXEC_COPY_OUT;
+	else
+		return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
+		    "\"%s\" must be \"%s\" or \"%s\"", X_COPY, XC_IN, XC_OUT);
+	v = json_object_get(o, X_PATH);
+	if (v == NULL || dup_string(v, &req->path) < 0 ||
+	    req->path[0] != '/' || strlen(req->path) > 4096)
+		return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
+		    "\"%s\" needs \"%s\": an absolute guest path of at most "
+		    "4096 bytes", X_COPY, X_PATH);
+	return 0;
+}
+
 int
 execmsg_parse_request(const char *line, size_t len, struct exec_req *req,
     struct cap_err *err)
@@ -96,6 +136,10 @@ execmsg_parse_request(const char *line, size_t len, struct exec_req *req,
 	memset(req, 0, sizeof(*req));
 	if ((o = parse_object(line, len, "exec request", err, &r)) == NULL)
 		return r;
+	if ((v = json_object_get(o, X_COPY)) != NULL && !json_is_null(v)) {
+		r = parse_copy(o, v, req, err);
+		goto out;
+	}
 	v = json_object_get(o, X_COMMAND);
 	if (v == NULL || json_is_null(v) || (json_is_array(v) &&
 	    json_array_size(v) == 0)) {
@@ -149,6 +193,37 @@ execmsg_parse_request(const char *line, size_t len, struct exec_req *req,
 		}
 		req->tty = json_is_true(v);
 	}
+	if ((r = parse_bool(o, X_DETACH, &req->detach, err)) < 0 ||
+	    (r = parse_bool(o, X_STDIN_CREDIT, &req->stdin_credit, err)) < 0)
+		goto out;
+	if (req->detach && req->tty) {
+		r = cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
+		    "\"%s\" and \"%s\" cannot be combined: a detached "
+		    "command has no terminal", X_DETACH, X_TTY);
+		goto out;
+	}
+	if ((v = json_object_get(o, X_USER)) != NULL && !json_is_null(v)) {
+		if (dup_string(v, &req->user) < 0 || req->user[0] == '\0' ||
+		    strlen(req->user) > 256) {
+			r = cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
+			    "\"%s\" must be a non-empty string of at most 256 "
+			    "bytes: UID[:GID] or NAME[:GROUP]", X_USER);
+			goto out;
+		}
+	}
+	if ((v = json_object_get(o, X_TIMEOUT)) != NULL && !json_is_null(v)) {
+		double t = json_is_number(v) ? json_number_value(v) : -1;
+
+		if (!(t > 0 && t <= PROTO_MAX_TIMEOUT)) {
+			r = cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
+			    "\"%s\" must be a number of seconds above 0 and at "
+			    "most %d", X_TIMEOUT, PROTO_MAX_TIMEOUT);
+			goto out;
+		}
+		req->timeout_ms = (uint32_t)(t * 1000.0 + 0.999);
+		if (req->timeout_ms == 0)
+			req->timeout_ms = 1;
+	}
 	r = 0;
 out:
 	json_decref(o);
@@ -173,6 +248,8 @@ exec_req_free(struct exec_req *req)
 	free_strv(req->argv);
 	free_strv(req->env);
 	free(req->dir);
+	free(req->user);
+	free(req->path);
 	memset(req, 0, sizeof(*req));
 }
 
@@ -181,6 +258,7 @@ exec_msg_free(struct exec_msg *m)
 {
 	free(m->data);
 	free(m->error);
+	free(m->log_path);
 	memset(m, 0, sizeof(*m));
 }
 
@@ -354,6 +432,30 @@ execmsg_encode_exit(int exit_code, int signal, const char *error,
 	return dump_line(o, outlen);
 }
 
+char *
+execmsg_encode_credit(uint32_t bytes, size_t *outlen)
+{
+	return dump_line(json_pack("{s:s, s:I}", X_TYPE, XT_CREDIT, X_BYTES,
+	    (json_int_t)bytes), outlen);
+}
+
+char *
+execmsg_encode_started(uint32_t pid, const char *log, size_t log_len,
+    size_t *outlen)
+{
+	char *path;
+	json_t *o;
+
+	if ((path = strndup(log, log_len)) == NULL)
+		return NULL;
+	cap_utf8_scrub(path, strlen(path));
+	o = json_pack("{s:s, s:i, s:s, s:I, s:s}", X_TYPE, XT_EXIT,
+	    X_EXIT_CODE, 0, X_ERROR, "", X_PID, (json_int_t)pid, X_LOG_PATH,
+	    path);
+	free(path);
+	return dump_line(o, outlen);
+}
+
 static json_t *
 strv_json(char **v, size_t n)
 {
@@ -377,7 +479,29 @@ execmsg_encode_request(const struct exec_req *req, size_t *outlen)
 
 	if (o == NULL)
 		return NULL;
-	/* json_object_set_new fails on a NULL value, i.e. non-UTF-8 text. */
+	if (req->copy != EXEC_COPY_NONE) {
+		if (json_object_set_new(o, X_COPY, json_string(req->copy ==
+		    EXEC_COPY_IN ? XC_IN : XC_OUT)) < 0 ||
+		    json_object_set_new(o, X_PATH, json_string(req->path)) < 0) {
+			json_decref(o);
+			return NULL;
+		}
+		return dump_line(o, outlen);
+	}
+	/* Extensions only when asked for: cleanroom's agent sees its own
+	 * fields alone. json_object_set_new fails on a NULL value, i.e.
+	 * non-UTF-8 text. */
+	if ((req->user != NULL && json_object_set_new(o, X_USER,
+	    json_string(req->user)) < 0) ||
+	    (req->timeout_ms > 0 && json_object_set_new(o, X_TIMEOUT,
+	    json_real(req->timeout_ms / 1000.0)) < 0) ||
+	    (req->detach && json_object_set_new(o, X_DETACH,
+	    json_true()) < 0) ||
+	    (req->stdin_credit && json_object_set_new(o, X_STDIN_CREDIT,
+	    json_true()) < 0)) {
+		json_decref(o);
+		return NULL;
+	}
 	if (json_object_set_new(o, X_COMMAND, strv_json(req->argv,
 	    req->argc)) < 0 ||
 	    (req->dir != NULL && json_object_set_new(o, X_DIR,
@@ -450,8 +574,22 @@ execmsg_parse_output(const char *line, size_t len, struct exec_msg *m,
 		m->signal = (int)n;
 		v = json_object_get(o, X_ERROR);
 		m->error = strdup(json_is_string(v) ? json_string_value(v) : "");
-		if (m->error == NULL)
+		if (m->error == NULL) {
 			r = cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
+			goto out;
+		}
+		if ((r = get_int(o, X_PID, 0, UINT32_MAX, &n, err)) < 0)
+			goto out;
+		m->pid = (uint32_t)n;
+		v = json_object_get(o, X_LOG_PATH);
+		if (json_is_string(v) &&
+		    (m->log_path = strdup(json_string_value(v))) == NULL)
+			r = cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
+	} else if (strcmp(type, XT_CREDIT) == 0) {
+		m->type = EXEC_OUT_CREDIT;
+		if ((r = get_int(o, X_BYTES, 0, UINT32_MAX, &n, err)) < 0)
+			goto out;
+		m->bytes = (uint32_t)n;
 	} else if (strcmp(type, XT_STDOUT) == 0 ||
 	    strcmp(type, XT_STDERR) == 0) {
 		m->type = strcmp(type, XT_STDOUT) == 0 ? EXEC_OUT_STDOUT :

@@ -11,6 +11,15 @@
  *   <- {"type":"stdout","data":"<base64>"} {"type":"stderr","data":"..."}
  *   <- {"type":"exit","exit_code":N,"error":"","signal":N}
  *
+ * capsule's extensions, all opt-in, so a cleanroom client sees none of them:
+ *   request "user", "timeout" (seconds), "detach" (the exit line then comes
+ *   at once, with "pid" and "log_path"), "stdin_credit" (the server sends
+ *   {"type":"credit","bytes":N} lines; the client keeps the stdin bytes it
+ *   has sent and not been credited for within the first grant, so signal
+ *   and resize lines never wait behind stdin), and, instead of "command",
+ *   {"copy":"in"|"out","path":"/guest/path"} for capsule cp (the archive
+ *   travels as stdin or stdout data; see common/copy.h).
+ *
  * Unknown request fields and unknown input types are ignored, as cleanroom's
  * own agent does, so newer clients keep working. Both sides live here: the
  * daemon parses requests and input and encodes output; the CLI the reverse.
@@ -30,7 +39,15 @@ struct exec_req {
 	size_t	envc;
 	char	*dir;		/* NULL: the guest's default */
 	int	tty;
+	char	*user;		/* NULL: root */
+	uint32_t timeout_ms;	/* 0: none */
+	int	detach;
+	int	stdin_credit;
+	int	copy;		/* EXEC_COPY_*; then argv is NULL */
+	char	*path;		/* copy: the guest path */
 };
+
+enum { EXEC_COPY_NONE = 0, EXEC_COPY_IN, EXEC_COPY_OUT };
 
 enum exec_in_type {
 	EXEC_IN_UNKNOWN = 0,	/* ignored, for forward compatibility */
@@ -45,6 +62,7 @@ enum exec_out_type {
 	EXEC_OUT_STDOUT,
 	EXEC_OUT_STDERR,
 	EXEC_OUT_EXIT,
+	EXEC_OUT_CREDIT,
 };
 
 struct exec_msg {
@@ -55,6 +73,9 @@ struct exec_msg {
 	int		signal;		/* signal, or exit's signal (0: none) */
 	int		exit_code;	/* exit */
 	char		*error;		/* exit's error, malloc'd, may be "" */
+	uint32_t	bytes;		/* credit */
+	uint32_t	pid;		/* exit of a detached exec, else 0 */
+	char		*log_path;	/* ... malloc'd, else NULL */
 };
 
 /* Server side. */
@@ -68,6 +89,10 @@ char	*execmsg_encode_data(int out_type, const uint8_t *data, size_t len,
 	    size_t *outlen);
 char	*execmsg_encode_exit(int exit_code, int signal, const char *error,
 	    size_t error_len, size_t *outlen);
+char	*execmsg_encode_credit(uint32_t bytes, size_t *outlen);
+/* The exit line of a detached exec: exit_code 0, its pid and log file. */
+char	*execmsg_encode_started(uint32_t pid, const char *log, size_t log_len,
+	    size_t *outlen);
 
 /* Client side. */
 char	*execmsg_encode_request(const struct exec_req *req, size_t *outlen);

@@ -105,6 +105,20 @@
 #define X_EXIT_CODE		"exit_code"
 #define X_ERROR			"error"
 #define X_SIGNAL		"signal"	/* capsule extension */
+/* capsule extensions of the request (ignored by cleanroom's agent) */
+#define X_USER			"user"		/* "uid[:gid]" or "name[:group]" */
+#define X_TIMEOUT		"timeout"	/* seconds; exit 124 when over */
+#define X_DETACH		"detach"	/* true: start, answer, go on */
+#define X_STDIN_CREDIT		"stdin_credit"	/* true: "credit" lines */
+#define X_COPY			"copy"		/* "in" or "out": capsule cp */
+#define X_PATH			"path"		/* the guest path of a copy */
+/* capsule extensions of the output */
+#define X_BYTES			"bytes"		/* credit line */
+#define X_PID			"pid"		/* exit line of a detached exec */
+#define X_LOG_PATH		"log_path"	/* ... and where its output goes */
+#define XC_IN			"in"
+#define XC_OUT			"out"
+#define PROTO_MAX_TIMEOUT	2592000		/* seconds: 30 days */
 
 #define XT_STDIN		"stdin"
 #define XT_STDOUT		"stdout"
@@ -113,8 +127,10 @@
 #define XT_RESIZE		"resize"
 #define XT_EXIT			"exit"
 #define XT_SIGNAL		"signal"	/* capsule extension */
+#define XT_CREDIT		"credit"	/* capsule extension */
 
 /* Exit codes for commands that never ran, as coreutils and docker use them. */
+#define EXIT_TIMEOUT		124	/* --timeout killed it, as timeout(1) */
 #define EXIT_CAPSULE_ERROR	125	/* capsule could not run it */
 #define EXIT_CANNOT_EXEC	126	/* found but not executable, bad dir */
 #define EXIT_NOT_FOUND		127	/* no such command */

@@ -19,7 +19,8 @@
 static const unsigned all_kinds[] = {
 	CHAN_HELLO, CHAN_ERROR, CHAN_SHUTDOWN, CHAN_EXEC, CHAN_STDIN,
 	CHAN_EOF, CHAN_RESIZE, CHAN_SIGNAL, CHAN_CLOSE, CHAN_STDOUT,
-	CHAN_STDERR, CHAN_EXIT, CHAN_CREDIT,
+	CHAN_STDERR, CHAN_EXIT, CHAN_CREDIT, CHAN_COPY_IN, CHAN_COPY_OUT,
+	CHAN_STARTED,
 };
 #define NKINDS (sizeof(all_kinds) / sizeof(all_kinds[0]))
 
@@ -391,7 +392,10 @@ exec_equal(const struct chan_exec *a, const struct chan_exec *b)
 	assert_int_equal(!!a->tty, !!b->tty);
 	assert_int_equal(a->cols, b->cols);
 	assert_int_equal(a->rows, b->rows);
+	assert_int_equal(!!a->detach, !!b->detach);
+	assert_int_equal(a->timeout_ms, b->timeout_ms);
 	assert_string_equal(a->dir ? a->dir : "", b->dir ? b->dir : "");
+	assert_string_equal(a->user ? a->user : "", b->user ? b->user : "");
 	assert_int_equal(a->argc, b->argc);
 	assert_int_equal(a->envc, b->envc);
 	for (uint32_t i = 0; i < a->argc; i++)
@@ -427,6 +431,7 @@ test_exec_round_trip(void **state)
 	const char *env1[] = { "PATH=/usr/bin:/bin", "EMPTY=", "A=b=c" };
 	struct chan_exec x = {
 		.tty = 1, .cols = 132, .rows = 43, .dir = "/tmp",
+		.user = "1000:100", .timeout_ms = 0xfedcba98, .detach = 1,
 		.argc = 3, .argv = argv1, .envc = 3, .envp = env1,
 	};
 	const char *many[MAXA];
@@ -434,23 +439,27 @@ test_exec_round_trip(void **state)
 	size_t want;
 
 	(void)state;
-	want = CHAN_EXEC_FIXED + 5 + 3 + 3 + 8 + 19 + 7 + 6;
+	want = CHAN_EXEC_FIXED + 5 + 9 + 3 + 3 + 8 + 19 + 7 + 6;
 	exec_round_trip(&x, want);
 
-	/* No tty, env with the default (empty) dir. */
+	/* No tty, env with the default (empty) dir and user. */
+	x.user = "";
+	x.detach = 0;
+	x.timeout_ms = 0;
 	x.tty = 0;
 	x.cols = x.rows = 0;
 	x.dir = "";
 	x.argc = 1;
-	exec_round_trip(&x, CHAN_EXEC_FIXED + 1 + 3 + 19 + 7 + 6);
+	exec_round_trip(&x, CHAN_EXEC_FIXED + 1 + 1 + 3 + 19 + 7 + 6);
 
-	/* No env; a NULL dir encodes as "". */
+	/* No env; a NULL dir or user encodes as "". */
 	x.envc = 0;
 	x.dir = NULL;
-	exec_round_trip(&x, CHAN_EXEC_FIXED + 1 + 3);
+	x.user = NULL;
+	exec_round_trip(&x, CHAN_EXEC_FIXED + 1 + 1 + 3);
 
 	/* Many args, including empty ones after argv[0]. */
-	want = CHAN_EXEC_FIXED + 1;
+	want = CHAN_EXEC_FIXED + 1 + 1;
 	for (int i = 0; i < MAXA; i++) {
 		if (i % 5 == 4)
 			words[i][0] = '\0';
@@ -471,12 +480,14 @@ test_exec_layout(void **state)
 {
 	const char *argv[] = { "ls" };
 	const char *env[] = { "K=V" };
-	struct chan_exec x = { .tty = 5, .cols = 0x0102, .rows = 0x0304,
-	    .dir = "/", .argc = 1, .argv = argv, .envc = 1, .envp = env };
+	struct chan_exec x = { .tty = 5, .detach = 7, .cols = 0x0102,
+	    .rows = 0x0304, .timeout_ms = 0x0a0b0c0d, .dir = "/", .user = "u",
+	    .argc = 1, .argv = argv, .envc = 1, .envp = env };
 	static const uint8_t want[] = {
-		1, 0, 0x02, 0x01, 0x04, 0x03, 0, 0,
+		1, 1, 0x02, 0x01, 0x04, 0x03, 0, 0,
 		1, 0, 0, 0, 1, 0, 0, 0,
-		'/', 0, 'l', 's', 0, 'K', '=', 'V', 0,
+		0x0d, 0x0c, 0x0b, 0x0a, 0, 0, 0, 0,
+		'/', 0, 'u', 0, 'l', 's', 0, 'K', '=', 'V', 0,
 	};
 	uint8_t buf[64];
 
@@ -529,57 +540,64 @@ test_exec_decode_rejects(void **state)
 
 	(void)state;
 	/* The baseline is good, so each case below fails for its reason. */
-	n = RAW(buf, 0, 2, 1, "/\0ls\0-l\0K=V\0");
+	n = RAW(buf, 0, 2, 1, "/\0\0ls\0-l\0K=V\0");
 	assert_int_equal(decode(buf, n, MAXA, MAXA), 0);
-	n = RAW(buf, 1, 1, 0, "\0x\0");
+	n = RAW(buf, 1, 1, 0, "\0\0x\0");
 	assert_int_equal(decode(buf, n, MAXA, MAXA), 0);
 
 	/* argc 0. */
-	n = RAW(buf, 0, 0, 0, "/\0");
+	n = RAW(buf, 0, 0, 0, "/\0\0");
 	assert_int_equal(decode(buf, n, MAXA, MAXA), -EBADMSG);
 	/* argc and envc over the caller's limits. */
-	n = RAW(buf, 0, 3, 0, "/\0a\0b\0c\0");
+	n = RAW(buf, 0, 3, 0, "/\0\0a\0b\0c\0");
 	assert_int_equal(decode(buf, n, 3, 0), 0);
 	assert_int_equal(decode(buf, n, 2, 0), -E2BIG);
-	n = RAW(buf, 0, 0xffffffff, 0, "/\0a\0");
+	n = RAW(buf, 0, 0xffffffff, 0, "/\0\0a\0");
 	assert_int_equal(decode(buf, n, MAXA, MAXA), -E2BIG);
-	n = RAW(buf, 0, 1, 2, "/\0a\0A=1\0B=2\0");
+	n = RAW(buf, 0, 1, 2, "/\0\0a\0A=1\0B=2\0");
 	assert_int_equal(decode(buf, n, 1, 2), 0);
 	assert_int_equal(decode(buf, n, 1, 1), -E2BIG);
 	/* Missing NULs: dir, an arg, an env entry cut short. */
 	n = RAW(buf, 0, 1, 0, "/tmp");
 	assert_int_equal(decode(buf, n, MAXA, MAXA), -EBADMSG);
-	n = RAW(buf, 0, 1, 0, "/\0ls");
+	n = RAW(buf, 0, 1, 0, "/\0\0ls");
 	assert_int_equal(decode(buf, n, MAXA, MAXA), -EBADMSG);
-	n = RAW(buf, 0, 1, 1, "/\0ls\0K=V");
+	n = RAW(buf, 0, 1, 1, "/\0\0ls\0K=V");
 	assert_int_equal(decode(buf, n, MAXA, MAXA), -EBADMSG);
 	/* Fewer strings than argc says. */
-	n = RAW(buf, 0, 3, 0, "/\0a\0b\0");
+	n = RAW(buf, 0, 3, 0, "/\0\0a\0b\0");
 	assert_int_equal(decode(buf, n, MAXA, MAXA), -EBADMSG);
 	/* Trailing bytes after the last string. */
-	n = RAW(buf, 0, 1, 0, "/\0ls\0x");
+	n = RAW(buf, 0, 1, 0, "/\0\0ls\0x");
 	assert_int_equal(decode(buf, n, MAXA, MAXA), -EBADMSG);
-	n = RAW(buf, 0, 1, 0, "/\0ls\0\0");
+	n = RAW(buf, 0, 1, 0, "/\0\0ls\0\0");
 	assert_int_equal(decode(buf, n, MAXA, MAXA), -EBADMSG);
 	/* env without '=' or with an empty key. */
-	n = RAW(buf, 0, 1, 1, "/\0ls\0NOEQUALS\0");
+	n = RAW(buf, 0, 1, 1, "/\0\0ls\0NOEQUALS\0");
 	assert_int_equal(decode(buf, n, MAXA, MAXA), -EBADMSG);
-	n = RAW(buf, 0, 1, 1, "/\0ls\0=V\0");
+	n = RAW(buf, 0, 1, 1, "/\0\0ls\0=V\0");
 	assert_int_equal(decode(buf, n, MAXA, MAXA), -EBADMSG);
-	n = RAW(buf, 0, 1, 1, "/\0ls\0\0");
+	n = RAW(buf, 0, 1, 1, "/\0\0ls\0\0");
 	assert_int_equal(decode(buf, n, MAXA, MAXA), -EBADMSG);
 	/* Empty argv[0]; an empty later arg is fine. */
-	n = RAW(buf, 0, 2, 0, "/\0\0x\0");
+	n = RAW(buf, 0, 2, 0, "/\0\0\0x\0");
 	assert_int_equal(decode(buf, n, MAXA, MAXA), -EBADMSG);
-	n = RAW(buf, 0, 2, 0, "/\0x\0\0");
+	n = RAW(buf, 0, 2, 0, "/\0\0x\0\0");
 	assert_int_equal(decode(buf, n, MAXA, MAXA), 0);
 	/* tty other than 0/1, non-zero reserved bytes. */
-	n = RAW(buf, 2, 1, 0, "/\0ls\0");
+	n = RAW(buf, 2, 1, 0, "/\0\0ls\0");
 	assert_int_equal(decode(buf, n, MAXA, MAXA), -EBADMSG);
 	buf[0] = 0;
-	buf[1] = 1;
+	buf[1] = 1;		/* detach is the only flag */
+	assert_int_equal(decode(buf, n, MAXA, MAXA), 0);
+	buf[1] = 2;
 	assert_int_equal(decode(buf, n, MAXA, MAXA), -EBADMSG);
 	buf[1] = 0;
+	for (int i = 20; i < 24; i++) {
+		buf[i] = 1;
+		assert_int_equal(decode(buf, n, MAXA, MAXA), -EBADMSG);
+		buf[i] = 0;
+	}
 	buf[7] = 1;
 	assert_int_equal(decode(buf, n, MAXA, MAXA), -EBADMSG);
 	buf[7] = 0;
@@ -592,6 +610,9 @@ test_exec_decode_rejects(void **state)
 		assert_int_equal(decode(buf, l, MAXA, MAXA), -EBADMSG);
 	/* Fixed part only: no dir string. */
 	assert_int_equal(decode(buf, CHAN_EXEC_FIXED, MAXA, MAXA), -EBADMSG);
+	/* A dir but no user string. */
+	n = RAW(buf, 0, 1, 0, "/\0");
+	assert_int_equal(decode(buf, n, MAXA, MAXA), -EBADMSG);
 }
 
 static void
@@ -602,7 +623,7 @@ test_exec_encode_cap(void **state)
 	struct chan_exec x = { .dir = "/d", .argc = 2, .argv = argv,
 	    .envc = 1, .envp = env };
 	uint8_t buf[64];
-	size_t need = CHAN_EXEC_FIXED + 3 + 5 + 6 + 4, cap;
+	size_t need = CHAN_EXEC_FIXED + 3 + 1 + 5 + 6 + 4, cap;
 
 	(void)state;
 	assert_int_equal(chan_exec_encode(buf, need, &x), need);
@@ -724,6 +745,55 @@ test_exit_decode_rejects(void **state)
 	assert_int_equal(exit_decode_raw(0, INT32_MAX), -EBADMSG);
 	for (size_t n = 0; n < 8; n++)
 		assert_int_equal(chan_exit_decode(buf, n, &e), -EBADMSG);
+}
+
+/* ---- STARTED and COPY paths ---- */
+
+static void
+test_started(void **state)
+{
+	static const uint8_t want[] = { 0x39, 0x30, 0, 0, '/', 'l' };
+	struct chan_started in = { .pid = 12345, .log = "/l", .log_len = 2 };
+	struct chan_started out;
+	uint8_t buf[8 + CHAN_MAX_PATH];
+
+	(void)state;
+	assert_int_equal(chan_started_encode(buf, sizeof(buf), &in), 6);
+	assert_memory_equal(buf, want, sizeof(want));
+	assert_int_equal(chan_started_decode(buf, 6, &out), 0);
+	assert_int_equal(out.pid, 12345);
+	assert_int_equal(out.log_len, 2);
+	assert_memory_equal(out.log, "/l", 2);
+	assert_int_equal(chan_started_encode(buf, 5, &in), -EMSGSIZE);
+	/* pid 0, a NUL in the path, too short, too long. */
+	memset(buf, 0, 4);
+	assert_int_equal(chan_started_decode(buf, 6, &out), -EBADMSG);
+	buf[0] = 1;
+	buf[5] = 0;
+	assert_int_equal(chan_started_decode(buf, 6, &out), -EBADMSG);
+	assert_int_equal(chan_started_decode(buf, 3, &out), -EBADMSG);
+	memset(buf + 4, 'a', CHAN_MAX_PATH + 1);
+	assert_int_equal(chan_started_decode(buf, 4 + CHAN_MAX_PATH, &out), 0);
+	assert_int_equal(chan_started_decode(buf, 5 + CHAN_MAX_PATH, &out),
+	    -EBADMSG);
+}
+
+static void
+test_path_check(void **state)
+{
+	static uint8_t big[CHAN_MAX_PATH + 1];
+
+	(void)state;
+	assert_int_equal(chan_path_check((const uint8_t *)"/a b", 4), 0);
+	assert_int_equal(chan_path_check((const uint8_t *)"/", 1), 0);
+	assert_int_equal(chan_path_check((const uint8_t *)"", 0), -EBADMSG);
+	assert_int_equal(chan_path_check((const uint8_t *)"rel", 3), -EBADMSG);
+	assert_int_equal(chan_path_check((const uint8_t *)"/a\0b", 4),
+	    -EBADMSG);
+	memset(big, 'x', sizeof(big));
+	big[0] = '/';
+	assert_int_equal(chan_path_check(big, CHAN_MAX_PATH), 0);
+	assert_int_equal(chan_path_check(big, CHAN_MAX_PATH + 1), -EBADMSG);
 }
 
 /* ---- credit accounting ---- */
@@ -1017,6 +1087,8 @@ main(void)
 		cmocka_unit_test(test_exit_round_trip),
 		cmocka_unit_test(test_exit_truncates),
 		cmocka_unit_test(test_exit_decode_rejects),
+		cmocka_unit_test(test_started),
+		cmocka_unit_test(test_path_check),
 		cmocka_unit_test(test_tx_window),
 		cmocka_unit_test(test_rx_window),
 		cmocka_unit_test(test_rx_release_batching),

@@ -24,6 +24,7 @@ struct agent_stream {
 	struct chan_rx_window	 rx;	/* output we hold */
 	struct agent_stream_cbs	 cbs;
 	void			*arg;
+	int			 detach;	/* STARTED may end it */
 };
 
 struct agent {
@@ -167,6 +168,7 @@ static void
 agent_on_frame(struct agent *a, const struct chan_hdr *h, const uint8_t *p)
 {
 	struct agent_stream *s;
+	struct chan_started st;
 	struct chan_exit ex;
 	uint32_t v;
 
@@ -207,6 +209,16 @@ agent_on_frame(struct agent *a, const struct chan_hdr *h, const uint8_t *p)
 			return;
 		}
 		s->cbs.credit(s, s->arg);
+		break;
+	case CHAN_STARTED:
+		if (!s->detach || chan_started_decode(p, h->len, &st) < 0) {
+			agent_stream_violation(s, "unexpected or malformed "
+			    "STARTED");
+			return;
+		}
+		TAILQ_REMOVE(&a->streams, s, entry);
+		s->cbs.started(s, st.pid, st.log, st.log_len, s->arg);
+		free(s);
 		break;
 	case CHAN_EXIT:
 		if (chan_exit_decode(p, h->len, &ex) < 0) {
@@ -320,6 +332,33 @@ agent_shutdown(struct agent *a)
 	return 0;
 }
 
+/* Opens stream s with its first frame (EXEC, COPY_IN or COPY_OUT). */
+static struct agent_stream *
+agent_stream_open(struct agent *a, uint8_t kind, const void *p, size_t len,
+    const struct agent_stream_cbs *cbs, void *arg, struct cap_err *err)
+{
+	struct agent_stream *s;
+
+	if (a->failed || !a->ready) {
+		cap_err_set(err, EPIPE, E_UNAVAILABLE,
+		    "the guest agent is not connected");
+		return NULL;
+	}
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
+		return NULL;
+	}
+	s->agent = a;
+	s->id = a->next_stream++;
+	s->cbs = *cbs;
+	s->arg = arg;
+	chan_tx_init(&s->tx);
+	chan_rx_init(&s->rx);
+	TAILQ_INSERT_TAIL(&a->streams, s, entry);
+	agent_send(a, kind, s->id, p, len);
+	return s;
+}
+
 struct agent_stream *
 agent_exec(struct agent *a, const struct chan_exec *x,
     const struct agent_stream_cbs *cbs, void *arg, struct cap_err *err)
@@ -328,11 +367,6 @@ agent_exec(struct agent *a, const struct chan_exec *x,
 	uint8_t *buf;
 	long n;
 
-	if (a->failed || !a->ready) {
-		cap_err_set(err, EPIPE, E_UNAVAILABLE,
-		    "the guest agent is not connected");
-		return NULL;
-	}
 	if ((buf = malloc(CHAN_MAX_PAYLOAD)) == NULL) {
 		cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
 		return NULL;
@@ -344,21 +378,27 @@ agent_exec(struct agent *a, const struct chan_exec *x,
 		    CHAN_MAX_PAYLOAD);
 		return NULL;
 	}
-	if ((s = calloc(1, sizeof(*s))) == NULL) {
-		free(buf);
-		cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
-		return NULL;
-	}
-	s->agent = a;
-	s->id = a->next_stream++;
-	s->cbs = *cbs;
-	s->arg = arg;
-	chan_tx_init(&s->tx);
-	chan_rx_init(&s->rx);
-	TAILQ_INSERT_TAIL(&a->streams, s, entry);
-	agent_send(a, CHAN_EXEC, s->id, buf, (size_t)n);
+	s = agent_stream_open(a, CHAN_EXEC, buf, (size_t)n, cbs, arg, err);
+	if (s != NULL)
+		s->detach = x->detach;
 	free(buf);
 	return s;
+}
+
+struct agent_stream *
+agent_copy(struct agent *a, int out, const char *path,
+    const struct agent_stream_cbs *cbs, void *arg, struct cap_err *err)
+{
+	size_t len = strlen(path);
+
+	if (chan_path_check((const uint8_t *)path, len) < 0) {
+		cap_err_set(err, EINVAL, E_INVALID_ARGUMENT, "\"%s\" is not "
+		    "an absolute path of at most %d bytes", path,
+		    CHAN_MAX_PATH);
+		return NULL;
+	}
+	return agent_stream_open(a, out ? CHAN_COPY_OUT : CHAN_COPY_IN, path,
+	    len, cbs, arg, err);
 }
 
 size_t

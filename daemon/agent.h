@@ -39,6 +39,10 @@ struct agent_stream_cbs {
 	 * after this returns. */
 	void	(*exit)(struct agent_stream *s, int exit_code, int signal,
 		    const char *msg, size_t msg_len, void *arg);
+	/* A detached command is running as pid, its output going to log in
+	 * the guest. The stream is over and freed after this returns. */
+	void	(*started)(struct agent_stream *s, uint32_t pid,
+		    const char *log, size_t log_len, void *arg);
 };
 
 struct agent *agent_new(struct event_base *base, int fd,
@@ -48,6 +52,10 @@ void	agent_free(struct agent *a, const char *why);
 int	agent_shutdown(struct agent *a);
 
 struct agent_stream *agent_exec(struct agent *a, const struct chan_exec *x,
+	    const struct agent_stream_cbs *cbs, void *arg, struct cap_err *err);
+/* capsule cp: COPY_IN (out = 0) takes a cpio archive as stdin bytes,
+ * COPY_OUT sends one as stdout; either ends with the exit callback. */
+struct agent_stream *agent_copy(struct agent *a, int out, const char *path,
 	    const struct agent_stream_cbs *cbs, void *arg, struct cap_err *err);
 /* Sends up to len stdin bytes as credit allows; returns how many. */
 size_t	agent_stream_write(struct agent_stream *s, const uint8_t *buf,

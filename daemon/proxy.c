@@ -1,10 +1,17 @@
 /*
  * proxy.c — exec sessions on a VM's proxy socket (see proxy.h).
  *
- * Back-pressure runs end to end: stdin is read from the client only as far
- * as the agent grants credit, and output is released back to the agent
- * only once the client socket has taken it, so neither capsuled nor the
- * agent holds more than a window per session.
+ * Back-pressure runs end to end: output is released back to the agent only
+ * once the client socket has taken it, and stdin goes to the agent only as
+ * far as it grants credit, so neither capsuled nor the agent holds more than
+ * a window per session. What happens to stdin the agent has no room for
+ * depends on the client:
+ *
+ *  - a cleanroom client knows nothing of credit: while one stdin line waits
+ *    we stop reading its socket, and its own writes block;
+ *  - a client that asked for "stdin_credit" is granted PROXY_STDIN_WINDOW
+ *    bytes, and more as they reach the agent, so we keep reading its socket
+ *    and a signal or resize line behind stdin is acted on at once.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -13,6 +20,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <event2/buffer.h>
 
 #include "agent.h"
 #include "execmsg.h"
@@ -25,16 +34,19 @@
 
 #define PROXY_MAX_SESSIONS	1024
 #define PROXY_OUT_HIGH		(256 * 1024)	/* client socket backlog */
+#define PROXY_STDIN_WINDOW	(256 * 1024)	/* credit-mode stdin buffer */
 
 struct session {
 	TAILQ_ENTRY(session)	 entry;
 	struct proxy		*proxy;
 	struct peer		*peer;
 	struct agent_stream	*stream;
-	uint8_t			*pending;	/* stdin awaiting credit */
-	size_t			 pending_len, pending_off;
-	int			 eof_wanted;
+	struct evbuffer		*stdin_q;	/* awaiting the agent's credit */
+	int			 eof_wanted;	/* 1: asked, 2: sent */
 	size_t			 unreleased;	/* output not yet granted */
+	int			 credit_mode;	/* client asked for stdin_credit */
+	size_t			 client_credit;	/* what it may still send */
+	size_t			 to_grant;	/* sent on, not yet granted back */
 };
 
 struct proxy {
@@ -53,7 +65,7 @@ session_free(struct session *s)
 {
 	TAILQ_REMOVE(&s->proxy->sessions, s, entry);
 	s->proxy->nsessions--;
-	free(s->pending);
+	evbuffer_free(s->stdin_q);
 	free(s);
 }
 
@@ -83,27 +95,50 @@ session_fail(struct session *s, const char *msg)
 }
 
 static void
-session_flush_stdin(struct session *s)
+session_grant(struct session *s, int force)
 {
 	size_t n;
+	char *line;
+
+	if (!s->credit_mode || s->to_grant == 0 ||
+	    (!force && s->to_grant < PROXY_STDIN_WINDOW / 4))
+		return;
+	if ((line = execmsg_encode_credit((uint32_t)s->to_grant, &n)) == NULL)
+		return;
+	peer_send(s->peer, line, n);
+	free(line);
+	s->client_credit += s->to_grant;
+	s->to_grant = 0;
+}
+
+/* Moves queued stdin on to the agent as far as its credit goes. */
+static void
+session_flush_stdin(struct session *s)
+{
+	size_t len, n;
 
 	if (s->stream == NULL)
 		return;
-	if (s->pending_off < s->pending_len) {
-		n = agent_stream_write(s->stream, s->pending + s->pending_off,
-		    s->pending_len - s->pending_off);
-		s->pending_off += n;
-		if (s->pending_off < s->pending_len)
-			return;		/* wait for credit */
-		free(s->pending);
-		s->pending = NULL;
-		s->pending_len = s->pending_off = 0;
+	while ((len = evbuffer_get_length(s->stdin_q)) > 0) {
+		size_t chunk = evbuffer_get_contiguous_space(s->stdin_q);
+
+		n = agent_stream_write(s->stream,
+		    evbuffer_pullup(s->stdin_q, (ssize_t)chunk), chunk);
+		evbuffer_drain(s->stdin_q, n);
+		s->to_grant += n;
+		if (n < chunk)
+			break;		/* wait for credit */
 	}
+	len = evbuffer_get_length(s->stdin_q);
+	session_grant(s, len == 0);
+	if (len > 0)
+		return;
 	if (s->eof_wanted == 1) {
 		s->eof_wanted = 2;
 		agent_stream_eof(s->stream);
 	}
-	peer_resume(s->peer);
+	if (!s->credit_mode)
+		peer_resume(s->peer);
 }
 
 static void
@@ -146,10 +181,27 @@ stream_exit(struct agent_stream *st, int code, int sig, const char *msg,
 	session_finish(s, code, sig, msg, msg_len);
 }
 
+static void
+stream_started(struct agent_stream *st, uint32_t pid, const char *log,
+    size_t log_len, void *arg)
+{
+	struct session *s = arg;
+	size_t n;
+	char *line = execmsg_encode_started(pid, log, log_len, &n);
+
+	s->stream = NULL;
+	if (line != NULL)
+		peer_send(s->peer, line, n);
+	free(line);
+	peer_close_after_flush(s->peer);
+	session_free(s);
+}
+
 static const struct agent_stream_cbs session_stream_cbs = {
 	.output = stream_output,
 	.credit = stream_credit,
 	.exit = stream_exit,
+	.started = stream_started,
 };
 
 static void
@@ -173,18 +225,33 @@ session_start(struct session *s, char *line, size_t len)
 		session_finish(s, EXIT_CAPSULE_ERROR, 0, msg, strlen(msg));
 		return;
 	}
-	memset(&x, 0, sizeof(x));
-	x.tty = req.tty;
-	x.dir = req.dir ? req.dir : "";
-	x.argc = (uint32_t)req.argc;
-	x.argv = (const char **)req.argv;
-	x.envc = (uint32_t)req.envc;
-	x.envp = (const char **)req.env;
-	s->stream = agent_exec(a, &x, &session_stream_cbs, s, &err);
+	if (req.copy != EXEC_COPY_NONE) {
+		s->stream = agent_copy(a, req.copy == EXEC_COPY_OUT, req.path,
+		    &session_stream_cbs, s, &err);
+	} else {
+		memset(&x, 0, sizeof(x));
+		x.tty = req.tty;
+		x.detach = req.detach;
+		x.timeout_ms = req.timeout_ms;
+		x.dir = req.dir ? req.dir : "";
+		x.user = req.user ? req.user : "";
+		x.argc = (uint32_t)req.argc;
+		x.argv = (const char **)req.argv;
+		x.envc = (uint32_t)req.envc;
+		x.envp = (const char **)req.env;
+		s->stream = agent_exec(a, &x, &session_stream_cbs, s, &err);
+	}
+	s->credit_mode = req.stdin_credit;
 	exec_req_free(&req);
-	if (s->stream == NULL)
+	if (s->stream == NULL) {
 		session_finish(s, EXIT_CAPSULE_ERROR, 0, err.msg,
 		    strlen(err.msg));
+		return;
+	}
+	/* The first grant: the client may send this much before it hears
+	 * from us again. */
+	s->to_grant = PROXY_STDIN_WINDOW;
+	session_grant(s, 1);
 }
 
 static void
@@ -208,18 +275,30 @@ session_line(struct peer *p, char *line, size_t len, void *arg)
 	case EXEC_IN_STDIN:
 		if (s->eof_wanted || m.len == 0)
 			break;
-		s->pending = m.data;
-		s->pending_len = m.len;
-		s->pending_off = 0;
-		m.data = NULL;
-		peer_pause(s->peer);
+		if (s->credit_mode) {
+			if (m.len > s->client_credit) {
+				exec_msg_free(&m);
+				session_fail(s, "stdin beyond the credit "
+				    "granted (\"stdin_credit\")");
+				return;
+			}
+			s->client_credit -= m.len;
+		}
+		if (evbuffer_add(s->stdin_q, m.data, m.len) < 0) {
+			exec_msg_free(&m);
+			session_fail(s, "out of memory");
+			return;
+		}
+		if (!s->credit_mode)
+			peer_pause(s->peer);
 		session_flush_stdin(s);
 		break;
 	case EXEC_IN_EOF:
 		if (s->eof_wanted)
 			break;
 		s->eof_wanted = 1;
-		peer_pause(s->peer);
+		if (!s->credit_mode)
+			peer_pause(s->peer);
 		session_flush_stdin(s);
 		break;
 	case EXEC_IN_RESIZE:
@@ -295,13 +374,16 @@ proxy_accept(int c, void *arg)
 		close(c);
 		return;
 	}
-	if ((s = calloc(1, sizeof(*s))) == NULL) {
+	if ((s = calloc(1, sizeof(*s))) == NULL ||
+	    (s->stdin_q = evbuffer_new()) == NULL) {
+		free(s);
 		close(c);
 		return;
 	}
 	s->proxy = px;
 	s->peer = peer_new(px->base, c, PROTO_MAX_LINE, &session_peer_cbs, s);
 	if (s->peer == NULL) {
+		evbuffer_free(s->stdin_q);
 		free(s);
 		return;
 	}

@@ -33,6 +33,8 @@ struct fixture {
 	int			 exit_code;
 	char			 exit_msg[512];
 	int			 credit_calls;
+	uint32_t		 started_pid;
+	char			 started_log[256];
 };
 
 static void
@@ -80,7 +82,19 @@ on_stream_exit(struct agent_stream *s, int code, int sig, const char *msg,
 	snprintf(f->exit_msg, sizeof(f->exit_msg), "%.*s", (int)len, msg);
 }
 
-static const struct agent_stream_cbs scbs = { on_output, on_credit, on_stream_exit };
+static void
+on_started(struct agent_stream *s, uint32_t pid, const char *log, size_t len,
+    void *arg)
+{
+	struct fixture *f = arg;
+
+	f->started_pid = pid;
+	snprintf(f->started_log, sizeof(f->started_log), "%.*s", (int)len,
+	    log);
+}
+
+static const struct agent_stream_cbs scbs = { on_output, on_credit,
+	on_stream_exit, on_started };
 
 static int
 setup(void **state)
@@ -198,10 +212,13 @@ test_version_mismatch_is_a_clear_error(void **state)
 {
 	struct fixture *f = *state;
 
+	char want[16];
+
 	guest_hello(f, CHAN_VERSION + 41);
 	assert_false(f->ready);
 	assert_non_null(strstr(f->failed, "version"));
-	assert_non_null(strstr(f->failed, "42"));
+	snprintf(want, sizeof(want), "%u", CHAN_VERSION + 41);
+	assert_non_null(strstr(f->failed, want));
 }
 
 static void
@@ -261,6 +278,43 @@ start_exec(struct fixture *f, uint32_t *id)
 	*id = h.stream;
 	assert_true(*id > 0);
 	return s;
+}
+
+static void
+test_started_ends_only_a_detached_stream(void **state)
+{
+	struct fixture *f = *state;
+	struct chan_started st = { .pid = 42, .log = "/var/log/x.log",
+	    .log_len = 14 };
+	const char *argv[] = { "sleep" };
+	struct chan_exec x = { .argc = 1, .argv = argv, .dir = "",
+	    .detach = 1 };
+	static uint8_t big[CHAN_MAX_PAYLOAD];
+	struct cap_err err;
+	struct chan_hdr h;
+	uint8_t p[64];
+	uint32_t id;
+	int n;
+
+	n = chan_started_encode(p, sizeof(p), &st);
+	/* An attached exec cannot be STARTED: the guest is confused. */
+	start_exec(f, &id);
+	guest_send(f, CHAN_STARTED, id, p, (size_t)n);
+	assert_true(f->exited);
+	assert_int_equal(f->exit_code, 125);
+	assert_int_equal(f->started_pid, 0);
+	/* A detached one is, once; the stream is then gone. */
+	assert_int_equal(guest_recv(f, &h, big, sizeof(big)), CHAN_CLOSE);
+	f->exited = 0;
+	assert_non_null(agent_exec(f->agent, &x, &scbs, f, &err));
+	assert_int_equal(guest_recv(f, &h, big, sizeof(big)), CHAN_EXEC);
+	id = h.stream;
+	guest_send(f, CHAN_STARTED, id, p, (size_t)n);
+	assert_int_equal(f->started_pid, 42);
+	assert_string_equal(f->started_log, "/var/log/x.log");
+	guest_send(f, CHAN_EXIT, id, "\0\0\0\0\0\0\0\0", 8);
+	assert_false(f->exited);
+	assert_string_equal(f->failed, "");
 }
 
 static void
@@ -372,6 +426,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(
 		    test_exit_ends_stream_and_unknown_streams_are_ignored,
 		    setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_started_ends_only_a_detached_stream, setup, teardown),
 	};
 
 	log_init(LOG_LVL_ERROR);

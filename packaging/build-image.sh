@@ -178,14 +178,21 @@ done
 mkdir -p "$rootdir/tmp" "$rootdir/var/tmp"
 chmod 1777 "$rootdir/tmp" "$rootdir/var/tmp"
 chmod 0700 "$rootdir/root"
+# An unprivileged user for `capsule exec --user capsule`.
+mkdir -p "$rootdir/home/capsule"
+chmod 0755 "$rootdir/home/capsule"
+[ "$(id -u)" != 0 ] || chown 1000:1000 "$rootdir/home/capsule"
 
 cat >"$rootdir/etc/passwd" <<'EOF'
 root:x:0:0:root:/root:/bin/sh
+capsule:x:1000:1000:capsule:/home/capsule:/bin/sh
 nobody:x:65534:65534:nobody:/nonexistent:/bin/false
 EOF
 cat >"$rootdir/etc/group" <<'EOF'
 root:x:0:
 tty:x:5:
+users:x:100:capsule
+capsule:x:1000:
 nogroup:x:65534:
 EOF
 echo capsule >"$rootdir/etc/hostname"
@@ -217,6 +224,8 @@ if [ "$(id -u)" != 0 ]; then
 		while IFS= read -r f; do
 			printf 'sif "%s" uid 0\nsif "%s" gid 0\n' "$f" "$f"
 		done >"$work/owners.debugfs"
+	printf 'sif /home/capsule uid 1000\nsif /home/capsule gid 1000\n' \
+		>>"$work/owners.debugfs"
 	debugfs -w -f "$work/owners.debugfs" "$work/rootfs.ext4" >/dev/null 2>&1 ||
 		die "debugfs could not set file owners to root"
 fi

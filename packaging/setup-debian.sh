@@ -13,6 +13,8 @@ pkgs=(
 	linux-image-cloud-amd64 busybox-static e2fsprogs cpio gzip
 	# integration tests; fuzzing (libFuzzer comes with clang's runtimes)
 	python3 clang libclang-rt-14-dev
+	# interactive tests drive a real terminal
+	tmux
 )
 
 as_root=()

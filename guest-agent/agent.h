@@ -2,8 +2,9 @@
  * agent.h — capsule-agent internals: PID 1 of the guest.
  *
  * init.c brings the guest up (mounts, modules, root switch, the port),
- * chanio.c owns the virtio-serial channel, exec.c runs one command per
- * stream, agent.c holds the stream table and the poll loop.
+ * chanio.c owns the virtio-serial channel, exec.c runs one command (or one
+ * copy) per stream, user.c finds who it runs as, agent.c holds the stream
+ * table and the poll loop.
  *
  * Everything returns 0 or a negative errno.
  */
@@ -74,6 +75,21 @@ int	chanio_send_error(struct chanio *c, uint32_t stream, const char *fmt,
 uint8_t	*chanio_reserve(struct chanio *c, size_t max);
 int	chanio_commit(struct chanio *c, unsigned kind, uint32_t stream,
 	    size_t len);
+
+/* ---- user.c ---- */
+struct user {
+	int		 set;		/* 0: the request said "": stay root */
+	uid_t		 uid;
+	gid_t		 gid;
+	gid_t		*groups;	/* supplementary, from /etc/group */
+	size_t		 ngroups;
+	char		*name;		/* NULL: a uid without a passwd entry */
+	char		*home;		/* from /etc/passwd, or NULL */
+};
+
+int	user_resolve(const char *spec, struct user *u, char *err,
+	    size_t errlen);
+void	user_free(struct user *u);
 
 /* ---- exec.c ---- */
 enum { EXEC_STDOUT, EXEC_STDERR, EXEC_NOUT };

@@ -3,13 +3,15 @@
  * capsuled over one virtio-serial port (see proto/chan.h).
  *
  * One thread and one poll(2) loop: the channel, a signalfd for SIGCHLD,
- * and every stream's stdin, stdout and stderr. The stream table lives here;
- * what a stream does with its fds lives in exec.c.
+ * and every stream's stdin, stdout and stderr; its timeout is the nearest
+ * command's deadline. The stream table lives here; what a stream does with
+ * its fds lives in exec.c.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE	/* pipe2, ptsname_r, signalfd: CMake defines it too */
 #endif
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -226,7 +228,8 @@ agent_sweep(void)
 	A.nstreams = j;
 }
 
-/* The host is gone: nobody is left to see the output, so fail closed. */
+/* The host is gone: nobody is left to see the output, so fail closed.
+ * Detached commands were never the host's to see: they run on. */
 static void
 agent_orphan_all(void)
 {
@@ -235,7 +238,7 @@ agent_orphan_all(void)
 	for (i = 0; i < A.nstreams; i++) {
 		struct stream *s = A.streams[i];
 
-		if (s->dead)
+		if (s->dead || s->detached)
 			continue;
 		exec_abort(s);
 		s->id = 0;
@@ -302,6 +305,7 @@ agent_exec(const struct chan_hdr *h, const uint8_t *p)
 	struct chan_exec x = { .argv = agent_argv, .envp = agent_envp };
 	char err[CHAN_MAX_MSG];
 	struct stream *s;
+	struct user u;
 	int r;
 
 	if (agent_find(h->stream) != NULL) {
@@ -325,15 +329,26 @@ agent_exec(const struct chan_hdr *h, const uint8_t *p)
 		exec_send_exit(&A.chan, h->stream, EXIT_CAPSULE_ERROR, 0, err);
 		return;
 	}
+	/* In the agent, before fork: the child only has to switch. */
+	if ((r = user_resolve(x.user, &u, err, sizeof(err))) < 0) {
+		exec_send_exit(&A.chan, h->stream, r == -ENOMEM ?
+		    EXIT_CAPSULE_ERROR : EXIT_CANNOT_EXEC, 0, err);
+		return;
+	}
 	if ((s = exec_new(h->stream)) == NULL || agent_add(s) < 0) {
 		exec_free(s);
+		user_free(&u);
 		exec_send_exit(&A.chan, h->stream, EXIT_CAPSULE_ERROR, 0,
 		    "capsule-agent: out of memory");
 		return;
 	}
-	if (exec_start(s, &x, err, sizeof(err)) < 0) {
+	r = exec_start(s, &x, &u, err, sizeof(err));
+	user_free(&u);
+	if (r < 0) {
 		exec_send_exit(&A.chan, h->stream, EXIT_CAPSULE_ERROR, 0, err);
 		s->dead = 1;
+	} else if (x.detach) {
+		exec_detach(s, &A.chan);
 	}
 }
 
@@ -602,19 +617,37 @@ agent_poll_event(size_t k)
 	}
 }
 
+/* Kills what is past its deadline; returns the poll timeout until the
+ * next one (-1: none), or the recheck period while the host is away. */
+static int
+agent_expire(void)
+{
+	long now = agent_now_ms(), next = -1, left;
+	size_t i;
+
+	for (i = 0; i < A.nstreams; i++)
+		if ((left = exec_expire(A.streams[i], now)) >= 0 &&
+		    (next < 0 || left < next))
+			next = left;
+	if (!A.chan.up && (next < 0 || next > AGENT_RECHECK_MS))
+		next = AGENT_RECHECK_MS;
+	return next > INT_MAX ? INT_MAX : (int)next;
+}
+
 static _Noreturn void
 agent_loop(void)
 {
 	for (;;) {
 		size_t n, k;
-		int r;
+		int r, ms;
 
 		agent_pump();
 		agent_sweep();
 		if (!A.chan.up && chanio_check(&A.chan) < 0)
 			agent_fatal("channel: %s", strerror(errno));
+		ms = agent_expire();
 		n = agent_poll_set();
-		r = poll(A.pfd, n, A.chan.up ? -1 : AGENT_RECHECK_MS);
+		r = poll(A.pfd, n, ms);
 		if (r < 0 && errno != EINTR)
 			agent_fatal("poll: %s", strerror(errno));
 		for (k = 0; r > 0 && k < n; k++)

@@ -113,14 +113,21 @@ struct stream {
 	int		 reaped;
 	int		 status;
 	int		 dead;		/* EXIT sent; free at the next sweep */
+	int		 detached;	/* STARTED sent: outlives the host */
+	uint32_t	 timeout_ms;	/* 0: none */
+	long		 deadline;	/* agent_now_ms() to kill it at */
+	int		 timed_out;	/* ... and it was killed for that */
 	char		*argv0, *dir;	/* for error messages */
+	char		*user;		/* the request's, for error messages */
 };
 
 int	exec_init(void);
 struct stream *exec_new(uint32_t id);
 void	exec_free(struct stream *s);
-int	exec_start(struct stream *s, const struct chan_exec *x, char *err,
-	    size_t errlen);
+int	exec_start(struct stream *s, const struct chan_exec *x,
+	    const struct user *u, char *err, size_t errlen);
+int	exec_detach(struct stream *s, struct chanio *c);
+long	exec_expire(struct stream *s, long now);
 int	exec_stdin(struct stream *s, struct chanio *c, const uint8_t *p,
 	    uint32_t len);
 int	exec_eof(struct stream *s, struct chanio *c);

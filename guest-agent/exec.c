@@ -4,19 +4,24 @@
  *
  * Nothing here blocks: every fd the agent keeps is non-blocking, and a
  * stream that cannot make progress simply waits for the next poll round.
+ * The one exception is a detached command, whose start is waited for (a
+ * few seconds at most) so the host hears whether it started at all.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE	/* pipe2, ptsname_r, signalfd: CMake defines it too */
 #endif
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
@@ -29,21 +34,31 @@
 #define EXEC_DEFAULT_HOME	"HOME=/root"
 #define EXEC_DEFAULT_TERM	"TERM=xterm-256color"
 #define EXEC_KEEP_INBUF		65536	/* largest idle stdin buffer */
-#define EXEC_NAME_MAX		512	/* of argv[0] and dir in messages */
+#define EXEC_NAME_MAX		512	/* of argv[0], dir and user in messages */
+#define EXEC_LOG_DIR		"/var/log/capsule"	/* detached output */
+#define EXEC_LOG_MODE		0640
+#define EXEC_DETACH_WAIT_MS	5000	/* for a detached child to exec */
 
-/* What the child reports through its CLOEXEC pipe when it cannot exec. */
+/* What the child reports through its CLOEXEC pipe when it cannot go on. */
 enum exec_step {
 	EXEC_STEP_SETSID = 1,
 	EXEC_STEP_TTY,
 	EXEC_STEP_DUP,
 	EXEC_STEP_CHDIR,
 	EXEC_STEP_EXEC,
+	EXEC_STEP_USER,		/* text: the call that failed */
+	EXEC_STEP_LOG,		/* text: the file that failed */
+	EXEC_STEP_COPY,		/* text: the copy's own message */
 };
 
-struct exec_failure {
+/* Written with one write() of at most PIPE_BUF bytes, so it arrives whole:
+ * the header, then the text up to and including its NUL. */
+struct exec_report {
 	int32_t	step;
 	int32_t	err;
+	char	text[PIPE_BUF - 8];
 };
+#define EXEC_REPORT_HEAD	8
 
 /* Everything the child needs, prepared before fork(). */
 struct exec_spawn {
@@ -51,7 +66,9 @@ struct exec_spawn {
 	const char	*const *envp;
 	const char	*dir;
 	int		 tty;
+	int		 detach;
 	const char	*slave;
+	const struct user *user;
 	int		 in, out, err;	/* child ends of the pipes */
 	int		 report;	/* write end of the error pipe */
 };
@@ -120,6 +137,7 @@ exec_free(struct stream *s)
 	exec_close_fds(s);
 	free(s->argv0);
 	free(s->dir);
+	free(s->user);
 	free(s);
 }
 
@@ -133,18 +151,21 @@ exec_keylen(const char *kv)
 	return eq ? (size_t)(eq - kv) : strlen(kv);
 }
 
-/* Defaults, overridden or extended by the request, in request order. */
+/* Defaults (NULL-terminated, at most EXEC_NDEFAULTS), overridden or
+ * extended by the request, in request order. */
+#define EXEC_NDEFAULTS	4
 static const char **
-exec_env(const struct chan_exec *x)
+exec_env(const struct chan_exec *x, const char *const *defaults)
 {
 	const char **env;
 	size_t n = 0, i, j;
 	int has_term = 0;
 
-	if ((env = calloc((size_t)x->envc + 4, sizeof(*env))) == NULL)
+	if ((env = calloc((size_t)x->envc + EXEC_NDEFAULTS + 2,
+	    sizeof(*env))) == NULL)
 		return NULL;
-	env[n++] = EXEC_DEFAULT_PATH;
-	env[n++] = EXEC_DEFAULT_HOME;
+	for (i = 0; defaults[i] != NULL && i < EXEC_NDEFAULTS; i++)
+		env[n++] = defaults[i];
 	for (i = 0; i < x->envc; i++) {
 		const char *kv = x->envp[i];
 		size_t k = exec_keylen(kv);
@@ -177,17 +198,31 @@ exec_getenv(const char *const *envp, const char *key)
 }
 
 static _Noreturn void
-exec_child_fail(int report, int step, int err)
+exec_child_fail(int report, int step, int err, const char *text)
 {
-	struct exec_failure f = { step, err };
+	struct exec_report f;
+	size_t len = 0;
 	ssize_t n;
 
+	f.step = step;
+	f.err = err;
+	if (text != NULL) {
+		len = strnlen(text, sizeof(f.text) - 1);
+		memcpy(f.text, text, len);
+	}
+	f.text[len] = '\0';
 	do
-		n = write(report, &f, sizeof(f));
+		n = write(report, &f, EXEC_REPORT_HEAD + len + 1);
 	while (n < 0 && errno == EINTR);
-	if (step == EXEC_STEP_EXEC)
+	switch (step) {
+	case EXEC_STEP_EXEC:
 		_exit(err == ENOENT ? EXIT_NOT_FOUND : EXIT_CANNOT_EXEC);
-	_exit(step == EXEC_STEP_CHDIR ? EXIT_CANNOT_EXEC : EXIT_CAPSULE_ERROR);
+	case EXEC_STEP_CHDIR: case EXEC_STEP_USER:
+		_exit(EXIT_CANNOT_EXEC);
+	case EXEC_STEP_COPY:
+		_exit(1);
+	}
+	_exit(EXIT_CAPSULE_ERROR);
 }
 
 /* execvp() with the command's own PATH rather than the agent's. */
@@ -238,11 +273,13 @@ exec_search(const char *const *argv, const char *const *envp)
 	return denied ? -EACCES : -ENOENT;
 }
 
-static _Noreturn void
-exec_child(const struct exec_spawn *sp)
+/* A child starts with default signals, nothing blocked, and the
+ * RLIMIT_NOFILE the agent itself was given. */
+static void
+exec_child_reset(void)
 {
 	sigset_t none;
-	int i, fd, r;
+	int i;
 
 	for (i = 1; i < NSIG; i++)
 		signal(i, SIG_DFL);
@@ -250,27 +287,82 @@ exec_child(const struct exec_spawn *sp)
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	if (exec_nofile_saved)
 		setrlimit(RLIMIT_NOFILE, &exec_nofile);
+}
 
+/* Detached: stdin from /dev/null, stdout and stderr appended to a log
+ * named after our own pid, which the parent knows as fork()'s result. */
+static void
+exec_child_detach(const struct exec_spawn *sp)
+{
+	const struct user *u = sp->user;
+	char log[64];
+	int fd;
+
+	if ((fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0 ||
+	    dup2(fd, 0) < 0)
+		exec_child_fail(sp->report, EXEC_STEP_LOG, errno, "/dev/null");
+	if (fd > 2)
+		close(fd);
+	snprintf(log, sizeof(log), EXEC_LOG_DIR "/exec-%ld.log",
+	    (long)getpid());
+	/* O_NOFOLLOW: the name is predictable, though only root can write
+	 * the directory. */
+	if ((fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW |
+	    O_CLOEXEC, EXEC_LOG_MODE)) < 0 ||
+	    (u->set && fchown(fd, u->uid, u->gid) < 0) ||
+	    dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
+		exec_child_fail(sp->report, EXEC_STEP_LOG, errno, log);
+	if (fd > 2)
+		close(fd);
+}
+
+/* Before chdir and exec, so both are checked against the user's rights. */
+static void
+exec_child_user(const struct exec_spawn *sp)
+{
+	const struct user *u = sp->user;
+
+	if (!u->set)
+		return;
+	if (setgroups(u->ngroups, u->groups) < 0)
+		exec_child_fail(sp->report, EXEC_STEP_USER, errno, "setgroups");
+	if (setgid(u->gid) < 0)
+		exec_child_fail(sp->report, EXEC_STEP_USER, errno, "setgid");
+	if (setuid(u->uid) < 0)
+		exec_child_fail(sp->report, EXEC_STEP_USER, errno, "setuid");
+}
+
+static _Noreturn void
+exec_child(const struct exec_spawn *sp)
+{
+	int i, fd, r;
+
+	exec_child_reset();
 	if (setsid() < 0)
-		exec_child_fail(sp->report, EXEC_STEP_SETSID, errno);
+		exec_child_fail(sp->report, EXEC_STEP_SETSID, errno, NULL);
 	if (sp->tty) {
+		/* The slave is the user's terminal: chown it while root. */
 		if ((fd = open(sp->slave, O_RDWR | O_NOCTTY)) < 0 ||
-		    ioctl(fd, TIOCSCTTY, 0) < 0)
-			exec_child_fail(sp->report, EXEC_STEP_TTY, errno);
+		    ioctl(fd, TIOCSCTTY, 0) < 0 ||
+		    (sp->user->set && fchown(fd, sp->user->uid, (gid_t)-1) < 0))
+			exec_child_fail(sp->report, EXEC_STEP_TTY, errno, NULL);
 		for (i = 0; i < 3; i++)
 			if (dup2(fd, i) < 0)
 				exec_child_fail(sp->report, EXEC_STEP_DUP,
-				    errno);
+				    errno, NULL);
 		if (fd > 2)
 			close(fd);
+	} else if (sp->detach) {
+		exec_child_detach(sp);
 	} else if (dup2(sp->in, 0) < 0 || dup2(sp->out, 1) < 0 ||
 	    dup2(sp->err, 2) < 0) {
-		exec_child_fail(sp->report, EXEC_STEP_DUP, errno);
+		exec_child_fail(sp->report, EXEC_STEP_DUP, errno, NULL);
 	}
+	exec_child_user(sp);
 	if (chdir(sp->dir[0] ? sp->dir : "/") < 0)
-		exec_child_fail(sp->report, EXEC_STEP_CHDIR, errno);
+		exec_child_fail(sp->report, EXEC_STEP_CHDIR, errno, NULL);
 	r = exec_search(sp->argv, sp->envp);
-	exec_child_fail(sp->report, EXEC_STEP_EXEC, -r);
+	exec_child_fail(sp->report, EXEC_STEP_EXEC, -r, NULL);
 }
 
 static int
@@ -304,36 +396,107 @@ exec_open_pty(const struct chan_exec *x, char *slave, size_t cap)
 	return m;
 }
 
-/* Starts the command. On failure returns -errno with a message in err and
- * leaves s without a process; the caller reports EXIT 125. */
+/* mkdir -p, for the log directory. */
+static int
+exec_mkdirs(const char *path, mode_t mode)
+{
+	char buf[PATH_MAX], *p;
+
+	if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
+		return -ENAMETOOLONG;
+	for (p = buf + 1;; p++) {
+		int last = *p == '\0';
+
+		if (*p != '/' && !last)
+			continue;
+		*p = '\0';
+		if (mkdir(buf, mode) < 0 && errno != EEXIST)
+			return -errno;
+		if (last)
+			break;
+		*p = '/';
+	}
+	return 0;
+}
+
+/* HOME, USER and LOGNAME for the user, before the request's own env. */
+static int
+exec_user_env(const struct user *u, const char **defaults, char **own)
+{
+	size_t n = 0;
+
+	defaults[n++] = EXEC_DEFAULT_PATH;
+	if (!u->set) {
+		defaults[n++] = EXEC_DEFAULT_HOME;
+		defaults[n] = NULL;
+		return 0;
+	}
+	if (asprintf(&own[0], "HOME=%s", u->home && u->home[0] ? u->home :
+	    "/") < 0) {
+		own[0] = NULL;
+		return -ENOMEM;
+	}
+	defaults[n++] = own[0];
+	if (u->name != NULL) {
+		if (asprintf(&own[1], "USER=%s", u->name) < 0) {
+			own[1] = NULL;
+			return -ENOMEM;
+		}
+		defaults[n++] = own[1];
+		if (asprintf(&own[2], "LOGNAME=%s", u->name) < 0) {
+			own[2] = NULL;
+			return -ENOMEM;
+		}
+		defaults[n++] = own[2];
+	}
+	defaults[n] = NULL;
+	return 0;
+}
+
+/* Starts the command as user u (resolved by the caller). On failure
+ * returns -errno with a message in err and leaves s without a process;
+ * the caller reports EXIT 125. A detached command gets neither pipes nor
+ * a tty: see exec_detach() for the rest of its start. */
 int
-exec_start(struct stream *s, const struct chan_exec *x, char *err,
-    size_t errlen)
+exec_start(struct stream *s, const struct chan_exec *x, const struct user *u,
+    char *err, size_t errlen)
 {
 	int in[2] = { -1, -1 }, out[2] = { -1, -1 }, er[2] = { -1, -1 };
 	int rep[2] = { -1, -1 }, pty = -1, dup_pty = -1, r, i;
 	const char **argv = NULL, **envp = NULL;
+	const char *defaults[EXEC_NDEFAULTS + 1];
+	char *own[3] = { NULL, NULL, NULL };
 	struct exec_spawn sp = { 0 };
+	int tty = x->tty && !x->detach;
 	char slave[64];
 	const char *what;
 	pid_t pid;
 
 	s->argv0 = strndup(x->argv[0], EXEC_NAME_MAX);
 	s->dir = strndup(x->dir, EXEC_NAME_MAX);
+	s->user = strndup(x->user, EXEC_NAME_MAX);
 	argv = calloc((size_t)x->argc + 1, sizeof(*argv));
-	envp = exec_env(x);
 	what = "out of memory";
-	if (s->argv0 == NULL || s->dir == NULL || argv == NULL || envp == NULL) {
+	if (s->argv0 == NULL || s->dir == NULL || s->user == NULL ||
+	    argv == NULL || exec_user_env(u, defaults, own) < 0 ||
+	    (envp = exec_env(x, defaults)) == NULL) {
 		r = -ENOMEM;
 		goto fail;
 	}
 	for (i = 0; (uint32_t)i < x->argc; i++)
 		argv[i] = x->argv[i];
 
+	if (x->detach) {
+		what = "mkdir " EXEC_LOG_DIR;
+		if ((r = exec_mkdirs(EXEC_LOG_DIR, 0755)) < 0)
+			goto fail;
+	}
 	what = "pipe";
 	if (pipe2(rep, O_CLOEXEC) < 0)
 		goto fail_errno;
-	if (x->tty) {
+	if (x->detach) {
+		/* stdio is set up by the child itself */
+	} else if (tty) {
 		what = "open pty";
 		if ((pty = exec_open_pty(x, slave, sizeof(slave))) < 0) {
 			r = pty;
@@ -349,8 +512,10 @@ exec_start(struct stream *s, const struct chan_exec *x, char *err,
 	sp.argv = argv;
 	sp.envp = envp;
 	sp.dir = x->dir;
-	sp.tty = x->tty;
+	sp.tty = tty;
+	sp.detach = x->detach;
 	sp.slave = slave;
+	sp.user = u;
 	sp.in = in[0];
 	sp.out = out[1];
 	sp.err = er[1];
@@ -363,10 +528,16 @@ exec_start(struct stream *s, const struct chan_exec *x, char *err,
 		exec_child(&sp);
 
 	s->pid = pid;
-	s->tty = x->tty;
+	s->tty = tty;
 	s->err_fd = rep[0];
 	close(rep[1]);
-	if (x->tty) {
+	if (x->timeout_ms > 0) {
+		s->timeout_ms = x->timeout_ms;
+		s->deadline = agent_now_ms() + x->timeout_ms;
+	}
+	if (x->detach) {
+		s->in_closed = 1;
+	} else if (tty) {
 		s->out_fd[EXEC_STDOUT] = pty;
 		s->in_fd = dup_pty;
 	} else {
@@ -379,10 +550,13 @@ exec_start(struct stream *s, const struct chan_exec *x, char *err,
 	}
 	/* Failing these would only make reads block; the fds are ours. */
 	exec_nonblock(s->err_fd);
-	exec_nonblock(s->in_fd);
-	exec_nonblock(s->out_fd[EXEC_STDOUT]);
-	if (s->out_fd[EXEC_STDERR] >= 0)
-		exec_nonblock(s->out_fd[EXEC_STDERR]);
+	if (s->in_fd >= 0)
+		exec_nonblock(s->in_fd);
+	for (i = 0; i < EXEC_NOUT; i++)
+		if (s->out_fd[i] >= 0)
+			exec_nonblock(s->out_fd[i]);
+	for (i = 0; i < 3; i++)
+		free(own[i]);
 	free(argv);
 	free(envp);
 	return 0;
@@ -399,6 +573,8 @@ fail:
 	}
 	exec_closefd(&pty);
 	exec_closefd(&dup_pty);
+	for (i = 0; i < 3; i++)
+		free(own[i]);
 	free(argv);
 	free(envp);
 	return r;
@@ -662,49 +838,187 @@ exec_step_name(int step)
 	return "spawn";
 }
 
+/* Returns 1 with the child's report in f if it wrote one, else 0. The
+ * child writes it before _exit() or exec fails, so it is there by then. */
+static int
+exec_report_read(int fd, struct exec_report *f)
+{
+	ssize_t n;
+
+	if (fd < 0)
+		return 0;
+	do
+		n = read(fd, f, sizeof(*f));
+	while (n < 0 && errno == EINTR);
+	if (n < EXEC_REPORT_HEAD)
+		return 0;
+	n -= EXEC_REPORT_HEAD;
+	f->text[(size_t)n < sizeof(f->text) ? (size_t)n : sizeof(f->text) - 1] =
+	    '\0';
+	return 1;
+}
+
+/* "2", "0.5", "1.25": a timeout as the user would have written it. */
+static void
+exec_seconds(char *buf, size_t len, uint32_t ms)
+{
+	int n = snprintf(buf, len, "%u.%03u", ms / 1000, ms % 1000);
+
+	while (n > 0 && (size_t)n < len && buf[n - 1] == '0')
+		buf[--n] = '\0';
+	if (n > 0 && (size_t)n < len && buf[n - 1] == '.')
+		buf[--n] = '\0';
+}
+
+/* The EXIT for a stream: from the child's report if it wrote one, else
+ * from its wait status. */
+static void
+exec_outcome(const struct stream *s, const struct exec_report *f,
+    int32_t *code, int32_t *sig, char *msg, size_t len)
+{
+	const char *why;
+	char secs[32];
+
+	*code = EXIT_CAPSULE_ERROR;
+	*sig = 0;
+	msg[0] = '\0';
+	if (f == NULL) {
+		if (WIFEXITED(s->status)) {
+			*code = WEXITSTATUS(s->status);
+		} else if (WIFSIGNALED(s->status)) {
+			*sig = WTERMSIG(s->status);
+			*code = 128 + *sig;
+		}
+		/* Only if our SIGKILL is what ended it: a leader that
+		 * exited just before the deadline keeps its own status. */
+		if (s->timed_out && *sig == SIGKILL) {
+			*code = EXIT_TIMEOUT;
+			*sig = 0;
+			exec_seconds(secs, sizeof(secs), s->timeout_ms);
+			snprintf(msg, len, "timeout: killed after %s s", secs);
+		}
+		return;
+	}
+	why = f->err > 0 ? strerror(f->err) : "unknown error";
+	switch (f->step) {
+	case EXEC_STEP_EXEC:
+		*code = f->err == ENOENT ? EXIT_NOT_FOUND : EXIT_CANNOT_EXEC;
+		snprintf(msg, len, "exec \"%s\": %s",
+		    s->argv0 ? s->argv0 : "", why);
+		break;
+	case EXEC_STEP_CHDIR:
+		*code = EXIT_CANNOT_EXEC;
+		snprintf(msg, len, "chdir \"%s\": %s",
+		    s->dir && s->dir[0] ? s->dir : "/", why);
+		break;
+	case EXEC_STEP_USER:
+		*code = EXIT_CANNOT_EXEC;
+		snprintf(msg, len, "user \"%s\": %s: %s",
+		    s->user ? s->user : "", f->text, why);
+		break;
+	case EXEC_STEP_LOG:
+		snprintf(msg, len, "capsule-agent: open %s: %s", f->text, why);
+		break;
+	case EXEC_STEP_COPY:
+		*code = 1;
+		if (f->text[0] != '\0')
+			snprintf(msg, len, "%s", f->text);
+		else
+			snprintf(msg, len, "copy \"%s\": %s",
+			    s->argv0 ? s->argv0 : "", why);
+		break;
+	default:
+		snprintf(msg, len, "capsule-agent: %s: %s",
+		    exec_step_name(f->step), why);
+		break;
+	}
+}
+
 /* Sends EXIT (unless the stream was orphaned) and lets go of the fds. */
 int
 exec_finish(struct stream *s, struct chanio *c)
 {
-	char msg[CHAN_MAX_MSG] = "";
-	struct exec_failure f;
-	int32_t code = EXIT_CAPSULE_ERROR, sig = 0;
+	char msg[CHAN_MAX_MSG];
+	struct exec_report f;
+	int32_t code, sig;
 	int r = 0;
 
-	if (WIFEXITED(s->status)) {
-		code = WEXITSTATUS(s->status);
-	} else if (WIFSIGNALED(s->status)) {
-		sig = WTERMSIG(s->status);
-		code = 128 + sig;
-	}
-	/* The child wrote its report before _exit(), so it is there now. */
-	if (s->err_fd >= 0 && read(s->err_fd, &f, sizeof(f)) ==
-	    (ssize_t)sizeof(f)) {
-		const char *why = f.err > 0 ? strerror(f.err) : "unknown error";
-
-		sig = 0;
-		switch (f.step) {
-		case EXEC_STEP_EXEC:
-			code = f.err == ENOENT ? EXIT_NOT_FOUND :
-			    EXIT_CANNOT_EXEC;
-			snprintf(msg, sizeof(msg), "exec \"%s\": %s",
-			    s->argv0 ? s->argv0 : "", why);
-			break;
-		case EXEC_STEP_CHDIR:
-			code = EXIT_CANNOT_EXEC;
-			snprintf(msg, sizeof(msg), "chdir \"%s\": %s",
-			    s->dir && s->dir[0] ? s->dir : "/", why);
-			break;
-		default:
-			code = EXIT_CAPSULE_ERROR;
-			snprintf(msg, sizeof(msg), "capsule-agent: %s: %s",
-			    exec_step_name(f.step), why);
-			break;
-		}
-	}
+	exec_outcome(s, exec_report_read(s->err_fd, &f) ? &f : NULL, &code,
+	    &sig, msg, sizeof(msg));
 	if (s->id != 0)
 		r = exec_send_exit(c, s->id, code, sig, msg);
 	exec_close_fds(s);
 	s->dead = 1;
 	return r;
+}
+
+/*
+ * The rest of a detached start: wait, a few seconds at most, until the
+ * child has exec'd (its CLOEXEC report pipe reads EOF) or reported why it
+ * could not. Then answer STARTED or EXIT; either way the stream is over
+ * for the host, and the table keeps it only to reap it and to time it out.
+ */
+int
+exec_detach(struct stream *s, struct chanio *c)
+{
+	struct pollfd p = { .fd = s->err_fd, .events = POLLIN };
+	long deadline = agent_now_ms() + EXEC_DETACH_WAIT_MS;
+	struct chan_started st = { .pid = (uint32_t)s->pid };
+	uint8_t buf[4 + 64];
+	char msg[CHAN_MAX_MSG], log[64];
+	struct exec_report f;
+	int32_t code, sig;
+	uint32_t id = s->id;
+	int n, r = 0;
+
+	for (;;) {
+		long left = deadline - agent_now_ms();
+
+		if (left <= 0) {
+			/* Slow, not failed: say it started and go on. */
+			agent_log("stream %u: pid %ld has not exec'd after %d "
+			    "ms", id, (long)s->pid, EXEC_DETACH_WAIT_MS);
+			break;
+		}
+		if ((n = poll(&p, 1, (int)left)) > 0 ||
+		    (n < 0 && errno != EINTR))
+			break;
+	}
+	if (exec_report_read(s->err_fd, &f)) {
+		exec_outcome(s, &f, &code, &sig, msg, sizeof(msg));
+		r = exec_send_exit(c, id, code, sig, msg);
+	} else {
+		snprintf(log, sizeof(log), EXEC_LOG_DIR "/exec-%ld.log",
+		    (long)s->pid);
+		st.log = log;
+		st.log_len = (uint32_t)strlen(log);
+		if ((n = chan_started_encode(buf, sizeof(buf), &st)) > 0)
+			r = chanio_send(c, CHAN_STARTED, id, buf, (size_t)n);
+		s->detached = 1;
+	}
+	exec_closefd(&s->err_fd);
+	s->id = 0;
+	return r;
+}
+
+/* Kills the command's process group once its timeout has passed. Returns
+ * the ms left until that, or -1 if no deadline is pending. */
+long
+exec_expire(struct stream *s, long now)
+{
+	char secs[32];
+
+	if (s->deadline == 0 || s->timed_out || s->reaped || s->dead ||
+	    s->closed)
+		return -1;
+	if (now < s->deadline)
+		return s->deadline - now;
+	exec_kill(s, SIGKILL);
+	s->timed_out = 1;
+	if (s->detached) {
+		exec_seconds(secs, sizeof(secs), s->timeout_ms);
+		agent_log("detached pid %ld: timeout: killed after %s s",
+		    (long)s->pid, secs);
+	}
+	return -1;
 }

@@ -1006,19 +1006,14 @@ exec_detach(struct stream *s, struct chanio *c)
 long
 exec_expire(struct stream *s, long now)
 {
-	char secs[32];
-
 	if (s->deadline == 0 || s->timed_out || s->reaped || s->dead ||
 	    s->closed)
 		return -1;
 	if (now < s->deadline)
 		return s->deadline - now;
+	/* Not logged for detached commands: the serial console is slow, and
+	 * a thousand expiring at once would stall the loop for seconds. */
 	exec_kill(s, SIGKILL);
 	s->timed_out = 1;
-	if (s->detached) {
-		exec_seconds(secs, sizeof(secs), s->timeout_ms);
-		agent_log("detached pid %ld: timeout: killed after %s s",
-		    (long)s->pid, secs);
-	}
 	return -1;
 }

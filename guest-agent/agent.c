@@ -299,6 +299,38 @@ agent_violation(struct stream *s, const char *what)
 	exec_abort(s);
 }
 
+/* A new stream in the table, or NULL once EXIT has said why not. */
+static struct stream *
+agent_new_stream(uint32_t id)
+{
+	char err[CHAN_MAX_MSG];
+	struct stream *s;
+
+	if (agent_active() >= AGENT_MAX_STREAMS) {
+		snprintf(err, sizeof(err), "capsule-agent: too many concurrent "
+		    "commands (limit %d)", AGENT_MAX_STREAMS);
+		exec_send_exit(&A.chan, id, EXIT_CAPSULE_ERROR, 0, err);
+		return NULL;
+	}
+	if ((s = exec_new(id)) == NULL || agent_add(s) < 0) {
+		exec_free(s);
+		exec_send_exit(&A.chan, id, EXIT_CAPSULE_ERROR, 0,
+		    "capsule-agent: out of memory");
+		return NULL;
+	}
+	return s;
+}
+
+static int
+agent_stream_unused(const struct chan_hdr *h)
+{
+	if (agent_find(h->stream) == NULL)
+		return 1;
+	chanio_send_error(&A.chan, h->stream, "%s on stream %u, which is "
+	    "already in use", chan_kind_name(h->kind), h->stream);
+	return 0;
+}
+
 static void
 agent_exec(const struct chan_hdr *h, const uint8_t *p)
 {
@@ -308,11 +340,8 @@ agent_exec(const struct chan_hdr *h, const uint8_t *p)
 	struct user u;
 	int r;
 
-	if (agent_find(h->stream) != NULL) {
-		chanio_send_error(&A.chan, h->stream,
-		    "EXEC on stream %u, which is already in use", h->stream);
+	if (!agent_stream_unused(h))
 		return;
-	}
 	r = chan_exec_decode(p, h->len, &x, AGENT_MAX_ARGS, AGENT_MAX_ENV);
 	if (r < 0) {
 		/* ERROR for the protocol slip, EXIT so the stream ends. */
@@ -323,23 +352,13 @@ agent_exec(const struct chan_hdr *h, const uint8_t *p)
 		    "capsule-agent: bad EXEC frame");
 		return;
 	}
-	if (agent_active() >= AGENT_MAX_STREAMS) {
-		snprintf(err, sizeof(err), "capsule-agent: too many concurrent "
-		    "commands (limit %d)", AGENT_MAX_STREAMS);
-		exec_send_exit(&A.chan, h->stream, EXIT_CAPSULE_ERROR, 0, err);
+	if ((s = agent_new_stream(h->stream)) == NULL)
 		return;
-	}
 	/* In the agent, before fork: the child only has to switch. */
 	if ((r = user_resolve(x.user, &u, err, sizeof(err))) < 0) {
 		exec_send_exit(&A.chan, h->stream, r == -ENOMEM ?
 		    EXIT_CAPSULE_ERROR : EXIT_CANNOT_EXEC, 0, err);
-		return;
-	}
-	if ((s = exec_new(h->stream)) == NULL || agent_add(s) < 0) {
-		exec_free(s);
-		user_free(&u);
-		exec_send_exit(&A.chan, h->stream, EXIT_CAPSULE_ERROR, 0,
-		    "capsule-agent: out of memory");
+		s->dead = 1;
 		return;
 	}
 	r = exec_start(s, &x, &u, err, sizeof(err));
@@ -349,6 +368,30 @@ agent_exec(const struct chan_hdr *h, const uint8_t *p)
 		s->dead = 1;
 	} else if (x.detach) {
 		exec_detach(s, &A.chan);
+	}
+}
+
+static void
+agent_copy(const struct chan_hdr *h, const uint8_t *p)
+{
+	char err[CHAN_MAX_MSG];
+	struct stream *s;
+
+	if (!agent_stream_unused(h))
+		return;
+	if (chan_path_check(p, h->len) < 0) {
+		chanio_send_error(&A.chan, h->stream, "bad %s: the path must "
+		    "be absolute, 1 to %d bytes, without NUL",
+		    chan_kind_name(h->kind), CHAN_MAX_PATH);
+		exec_send_exit(&A.chan, h->stream, EXIT_CAPSULE_ERROR, 0,
+		    "capsule-agent: bad copy path");
+		return;
+	}
+	if ((s = agent_new_stream(h->stream)) == NULL)
+		return;
+	if (exec_copy(s, h->kind, p, h->len, err, sizeof(err)) < 0) {
+		exec_send_exit(&A.chan, h->stream, EXIT_CAPSULE_ERROR, 0, err);
+		s->dead = 1;
 	}
 }
 
@@ -481,6 +524,9 @@ agent_frame(void *arg, const struct chan_hdr *h, const uint8_t *p)
 	switch (h->kind) {
 	case CHAN_EXEC:
 		agent_exec(h, p);
+		break;
+	case CHAN_COPY_IN: case CHAN_COPY_OUT:
+		agent_copy(h, p);
 		break;
 	case CHAN_STDIN: case CHAN_EOF: case CHAN_RESIZE: case CHAN_SIGNAL:
 	case CHAN_CLOSE: case CHAN_CREDIT:

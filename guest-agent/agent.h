@@ -114,6 +114,7 @@ struct stream {
 	int		 status;
 	int		 dead;		/* EXIT sent; free at the next sweep */
 	int		 detached;	/* STARTED sent: outlives the host */
+	int		 copy;		/* COPY_IN/COPY_OUT: ends on EOF/EPIPE */
 	uint32_t	 timeout_ms;	/* 0: none */
 	long		 deadline;	/* agent_now_ms() to kill it at */
 	int		 timed_out;	/* ... and it was killed for that */
@@ -127,6 +128,8 @@ void	exec_free(struct stream *s);
 int	exec_start(struct stream *s, const struct chan_exec *x,
 	    const struct user *u, char *err, size_t errlen);
 int	exec_detach(struct stream *s, struct chanio *c);
+int	exec_copy(struct stream *s, unsigned kind, const uint8_t *path,
+	    size_t len, char *err, size_t errlen);
 long	exec_expire(struct stream *s, long now);
 int	exec_stdin(struct stream *s, struct chanio *c, const uint8_t *p,
 	    uint32_t len);

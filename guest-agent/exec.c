@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "copy.h"
 #include "proto.h"
 
 #define EXEC_DEFAULT_PATH \
@@ -580,6 +581,110 @@ fail:
 	return r;
 }
 
+/* ---- copies ---- */
+
+/* A child that does not exec keeps every fd the agent has, among them
+ * other streams' pipes, whose readers would never see EOF. */
+static void
+exec_close_from(int lowfd)
+{
+	int fd;
+
+	if (close_range((unsigned)lowfd, ~0U, 0) == 0)
+		return;
+	for (fd = lowfd; fd < AGENT_NOFILE; fd++)
+		close(fd);
+}
+
+static _Noreturn void
+exec_copy_child(unsigned kind, const char *path, int in, int out, int report)
+{
+	char msg[sizeof(((struct exec_report *)0)->text)] = "";
+	int r;
+
+	exec_child_reset();
+	/* copy.h: with SIGPIPE ignored a gone reader is -EPIPE, a message. */
+	signal(SIGPIPE, SIG_IGN);
+	if (setsid() < 0)
+		exec_child_fail(report, EXEC_STEP_SETSID, errno, NULL);
+	/* All three are above 2, and 3 is free once the first two moved. */
+	if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(report, 3) < 0)
+		exec_child_fail(report, EXEC_STEP_DUP, errno, NULL);
+	exec_close_from(4);
+	if (chdir("/") < 0)
+		exec_child_fail(3, EXEC_STEP_CHDIR, errno, NULL);
+	if (kind == CHAN_COPY_IN)
+		r = copy_extract(0, path, 0, msg, sizeof(msg));
+	else
+		r = copy_archive(path, 1, msg, sizeof(msg));
+	if (r < 0)
+		exec_child_fail(3, EXEC_STEP_COPY, -r, msg);
+	_exit(0);
+}
+
+/*
+ * A COPY_IN or COPY_OUT stream: a child of ours, not a command, runs
+ * copy_extract() on its stdin or copy_archive() onto its stdout, as root
+ * in "/". Otherwise it is a stream like any other: STDIN frames feed it,
+ * its output goes out as STDOUT frames under credit, and exec_finish()
+ * sends EXIT 0, or 1 with the child's message. path is the checked
+ * payload: not NUL-terminated.
+ */
+int
+exec_copy(struct stream *s, unsigned kind, const uint8_t *path, size_t len,
+    char *err, size_t errlen)
+{
+	int in[2] = { -1, -1 }, out[2] = { -1, -1 }, rep[2] = { -1, -1 };
+	const char *what = "out of memory";
+	pid_t pid;
+	int r, i;
+
+	s->copy = 1;
+	/* Whole: the child needs it, not just a message. */
+	if ((s->argv0 = strndup((const char *)path, len)) == NULL) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	what = "pipe";
+	if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0 ||
+	    pipe2(rep, O_CLOEXEC) < 0)
+		goto fail_errno;
+	what = "fork";
+	if ((pid = fork()) < 0)
+		goto fail_errno;
+	if (pid == 0)
+		exec_copy_child(kind, s->argv0, in[0], out[1], rep[1]);
+
+	s->pid = pid;
+	s->err_fd = rep[0];
+	close(rep[1]);
+	close(in[0]);
+	close(out[1]);
+	if (kind == CHAN_COPY_IN) {
+		s->in_fd = in[1];
+		exec_nonblock(s->in_fd);
+	} else {
+		/* COPY_OUT reads nothing: its stdin is at EOF at once. */
+		close(in[1]);
+		s->in_closed = 1;
+	}
+	s->out_fd[EXEC_STDOUT] = out[0];
+	exec_nonblock(s->out_fd[EXEC_STDOUT]);
+	exec_nonblock(s->err_fd);
+	return 0;
+
+fail_errno:
+	r = -errno;
+fail:
+	snprintf(err, errlen, "capsule-agent: %s: %s", what, strerror(-r));
+	for (i = 0; i < 2; i++) {
+		exec_closefd(&in[i]);
+		exec_closefd(&out[i]);
+		exec_closefd(&rep[i]);
+	}
+	return r;
+}
+
 /* ---- stdin ---- */
 
 static void
@@ -740,11 +845,13 @@ exec_kill(struct stream *s, int sig)
 
 /* The host is done with the stream (CLOSE, or it broke the protocol):
  * kill the group and stop moving bytes. The error pipe stays, so the EXIT
- * sent once the leader is reaped still says why it failed to start. */
+ * sent once the leader is reaped still says why it failed to start.
+ * A copy is not killed: with its pipes closed it fails on EOF or EPIPE by
+ * itself, and removes its temporary file, which SIGKILL would leave. */
 void
 exec_abort(struct stream *s)
 {
-	if (!s->closed && s->pid > 0)
+	if (!s->closed && s->pid > 0 && !s->copy)
 		exec_kill(s, SIGKILL);
 	s->closed = 1;
 	exec_closefd(&s->in_fd);

@@ -133,6 +133,92 @@ opt_uint(json_t *req, const char *field, uint64_t lo, uint64_t hi,
 	return 0;
 }
 
+/* A request's value for an error message: printable ASCII as it is,
+ * anything else as \xNN, cut short with "..." (a bad name may hold
+ * anything, NUL bytes and newlines included). */
+static void
+show_value(const char *s, size_t len, char *out, size_t cap)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (o + 8 >= cap) {
+			memcpy(out + o, "...", 4);
+			return;
+		}
+		if (c >= 0x20 && c < 0x7f && c != '\\')
+			out[o++] = (char)c;
+		else
+			o += (size_t)snprintf(out + o, cap - o, "\\x%02x", c);
+	}
+	out[o] = '\0';
+}
+
+static int
+port_name_ok(const char *s, size_t len)
+{
+	if (len == 0 || len > CTL_MAX_PORT_NAME)
+		return 0;
+	for (size_t i = 0; i < len; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') ||
+		    (s[i] >= '0' && s[i] <= '9') || s[i] == '.' ||
+		    s[i] == '_' || s[i] == '-'))
+			return 0;
+	return 1;
+}
+
+/* "serial_ports": ["name", ...]. Each name becomes a guest device and a
+ * file name on the host, so the alphabet is small on purpose. */
+static int
+parse_serial_ports(json_t *req, struct ctl_start *s, struct cap_err *err)
+{
+	json_t *v = json_object_get(req, J_SERIAL_PORTS), *e;
+	char shown[CTL_MAX_PORT_NAME + 16];
+	size_t i;
+
+	if (v == NULL || json_is_null(v))
+		return 0;
+	if (!json_is_array(v))
+		return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
+		    "\"%s\" must be an array of port names, e.g. "
+		    "[\"my.port\"]", J_SERIAL_PORTS);
+	if (json_array_size(v) > CTL_MAX_SERIAL_PORTS)
+		return cap_err_set(err, E2BIG, E_INVALID_ARGUMENT,
+		    "\"%s\" has %zu names; the limit is %d", J_SERIAL_PORTS,
+		    json_array_size(v), CTL_MAX_SERIAL_PORTS);
+	json_array_foreach(v, i, e) {
+		const char *name = json_string_value(e);
+		size_t len = json_string_length(e);
+
+		if (!json_is_string(e))
+			return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
+			    "\"%s\"[%zu] must be a string (a port name)",
+			    J_SERIAL_PORTS, i);
+		show_value(name, len, shown, sizeof(shown));
+		if (!port_name_ok(name, len))
+			return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
+			    "\"%s\"[%zu] \"%s\" is not a valid port name: "
+			    "use 1 to %d of a-z, 0-9, '.', '_' and '-'",
+			    J_SERIAL_PORTS, i, shown, CTL_MAX_PORT_NAME);
+		if (strcmp(name, AGENT_PORT_NAME) == 0)
+			return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
+			    "\"%s\"[%zu] \"%s\" is capsule's own agent port",
+			    J_SERIAL_PORTS, i, shown);
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(s->serial_ports[j], name) == 0)
+				return cap_err_set(err, EINVAL,
+				    E_INVALID_ARGUMENT, "\"%s\" names \"%s\" "
+				    "twice", J_SERIAL_PORTS, shown);
+		if ((s->serial_ports[i] = strdup(name)) == NULL)
+			return cap_err_set(err, ENOMEM, E_INTERNAL,
+			    "out of memory");
+		s->nserial_ports++;
+	}
+	return 0;
+}
+
 int
 ctl_parse_start(json_t *req, const struct ctl_limits *lim,
     struct ctl_start *s, struct cap_err *err)
@@ -141,7 +227,7 @@ ctl_parse_start(json_t *req, const struct ctl_limits *lim,
 		J_KERNEL_PATH, J_ROOTFS_PATH, J_BOOT_ARGS, J_VCPUS,
 		J_MEMORY_MIB, J_GUEST_PORT, J_LAUNCH_SECONDS, J_RUN_DIR,
 		J_PROXY_SOCKET_PATH, J_CONSOLE_LOG_PATH, J_INITRD_PATH,
-		J_STOP_ON_DISCONNECT, NULL,
+		J_STOP_ON_DISCONNECT, J_SERIAL_PORTS, NULL,
 	};
 	char unit[64];
 	uint64_t n;
@@ -203,6 +289,8 @@ ctl_parse_start(json_t *req, const struct ctl_limits *lim,
 		}
 		s->stop_on_disconnect = json_is_true(v);
 	}
+	if ((r = parse_serial_ports(req, s, err)) < 0)
+		goto fail;
 	return 0;
 fail:
 	ctl_start_free(s);
@@ -219,6 +307,8 @@ ctl_start_free(struct ctl_start *s)
 	free(s->run_dir);
 	free(s->proxy_socket_path);
 	free(s->console_log_path);
+	for (unsigned i = 0; i < s->nserial_ports; i++)
+		free(s->serial_ports[i]);
 	memset(s, 0, sizeof(*s));
 }
 

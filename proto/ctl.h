@@ -21,6 +21,8 @@
 #define CTL_MAX_LAUNCH_SECONDS		3600
 #define CTL_MAX_BOOT_ARGS		2048
 #define CTL_MAX_SOCKET_PATH		107	/* sun_path minus the NUL */
+#define CTL_MAX_SERIAL_PORTS		4
+#define CTL_MAX_PORT_NAME		64	/* 1-64 of [a-z0-9._-] */
 
 struct ctl_limits {
 	unsigned	max_vcpus;
@@ -41,6 +43,9 @@ struct ctl_start {
 	uint32_t	guest_port;
 	unsigned	launch_seconds;
 	int		stop_on_disconnect;
+	/* Raw virtio-serial ports: valid, unique names, none the agent's. */
+	char		*serial_ports[CTL_MAX_SERIAL_PORTS];
+	unsigned	nserial_ports;
 };
 
 /* Parses one request line: a JSON object with a string "op". On success

@@ -53,6 +53,9 @@
 #define J_CONSOLE_LOG_PATH	"console_log_path"
 #define J_INITRD_PATH		"initrd_path"		/* capsule extension */
 #define J_STOP_ON_DISCONNECT	"stop_on_disconnect"	/* capsule extension */
+/* capsule extension: raw virtio-serial ports; a list of names in StartVM,
+ * an object name -> host socket path in replies */
+#define J_SERIAL_PORTS		"serial_ports"
 
 /* StartVM reply, StopVM request, ListVMs entries */
 #define J_VM_ID			"vm_id"

@@ -164,6 +164,8 @@ check_defaults(const struct ctl_start *s, uint64_t mem)
 	assert_int_equal(s->guest_port, 10700);
 	assert_int_equal(s->launch_seconds, 30);
 	assert_int_equal(s->stop_on_disconnect, 0);
+	assert_int_equal(s->nserial_ports, 0);
+	assert_null(s->serial_ports[0]);
 }
 
 static void
@@ -189,7 +191,8 @@ test_start_defaults(void **state)
 	    "\"run_dir\":null,\"proxy_socket_path\":null,"
 	    "\"console_log_path\":null,\"vcpus\":null,\"memory_mib\":null,"
 	    "\"guest_port\":null,\"launch_seconds\":null,"
-	    "\"stop_on_disconnect\":null}", &big_host, &s, &e), 0);
+	    "\"stop_on_disconnect\":null,\"serial_ports\":null}", &big_host,
+	    &s, &e), 0);
 	check_defaults(&s, 512);
 	ctl_start_free(&s);
 }
@@ -260,6 +263,9 @@ start_fails(const struct ctl_limits *lim, const char *fields,
 	assert_null(s.run_dir);
 	assert_null(s.proxy_socket_path);
 	assert_null(s.console_log_path);
+	assert_int_equal(s.nserial_ports, 0);
+	for (size_t i = 0; i < CTL_MAX_SERIAL_PORTS; i++)
+		assert_null(s.serial_ports[i]);
 }
 
 static void
@@ -424,6 +430,92 @@ test_start_boot_args(void **state)
 	assert_int_equal(ctl_parse_start(req, &big_host, &s, &e), -EINVAL);
 	has(e.msg, "\"kernel_path\"");
 	assert_null(s.kernel_path);
+	json_decref(req);
+}
+
+static void
+test_start_serial_ports(void **state)
+{
+	char name[80], line[256];
+	struct ctl_start s;
+	struct cap_err e;
+	json_t *req;
+
+	(void)state;
+	assert_int_equal(start("{\"op\":\"StartVM\",\"serial_ports\":[]}",
+	    &big_host, &s, &e), 0);
+	assert_int_equal(s.nserial_ports, 0);
+	ctl_start_free(&s);
+
+	/* Four, in order, using the whole alphabet. */
+	assert_int_equal(start("{\"op\":\"StartVM\",\"serial_ports\":"
+	    "[\"bench.raw\",\"a\",\"0-9_z\",\"..\"]}", &big_host, &s, &e),
+	    0);
+	assert_int_equal(s.nserial_ports, 4);
+	assert_string_equal(s.serial_ports[0], "bench.raw");
+	assert_string_equal(s.serial_ports[1], "a");
+	assert_string_equal(s.serial_ports[2], "0-9_z");
+	assert_string_equal(s.serial_ports[3], "..");
+	ctl_start_free(&s);
+	assert_null(s.serial_ports[0]);
+	assert_int_equal(s.nserial_ports, 0);
+
+	/* 64 characters, and 65. */
+	memset(name, 'p', 65);
+	name[64] = '\0';
+	snprintf(line, sizeof(line), "{\"op\":\"StartVM\","
+	    "\"serial_ports\":[\"%s\"]}", name);
+	assert_int_equal(start(line, &big_host, &s, &e), 0);
+	assert_int_equal(strlen(s.serial_ports[0]), 64);
+	ctl_start_free(&s);
+	name[64] = 'p';
+	name[65] = '\0';
+	snprintf(line, sizeof(line), "\"serial_ports\":[\"%s\"]", name);
+	start_fails(&big_host, line, "\"serial_ports\"[0]");
+	start_fails(&big_host, line, name);
+
+	start_fails(&big_host, "\"serial_ports\":\"a\"", "\"serial_ports\"");
+	start_fails(&big_host, "\"serial_ports\":\"a\"", "array");
+	start_fails(&big_host, "\"serial_ports\":{\"a\":1}", "array");
+	start_fails(&big_host, "\"serial_ports\":true", "\"serial_ports\"");
+	start_fails(&big_host, "\"serial_ports\":[\"a\",\"b\",\"c\",\"d\","
+	    "\"e\"]", "limit is 4");
+	start_fails(&big_host, "\"serial_ports\":[\"a\",7]",
+	    "\"serial_ports\"[1] must be a string");
+	start_fails(&big_host, "\"serial_ports\":[null]",
+	    "\"serial_ports\"[0]");
+	start_fails(&big_host, "\"serial_ports\":[[\"a\"]]",
+	    "\"serial_ports\"[0]");
+	start_fails(&big_host, "\"serial_ports\":[\"\"]",
+	    "\"serial_ports\"[0] \"\" is not a valid port name");
+	start_fails(&big_host, "\"serial_ports\":[\"ok\",\"Upper\"]",
+	    "\"serial_ports\"[1] \"Upper\"");
+	start_fails(&big_host, "\"serial_ports\":[\"a,b\"]", "\"a,b\"");
+	start_fails(&big_host, "\"serial_ports\":[\"../x\"]", "\"../x\"");
+	start_fails(&big_host, "\"serial_ports\":[\"a b\"]", "\"a b\"");
+	start_fails(&big_host, "\"serial_ports\":[\"a=b\"]", "\"a=b\"");
+	/* What cannot be printed is shown escaped. */
+	start_fails(&big_host, "\"serial_ports\":[\"a\\nb\"]", "\"a\\x0ab\"");
+	start_fails(&big_host, "\"serial_ports\":[\"\\u00e9\"]",
+	    "\"\\xc3\\xa9\"");
+	start_fails(&big_host, "\"serial_ports\":[\"org.capsule.agent\"]",
+	    "agent");
+	start_fails(&big_host, "\"serial_ports\":[\"org.capsule.agent\"]",
+	    "\"serial_ports\"[0]");
+	start_fails(&big_host, "\"serial_ports\":[\"x\",\"y\",\"x\"]",
+	    "\"x\" twice");
+	/* The names taken before the bad one are freed (start_fails checks). */
+	start_fails(&big_host, "\"serial_ports\":[\"x\",\"y\",\"-Z\"]",
+	    "\"-Z\"");
+
+	/* A NUL inside a name, which jansson can carry with a length. */
+	req = json_pack("{s:s, s:[s%]}", "op", "StartVM", "serial_ports",
+	    "ab\0c", (size_t)4);
+	assert_non_null(req);
+	cap_err_clear(&e);
+	assert_int_equal(ctl_parse_start(req, &big_host, &s, &e), -EINVAL);
+	has(e.msg, "\"ab\\x00c\"");
+	assert_int_equal(s.nserial_ports, 0);
 	json_decref(req);
 }
 
@@ -727,6 +819,7 @@ main(void)
 		cmocka_unit_test(test_start_paths),
 		cmocka_unit_test(test_start_socket_path),
 		cmocka_unit_test(test_start_boot_args),
+		cmocka_unit_test(test_start_serial_ports),
 		cmocka_unit_test(test_start_unknown_fields),
 		cmocka_unit_test(test_check_fields),
 		cmocka_unit_test(test_stop),

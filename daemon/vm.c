@@ -33,6 +33,9 @@
 #define VM_UID_BASE		1879048192u	/* 0x70000000 */
 #define VM_UID_SLOTS		65536u
 
+_Static_assert(CTL_MAX_SERIAL_PORTS <= HV_MAX_SERIAL_PORTS,
+    "every backend must take as many serial ports as StartVM allows");
+
 struct vm_waiter {
 	vm_gone_cb	 cb;
 	void		*arg;
@@ -53,6 +56,9 @@ struct vm {
 	uint64_t	 memory_mib;
 	uint32_t	 guest_port;
 	unsigned	 launch_seconds;
+	/* Raw serial ports: name -> host socket path (in the run dir). */
+	struct hv_serial_port ports[CTL_MAX_SERIAL_PORTS];
+	unsigned	 nports;
 
 	struct hv_vm	*hv;
 	uid_t		 uid;		/* the hypervisor's, 0 if unchanged */
@@ -172,6 +178,10 @@ vm_free(struct vm *vm)
 	free(vm->proxy_path);
 	free(vm->console_log);
 	free(vm->link);
+	for (unsigned i = 0; i < vm->nports; i++) {
+		free((char *)vm->ports[i].name);
+		free((char *)vm->ports[i].path);
+	}
 	free(vm->waiters);
 	free(vm);
 }
@@ -564,6 +574,51 @@ vm_free_uid(void)
 	return 0;
 }
 
+/* Each raw serial port listens at <run_dir>/port-<name>.sock. */
+static int
+vm_resolve_ports(struct vm *vm, const struct ctl_start *req,
+    struct cap_err *err)
+{
+	struct stat st;
+
+	for (unsigned i = 0; i < req->nserial_ports; i++) {
+		struct hv_serial_port *p = &vm->ports[i];
+		const char *path;
+
+		p->name = strdup(req->serial_ports[i]);
+		p->path = xstrdup_printf("%s/port-%s.sock", vm->run_dir,
+		    req->serial_ports[i]);
+		if (p->name == NULL || p->path == NULL) {
+			free((char *)p->name);
+			free((char *)p->path);
+			p->name = p->path = NULL;
+			return cap_err_set(err, ENOMEM, E_INTERNAL,
+			    "out of memory");
+		}
+		vm->nports++;
+		path = p->path;
+		if (strlen(path) > CTL_MAX_SOCKET_PATH)
+			return cap_err_set(err, ENAMETOOLONG,
+			    E_INVALID_ARGUMENT, "%s \"%s\": its socket %s "
+			    "would be %zu bytes long, over the limit of %d; "
+			    "use a shorter name or %s", J_SERIAL_PORTS,
+			    p->name, path, strlen(path), CTL_MAX_SOCKET_PATH,
+			    J_RUN_DIR);
+		/* Only a caller's run dir can hold one already. */
+		if (lstat(path, &st) < 0)
+			continue;
+		if (!S_ISSOCK(st.st_mode))
+			return cap_err_set(err, EEXIST, E_INVALID_ARGUMENT,
+			    "%s \"%s\": %s exists and is not a socket",
+			    J_SERIAL_PORTS, p->name, path);
+		if (util_unix_alive(path))
+			return cap_err_set(err, EADDRINUSE, E_CONFLICT,
+			    "%s \"%s\": %s is in use by another process",
+			    J_SERIAL_PORTS, p->name, path);
+	}
+	return 0;
+}
+
 /* Fills in defaults and checks everything against the file system. */
 static int
 vm_resolve(struct vm *vm, const struct ctl_start *req, struct cap_err *err)
@@ -638,6 +693,8 @@ vm_resolve(struct vm *vm, const struct ctl_start *req, struct cap_err *err)
 			    "%s %s is in use by another process",
 			    J_PROXY_SOCKET_PATH, vm->proxy_path);
 	}
+	if ((r = vm_resolve_ports(vm, req, err)) < 0)
+		return r;
 	if (env.caps.accel == HV_ACCEL_TCG && env.caps.tsc_khz > 0)
 		snprintf(tsc, sizeof(tsc), " tsc_early_khz=%u",
 		    env.caps.tsc_khz);
@@ -653,6 +710,18 @@ vm_resolve(struct vm *vm, const struct ctl_start *req, struct cap_err *err)
 	return 0;
 }
 
+/* {"name": "/run/dir/port-name.sock", ...} */
+static json_t *
+vm_ports_json(const struct vm *vm)
+{
+	json_t *o = json_object();
+
+	for (unsigned i = 0; o != NULL && i < vm->nports; i++)
+		json_object_set_new(o, vm->ports[i].name,
+		    json_string(vm->ports[i].path));
+	return o;
+}
+
 static void
 vm_write_state(struct vm *vm)
 {
@@ -660,12 +729,12 @@ vm_write_state(struct vm *vm)
 	struct cap_err err;
 	json_t *o;
 
-	o = json_pack("{s:s, s:i, s:s, s:s, s:s, s:s, s:I, s:s}",
+	o = json_pack("{s:s, s:i, s:s, s:s, s:s, s:s, s:I, s:s, s:o}",
 	    J_VM_ID, vm->id, J_PID, (int)vm->pid, J_RUN_DIR, vm->run_dir,
 	    J_PROXY_SOCKET_PATH, vm->proxy_path, J_CONSOLE_LOG_PATH,
 	    vm->console_log, J_BACKEND, env.hv->name, J_CREATED_AT,
 	    (json_int_t)vm->created_at, J_ACCEL,
-	    hv_accel_name(env.caps.accel));
+	    hv_accel_name(env.caps.accel), J_SERIAL_PORTS, vm_ports_json(vm));
 	if (o == NULL || (s = json_dumps(o, JSON_INDENT(2))) == NULL) {
 		json_decref(o);
 		return;
@@ -754,6 +823,8 @@ vm_start(const struct ctl_start *req, uint64_t owner, vm_start_cb cb,
 	cfg.vcpus = vm->vcpus;
 	cfg.memory_mib = vm->memory_mib;
 	cfg.accel = env.caps.accel;
+	cfg.ports = vm->ports;
+	cfg.nports = vm->nports;
 	if ((r = env.hv->start(&cfg, &vm->hv, &vm->pid, &agent_fd, err)) < 0) {
 		vm_release(vm, "the VM failed to start");
 		vm_free(vm);
@@ -943,6 +1014,7 @@ vm_json(const struct vm *vm)
 		return NULL;
 	json_object_set_new(o, J_CONSOLE_LOG_PATH,
 	    json_string(vm->console_log));
+	json_object_set_new(o, J_SERIAL_PORTS, vm_ports_json(vm));
 	if (vm->exited) {
 		json_object_set_new(o, J_EXIT_STATUS,
 		    json_integer(WIFEXITED(vm->wstatus) ?
@@ -966,10 +1038,12 @@ vm_list_json(void)
 json_t *
 vm_started_json(const struct vm *vm)
 {
-	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:{s:I, s:I, s:I}}",
+	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:o, "
+	    "s:{s:I, s:I, s:I}}",
 	    J_VM_ID, vm->id, J_PROXY_SOCKET_PATH, vm->proxy_path,
 	    J_RUN_DIR, vm->run_dir, J_CONSOLE_LOG_PATH, vm->console_log,
 	    J_ACCEL, hv_accel_name(env.caps.accel), J_PID, (int)vm->pid,
+	    J_SERIAL_PORTS, vm_ports_json(vm),
 	    J_TIMING_MS,
 	    T_VM_READY, (json_int_t)(vm->t_ready - vm->t0),
 	    T_SPAWN, (json_int_t)(vm->t_spawn - vm->t0),
@@ -1003,6 +1077,7 @@ struct orphan {
 	pid_t	pid;
 	char	proxy[PATH_MAX];
 	char	console[PATH_MAX];
+	char	ports[CTL_MAX_SERIAL_PORTS][PATH_MAX];
 };
 
 static void
@@ -1025,6 +1100,16 @@ read_orphan(const char *dir, struct orphan *o)
 	if (json_is_string(v = json_object_get(j, J_CONSOLE_LOG_PATH)))
 		snprintf(o->console, sizeof(o->console), "%s",
 		    json_string_value(v));
+	if (json_is_object(v = json_object_get(j, J_SERIAL_PORTS))) {
+		const char *name;
+		json_t *p;
+		size_t i = 0;
+
+		json_object_foreach(v, name, p)
+			if (json_is_string(p) && i < CTL_MAX_SERIAL_PORTS)
+				snprintf(o->ports[i++], sizeof(o->ports[0]),
+				    "%s", json_string_value(p));
+	}
 	json_decref(j);
 }
 
@@ -1034,6 +1119,7 @@ vm_reap_orphans(void)
 	char dir[PATH_MAX], sub[PATH_MAX], target[PATH_MAX];
 	const char *run;
 	struct dirent *de;
+	struct stat st;
 	ssize_t n;
 	DIR *d;
 
@@ -1069,6 +1155,12 @@ vm_reap_orphans(void)
 				unlink(o.proxy);
 			if (path_is_under(o.console, run))
 				unlink(o.console);
+			for (size_t i = 0; i < CTL_MAX_SERIAL_PORTS; i++)
+				if (path_is_under(o.ports[i], run) &&
+				    strstr(o.ports[i], "/..") == NULL &&
+				    lstat(o.ports[i], &st) == 0 &&
+				    S_ISSOCK(st.st_mode))
+					unlink(o.ports[i]);
 			snprintf(target + n, sizeof(target) - (size_t)n,
 			    "/vm.json");
 			unlink(target);

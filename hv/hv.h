@@ -29,6 +29,16 @@ struct hv_caps {
 	uint32_t	tsc_khz;	/* host TSC, 0 if unknown */
 };
 
+#define HV_MAX_SERIAL_PORTS	8	/* every backend takes this many */
+
+/* A raw byte channel besides the agent's: the guest sees a virtio-serial
+ * port called `name`; the host, a socket listening at `path` that takes
+ * one connection at a time. */
+struct hv_serial_port {
+	const char	*name;
+	const char	*path;
+};
+
 /* Everything a backend needs to start one VM; all paths absolute. */
 struct hv_vm_config {
 	const char	*vm_id;
@@ -41,6 +51,8 @@ struct hv_vm_config {
 	unsigned	vcpus;
 	uint64_t	memory_mib;
 	enum hv_accel	accel;
+	const struct hv_serial_port *ports;	/* nports of them */
+	unsigned	nports;
 	/* Unprivileged identity for the hypervisor process once it has opened
 	 * its files (0: keep the daemon's). One per VM, so a compromised
 	 * hypervisor cannot touch another VM's. */

@@ -8,9 +8,11 @@
  *   qemu.pid      QEMU's pid file
  *   qemu.log      QEMU's own stderr
  *   rootfs.qcow2  the VM's writable layer over the read-only base image
+ * plus, where the daemon says (in the run dir too), a listening socket for
+ * each raw serial port the caller asked for.
  *
- * Both sockets are created by capsuled and handed to QEMU as file
- * descriptors, and capsuled connects to the agent socket before QEMU even
+ * Every socket is created by capsuled and handed to QEMU as a file
+ * descriptor, and capsuled connects to the agent socket before QEMU even
  * runs, so no byte the guest sends can be lost to a connection race.
  */
 #include <errno.h>
@@ -28,14 +30,20 @@
 #include "proto.h"
 #include "util.h"
 
-#define QEMU_ARGS_MAX	64
+#define QEMU_ARGS_MAX	(64 + 4 * HV_MAX_SERIAL_PORTS)
+/* QEMU's fds for the sockets capsuled hands it: the agent's, QMP's, then
+ * one per raw serial port. */
 #define QEMU_AGENT_FD	3
 #define QEMU_QMP_FD	4
+#define QEMU_PORT_FD(i)	(5 + (i))
+#define QEMU_NFDS	(2 + HV_MAX_SERIAL_PORTS)
 
 struct hv_vm {
 	pid_t	pid;
 	int	qmp_fd;		/* connected once quit is asked for */
 	char	run_dir[PATH_MAX];
+	char	*ports[HV_MAX_SERIAL_PORTS];	/* socket paths to remove */
+	unsigned nports;
 };
 
 static char qemu_bin[PATH_MAX];
@@ -225,11 +233,12 @@ make_overlay(const struct hv_vm_config *cfg, const char *overlay,
 	return 0;
 }
 
+/* fds[i] becomes QEMU's fd 3 + i. */
 static void
-child_exec(char *const argv[], int agent_fd, int qmp_fd, const char *log)
+child_exec(char *const argv[], const int *fds, int nfds, const char *log)
 {
+	int fd, moved[QEMU_NFDS];
 	sigset_t none;
-	int fd;
 
 	/* Its own session: a Ctrl-C meant for capsuled must not reach QEMU;
 	 * capsuled decides how its VMs end. */
@@ -248,17 +257,19 @@ child_exec(char *const argv[], int agent_fd, int qmp_fd, const char *log)
 		if (fd > 2)
 			close(fd);
 	}
-	/* Move the two sockets to fixed numbers, then drop everything else. */
-	agent_fd = fcntl(agent_fd, F_DUPFD, 10);
-	qmp_fd = fcntl(qmp_fd, F_DUPFD, 10);
-	if (agent_fd < 0 || qmp_fd < 0 || dup2(agent_fd, QEMU_AGENT_FD) < 0 ||
-	    dup2(qmp_fd, QEMU_QMP_FD) < 0)
-		_exit(126);
-	if (close_range(QEMU_QMP_FD + 1, ~0U, 0) < 0)
-		for (fd = QEMU_QMP_FD + 1; fd < 65536; fd++)
+	/* Move the sockets to fixed numbers (out of the way first, so that
+	 * none overwrites another), then drop everything else. */
+	for (int i = 0; i < nfds; i++)
+		if ((moved[i] = fcntl(fds[i], F_DUPFD, 3 + nfds)) < 0)
+			_exit(126);
+	for (int i = 0; i < nfds; i++) {
+		if (dup2(moved[i], 3 + i) < 0)
+			_exit(126);
+		fcntl(3 + i, F_SETFL, 0);
+	}
+	if (close_range(3 + nfds, ~0U, 0) < 0)
+		for (fd = 3 + nfds; fd < 65536; fd++)
 			close(fd);
-	fcntl(QEMU_AGENT_FD, F_SETFL, 0);
-	fcntl(QEMU_QMP_FD, F_SETFL, 0);
 	execv(argv[0], argv);
 	dprintf(2, "capsuled: cannot execute %s: %s\n", argv[0],
 	    strerror(errno));
@@ -272,9 +283,12 @@ qemu_start(const struct hv_vm_config *cfg, struct hv_vm **out, pid_t *pidp,
 	char overlay[PATH_MAX], agent_sock[PATH_MAX], qmp_sock[PATH_MAX];
 	char pidfile[PATH_MAX], log[PATH_MAX], mem[32], smp[16], runas[32];
 	char *con = NULL, *drive = NULL, *argv[QEMU_ARGS_MAX];
+	char port_chr[HV_MAX_SERIAL_PORTS][64];
+	char port_dev[HV_MAX_SERIAL_PORTS][128];
 	int agent_l = -1, qmp_l = -1, agent_c = -1, n = 0, r;
-	int made_overlay = 0;
+	int fds[QEMU_NFDS], nfds = 0, made_overlay = 0;
 	struct hv_vm *vm;
+	unsigned i;
 	pid_t pid;
 
 	if (run_path(cfg->run_dir, "rootfs.qcow2", overlay, sizeof(overlay)) ||
@@ -285,6 +299,18 @@ qemu_start(const struct hv_vm_config *cfg, struct hv_vm **out, pid_t *pidp,
 	    run_path(cfg->run_dir, "qemu.log", log, sizeof(log)))
 		return cap_err_set(err, ENAMETOOLONG, E_INVALID_ARGUMENT,
 		    "run dir path %s is too long", cfg->run_dir);
+	if (cfg->nports > HV_MAX_SERIAL_PORTS)
+		return cap_err_set(err, E2BIG, E_INVALID_ARGUMENT,
+		    "%u serial ports; the limit is %d", cfg->nports,
+		    HV_MAX_SERIAL_PORTS);
+	for (i = 0; i < cfg->nports; i++)
+		if (snprintf(port_dev[i], sizeof(port_dev[i]),
+		    "virtserialport,chardev=port%u,name=%s", i,
+		    cfg->ports[i].name) >= (int)sizeof(port_dev[i]) ||
+		    strchr(cfg->ports[i].name, ',') != NULL)
+			return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
+			    "serial port name %.80s cannot go to QEMU",
+			    cfg->ports[i].name);
 	if ((vm = calloc(1, sizeof(*vm))) == NULL)
 		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
 	vm->qmp_fd = -1;
@@ -297,6 +323,27 @@ qemu_start(const struct hv_vm_config *cfg, struct hv_vm **out, pid_t *pidp,
 	    (qmp_l = util_listen_unix(qmp_sock, 0600, err)) < 0) {
 		r = agent_l < 0 ? agent_l : qmp_l;
 		goto fail;
+	}
+	fds[0] = agent_l;
+	fds[1] = qmp_l;
+	nfds = 2;
+	/* A leftover socket of a VM that is gone: vm.c made sure nothing
+	 * answers there any more. */
+	for (i = 0; i < cfg->nports; i++) {
+		unlink(cfg->ports[i].path);
+		if ((r = util_listen_unix(cfg->ports[i].path, 0600, err)) < 0)
+			goto fail;
+		fds[nfds++] = r;
+		if ((vm->ports[i] = strdup(cfg->ports[i].path)) == NULL) {
+			unlink(cfg->ports[i].path);
+			r = cap_err_set(err, ENOMEM, E_INTERNAL,
+			    "out of memory");
+			goto fail;
+		}
+		vm->nports++;
+		snprintf(port_chr[i], sizeof(port_chr[i]),
+		    "socket,id=port%u,fd=%d,server=on,wait=off", i,
+		    QEMU_PORT_FD(i));
 	}
 	/* Queued in the backlog now; QEMU accepts it at start-up (wait=on). */
 	if ((agent_c = util_connect_unix(agent_sock, err)) < 0) {
@@ -336,6 +383,12 @@ qemu_start(const struct hv_vm_config *cfg, struct hv_vm **out, pid_t *pidp,
 	ARG("-chardev"); ARG("socket,id=agent,fd=3,server=on,wait=on");
 	ARG("-device"); ARG("virtio-serial-device");
 	ARG("-device"); ARG("virtserialport,chardev=agent,name=" AGENT_PORT_NAME);
+	/* Raw ports: QEMU accepts a new connection whenever the last one
+	 * closes; the guest reads EOF while nobody is connected. */
+	for (i = 0; i < cfg->nports; i++) {
+		ARG("-chardev"); ARG(port_chr[i]);
+		ARG("-device"); ARG(port_dev[i]);
+	}
 	ARG("-chardev"); ARG("socket,id=qmp,fd=4,server=on,wait=off");
 	ARG("-mon"); ARG("chardev=qmp,mode=control");
 	ARG("-drive"); ARG(drive);
@@ -366,9 +419,9 @@ qemu_start(const struct hv_vm_config *cfg, struct hv_vm **out, pid_t *pidp,
 		goto fail;
 	}
 	if (pid == 0)
-		child_exec(argv, agent_l, qmp_l, log);
-	close(agent_l);
-	close(qmp_l);
+		child_exec(argv, fds, nfds, log);
+	for (int k = 0; k < nfds; k++)
+		close(fds[k]);
 	free(con);
 	free(drive);
 	vm->pid = pid;
@@ -383,6 +436,8 @@ fail:
 		close(agent_l);
 	if (qmp_l >= 0)
 		close(qmp_l);
+	for (int k = 2; k < nfds; k++)
+		close(fds[k]);
 	free(con);
 	free(drive);
 	/* Only what this call made: the run dir may hold others' files. */
@@ -392,6 +447,10 @@ fail:
 		unlink(agent_sock);
 	if (qmp_l >= 0)
 		unlink(qmp_sock);
+	for (i = 0; i < vm->nports; i++) {
+		unlink(vm->ports[i]);
+		free(vm->ports[i]);
+	}
 	free(vm);
 	return r;
 }
@@ -442,6 +501,10 @@ qemu_cleanup(struct hv_vm *vm)
 	if (vm->qmp_fd >= 0)
 		close(vm->qmp_fd);
 	qemu_forget(vm->run_dir);
+	for (unsigned i = 0; i < vm->nports; i++) {
+		unlink(vm->ports[i]);
+		free(vm->ports[i]);
+	}
 	free(vm);
 }
 

@@ -316,5 +316,79 @@ class ControlTest(ct.DaemonTestCase):
         self.assertNoLeaks()
 
 
+
+class SerialPortTest(ct.DaemonTestCase):
+    """StartVM's serial_ports: a raw byte channel between a host socket and
+    a guest virtio-serial port. Boots one VM (the rest of this file boots
+    none)."""
+
+    NAME = "test.port"
+    # The guest finds its device by name, opens it once read-write (a port
+    # takes one opener at a time) and says hello: a guest write waits for
+    # the host to be connected, and a read before that would see EOF.
+    OPEN = ('for d in /sys/class/virtio-ports/*; do '
+            '[ "$(cat "$d/name")" = "$0" ] && dev=/dev/${d##*/}; done; '
+            '[ -n "$dev" ] || { echo "no port $0" >&2; exit 1; }; '
+            'exec 3<>"$dev"; echo ready >&3; ')
+
+    def guest(self, vm, script, n, stdin=None):
+        return ct.run_exec(vm["proxy_socket_path"],
+                           ["sh", "-c", self.OPEN + script, self.NAME,
+                            str(n)], stdin=stdin, timeout=120)
+
+    def read_exactly(self, sock, n):
+        data = b""
+        while len(data) < n:
+            chunk = sock.recv(n - len(data))
+            if not chunk:
+                break
+            data += chunk
+        return data
+
+    def test_serial_port_both_ways(self):
+        vm = self.daemon.start_vm(serial_ports=[self.NAME])
+        path = os.path.join(vm["run_dir"], "port-%s.sock" % self.NAME)
+        self.assertEqual(vm.get("serial_ports"), {self.NAME: path}, vm)
+        self.assertEqual(self.daemon.vm(vm["vm_id"]).get("serial_ports"),
+                         {self.NAME: path})
+        payload = os.urandom(200000)
+        host = socket.socket(socket.AF_UNIX)
+        host.settimeout(60)
+        try:
+            host.connect(path)
+            # Host to guest.
+            result = []
+            t = threading.Thread(target=lambda: result.append(self.guest(
+                vm, 'head -c "$1" <&3', len(payload))))
+            t.start()
+            self.assertEqual(self.read_exactly(host, 6), b"ready\n")
+            host.sendall(payload)
+            t.join(130)
+            self.assertEqual(len(result), 1, "the guest reader hung")
+            r = result[0]
+            self.assertEqual(r.code, 0, r)
+            self.assertEqual(len(r.stdout), len(payload))
+            self.assertTrue(r.stdout == payload, "bytes differ")
+            # Guest to host: the exec's stdin goes out through the port.
+            result = []
+            t = threading.Thread(target=lambda: result.append(self.guest(
+                vm, 'cat >&3', len(payload), stdin=payload)))
+            t.start()
+            self.assertEqual(self.read_exactly(host, 6), b"ready\n")
+            got = self.read_exactly(host, len(payload))
+            t.join(130)
+            self.assertEqual(len(result), 1, "the guest writer hung")
+            self.assertEqual(result[0].code, 0, result[0])
+            self.assertEqual(len(got), len(payload))
+            self.assertTrue(got == payload, "bytes differ")
+        finally:
+            host.close()
+        r = self.daemon.request({"op": "StopVM", "vm_id": vm["vm_id"]},
+                                timeout=ct.STOP_TIMEOUT)
+        self.assertIs(r.get("ok"), True, r)
+        self.assertFalse(os.path.exists(path))
+        self.assertNoLeaks()
+
+
 if __name__ == "__main__":
     ct.main()

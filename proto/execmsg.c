@@ -136,6 +136,8 @@ execmsg_parse_request(const char *line, size_t len, struct exec_req *req,
 	memset(req, 0, sizeof(*req));
 	if ((o = parse_object(line, len, "exec request", err, &r)) == NULL)
 		return r;
+	if ((r = parse_bool(o, X_STDIN_CREDIT, &req->stdin_credit, err)) < 0)
+		goto out;
 	if ((v = json_object_get(o, X_COPY)) != NULL && !json_is_null(v)) {
 		r = parse_copy(o, v, req, err);
 		goto out;
@@ -193,8 +195,7 @@ execmsg_parse_request(const char *line, size_t len, struct exec_req *req,
 		}
 		req->tty = json_is_true(v);
 	}
-	if ((r = parse_bool(o, X_DETACH, &req->detach, err)) < 0 ||
-	    (r = parse_bool(o, X_STDIN_CREDIT, &req->stdin_credit, err)) < 0)
+	if ((r = parse_bool(o, X_DETACH, &req->detach, err)) < 0)
 		goto out;
 	if (req->detach && req->tty) {
 		r = cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
@@ -482,7 +483,9 @@ execmsg_encode_request(const struct exec_req *req, size_t *outlen)
 	if (req->copy != EXEC_COPY_NONE) {
 		if (json_object_set_new(o, X_COPY, json_string(req->copy ==
 		    EXEC_COPY_IN ? XC_IN : XC_OUT)) < 0 ||
-		    json_object_set_new(o, X_PATH, json_string(req->path)) < 0) {
+		    json_object_set_new(o, X_PATH, json_string(req->path)) < 0 ||
+		    (req->stdin_credit && json_object_set_new(o,
+		    X_STDIN_CREDIT, json_true()) < 0)) {
 			json_decref(o);
 			return NULL;
 		}

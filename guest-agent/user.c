@@ -142,7 +142,7 @@ static int
 user_groups(const char *group, uint32_t *gid, struct user *u)
 {
 	char *line = NULL, *f[4];
-	size_t cap = 0, gcap = 0;
+	size_t cap = 0, gcap = u->ngroups;
 	int r = group != NULL ? -ENOENT : 0;
 	uint32_t id;
 	FILE *fp;
@@ -227,6 +227,12 @@ user_resolve(const char *spec, struct user *u, char *err, size_t errlen)
 			gname = group;
 	}
 	r = user_groups(gname, &gid, u);
+	/* As initgroups(3) does, the primary group is one of the groups. */
+	if (r == 0 && u->name != NULL) {
+		size_t gcap = u->ngroups;
+
+		r = user_add_group(u, gid, &gcap);
+	}
 	if (r == -ENOENT) {
 		snprintf(err, errlen, "user \"%.*s\": no such group \"%.*s\" "
 		    "in %s", USER_SPEC_MAX, spec, USER_SPEC_MAX, group,

@@ -21,9 +21,12 @@ static const struct {
 	    "[--rootfs P] [--json]" },
 	{ "stop", cmd_stop, "stop [--json] ID..." },
 	{ "ps", cmd_ps, "ps [--json]" },
-	{ "exec", cmd_exec, "exec [-t] [-w DIR] [-e K=V]... ID -- CMD..." },
-	{ "run", cmd_run, "run [-t] [-w DIR] [-e K=V]... [start options] "
-	    "-- CMD..." },
+	{ "exec", cmd_exec, "exec [-t] [-d] [-u USER] [-w DIR] [-e K=V]... "
+	    "[--env-file F] [--timeout S] ID -- CMD..." },
+	{ "shell", cmd_shell, "shell [-u USER] [-w DIR] [-e K=V]... ID" },
+	{ "cp", cmd_cp, "cp SRC ID:DST | cp ID:SRC DST  (- for a cpio "
+	    "stream)" },
+	{ "run", cmd_run, "run [exec options] [start options] -- CMD..." },
 };
 
 static void

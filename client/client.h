@@ -40,8 +40,24 @@ int	start_option(json_t *req, int argc, char **argv, int *i);
 
 /* cmd_exec.c */
 int	cmd_exec(int argc, char **argv);
+int	cmd_shell(int argc, char **argv);
 int	cmd_run(int argc, char **argv);
+
+struct exec_io {
+	int	 in_fd;		/* sent as stdin; -1: none (EOF at once) */
+	int	 out_fd;	/* gets stdout; stderr goes to ours */
+	char	*errbuf;	/* non-NULL: the exit line's error goes here, */
+	size_t	 errlen;	/* not to stderr */
+	void	(*detached)(uint32_t pid, const char *log_path);
+};
 /* Runs req on the proxy socket, relaying stdio; returns the exit status. */
-int	exec_session(const char *proxy_path, struct exec_req *req);
+int	exec_session(const char *proxy_path, struct exec_req *req,
+	    struct exec_io *io);
+/* The ListVMs entry of a running VM and its exec socket; NULL (message
+ * printed) if there is no such VM or it is not running. */
+json_t	*cli_running_vm(const char *id, const char **proxy);
+
+/* cmd_cp.c */
+int	cmd_cp(int argc, char **argv);
 
 #endif /* CAPSULE_CLIENT_H */

@@ -26,6 +26,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct chan_exec x = { .argv = argv, .envp = envp };
 		struct chan_hello hello;
 		struct chan_exit ex;
+		struct chan_started st;
 		uint16_t cols, rows;
 		uint32_t v;
 
@@ -54,6 +55,17 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		case CHAN_RESIZE:
 			chan_resize_decode(p, h.len, &cols, &rows);
+			break;
+		case CHAN_STARTED:
+			if (chan_started_decode(p, h.len, &st) == 0 &&
+			    (st.log_len > CHAN_MAX_PATH ||
+			    memchr(st.log, '\0', st.log_len) != NULL))
+				abort();
+			break;
+		case CHAN_COPY_IN:
+		case CHAN_COPY_OUT:
+			if (chan_path_check(p, h.len) == 0 && p[0] != '/')
+				abort();
 			break;
 		case CHAN_CREDIT:
 			if (chan_u32_decode(p, h.len, &v) == 0 &&

@@ -648,11 +648,16 @@ exec_in_vm(const char *cmd, int argc, char **argv, int shell)
 	if (env_init(&env) < 0)
 		return CLI_EXIT_FAIL;
 	first = exec_options(argc, argv, &req, NULL, &env, &id);
-	if (shell && first >= 0 && first == argc && !req.detach) {
+	if (shell) {
+		/* A shell is interactive: a terminal, never detached. */
 		req.tty = 1;
-		first = 0;
-		argc = 2;
-		argv = sh;
+		if (req.detach)
+			first = -1;
+		else if (first >= 0 && first == argc) {
+			first = 0;
+			argc = 2;
+			argv = sh;
+		}
 	}
 	if (id == NULL || exec_prepare(argc, argv, first, &req, &env) < 0) {
 		exec_usage(cmd);

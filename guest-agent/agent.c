@@ -264,6 +264,11 @@ agent_reap(void)
 			if (s->pid == pid && !s->reaped && !s->dead) {
 				s->reaped = 1;
 				s->status = st;
+				/* What the command left behind in its group
+				 * (a stray `cmd &`) must not run on unseen.
+				 * A detached command's group is its own. */
+				if (!s->detached)
+					kill(-pid, SIGKILL);
 				break;
 			}
 		}

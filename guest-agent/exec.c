@@ -1091,12 +1091,13 @@ exec_detach(struct stream *s, struct chanio *c)
 		    (n < 0 && errno != EINTR))
 			break;
 	}
+	snprintf(log, sizeof(log), EXEC_LOG_DIR "/exec-%ld.log", (long)s->pid);
 	if (exec_report_read(s->err_fd, &f)) {
+		/* It never ran: no log to point at, so none to leave. */
+		unlink(log);
 		exec_outcome(s, &f, &code, &sig, msg, sizeof(msg));
 		r = exec_send_exit(c, id, code, sig, msg);
 	} else {
-		snprintf(log, sizeof(log), EXEC_LOG_DIR "/exec-%ld.log",
-		    (long)s->pid);
 		st.log = log;
 		st.log_len = (uint32_t)strlen(log);
 		if ((n = chan_started_encode(buf, sizeof(buf), &st)) > 0)

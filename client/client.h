@@ -49,6 +49,7 @@ struct exec_io {
 	char	*errbuf;	/* non-NULL: the exit line's error goes here, */
 	size_t	 errlen;	/* not to stderr */
 	void	(*detached)(uint32_t pid, const char *log_path);
+	int	 interrupted;	/* set: a signal of ours was forwarded */
 };
 /* Runs req on the proxy socket, relaying stdio; returns the exit status. */
 int	exec_session(const char *proxy_path, struct exec_req *req,

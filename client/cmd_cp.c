@@ -75,7 +75,14 @@ cp_spawn(struct cp_child *c, int for_reading, int *fd,
 	if (c->pid == 0) {
 		int r, mine = for_reading ? data[1] : data[0];
 
+		/* Ctrl-C reaches the whole process group, us included. We
+		 * must not die holding a temporary file: the parent ends the
+		 * copy by closing our pipe, and we clean up and fail. */
 		signal(SIGPIPE, SIG_IGN);
+		signal(SIGINT, SIG_IGN);
+		signal(SIGTERM, SIG_IGN);
+		signal(SIGHUP, SIG_IGN);
+		signal(SIGQUIT, SIG_IGN);
 		close(for_reading ? data[0] : data[1]);
 		close(msg[0]);
 		r = fn(mine, path, err, sizeof(err));
@@ -199,6 +206,11 @@ cmd_cp(int argc, char **argv)
 	if (child.pid > 0) {
 		close(fd);
 		herr = cp_reap(&child, host_err, sizeof(host_err));
+	}
+	if (io.interrupted) {
+		cli_error("cp: interrupted by signal %d; no file was left "
+		    "half-written", io.interrupted);
+		return 128 + io.interrupted;
 	}
 	/* The first failure is the one to report: ours when we could not
 	 * read the source (the guest then only saw a cut archive), the

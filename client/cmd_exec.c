@@ -268,6 +268,7 @@ exec_session(const char *proxy_path, struct exec_req *req,
 					break;
 				}
 				send_input(&q, EXEC_IN_SIGNAL, NULL, 0, 0, 0, s);
+				io->interrupted = s;
 			}
 			if (done)
 				break;

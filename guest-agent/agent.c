@@ -430,6 +430,11 @@ agent_stream_frame(struct stream *s, const struct chan_hdr *h,
 		else if (v < 1 || v > 64)
 			chanio_send_error(&A.chan, s->id,
 			    "invalid signal number %u", v);
+		else if (s->copy)
+			/* An interrupted copy: let it fail on its closed
+			 * pipe, which removes its temporary file; a signal
+			 * would kill it with the file still there. */
+			exec_abort(s);
 		else
 			exec_kill(s, (int)v);
 		break;

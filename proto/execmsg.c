@@ -106,7 +106,8 @@ parse_copy(json_t *o, json_t *v, struct exec_req *req, struct cap_err *err)
 {
 	const char *how = json_is_string(v) ? json_string_value(v) : "";
 
-	if (json_object_get(o, X_COMMAND) != NULL)
+	v = json_object_get(o, X_COMMAND);
+	if (v != NULL && !json_is_null(v))
 		return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
 		    "a request has \"%s\" or \"%s\", not both", X_COMMAND,
 		    X_COPY);

@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import socket
@@ -372,29 +373,37 @@ class Bench:
                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         return b'unknown command "cp"' not in p.communicate()[1]
 
-    def cp_both_ways(self, src):
-        """(seconds in, seconds out), or None if this capsule has no cp."""
-        if not self.has_cp():
-            return None
-        dst = os.path.join(self.dir, "back.bin")
-        guest_path = "/tmp/bench.bin"
-        vm = self.vm["vm_id"]
+    GUEST_FILE = "/tmp/bench.bin"
+
+    def cp(self, src, dst):
         t0 = time.monotonic()
-        self.cli_run("cp", src, "%s:%s" % (vm, guest_path))
-        t_in = time.monotonic() - t0
-        n = int(self.cli_run("exec", vm, "--", "wc", "-c",
-                             guest_path).split()[0])
+        self.cli_run("cp", src, dst)
+        return time.monotonic() - t0
+
+    def check_cp_in(self):
+        n = int(self.cli_run("exec", self.vm["vm_id"], "--", "wc", "-c",
+                             self.GUEST_FILE).split()[0])
         if n != self.size:
             raise Failed("cp in: the guest has %d bytes, not %d" %
                          (n, self.size))
-        t0 = time.monotonic()
-        self.cli_run("cp", "%s:%s" % (vm, guest_path), dst)
-        t_out = time.monotonic() - t0
-        self.cli_run("exec", vm, "--", "rm", "-f", guest_path)
+
+    def check_cp_out(self, src, dst):
+        self.cli_run("exec", self.vm["vm_id"], "--", "rm", "-f",
+                     self.GUEST_FILE)
         if os.path.getsize(dst) != self.size or sha256(dst) != sha256(src):
             raise Failed("cp: the copy back differs from the original")
         os.unlink(dst)
-        return t_in, t_out
+
+    def timed(self, fn, *args):
+        """fn's seconds, and the CPU seconds the CLI (every child reaped
+        meanwhile), capsuled and QEMU spent meanwhile."""
+        def snap():
+            ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+            return (ru.ru_utime + ru.ru_stime, cpu_seconds(self.daemon.pid),
+                    cpu_seconds(self.vm["pid"]))
+        c0 = snap()
+        t = fn(*args)
+        return t, [b - a for a, b in zip(c0, snap())]
 
     # ---- the run ----
 
@@ -458,34 +467,47 @@ class Bench:
         sys.stdout.flush()
 
         rows = [("out", "guest->host: exec head -c N /dev/zero",
-                 self.stdout_cli("head", "-c", str(self.size), "/dev/zero")),
+                 self.timed(self.stdout_cli, "head", "-c", str(self.size),
+                            "/dev/zero")),
                 ("out", "guest->host: exec dd if=/dev/zero bs=64k",
-                 self.stdout_cli("dd", "if=/dev/zero", "bs=65536",
-                                 "iflag=count_bytes",
-                                 "count=%d" % self.size, "status=none")),
+                 self.timed(self.stdout_cli, "dd", "if=/dev/zero",
+                            "bs=65536", "iflag=count_bytes",
+                            "count=%d" % self.size, "status=none")),
                 ("in", "host->guest: exec sh -c 'cat >/dev/null'",
-                 self.stdin_cli(src))]
-        cp = self.cp_both_ways(src) or (None, None)
-        rows += [("in", "host->guest: cp FILE ID:/tmp/f", cp[0]),
-                 ("out", "guest->host: cp ID:/tmp/f FILE", cp[1])]
+                 self.timed(self.stdin_cli, src))]
+        has_cp = self.has_cp()
+        if has_cp:
+            guest = "%s:%s" % (self.vm["vm_id"], self.GUEST_FILE)
+            back = os.path.join(self.dir, "back.bin")
+            rows.append(("in", "host->guest: cp FILE ID:/tmp/f",
+                         self.timed(self.cp, src, guest)))
+            self.check_cp_in()
+            rows.append(("out", "guest->host: cp ID:/tmp/f FILE",
+                         self.timed(self.cp, guest, back)))
+            self.check_cp_out(src, back)
         print()
-        print("%-40s %15s %12s %12s" % ("capsule, %d MiB" % a.size, "",
-                                        "/raw head", "/raw dd"))
-        for way, name, t in rows:
-            if t is None:
-                print("%-40s %15s" % (name, "n/a"))
-                continue
+        print("%-40s %15s %9s %7s %7s   %s" % (
+            "capsule, %d MiB" % a.size, "", "/raw head", "/raw dd",
+            "wall s", "CPU s: CLI capsuled QEMU"))
+        for way, name, (t, cpu) in rows:
             mbs = a.size / t
-            print("%-40s %9.1f MiB/s %12.2f %12.2f   (%.1f s)" % (
-                name, mbs, mbs / (a.size / raw[way, "head"]),
-                mbs / (a.size / raw[way, "dd"]), t))
-        if cp[0] is None:
+            print("%-40s %9.1f MiB/s %9.2f %7.2f %7.1f   %10.1f %8.1f %4.1f"
+                  % (name, mbs, mbs / (a.size / raw[way, "head"]),
+                     mbs / (a.size / raw[way, "dd"]), t, *cpu))
+        if not has_cp:
             print("(capsule cp is not in this build)")
         print()
         print("load average %s at the end, %d other QEMU processes" %
               (loadavg(), len(qemu_pids()) - len(qemu_pids(self.dir))))
         request(self.ctl, {"op": "StopVM", "vm_id": self.vm["vm_id"]})
         return 0
+
+
+def cpu_seconds(pid):
+    """User and system time of a live process."""
+    with open("/proc/%d/stat" % pid) as f:
+        v = f.read().rsplit(")", 1)[1].split()
+    return (int(v[11]) + int(v[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def sha256(path):

@@ -538,6 +538,45 @@ class DaemonTestCase(unittest.TestCase):
             self.assertIn(s, reply["error"], reply)
 
 
+class VMTestCase(DaemonTestCase):
+    """DaemonTestCase with one running VM for the whole class (cls.vm_id,
+    cls.proxy), stopped and checked at the end. The leak baseline is taken
+    with the VM up; setUpVM is the hook for more class set-up."""
+
+    vm_id = None
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        try:
+            cls.vm = cls.daemon.start_vm(vcpus=1, memory_mib=512)
+            cls.vm_id = cls.vm["vm_id"]
+            cls.proxy = cls.vm["proxy_socket_path"]
+            cls.setUpVM()
+        except BaseException:
+            cls.tearDownClass()
+            raise
+        cls.baseline_fds = daemon_fds(cls.daemon.proc.pid)
+        cls.baseline_children = daemon_children(cls.daemon.proc.pid)
+
+    @classmethod
+    def setUpVM(cls):
+        pass
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            if cls.vm_id is not None:
+                r = cls.daemon.request({"op": "StopVM", "vm_id": cls.vm_id},
+                                       timeout=STOP_TIMEOUT)
+                assert r.get("ok") and r.get("stopped") == [cls.vm_id], r
+        finally:
+            super().tearDownClass()
+
+    def run_cmd(self, command, **kw):
+        return run_exec(self.proxy, command, **kw)
+
+
 def main():
     """unittest.main, then the logs of every daemon if anything failed."""
     t0 = time.monotonic()

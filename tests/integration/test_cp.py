@@ -173,38 +173,30 @@ def rmtree(path):
     shutil.rmtree(path, onerror=fix)
 
 
-class CpTest(ct.DaemonTestCase):
+class CpTest(ct.VMTestCase):
 
     @classmethod
     def setUpClass(cls):
-        super().setUpClass()
         cls.tmp = tempfile.mkdtemp(prefix="capcp")
         try:
-            cls.vm = cls.daemon.start_vm(vcpus=1, memory_mib=512)
-            cls.vm_id = cls.vm["vm_id"]
-            cls.proxy = cls.vm["proxy_socket_path"]
-            cls.src = os.path.join(cls.tmp, "src")
-            os.mkdir(cls.src)
-            make_tree(cls.src)
+            super().setUpClass()
         except BaseException:
-            cls.tearDownClass()
+            rmtree(cls.tmp)
             raise
-        cls.baseline_fds = ct.daemon_fds(cls.daemon.proc.pid)
-        cls.baseline_children = ct.daemon_children(cls.daemon.proc.pid)
+
+    @classmethod
+    def setUpVM(cls):
+        cls.src = os.path.join(cls.tmp, "src")
+        os.mkdir(cls.src)
+        make_tree(cls.src)
 
     @classmethod
     def tearDownClass(cls):
         try:
-            if getattr(cls, "vm_id", None) is not None:
-                r = cls.daemon.request({"op": "StopVM", "vm_id": cls.vm_id},
-                                       timeout=ct.STOP_TIMEOUT)
-                assert r.get("ok") and r.get("stopped") == [cls.vm_id], r
+            super().tearDownClass()
         finally:
-            try:
-                super().tearDownClass()
-            finally:
-                if getattr(cls, "tmp", None):
-                    rmtree(cls.tmp)
+            if getattr(cls, "tmp", None):
+                rmtree(cls.tmp)
 
     # ---- helpers ----
 

@@ -15,33 +15,7 @@ import unittest
 import capsuletest as ct
 
 
-class ExecTest(ct.DaemonTestCase):
-
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        try:
-            cls.vm = cls.daemon.start_vm(vcpus=1, memory_mib=512)
-        except BaseException:
-            cls.tearDownClass()
-            raise
-        cls.vm_id = cls.vm["vm_id"]
-        cls.proxy = cls.vm["proxy_socket_path"]
-        cls.baseline_fds = ct.daemon_fds(cls.daemon.proc.pid)
-        cls.baseline_children = ct.daemon_children(cls.daemon.proc.pid)
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            if getattr(cls, "vm_id", None) is not None:
-                r = cls.daemon.request({"op": "StopVM", "vm_id": cls.vm_id},
-                                       timeout=ct.STOP_TIMEOUT)
-                assert r.get("ok") and r.get("stopped") == [cls.vm_id], r
-        finally:
-            super().tearDownClass()
-
-    def run_cmd(self, command, **kw):
-        return ct.run_exec(self.proxy, command, **kw)
+class ExecTest(ct.VMTestCase):
 
     def assertExec(self, r, code=0, stdout=None, stderr=None):
         self.assertIsNotNone(r.exit, r)

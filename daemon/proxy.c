@@ -94,14 +94,18 @@ session_fail(struct session *s, const char *msg)
 	session_finish(s, EXIT_CAPSULE_ERROR, 0, msg, strlen(msg));
 }
 
+/* Gives the client back the stdin credit the agent has taken, in batches:
+ * a quarter window at a time, or all of it once the client is down to half
+ * a window. (client_credit + queued + to_grant is always the window.) */
 static void
-session_grant(struct session *s, int force)
+session_grant(struct session *s)
 {
 	size_t n;
 	char *line;
 
 	if (!s->credit_mode || s->to_grant == 0 ||
-	    (!force && s->to_grant < PROXY_STDIN_WINDOW / 4))
+	    (s->to_grant < PROXY_STDIN_WINDOW / 4 &&
+	    s->client_credit > PROXY_STDIN_WINDOW / 2))
 		return;
 	if ((line = execmsg_encode_credit((uint32_t)s->to_grant, &n)) == NULL)
 		return;
@@ -129,9 +133,8 @@ session_flush_stdin(struct session *s)
 		if (n < chunk)
 			break;		/* wait for credit */
 	}
-	len = evbuffer_get_length(s->stdin_q);
-	session_grant(s, len == 0);
-	if (len > 0)
+	session_grant(s);
+	if (evbuffer_get_length(s->stdin_q) > 0)
 		return;
 	if (s->eof_wanted == 1) {
 		s->eof_wanted = 2;
@@ -251,7 +254,7 @@ session_start(struct session *s, char *line, size_t len)
 	/* The first grant: the client may send this much before it hears
 	 * from us again. */
 	s->to_grant = PROXY_STDIN_WINDOW;
-	session_grant(s, 1);
+	session_grant(s);
 }
 
 static void

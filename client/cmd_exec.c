@@ -200,10 +200,18 @@ exec_session(const char *proxy_path, struct exec_req *req,
 	req->stdin_credit = 1;
 	stdin_open = io->in_fd >= 0 && !req->detach;
 
-	if ((fd = conn_open(proxy_path, "the VM's exec socket")) < 0)
+	if ((line = execmsg_encode_request(req, &n)) == NULL) {
+		cli_error("the command, its environment or a path is not valid "
+		    "UTF-8");
 		return EXIT_CAPSULE_ERROR;
+	}
+	if ((fd = conn_open(proxy_path, "the VM's exec socket")) < 0) {
+		free(line);
+		return EXIT_CAPSULE_ERROR;
+	}
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 	if (pipe2(sigpipe_fds, O_CLOEXEC | O_NONBLOCK) < 0) {
+		free(line);
 		close(fd);
 		return EXIT_CAPSULE_ERROR;
 	}
@@ -213,13 +221,6 @@ exec_session(const char *proxy_path, struct exec_req *req,
 		sigaction(fwd[i], &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	line = execmsg_encode_request(req, &n);
-	if (line == NULL) {
-		cli_error("the command, its environment or a path is not valid "
-		    "UTF-8");
-		close(fd);
-		return EXIT_CAPSULE_ERROR;
-	}
 	outq_push(&q, line, n);
 	if (!stdin_open && !req->detach)
 		send_input(&q, EXEC_IN_EOF, NULL, 0, 0, 0, 0);

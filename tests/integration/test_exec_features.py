@@ -164,12 +164,15 @@ class ExecFeaturesTest(ct.VMTestCase):
     def test_signal_default_action(self):
         # No trap: the command dies of the signal and capsule exec exits
         # 128+N, as a shell reports it.
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP,
-                    signal.SIGQUIT):
+        for n, sig in enumerate((signal.SIGINT, signal.SIGTERM,
+                                 signal.SIGHUP, signal.SIGQUIT), 1031):
             with self.subTest(signal=sig.name):
                 c = self.cli_popen("ID", "--", "sh", "-c",
-                                   "echo ready; exec sleep 100")
+                                   "echo ready; exec sleep %d" % n)
                 c.wait_output(b"ready\n")
+                # Not before the exec: ash itself ignores SIGQUIT, and
+                # "ready" comes out while it is still ash.
+                self.assertTrue(ct.wait_for(lambda: self.sleeps(n), 10))
                 c.signal(sig)
                 rc, out, err = c.finish(20)
                 self.assertEqual((rc, out), (128 + sig, b"ready\n"), err)

@@ -1425,6 +1425,82 @@ test_bug_exit_non_utf8(void **state)
 	free(line);
 }
 
+/*
+ * Data lines take a fast path when spelled exactly as the encoders write
+ * them; every other spelling of the same JSON must mean the same thing.
+ */
+static void
+check_input_same(const char *line, const uint8_t *want, size_t wantlen)
+{
+	struct exec_msg m;
+	struct cap_err err;
+
+	assert_int_equal(execmsg_parse_input(line, strlen(line), &m, &err), 0);
+	assert_int_equal(m.type, EXEC_IN_STDIN);
+	assert_int_equal(m.len, wantlen);
+	if (wantlen > 0)
+		assert_memory_equal(m.data, want, wantlen);
+	exec_msg_free(&m);
+}
+
+static void
+test_data_line_spellings(void **state)
+{
+	uint8_t data[1000];
+	struct exec_msg in = { .type = EXEC_IN_STDIN, .data = data }, m;
+	struct cap_err err;
+	char *line;
+	size_t n;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (uint8_t)(i * 7 + 3);
+	/* Every length mod 3, through the encoder and back. */
+	for (size_t len = 0; len < 40; len++) {
+		in.len = len;
+		line = execmsg_encode_input(&in, &n);
+		assert_non_null(line);
+		assert_int_equal(line[n - 1], '\n');
+		line[n - 1] = '\0';
+		check_input_same(line, data, len);
+		free(line);
+		line = execmsg_encode_data(EXEC_OUT_STDERR, data, len, &n);
+		assert_int_equal(execmsg_parse_output(line, n - 1, &m, &err),
+		    0);
+		assert_int_equal(m.type, EXEC_OUT_STDERR);
+		assert_int_equal(m.len, len);
+		if (len > 0)
+			assert_memory_equal(m.data, data, len);
+		exec_msg_free(&m);
+		free(line);
+	}
+	/* "/+8=" is 0xff 0xef; the same through jansson's spellings. */
+	static const uint8_t ffef[] = { 0xff, 0xef };
+	check_input_same("{\"type\":\"stdin\",\"data\":\"/+8=\"}", ffef, 2);
+	check_input_same("{\"data\":\"/+8=\",\"type\":\"stdin\"}", ffef, 2);
+	check_input_same("{ \"type\" : \"stdin\", \"data\" : \"/+8=\" }", ffef,
+	    2);
+	check_input_same("{\"type\":\"stdin\",\"data\":\"\\/+8=\"}", ffef, 2);
+	check_input_same("{\"type\":\"stdin\",\"data\":\"/+8=\",\"x\":1}",
+	    ffef, 2);
+	/* Bad base64 or a broken line is an error either way. */
+#define LIT(x) x, sizeof(x) - 1
+	assert_int_equal(execmsg_parse_input(LIT("{\"type\":\"stdin\","
+	    "\"data\":\"/+8\"}"), &m, &err), -EINVAL);
+	assert_int_equal(execmsg_parse_input(LIT("{\"type\":\"stdin\","
+	    "\"data\":\"/+8=\""), &m, &err), -EINVAL);
+	/* A stdout line is not input, and the reverse. */
+	assert_int_equal(execmsg_parse_input(LIT("{\"type\":\"stdout\","
+	    "\"data\":\"/+8=\"}"), &m, &err), 0);
+	assert_int_equal(m.type, EXEC_IN_UNKNOWN);
+	exec_msg_free(&m);
+	assert_int_equal(execmsg_parse_output(LIT("{\"type\":\"stdin\","
+	    "\"data\":\"/+8=\"}"), &m, &err), 0);
+	assert_int_equal(m.type, EXEC_OUT_UNKNOWN);
+	exec_msg_free(&m);
+#undef LIT
+}
+
 int
 main(void)
 {
@@ -1458,6 +1534,7 @@ main(void)
 		cmocka_unit_test(test_encode_started),
 		cmocka_unit_test(test_bug_request_drops_non_utf8),
 		cmocka_unit_test(test_bug_exit_non_utf8),
+		cmocka_unit_test(test_data_line_spellings),
 	};
 
 	return cmocka_run_group_tests_name("execmsg", tests, NULL, NULL);

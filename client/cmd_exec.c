@@ -193,6 +193,7 @@ exec_session(const char *proxy_path, struct exec_req *req,
 	int fd, status = EXIT_CAPSULE_ERROR, done = 0, stdin_open;
 	int interrupts = 0;
 	size_t credit = 0;	/* stdin bytes capsuled will take */
+	size_t off, scan = 0;	/* in[]: line start, end of the search */
 	struct sigaction sa;
 
 	/* Our stdin is kept within capsuled's credit, so what we queue for
@@ -327,21 +328,24 @@ exec_session(const char *proxy_path, struct exec_req *req,
 				break;
 			}
 			inlen += (size_t)r;
-			for (;;) {
-				char *nl = memchr(in, '\n', inlen);
-				size_t ll;
+			/* Lines from `off`; no newline before `scan`. */
+			for (off = 0;;) {
+				char *nl = memchr(in + scan, '\n', inlen - scan);
 
 				if (nl == NULL)
 					break;
-				ll = (size_t)(nl - in);
-				if (handle_line(in, ll, io, &credit,
-				    &status)) {
+				if (handle_line(in + off, (size_t)(nl - in) -
+				    off, io, &credit, &status)) {
 					done = 1;
 					break;
 				}
-				memmove(in, nl + 1, inlen - ll - 1);
-				inlen -= ll + 1;
+				off = scan = (size_t)(nl - in) + 1;
 			}
+			if (off > 0) {
+				memmove(in, in + off, inlen - off);
+				inlen -= off;
+			}
+			scan = inlen;
 			if (!done && inlen > PROTO_MAX_LINE) {
 				cli_error("capsuled sent an over-long line");
 				break;

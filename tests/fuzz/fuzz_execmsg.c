@@ -5,6 +5,7 @@
  */
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "execmsg.h"
 
@@ -25,6 +26,18 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (execmsg_parse_input(line, size, &m, &err) == 0) {
 		out = execmsg_encode_input(&m, &n);
+		/* Stdin re-encodes in our own spelling, which the fast path
+		 * decodes: it must give back the very same bytes. */
+		if (m.type == EXEC_IN_STDIN) {
+			struct exec_msg again;
+
+			if (out == NULL || execmsg_parse_input(out, n - 1,
+			    &again, &err) != 0 || again.type != m.type ||
+			    again.len != m.len ||
+			    (m.len > 0 && memcmp(again.data, m.data, m.len)))
+				abort();
+			exec_msg_free(&again);
+		}
 		free(out);
 		exec_msg_free(&m);
 	}

@@ -11,6 +11,7 @@ TCG.
 import argparse
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -116,9 +117,15 @@ def main():
                             "true"], env=env, check=True)
             run.append((time.monotonic() - t0) * 1000)
         line("capsule run -- true", run)
+    except BaseException:
+        print("capsuled's log is kept in %s" % d, file=sys.stderr)
+        d = None
+        raise
     finally:
         daemon.terminate()
         daemon.wait(60)
+        if d is not None:
+            shutil.rmtree(d, ignore_errors=True)
     return 0
 
 

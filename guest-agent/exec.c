@@ -117,6 +117,13 @@ exec_closefd(int *fd)
 	}
 }
 
+static void
+exec_closepair(int p[2])
+{
+	exec_closefd(&p[0]);
+	exec_closefd(&p[1]);
+}
+
 void
 exec_close_fds(struct stream *s)
 {
@@ -290,8 +297,15 @@ exec_child_reset(void)
 		setrlimit(RLIMIT_NOFILE, &exec_nofile);
 }
 
-/* Detached: stdin from /dev/null, stdout and stderr appended to a log
- * named after our own pid, which the parent knows as fork()'s result. */
+/* A detached command's log, named after its pid: the child knows it from
+ * getpid(), the parent from fork(). */
+static void
+exec_log_path(char *buf, size_t len, pid_t pid)
+{
+	snprintf(buf, len, EXEC_LOG_DIR "/exec-%ld.log", (long)pid);
+}
+
+/* Detached: stdin from /dev/null, stdout and stderr appended to its log. */
 static void
 exec_child_detach(const struct exec_spawn *sp)
 {
@@ -304,8 +318,7 @@ exec_child_detach(const struct exec_spawn *sp)
 		exec_child_fail(sp->report, EXEC_STEP_LOG, errno, "/dev/null");
 	if (fd > 2)
 		close(fd);
-	snprintf(log, sizeof(log), EXEC_LOG_DIR "/exec-%ld.log",
-	    (long)getpid());
+	exec_log_path(log, sizeof(log), getpid());
 	/* O_NOFOLLOW: the name is predictable, though only root can write
 	 * the directory. */
 	if ((fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW |
@@ -566,12 +579,10 @@ fail_errno:
 	r = -errno;
 fail:
 	snprintf(err, errlen, "capsule-agent: %s: %s", what, strerror(-r));
-	for (i = 0; i < 2; i++) {
-		exec_closefd(&in[i]);
-		exec_closefd(&out[i]);
-		exec_closefd(&er[i]);
-		exec_closefd(&rep[i]);
-	}
+	exec_closepair(in);
+	exec_closepair(out);
+	exec_closepair(er);
+	exec_closepair(rep);
 	exec_closefd(&pty);
 	exec_closefd(&dup_pty);
 	for (i = 0; i < 3; i++)
@@ -637,7 +648,7 @@ exec_copy(struct stream *s, unsigned kind, const uint8_t *path, size_t len,
 	int in[2] = { -1, -1 }, out[2] = { -1, -1 }, rep[2] = { -1, -1 };
 	const char *what = "out of memory";
 	pid_t pid;
-	int r, i;
+	int r;
 
 	s->copy = 1;
 	/* Whole: the child needs it, not just a message. */
@@ -677,11 +688,9 @@ fail_errno:
 	r = -errno;
 fail:
 	snprintf(err, errlen, "capsule-agent: %s: %s", what, strerror(-r));
-	for (i = 0; i < 2; i++) {
-		exec_closefd(&in[i]);
-		exec_closefd(&out[i]);
-		exec_closefd(&rep[i]);
-	}
+	exec_closepair(in);
+	exec_closepair(out);
+	exec_closepair(rep);
 	return r;
 }
 
@@ -1091,7 +1100,7 @@ exec_detach(struct stream *s, struct chanio *c)
 		    (n < 0 && errno != EINTR))
 			break;
 	}
-	snprintf(log, sizeof(log), EXEC_LOG_DIR "/exec-%ld.log", (long)s->pid);
+	exec_log_path(log, sizeof(log), s->pid);
 	if (exec_report_read(s->err_fd, &f)) {
 		/* It never ran: no log to point at, so none to leave. */
 		unlink(log);

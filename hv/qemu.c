@@ -276,6 +276,18 @@ child_exec(char *const argv[], const int *fds, int nfds, const char *log)
 	_exit(127);
 }
 
+/* Removes the raw serial ports' sockets (ours alone: QEMU was handed them
+ * as fds) and frees the VM. */
+static void
+qemu_free(struct hv_vm *vm)
+{
+	for (unsigned i = 0; i < vm->nports; i++) {
+		unlink(vm->ports[i]);
+		free(vm->ports[i]);
+	}
+	free(vm);
+}
+
 static int
 qemu_start(const struct hv_vm_config *cfg, struct hv_vm **out, pid_t *pidp,
     int *agent_out, struct cap_err *err)
@@ -447,11 +459,7 @@ fail:
 		unlink(agent_sock);
 	if (qmp_l >= 0)
 		unlink(qmp_sock);
-	for (i = 0; i < vm->nports; i++) {
-		unlink(vm->ports[i]);
-		free(vm->ports[i]);
-	}
-	free(vm);
+	qemu_free(vm);
 	return r;
 }
 
@@ -501,11 +509,7 @@ qemu_cleanup(struct hv_vm *vm)
 	if (vm->qmp_fd >= 0)
 		close(vm->qmp_fd);
 	qemu_forget(vm->run_dir);
-	for (unsigned i = 0; i < vm->nports; i++) {
-		unlink(vm->ports[i]);
-		free(vm->ports[i]);
-	}
-	free(vm);
+	qemu_free(vm);
 }
 
 static void

@@ -46,7 +46,6 @@ struct session {
 	size_t			 unreleased;	/* output not yet granted */
 	int			 credit_mode;	/* client asked for stdin_credit */
 	size_t			 client_credit;	/* what it may still send */
-	size_t			 to_grant;	/* sent on, not yet granted back */
 };
 
 struct proxy {
@@ -94,42 +93,44 @@ session_fail(struct session *s, const char *msg)
 	session_finish(s, EXIT_CAPSULE_ERROR, 0, msg, strlen(msg));
 }
 
-/* Gives the client back the stdin credit the agent has taken, in batches:
- * a quarter window at a time, or all of it once the client is down to half
- * a window. (client_credit + queued + to_grant is always the window.) */
+/* Gives the client back the window minus what it may still send and
+ * what waits here: the bytes the agent has taken. In batches, a quarter
+ * window at a time, or all of it once the client is down to half a window
+ * (so a client never waits on us). */
 static void
 session_grant(struct session *s)
 {
-	size_t n;
+	size_t n, g;
 	char *line;
 
-	if (!s->credit_mode || s->to_grant == 0 ||
-	    (s->to_grant < PROXY_STDIN_WINDOW / 4 &&
+	if (!s->credit_mode)
+		return;
+	g = PROXY_STDIN_WINDOW - s->client_credit -
+	    evbuffer_get_length(s->stdin_q);
+	if (g == 0 || (g < PROXY_STDIN_WINDOW / 4 &&
 	    s->client_credit > PROXY_STDIN_WINDOW / 2))
 		return;
-	if ((line = execmsg_encode_credit((uint32_t)s->to_grant, &n)) == NULL)
+	if ((line = execmsg_encode_credit((uint32_t)g, &n)) == NULL)
 		return;
 	peer_send(s->peer, line, n);
 	free(line);
-	s->client_credit += s->to_grant;
-	s->to_grant = 0;
+	s->client_credit += g;
 }
 
 /* Moves queued stdin on to the agent as far as its credit goes. */
 static void
 session_flush_stdin(struct session *s)
 {
-	size_t len, n;
+	size_t n;
 
 	if (s->stream == NULL)
 		return;
-	while ((len = evbuffer_get_length(s->stdin_q)) > 0) {
+	while (evbuffer_get_length(s->stdin_q) > 0) {
 		size_t chunk = evbuffer_get_contiguous_space(s->stdin_q);
 
 		n = agent_stream_write(s->stream,
 		    evbuffer_pullup(s->stdin_q, (ssize_t)chunk), chunk);
 		evbuffer_drain(s->stdin_q, n);
-		s->to_grant += n;
 		if (n < chunk)
 			break;		/* wait for credit */
 	}
@@ -251,9 +252,7 @@ session_start(struct session *s, char *line, size_t len)
 		    strlen(err.msg));
 		return;
 	}
-	/* The first grant: the client may send this much before it hears
-	 * from us again. */
-	s->to_grant = PROXY_STDIN_WINDOW;
+	/* The first grant: the whole window. */
 	session_grant(s);
 }
 

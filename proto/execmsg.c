@@ -188,15 +188,8 @@ execmsg_parse_request(const char *line, size_t len, struct exec_req *req,
 			goto out;
 		}
 	}
-	if ((v = json_object_get(o, X_TTY)) != NULL && !json_is_null(v)) {
-		if (!json_is_boolean(v)) {
-			r = cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
-			    "\"%s\" must be true or false", X_TTY);
-			goto out;
-		}
-		req->tty = json_is_true(v);
-	}
-	if ((r = parse_bool(o, X_DETACH, &req->detach, err)) < 0)
+	if ((r = parse_bool(o, X_TTY, &req->tty, err)) < 0 ||
+	    (r = parse_bool(o, X_DETACH, &req->detach, err)) < 0)
 		goto out;
 	if (req->detach && req->tty) {
 		r = cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
@@ -599,15 +592,16 @@ execmsg_parse_output(const char *line, size_t len, struct exec_msg *m,
 	int r;
 
 	memset(m, 0, sizeof(*m));
-	if ((r = fast_data(line, len, XT_STDOUT, m)) != 0 ||
-	    (r = fast_data(line, len, XT_STDERR, m)) != 0) {
-		if (r < 0)
-			return cap_err_set(err, ENOMEM, E_INTERNAL,
-			    "out of memory");
-		m->type = line[sizeof("{\"" X_TYPE "\":\"std") - 1] == 'o' ?
-		    EXEC_OUT_STDOUT : EXEC_OUT_STDERR;
-		return 0;
+	m->type = EXEC_OUT_STDOUT;
+	if ((r = fast_data(line, len, XT_STDOUT, m)) == 0) {
+		m->type = EXEC_OUT_STDERR;
+		r = fast_data(line, len, XT_STDERR, m);
 	}
+	if (r < 0)
+		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
+	if (r > 0)
+		return 0;
+	m->type = EXEC_OUT_UNKNOWN;
 	if ((o = parse_object(line, len, "exec output line", err, &r)) == NULL)
 		return r;
 	/* A line without a type is cleanroom's legacy one-shot response:

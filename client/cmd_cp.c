@@ -137,12 +137,13 @@ extract_fn(int fd, const char *dst, char *err, size_t errlen)
 int
 cmd_cp(int argc, char **argv)
 {
-	char id[128], guest_err[CP_MSG_MAX] = "", host_err[CP_MSG_MAX] = "";
+	char id[128], sid[128];
+	char guest_err[CP_MSG_MAX] = "", host_err[CP_MSG_MAX] = "";
 	struct exec_io io = { .in_fd = -1, .out_fd = STDOUT_FILENO,
 	    .errbuf = guest_err, .errlen = sizeof(guest_err) };
 	struct exec_req req = { 0 };
 	struct cp_child child = { .pid = -1, .msg_fd = -1 };
-	const char *src, *dst, *gpath, *proxy, *host;
+	const char *src, *dst, *gpath, *spath, *proxy, *host;
 	int to_guest, status, herr = 0, fd = -1;
 	struct stat st;
 	json_t *vm;
@@ -154,22 +155,20 @@ cmd_cp(int argc, char **argv)
 	}
 	src = argv[1];
 	dst = argv[2];
-	if (cp_split(dst, id, sizeof(id), &gpath)) {
-		to_guest = 1;
-		host = src;
-		if (cp_split(src, id, sizeof(id), &gpath)) {
+	to_guest = cp_split(dst, id, sizeof(id), &gpath);
+	if (cp_split(src, sid, sizeof(sid), &spath)) {
+		if (to_guest) {
 			cli_error("cp: both paths are in a VM; one must be on "
 			    "this host");
 			return CLI_EXIT_USAGE;
 		}
-		cp_split(dst, id, sizeof(id), &gpath);
-	} else if (cp_split(src, id, sizeof(id), &gpath)) {
-		to_guest = 0;
-		host = dst;
-	} else {
+		memcpy(id, sid, sizeof(id));
+		gpath = spath;
+	} else if (!to_guest) {
 		cli_error("cp: neither path is in a VM; write one as ID:/path");
 		return CLI_EXIT_USAGE;
 	}
+	host = to_guest ? src : dst;
 	if (gpath[0] != '/') {
 		cli_error("cp: the guest path must be absolute, not \"%s\"",
 		    gpath);

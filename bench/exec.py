@@ -38,6 +38,8 @@ import sys
 import tempfile
 import time
 
+from benchlib import Failed, qemu_pids, request
+
 MiB = 1024 * 1024
 STEP_TIMEOUT = 900      # seconds for any one command; TCG at 256 MiB ~ 60
 PORT = "bench.raw"
@@ -52,24 +54,6 @@ OPEN_PORT = ('for d in /sys/class/virtio-ports/*; do '
              'exec 3<>"$dev"; echo ready >&3; ')
 
 children = []           # every process we start, for the clean-up
-
-
-class Failed(Exception):
-    pass
-
-
-def request(sock, obj):
-    sock.sendall(json.dumps(obj).encode() + b"\n")
-    buf = b""
-    while not buf.endswith(b"\n"):
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise Failed("capsuled closed the connection")
-        buf += chunk
-    reply = json.loads(buf)
-    if not reply.get("ok"):
-        raise Failed("%s: %s" % (obj.get("op"), reply.get("error")))
-    return reply
 
 
 def pct(values, p):
@@ -94,27 +78,6 @@ def loadavg():
             return " ".join(f.read().split()[:3])
     except OSError:
         return "?"
-
-
-def qemu_pids(needle=None):
-    """pids of live qemu-system processes (mentioning needle, if given)."""
-    found = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/cmdline" % d, "rb") as f:
-                argv = f.read().rstrip(b"\0").split(b"\0")
-            with open("/proc/%s/stat" % d) as f:
-                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    continue
-        except (OSError, IndexError):
-            continue
-        if not os.path.basename(argv[0]).startswith(b"qemu-system"):
-            continue
-        if needle is None or needle.encode() in b" ".join(argv):
-            found.append(int(d))
-    return found
 
 
 class Bench:

@@ -9,7 +9,6 @@ accel in use: the figures differ by an order of magnitude between KVM and
 TCG.
 """
 import argparse
-import json
 import os
 import shutil
 import socket
@@ -19,19 +18,7 @@ import sys
 import tempfile
 import time
 
-
-def request(sock, obj):
-    sock.sendall(json.dumps(obj).encode() + b"\n")
-    buf = b""
-    while not buf.endswith(b"\n"):
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise RuntimeError("capsuled closed the connection")
-        buf += chunk
-    reply = json.loads(buf)
-    if not reply.get("ok"):
-        raise RuntimeError(reply.get("error"))
-    return reply
+from benchlib import request
 
 
 def exec_true(proxy):

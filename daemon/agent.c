@@ -13,6 +13,7 @@
 #include "agent.h"
 #include "log.h"
 #include "proto.h"
+#include "util.h"
 
 #define AGENT_LOG_BURST	5
 
@@ -34,6 +35,11 @@ struct agent {
 	uint32_t		 next_stream;
 	int			 ready;
 	int			 failed;
+	struct event		*ping;		/* heartbeat timer */
+	unsigned		 ping_ms, silent_ms;
+	uint32_t		 ping_seq;
+	uint64_t		 last_rx;	/* util_now_ms of the last frame */
+	int			 silent;
 	time_t			 log_second;	/* rate limit of guest text */
 	unsigned		 log_count, log_dropped;
 	TAILQ_HEAD(, agent_stream) streams;
@@ -96,7 +102,35 @@ agent_fail(struct agent *a, const char *fmt, const char *detail)
 	snprintf(why, sizeof(why), fmt, detail);
 	a->failed = 1;
 	bufferevent_disable(a->bev, EV_READ | EV_WRITE);
+	if (a->ping != NULL)
+		event_del(a->ping);
 	a->cbs.failed(a, why, a->arg);
+}
+
+static void
+agent_ping_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct agent *a = arg;
+	uint64_t quiet = util_now_ms() - a->last_rx;
+
+	if (a->failed)
+		return;
+	if (quiet >= a->silent_ms && !a->silent) {
+		a->silent = 1;
+		a->cbs.silent(a, (unsigned)quiet, a->arg);
+		if (a->failed)
+			return;
+	}
+	agent_send_u32(a, CHAN_PING, 0, ++a->ping_seq);
+}
+
+static void
+agent_arm_ping(struct agent *a)
+{
+	struct timeval tv = { a->ping_ms / 1000, (a->ping_ms % 1000) * 1000 };
+
+	if (a->ping != NULL && a->ready && !a->failed)
+		event_add(a->ping, &tv);
 }
 
 /* The agent broke the rules on one stream: end it, tell the agent. */
@@ -156,11 +190,15 @@ agent_on_hello(struct agent *a, const uint8_t *p, size_t len)
 		agent_fail(a, "%s", detail);
 		return;
 	}
-	if (a->ready)
+	if (a->ready) {
+		agent_fail(a, "%s", "the guest agent started over (a second "
+		    "HELLO): the guest rebooted or its agent restarted");
 		return;
+	}
 	a->ready = 1;
 	agent_send(a, CHAN_HELLO, 0, out, (size_t)chan_hello_encode(out,
 	    sizeof(out), &mine));
+	agent_arm_ping(a);
 	a->cbs.ready(a, h.boot_ms, a->arg);
 }
 
@@ -172,6 +210,13 @@ agent_on_frame(struct agent *a, const struct chan_hdr *h, const uint8_t *p)
 	struct chan_exit ex;
 	uint32_t v;
 
+	a->last_rx = util_now_ms();
+	if (a->silent) {
+		a->silent = 0;
+		a->cbs.heard(a, a->arg);
+		if (a->failed)
+			return;
+	}
 	if (h->stream == 0) {
 		switch (h->kind) {
 		case CHAN_HELLO:
@@ -180,6 +225,8 @@ agent_on_frame(struct agent *a, const struct chan_hdr *h, const uint8_t *p)
 		case CHAN_ERROR:
 			agent_log_guest(a, p, h->len);
 			break;
+		case CHAN_PONG:
+			break;		/* hearing it was the point */
 		default:
 			log_warn("guest agent sent %s on stream 0; ignored",
 			    chan_kind_name(h->kind));
@@ -301,7 +348,17 @@ agent_new(struct event_base *base, int fd, const struct agent_cbs *cbs,
 	a->cbs = *cbs;
 	a->arg = arg;
 	a->next_stream = 1;
+	a->ping_ms = AGENT_PING_MS;
+	a->silent_ms = AGENT_SILENT_MS;
+	a->last_rx = util_now_ms();
 	TAILQ_INIT(&a->streams);
+	/* EV_PERSIST: it re-arms itself at the same period. */
+	a->ping = event_new(base, -1, EV_PERSIST, agent_ping_cb, a);
+	if (a->ping == NULL) {
+		bufferevent_free(a->bev);
+		free(a);
+		return NULL;
+	}
 	bufferevent_setcb(a->bev, agent_read_cb, NULL, agent_event_cb, a);
 	bufferevent_setwatermark(a->bev, EV_READ, 0,
 	    CHAN_HDR_LEN + CHAN_MAX_PAYLOAD);
@@ -319,8 +376,32 @@ agent_free(struct agent *a, const char *why)
 	a->failed = 1;
 	while ((s = TAILQ_FIRST(&a->streams)) != NULL)
 		agent_stream_end(s, EXIT_CAPSULE_ERROR, 0, why, strlen(why));
+	if (a->ping != NULL)
+		event_free(a->ping);
 	bufferevent_free(a->bev);
 	free(a);
+}
+
+void
+agent_end_streams(struct agent *a, const char *why)
+{
+	struct agent_stream *s;
+
+	while ((s = TAILQ_FIRST(&a->streams)) != NULL) {
+		agent_send(a, CHAN_CLOSE, s->id, NULL, 0);
+		agent_stream_end(s, EXIT_CAPSULE_ERROR, 0, why, strlen(why));
+	}
+}
+
+void
+agent_set_heartbeat(struct agent *a, unsigned ping_ms, unsigned silent_ms)
+{
+	a->ping_ms = ping_ms;
+	a->silent_ms = silent_ms;
+	if (a->ping != NULL && event_pending(a->ping, EV_TIMEOUT, NULL)) {
+		event_del(a->ping);
+		agent_arm_ping(a);
+	}
 }
 
 int

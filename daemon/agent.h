@@ -21,11 +21,22 @@
 struct agent;
 struct agent_stream;
 
+/* Heartbeat: a PING this often once the agent is ready, and a guest that
+ * sends nothing at all for AGENT_SILENT_MS is reported as not answering. */
+#define AGENT_PING_MS		2000
+#define AGENT_SILENT_MS		10000
+
 struct agent_cbs {
 	/* The agent said HELLO with our version: the guest is ready. */
 	void	(*ready)(struct agent *a, uint32_t guest_boot_ms, void *arg);
-	/* The channel is unusable (closed, garbage, wrong version). */
+	/* The channel is unusable (closed, garbage, wrong version, or the
+	 * agent started over with a second HELLO). */
 	void	(*failed)(struct agent *a, const char *why, void *arg);
+	/* Nothing from the agent for silent_ms (the guest is frozen, hung
+	 * or paused); called once until it is heard again. */
+	void	(*silent)(struct agent *a, unsigned silent_ms, void *arg);
+	/* It answers again after being silent. */
+	void	(*heard)(struct agent *a, void *arg);
 };
 
 struct agent_stream_cbs {
@@ -49,6 +60,12 @@ struct agent *agent_new(struct event_base *base, int fd,
 	    const struct agent_cbs *cbs, void *arg);
 /* Ends every stream (exit callback with `why`) and closes the channel. */
 void	agent_free(struct agent *a, const char *why);
+/* Ends every stream (exit code 125 with `why`), telling the agent to kill
+ * their commands; the channel stays. */
+void	agent_end_streams(struct agent *a, const char *why);
+/* Other heartbeat timings (tests). */
+void	agent_set_heartbeat(struct agent *a, unsigned ping_ms,
+	    unsigned silent_ms);
 int	agent_shutdown(struct agent *a);
 
 struct agent_stream *agent_exec(struct agent *a, const struct chan_exec *x,

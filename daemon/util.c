@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
@@ -22,6 +23,19 @@ util_now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+char *
+util_strdup_printf(const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+
+	va_start(ap, fmt);
+	if (vasprintf(&s, fmt, ap) < 0)
+		s = NULL;
+	va_end(ap);
+	return s;
 }
 
 void
@@ -135,13 +149,54 @@ util_listen_unix(const char *path, unsigned mode, struct cap_err *err)
 	r = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
 	umask(old);
 	if (r < 0 || listen(fd, 64) < 0) {
-		r = cap_err_set(err, errno, errno == EADDRINUSE ? E_CONFLICT :
-		    E_INTERNAL, "cannot listen on %s: %s", path,
-		    strerror(errno));
+		int e = errno;
+
+		cap_err_set(err, e, e == EADDRINUSE ? E_CONFLICT :
+		    E_INTERNAL, "cannot listen on %s: %s", path, strerror(e));
 		close(fd);
-		return r;
+		return -e;
 	}
 	return fd;
+}
+
+/* bind() and connect() take no directory fd; /proc/self/fd/N names
+ * exactly the directory we hold, whatever happens to its path, and keeps
+ * sun_path short however deep the directory is. */
+static int
+at_path(char *buf, size_t len, int dirfd, const char *name,
+    struct cap_err *err)
+{
+	if (strchr(name, '/') != NULL || name[0] == '\0')
+		return cap_err_set(err, EINVAL, E_INTERNAL,
+		    "bad socket name \"%s\"", name);
+	if (snprintf(buf, len, "/proc/self/fd/%d/%s", dirfd, name) >=
+	    (int)len)
+		return cap_err_set(err, ENAMETOOLONG, E_INVALID_ARGUMENT,
+		    "socket name %s is too long", name);
+	return 0;
+}
+
+int
+util_listen_unix_at(int dirfd, const char *name, unsigned mode,
+    struct cap_err *err)
+{
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	int r;
+
+	if ((r = at_path(path, sizeof(path), dirfd, name, err)) < 0)
+		return r;
+	return util_listen_unix(path, mode, err);
+}
+
+int
+util_connect_unix_at(int dirfd, const char *name, struct cap_err *err)
+{
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	int r;
+
+	if ((r = at_path(path, sizeof(path), dirfd, name, err)) < 0)
+		return r;
+	return util_connect_unix(path, err);
 }
 
 int

@@ -30,6 +30,9 @@ closep(int *fd)
 #define TAKE_FD(fd)	({ int _fd = (fd); (fd) = -1; _fd; })
 #define TAKE_PTR(p)	({ __typeof__(p) _p = (p); (p) = NULL; _p; })
 
+#define STRINGIFY_(x)	#x
+#define STRINGIFY(x)	STRINGIFY_(x)
+
 /* glibc's sys/queue.h lacks the BSD _SAFE iterators. */
 #ifndef TAILQ_FOREACH_SAFE
 #define TAILQ_FOREACH_SAFE(var, head, field, tvar)			\
@@ -39,6 +42,9 @@ closep(int *fd)
 #endif
 
 uint64_t util_now_ms(void);		/* CLOCK_MONOTONIC */
+/* asprintf that returns the string, or NULL. */
+char	*util_strdup_printf(const char *fmt, ...)
+	    __attribute__((format(printf, 1, 2)));
 void	util_uuid(char out[37]);	/* random v4 UUID */
 void	util_rfc3339(long long unix_secs, char out[32]);
 /* mkdir -p with the final component mode `mode`. */
@@ -49,6 +55,10 @@ void	util_file_tail(const char *path, char *buf, size_t len);
 int	util_listen_unix(const char *path, unsigned mode, struct cap_err *err);
 /* Non-blocking connect to a Unix socket. */
 int	util_connect_unix(const char *path, struct cap_err *err);
+/* The same for socket `name` in the directory dirfd. */
+int	util_listen_unix_at(int dirfd, const char *name, unsigned mode,
+	    struct cap_err *err);
+int	util_connect_unix_at(int dirfd, const char *name, struct cap_err *err);
 /* 1 if something accepts connections at path, 0 if not (stale/absent). */
 int	util_unix_alive(const char *path);
 /* Writes a whole file atomically (tmp + rename). */

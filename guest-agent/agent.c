@@ -526,6 +526,11 @@ agent_frame(void *arg, const struct chan_hdr *h, const uint8_t *p)
 		    chan_kind_name(h->kind));
 		return;
 	}
+	if (h->kind == CHAN_PING && h->stream == 0) {
+		/* The host's heartbeat: answer with its number. */
+		chanio_send(&A.chan, CHAN_PONG, 0, p, h->len < 4 ? h->len : 4);
+		return;
+	}
 	if (h->stream == 0) {
 		chanio_send_error(&A.chan, 0, "%s on stream 0",
 		    chan_kind_name(h->kind));

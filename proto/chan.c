@@ -41,6 +41,7 @@ chan_kind_valid(unsigned kind)
 {
 	switch (kind) {
 	case CHAN_HELLO: case CHAN_ERROR: case CHAN_SHUTDOWN:
+	case CHAN_PING: case CHAN_PONG:
 	case CHAN_EXEC: case CHAN_STDIN: case CHAN_EOF: case CHAN_RESIZE:
 	case CHAN_SIGNAL: case CHAN_CLOSE: case CHAN_COPY_IN: case CHAN_COPY_OUT:
 	case CHAN_STDOUT: case CHAN_STDERR: case CHAN_EXIT: case CHAN_STARTED:
@@ -57,6 +58,8 @@ chan_kind_name(unsigned kind)
 	case CHAN_HELLO:	return "HELLO";
 	case CHAN_ERROR:	return "ERROR";
 	case CHAN_SHUTDOWN:	return "SHUTDOWN";
+	case CHAN_PING:		return "PING";
+	case CHAN_PONG:		return "PONG";
 	case CHAN_EXEC:		return "EXEC";
 	case CHAN_STDIN:	return "STDIN";
 	case CHAN_EOF:		return "EOF";

@@ -7,8 +7,14 @@
  *	u16 magic (CHAN_MAGIC)   u8 kind   u8 flags (0)
  *	u32 stream               u32 len
  *
- * Stream 0 is the control stream (HELLO, SHUTDOWN, ERROR); every exec is a
- * stream the host numbers from 1 and never reuses within one VM.
+ * Stream 0 is the control stream (HELLO, SHUTDOWN, ERROR, PING, PONG); every
+ * exec is a stream the host numbers from 1 and never reuses within one VM.
+ *
+ * Heartbeat: once ready, the host sends PING (a u32 sequence number) now
+ * and then, and the agent answers each with a PONG carrying the same
+ * number. A guest that says nothing at all for a while is not answering.
+ * A second HELLO from the agent on one connection means the guest started
+ * over (a reboot the hypervisor did not stop, a restarted agent).
  *
  * Flow control is per stream and per direction: a sender may have at most
  * CHAN_WINDOW data bytes (STDIN, or STDOUT+STDERR) that the receiver has not
@@ -26,7 +32,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CHAN_VERSION		2	/* 2: EXEC user/timeout/detach, COPY, STARTED */
+#define CHAN_VERSION		3	/* 2: EXEC user/timeout/detach, COPY, STARTED
+					 * 3: PING/PONG heartbeat */
 #define CHAN_MAGIC		0xCA75
 #define CHAN_HDR_LEN		12
 #define CHAN_MAX_PAYLOAD	(1024 * 1024 + 65536)	/* EXEC carries argv+env */
@@ -39,6 +46,8 @@ enum chan_kind {
 	CHAN_HELLO	= 1,	/* both ways: version handshake, agent says ready */
 	CHAN_ERROR	= 2,	/* both ways: protocol error, text payload */
 	CHAN_SHUTDOWN	= 3,	/* host->agent: sync and power off */
+	CHAN_PING	= 4,	/* host->agent: u32 sequence number */
+	CHAN_PONG	= 5,	/* agent->host: the PING's number */
 	/* exec streams, host->agent */
 	CHAN_EXEC	= 16,	/* start a command: struct chan_exec */
 	CHAN_STDIN	= 17,

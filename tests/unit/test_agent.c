@@ -35,6 +35,9 @@ struct fixture {
 	int			 credit_calls;
 	uint32_t		 started_pid;
 	char			 started_log[256];
+	int			 silent_calls;
+	unsigned		 silent_ms;
+	int			 heard_calls;
 };
 
 static void
@@ -54,7 +57,23 @@ on_failed(struct agent *a, const char *why, void *arg)
 	snprintf(f->failed, sizeof(f->failed), "%s", why);
 }
 
-static const struct agent_cbs cbs = { on_ready, on_failed };
+static void
+on_silent(struct agent *a, unsigned ms, void *arg)
+{
+	struct fixture *f = arg;
+
+	f->silent_calls++;
+	f->silent_ms = ms;
+}
+
+static void
+on_heard(struct agent *a, void *arg)
+{
+	((struct fixture *)arg)->heard_calls++;
+}
+
+static const struct agent_cbs cbs = { on_ready, on_failed, on_silent,
+	on_heard };
 
 static void
 on_output(struct agent_stream *s, int kind, const uint8_t *buf, size_t len,
@@ -405,6 +424,78 @@ test_exit_ends_stream_and_unknown_streams_are_ignored(void **state)
 	assert_string_equal(f->failed, "");
 }
 
+/* Runs the daemon's loop for about ms milliseconds. */
+static void
+run_for(struct fixture *f, int ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	event_base_loopexit(f->base, &tv);
+	event_base_dispatch(f->base);
+}
+
+static void
+test_heartbeat_pings_and_notices_silence(void **state)
+{
+	struct fixture *f = *state;
+	static uint8_t p[CHAN_MAX_PAYLOAD];
+	struct chan_hdr h;
+	uint32_t seq;
+
+	agent_set_heartbeat(f->agent, 50, 300);
+	guest_hello(f, CHAN_VERSION);
+	assert_int_equal(guest_recv(f, &h, p, sizeof(p)), CHAN_HELLO);
+	/* PINGs come, numbered. */
+	run_for(f, 120);
+	assert_int_equal(guest_recv(f, &h, p, sizeof(p)), CHAN_PING);
+	assert_int_equal(h.stream, 0);
+	assert_int_equal(chan_u32_decode(p, h.len, &seq), 0);
+	assert_true(seq >= 1);
+	/* An answering guest is never silent. */
+	for (int i = 0; i < 8; i++) {
+		guest_send(f, CHAN_PONG, 0, p, 4);
+		run_for(f, 60);
+	}
+	assert_int_equal(f->silent_calls, 0);
+	/* A guest that says nothing is reported once, then heard again. */
+	run_for(f, 700);
+	assert_int_equal(f->silent_calls, 1);
+	assert_true(f->silent_ms >= 300);
+	assert_int_equal(f->heard_calls, 0);
+	guest_send(f, CHAN_PONG, 0, p, 4);
+	assert_int_equal(f->heard_calls, 1);
+	assert_string_equal(f->failed, "");
+}
+
+static void
+test_silence_ends_nothing_until_the_owner_says(void **state)
+{
+	struct fixture *f = *state;
+	uint32_t id;
+
+	start_exec(f, &id);
+	agent_set_heartbeat(f->agent, 50, 200);
+	run_for(f, 500);
+	assert_int_equal(f->silent_calls, 1);
+	assert_false(f->exited);
+	agent_end_streams(f->agent, "the VM stopped answering");
+	assert_true(f->exited);
+	assert_int_equal(f->exit_code, 125);
+	assert_string_equal(f->exit_msg, "the VM stopped answering");
+}
+
+static void
+test_second_hello_means_the_guest_started_over(void **state)
+{
+	struct fixture *f = *state;
+
+	guest_hello(f, CHAN_VERSION);
+	assert_true(f->ready);
+	assert_string_equal(f->failed, "");
+	guest_hello(f, CHAN_VERSION);
+	assert_non_null(strstr(f->failed, "started over"));
+}
+
 int
 main(void)
 {
@@ -428,6 +519,14 @@ main(void)
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_started_ends_only_a_detached_stream, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_heartbeat_pings_and_notices_silence, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_silence_ends_nothing_until_the_owner_says, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_second_hello_means_the_guest_started_over, setup,
+		    teardown),
 	};
 
 	log_init(LOG_LVL_ERROR);

@@ -1,0 +1,34 @@
+/*
+ * qmp.h — a QEMU Machine Protocol client on the daemon's event loop.
+ *
+ * QEMU serves QMP on a socket capsuled made; capsuled connects before QEMU
+ * runs, negotiates capabilities, and from then on reads every reply and
+ * event. Events reach the owner as (name, data); command replies are only
+ * logged, as nothing capsule sends needs an answer. QEMU is one step closer
+ * to the guest than capsuled, so what it says is parsed with limits.
+ */
+#ifndef CAPSULE_QMP_H
+#define CAPSULE_QMP_H
+
+#include <event2/event.h>
+#include <jansson.h>
+
+#define QMP_MAX_LINE	(64 * 1024)
+
+struct qmp;
+
+struct qmp_cbs {
+	/* An event; data may be NULL. */
+	void	(*event)(void *arg, const char *name, json_t *data);
+	/* The connection ended (QEMU exited, or broke the protocol). */
+	void	(*closed)(void *arg, const char *why);
+};
+
+/* Takes the connected socket fd. */
+struct qmp *qmp_new(struct event_base *base, int fd, const struct qmp_cbs *cbs,
+	    void *arg, const char *what);
+/* Queues {"execute": cmd}. */
+int	qmp_execute(struct qmp *q, const char *cmd);
+void	qmp_free(struct qmp *q);
+
+#endif /* CAPSULE_QMP_H */

@@ -24,9 +24,13 @@
 #include "hv.h"
 #include "log.h"
 #include "paths.h"
+#include "peer.h"
 #include "proto.h"
 #include "util.h"
 #include "vm.h"
+
+#define CONSOLE_DEFAULT_MIB	10	/* each VM's console log cap */
+#define CONSOLE_MAX_MIB		65536
 
 static struct event_base *base;
 static int stopping;
@@ -38,21 +42,31 @@ usage(FILE *f)
 	fprintf(f,
 "usage: capsuled [--socket PATH] [--state-dir DIR] [--image-dir DIR]\n"
 "                [--accel auto|kvm|tcg] [--log-level error|warn|info|debug]\n"
-"                [--foreground]\n"
+"                [--console-log-max MiB] [--request-timeout S]\n"
+"                [--client-input-max MiB] [--foreground]\n"
 "\n"
 "Runs commands in hardware-isolated Linux microVMs, driven over a Unix\n"
 "socket speaking newline-delimited JSON.\n"
 "\n"
 "  --socket PATH     control socket (default /run/capsule/capsuled.sock as\n"
 "                    root, else $XDG_RUNTIME_DIR/capsule/capsuled.sock)\n"
-"  --state-dir DIR   VM run dirs live in DIR/vms (default /var/lib/capsule\n"
-"                    as root, else $XDG_STATE_HOME/capsule)\n"
+"  --state-dir DIR   VMs' private dirs live in DIR/vms (default\n"
+"                    /var/lib/capsule as root, else $XDG_STATE_HOME/capsule);\n"
+"                    it must be writable by capsuled's uid alone\n"
 "  --image-dir DIR   where vmlinuz, initramfs.img, rootfs.ext4 are\n"
 "  --accel A         auto (default): kvm when it can really run a guest,\n"
 "                    else tcg\n"
+"  --console-log-max MiB  keep each VM's console log under this size\n"
+"                    (default %d; older output is dropped first)\n"
+"  --request-timeout S  close a client whose request line stays\n"
+"                    unfinished this long (default 30)\n"
+"  --client-input-max MiB  unfinished input held for all clients\n"
+"                    together (default 64); past it the client sending\n"
+"                    more is closed\n"
 "  --foreground      stay in the foreground, log to stderr (for systemd,\n"
 "                    launchd and tests); otherwise capsuled detaches once\n"
-"                    it is listening and logs to DIR/capsuled.log\n");
+"                    it is listening and logs to DIR/capsuled.log\n",
+	    CONSOLE_DEFAULT_MIB);
 }
 
 static void
@@ -67,12 +81,6 @@ all_gone(const char *vm_id, void *arg)
 static void
 on_signal(evutil_socket_t sig, short what, void *arg)
 {
-	if (sig == SIGCHLD) {
-		vm_sigchld();
-		if (stopping && vm_count() == 0)
-			event_base_loopexit(base, NULL);
-		return;
-	}
 	if (stopping) {
 		log_warn("second %s: exiting now", strsignal((int)sig));
 		event_base_loopbreak(base);
@@ -116,8 +124,8 @@ daemonize(const char *logpath)
 		dup2(fd, 1);
 		close(fd);
 	}
-	if ((fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
-	    0600)) >= 0) {
+	if ((fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW |
+	    O_CLOEXEC, 0600)) >= 0) {
 		dup2(fd, 2);
 		close(fd);
 	}
@@ -140,6 +148,44 @@ raise_fd_limit(void)
 	}
 }
 
+/* VM records and private dirs live here: nobody else may be able to
+ * write to it, or they could plant records and files for us to act on. */
+static int
+check_state_dir(const char *dir, struct cap_err *err)
+{
+	struct stat st;
+
+	if (stat(dir, &st) < 0)
+		return cap_err_set(err, errno, E_INVALID_ARGUMENT,
+		    "state directory %s: %s", dir, strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		return cap_err_set(err, ENOTDIR, E_INVALID_ARGUMENT,
+		    "state directory %s is not a directory", dir);
+	if (st.st_uid != geteuid() || (st.st_mode & 0022) != 0)
+		return cap_err_set(err, EPERM, E_INVALID_ARGUMENT,
+		    "state directory %s must belong to uid %u and be writable "
+		    "by it alone (it is uid %u, mode %04o)", dir,
+		    (unsigned)geteuid(), (unsigned)st.st_uid,
+		    (unsigned)(st.st_mode & 07777));
+	return 0;
+}
+
+static int
+parse_uint(const char *s, unsigned long lo, unsigned long hi,
+    unsigned long *out)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || s[0] == '-' ||
+	    v < lo || v > hi)
+		return -1;
+	*out = v;
+	return 0;
+}
+
 static int
 lock_state_dir(const char *dir)
 {
@@ -147,7 +193,8 @@ lock_state_dir(const char *dir)
 	int fd;
 
 	snprintf(path, sizeof(path), "%s/capsuled.lock", dir);
-	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0) {
+	if ((fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
+	    0600)) < 0) {
 		log_error("cannot open %s: %s", path, strerror(errno));
 		return -1;
 	}
@@ -170,6 +217,9 @@ main(int argc, char *argv[])
 		{ "accel", required_argument, NULL, 'a' },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "foreground", no_argument, NULL, 'f' },
+		{ "console-log-max", required_argument, NULL, 'c' },
+		{ "request-timeout", required_argument, NULL, 'r' },
+		{ "client-input-max", required_argument, NULL, 'b' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -178,15 +228,46 @@ main(int argc, char *argv[])
 	const char *sock_arg = NULL, *state_arg = NULL, *image_arg = NULL;
 	enum log_level level = LOG_LVL_INFO;
 	enum hv_accel want = HV_ACCEL_AUTO;
-	struct event *sigs[4];
-	const int signums[4] = { SIGTERM, SIGINT, SIGHUP, SIGCHLD };
+	struct event *sigs[3];
+	const int signums[3] = { SIGTERM, SIGINT, SIGHUP };
 	struct vm_env env;
 	struct cap_err err;
+	uint64_t console_max = CONSOLE_DEFAULT_MIB * 1024 * 1024;
+	size_t input_max = PEER_INPUT_MAX;
+	unsigned partial_ms = PEER_PARTIAL_MS;
+	unsigned long v;
 	int c, foreground = 0;
 
-	while ((c = getopt_long(argc, argv, "s:d:i:a:l:fhV", longopts,
+	while ((c = getopt_long(argc, argv, "s:d:i:a:l:fc:r:b:hV", longopts,
 	    NULL)) != -1) {
 		switch (c) {
+		case 'r':
+			if (parse_uint(optarg, 1, 3600, &v) < 0) {
+				fprintf(stderr, "capsuled: --request-timeout "
+				    "takes seconds from 1 to 3600, not \"%s\"\n",
+				    optarg);
+				return 2;
+			}
+			partial_ms = (unsigned)v * 1000;
+			break;
+		case 'b':
+			if (parse_uint(optarg, 1, 65536, &v) < 0) {
+				fprintf(stderr, "capsuled: --client-input-max "
+				    "takes MiB from 1 to 65536, not \"%s\"\n",
+				    optarg);
+				return 2;
+			}
+			input_max = (size_t)v * 1024 * 1024;
+			break;
+		case 'c':
+			if (parse_uint(optarg, 1, CONSOLE_MAX_MIB, &v) < 0) {
+				fprintf(stderr, "capsuled: --console-log-max "
+				    "takes a size in MiB from 1 to %d, not "
+				    "\"%s\"\n", CONSOLE_MAX_MIB, optarg);
+				return 2;
+			}
+			console_max = (uint64_t)v * 1024 * 1024;
+			break;
 		case 's': sock_arg = optarg; break;
 		case 'd': state_arg = optarg; break;
 		case 'i': image_arg = optarg; break;
@@ -215,6 +296,7 @@ main(int argc, char *argv[])
 		return 2;
 	}
 	log_init(level);
+	peer_set_limits(input_max, partial_ms);
 
 	memset(&env, 0, sizeof(env));
 	if (sock_arg != NULL)
@@ -238,7 +320,9 @@ main(int argc, char *argv[])
 		return 2;
 	}
 	env.image_dir = image_arg;
-	if (util_mkdir_p(env.state_dir, 0700, &err) < 0) {
+	env.console_max = console_max;
+	if (util_mkdir_p(env.state_dir, 0700, &err) < 0 ||
+	    check_state_dir(env.state_dir, &err) < 0) {
 		fprintf(stderr, "capsuled: %s\n", err.msg);
 		return 1;
 	}
@@ -287,7 +371,7 @@ main(int argc, char *argv[])
 		log_error("%s", err.msg);
 		return 1;
 	}
-	for (int i = 0; i < 4; i++) {
+	for (int i = 0; i < 3; i++) {
 		sigs[i] = evsignal_new(base, signums[i], on_signal, NULL);
 		event_add(sigs[i], NULL);
 	}
@@ -306,7 +390,7 @@ main(int argc, char *argv[])
 	event_base_dispatch(base);
 
 	control_close(sock);
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < 3; i++)
 		event_free(sigs[i]);
 	event_base_free(base);
 	return 0;

@@ -9,8 +9,10 @@
 #include <string.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "caller.h"
 #include "control.h"
 #include "ctl.h"
 #include "log.h"
@@ -38,6 +40,8 @@ static struct {
 	const struct hv_ops	*hv;
 	const struct hv_caps	*caps;
 	struct listener		*listener;
+	dev_t			 sock_dev;	/* the socket file we made */
+	ino_t			 sock_ino;
 	uint64_t		 next_id;
 	TAILQ_HEAD(, conn)	 conns;
 } ctl = { .next_id = 1 };
@@ -148,6 +152,7 @@ op_start(struct conn *c)
 		.max_memory_mib = util_host_memory_mib(),
 	};
 	struct ctl_start req;
+	struct caller who;
 	struct cap_err err;
 	int r;
 
@@ -155,7 +160,13 @@ op_start(struct conn *c)
 		conn_error(c, &err);
 		return;
 	}
-	r = vm_start(&req, c->id, start_done, c, &err);
+	/* Who asks is the kernel's word, never the request's. */
+	if (caller_from_socket(peer_fd(c->peer), &who, &err) < 0) {
+		ctl_start_free(&req);
+		conn_error(c, &err);
+		return;
+	}
+	r = vm_start(&req, c->id, &who, start_done, c, &err);
 	ctl_start_free(&req);
 	if (r < 0)
 		conn_error(c, &err);
@@ -248,13 +259,13 @@ conn_line(struct peer *p, char *line, size_t len, void *arg)
 }
 
 static void
-conn_overflow(struct peer *p, void *arg)
+conn_overflow(struct peer *p, const char *why, void *arg)
 {
 	struct conn *c = arg;
 	struct cap_err err;
 
-	cap_err_set(&err, E2BIG, E_TOO_LARGE, "request line longer than %d "
-	    "bytes; closing the connection", PROTO_MAX_LINE);
+	cap_err_set(&err, E2BIG, E_TOO_LARGE, "request %s; closing the "
+	    "connection", why);
 	peer_send_json(p, ctl_reply_error(NULL, &err));
 	vm_owner_gone(c->id);
 	c->peer = NULL;
@@ -306,22 +317,54 @@ control_accept(int s, void *arg)
 	TAILQ_INSERT_TAIL(&ctl.conns, c, entry);
 }
 
+/* Only a stale socket may be replaced: a socket nobody answers on. A
+ * regular file, a link or anything else at the path is not ours to
+ * delete. */
+static int
+control_stale(const char *path, struct cap_err *err)
+{
+	struct stat st;
+
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 0 : cap_err_set(err, errno,
+		    E_INVALID_ARGUMENT, "--socket %s: %s", path,
+		    strerror(errno));
+	if (!S_ISSOCK(st.st_mode))
+		return cap_err_set(err, EEXIST, E_CONFLICT, "--socket %s "
+		    "exists and is not a socket; capsuled replaces only a "
+		    "stale socket of its own", path);
+	if (st.st_uid != geteuid())
+		return cap_err_set(err, EPERM, E_CONFLICT, "--socket %s "
+		    "belongs to uid %u, not to capsuled's uid %u", path,
+		    (unsigned)st.st_uid, (unsigned)geteuid());
+	if (util_unix_alive(path))
+		return cap_err_set(err, EADDRINUSE, E_CONFLICT,
+		    "another capsuled is already listening on %s", path);
+	if (unlink(path) < 0 && errno != ENOENT)
+		return cap_err_set(err, errno, E_INTERNAL, "cannot remove the "
+		    "stale socket %s: %s", path, strerror(errno));
+	return 0;
+}
+
 int
 control_listen(struct event_base *base, const char *path,
     const struct hv_ops *hv, const struct hv_caps *caps, struct cap_err *err)
 {
+	struct stat st;
 	int fd;
 
 	ctl.base = base;
 	ctl.hv = hv;
 	ctl.caps = caps;
 	TAILQ_INIT(&ctl.conns);
-	if (util_unix_alive(path))
-		return cap_err_set(err, EADDRINUSE, E_CONFLICT,
-		    "another capsuled is already listening on %s", path);
-	unlink(path);	/* stale: nobody answered */
+	if ((fd = control_stale(path, err)) < 0)
+		return fd;
 	if ((fd = util_listen_unix(path, 0600, err)) < 0)
 		return fd;
+	if (lstat(path, &st) == 0) {
+		ctl.sock_dev = st.st_dev;
+		ctl.sock_ino = st.st_ino;
+	}
 	if ((ctl.listener = listener_new(base, fd, "control", control_accept,
 	    NULL)) == NULL) {
 		close(fd);
@@ -334,10 +377,14 @@ void
 control_close(const char *path)
 {
 	struct conn *c;
+	struct stat st;
 
 	if (ctl.listener != NULL) {
 		listener_free(ctl.listener);
-		unlink(path);
+		/* Only the socket we made: someone may have replaced it. */
+		if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode) &&
+		    st.st_dev == ctl.sock_dev && st.st_ino == ctl.sock_ino)
+			unlink(path);
 	}
 	ctl.listener = NULL;
 	while ((c = TAILQ_FIRST(&ctl.conns)) != NULL)

@@ -22,6 +22,8 @@ struct peer {
 	struct bufferevent	*bev;
 	struct event		*kick;		/* re-run line delivery */
 	struct event		*watch;		/* hang-up check while not reading */
+	struct event		*partial;	/* an unfinished line's deadline */
+	size_t			 counted;	/* input counted in the total */
 	struct peer_cbs		 cbs;
 	void			*arg;
 	size_t			 max_line;
@@ -37,16 +39,39 @@ struct peer {
 
 #define PEER_WATCH_MS	500
 
+/* Unfinished input held by all peers together, and its limits. */
+static size_t peer_input_total;
+static size_t peer_input_max = PEER_INPUT_MAX;
+static unsigned peer_partial_ms = PEER_PARTIAL_MS;
+
 static void	peer_deliver(struct peer *p);
 static void	peer_watch(struct peer *p);
+
+void
+peer_set_limits(size_t input_max, unsigned partial_ms)
+{
+	peer_input_max = input_max;
+	peer_partial_ms = partial_ms;
+}
+
+/* Brings the peer's share of the total up to date. */
+static void
+peer_count(struct peer *p, size_t now)
+{
+	peer_input_total = peer_input_total - p->counted + now;
+	p->counted = now;
+}
 
 static void
 peer_destroy(struct peer *p)
 {
+	peer_count(p, 0);
 	if (p->kick != NULL)
 		event_free(p->kick);
 	if (p->watch != NULL)
 		event_free(p->watch);
+	if (p->partial != NULL)
+		event_free(p->partial);
 	bufferevent_free(p->bev);
 	free(p);
 }
@@ -76,17 +101,64 @@ peer_is_hangup(struct peer *p)
 	return (pfd.revents & (POLLHUP | POLLERR)) != 0;
 }
 
-/* A line over the cap: stop reading for good and tell the owner. */
+/* Stop reading for good and tell the owner why. */
 static void
-peer_overflow(struct peer *p)
+peer_overflow(struct peer *p, const char *why)
 {
 	struct evbuffer *in = bufferevent_get_input(p->bev);
 
 	bufferevent_disable(p->bev, EV_READ);
 	evbuffer_drain(in, evbuffer_get_length(in));
+	peer_count(p, 0);
+	event_del(p->partial);
 	p->paused = 1;
 	if (p->cbs.overflow != NULL)
-		p->cbs.overflow(p, p->arg);
+		p->cbs.overflow(p, why, p->arg);
+}
+
+static void
+peer_too_long(struct peer *p)
+{
+	char why[96];
+
+	snprintf(why, sizeof(why), "line longer than %zu bytes", p->max_line);
+	peer_overflow(p, why);
+}
+
+/* After reading: the unfinished rest counts against everyone's budget,
+ * and must be finished in time while we read. */
+static void
+peer_account(struct peer *p)
+{
+	size_t held = evbuffer_get_length(bufferevent_get_input(p->bev));
+	struct timeval tv = { peer_partial_ms / 1000,
+	    (peer_partial_ms % 1000) * 1000 };
+
+	peer_count(p, held);
+	if (held > 0 && peer_input_total > peer_input_max && !p->paused) {
+		peer_overflow(p, "capsuled is holding too much unfinished "
+		    "input from its clients; finish lines promptly");
+		return;
+	}
+	if (held == 0 || p->paused || p->eof_seen)
+		event_del(p->partial);
+	else if (!event_pending(p->partial, EV_TIMEOUT, NULL))
+		event_add(p->partial, &tv);
+}
+
+static void
+peer_partial_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct peer *p = arg;
+	char why[96];
+
+	if (p->dead || p->closing || p->paused)
+		return;
+	snprintf(why, sizeof(why), "a line stayed unfinished for %u s",
+	    peer_partial_ms / 1000);
+	p->busy++;
+	peer_overflow(p, why);
+	peer_leave(p);
 }
 
 static void
@@ -114,12 +186,12 @@ peer_deliver(struct peer *p)
 		}
 		if (line == NULL) {
 			if (evbuffer_get_length(in) > p->max_line)
-				peer_overflow(p);
+				peer_too_long(p);
 			break;
 		}
 		if (n > p->max_line) {
 			free(line);
-			peer_overflow(p);
+			peer_too_long(p);
 			break;
 		}
 		p->cbs.line(p, line, n, p->arg);
@@ -132,6 +204,8 @@ peer_deliver(struct peer *p)
 		if (p->cbs.eof != NULL)
 			p->cbs.eof(p, p->hangup, p->arg);
 	}
+	if (!p->dead && !p->closing)
+		peer_account(p);
 	if (!p->dead)
 		peer_watch(p);
 	peer_leave(p);
@@ -246,7 +320,9 @@ peer_new(struct event_base *base, int fd, size_t max_line,
 	p->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
 	p->kick = event_new(base, -1, 0, peer_kick_cb, p);
 	p->watch = event_new(base, -1, EV_PERSIST, peer_watch_cb, p);
-	if (p->bev == NULL || p->kick == NULL || p->watch == NULL) {
+	p->partial = evtimer_new(base, peer_partial_cb, p);
+	if (p->bev == NULL || p->kick == NULL || p->watch == NULL ||
+	    p->partial == NULL) {
 		if (p->bev != NULL)
 			bufferevent_free(p->bev);
 		else
@@ -255,6 +331,8 @@ peer_new(struct event_base *base, int fd, size_t max_line,
 			event_free(p->kick);
 		if (p->watch != NULL)
 			event_free(p->watch);
+		if (p->partial != NULL)
+			event_free(p->partial);
 		free(p);
 		return NULL;
 	}
@@ -325,6 +403,7 @@ peer_pause(struct peer *p)
 {
 	p->paused = 1;
 	bufferevent_disable(p->bev, EV_READ);
+	event_del(p->partial);
 	peer_watch(p);
 }
 

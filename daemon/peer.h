@@ -19,8 +19,10 @@ struct peer;
 struct peer_cbs {
 	/* A complete line, without its newline. `line` is NUL-terminated. */
 	void	(*line)(struct peer *p, char *line, size_t len, void *arg);
-	/* A line grew past the cap; reading has stopped. */
-	void	(*overflow)(struct peer *p, void *arg);
+	/* Reading has stopped for good: a line grew past the cap, it stayed
+	 * unfinished too long, or the daemon holds too much unfinished input
+	 * across all peers. `why` says which, as a sentence. */
+	void	(*overflow)(struct peer *p, const char *why, void *arg);
 	/* Output queue fell to the drain mark (optional). */
 	void	(*drain)(struct peer *p, void *arg);
 	/* The peer stopped sending: `hangup` is 0 if it only shut down its
@@ -30,6 +32,12 @@ struct peer_cbs {
 	 * still buffered are dropped). After it the owner must peer_free(). */
 	void	(*eof)(struct peer *p, int hangup, void *arg);
 };
+
+/* Limits over all peers: the unfinished input they may hold in total, and
+ * how long one line may stay unfinished while it is being read. */
+#define PEER_INPUT_MAX		(64 * 1024 * 1024)
+#define PEER_PARTIAL_MS		30000
+void	peer_set_limits(size_t input_max, unsigned partial_ms);
 
 struct peer *peer_new(struct event_base *base, int fd, size_t max_line,
 	    const struct peer_cbs *cbs, void *arg);

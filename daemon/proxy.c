@@ -18,7 +18,6 @@
 #include <string.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -30,7 +29,6 @@
 #include "proto.h"
 #include "proxy.h"
 #include "util.h"
-#include "vm.h"
 
 #define PROXY_MAX_SESSIONS	1024
 #define PROXY_OUT_HIGH		(256 * 1024)	/* client socket backlog */
@@ -50,10 +48,9 @@ struct session {
 
 struct proxy {
 	struct event_base	*base;
-	struct vm		*vm;
-	char			*path;
-	dev_t			 dev;		/* of the socket we bound, so we */
-	ino_t			 ino;		/* never unlink somebody else's */
+	struct proxy_cbs	 cbs;
+	void			*arg;
+	char			 vm_id[40];
 	struct listener		*listener;
 	size_t			 nsessions;
 	TAILQ_HEAD(, session)	 sessions;
@@ -211,20 +208,19 @@ static const struct agent_stream_cbs session_stream_cbs = {
 static void
 session_start(struct session *s, char *line, size_t len)
 {
+	struct proxy *px = s->proxy;
 	struct exec_req req;
 	struct chan_exec x;
 	struct cap_err err;
 	struct agent *a;
-	char msg[256];
+	char msg[512];
 
 	if (execmsg_parse_request(line, len, &req, &err) < 0) {
 		session_finish(s, EXIT_CAPSULE_ERROR, 0, err.msg,
 		    strlen(err.msg));
 		return;
 	}
-	if ((a = vm_agent(s->proxy->vm)) == NULL) {
-		snprintf(msg, sizeof(msg), "VM %s is %s", vm_id(s->proxy->vm),
-		    vm_state_name(vm_state(s->proxy->vm)));
+	if ((a = px->cbs.agent(px->arg, msg, sizeof(msg))) == NULL) {
 		exec_req_free(&req);
 		session_finish(s, EXIT_CAPSULE_ERROR, 0, msg, strlen(msg));
 		return;
@@ -317,12 +313,11 @@ session_line(struct peer *p, char *line, size_t len, void *arg)
 }
 
 static void
-session_overflow(struct peer *p, void *arg)
+session_overflow(struct peer *p, const char *why, void *arg)
 {
-	char msg[96];
+	char msg[192];
 
-	snprintf(msg, sizeof(msg), "exec line longer than %d bytes",
-	    PROTO_MAX_LINE);
+	snprintf(msg, sizeof(msg), "exec %s", why);
 	session_fail(arg, msg);
 }
 
@@ -364,6 +359,32 @@ static const struct peer_cbs session_peer_cbs = {
 	.eof = session_eof,
 };
 
+/* Past the session limit a client still learns why, in protocol. */
+static void
+proxy_refuse(struct proxy *px, int c)
+{
+	char msg[128], *line;
+	size_t n;
+
+	snprintf(msg, sizeof(msg), "VM %s already has %d exec sessions, the "
+	    "most it takes; try again when one ends", px->vm_id,
+	    PROXY_MAX_SESSIONS);
+	if ((line = execmsg_encode_exit(EXIT_CAPSULE_ERROR, 0, msg,
+	    strlen(msg), &n)) != NULL) {
+		/* A new socket's buffer takes a short line whole. */
+		if (write(c, line, n) != (ssize_t)n)
+			log_debug("vm %s: could not tell a refused client why",
+			    px->vm_id);
+		free(line);
+	}
+	/* Closing with its request unread would flag a reset to the
+	 * client: read what has come (a little, without waiting) first. */
+	shutdown(c, SHUT_WR);
+	for (int i = 0; i < 16 && read(c, msg, sizeof(msg)) > 0; i++)
+		;
+	close(c);
+}
+
 static void
 proxy_accept(int c, void *arg)
 {
@@ -372,8 +393,8 @@ proxy_accept(int c, void *arg)
 
 	if (px->nsessions >= PROXY_MAX_SESSIONS) {
 		log_warn("vm %s: refusing exec connection: %d sessions already",
-		    vm_id(px->vm), PROXY_MAX_SESSIONS);
-		close(c);
+		    px->vm_id, PROXY_MAX_SESSIONS);
+		proxy_refuse(px, c);
 		return;
 	}
 	if ((s = calloc(1, sizeof(*s))) == NULL ||
@@ -395,59 +416,40 @@ proxy_accept(int c, void *arg)
 }
 
 struct proxy *
-proxy_new(struct event_base *base, struct vm *vm, const char *path,
-    struct cap_err *err)
+proxy_new(struct event_base *base, int fd, const char *vm_id,
+    const struct proxy_cbs *cbs, void *arg, struct cap_err *err)
 {
 	struct proxy *px;
-	struct stat st;
-	int fd;
 
-	if ((px = calloc(1, sizeof(*px))) == NULL ||
-	    (px->path = strdup(path)) == NULL) {
-		free(px);
+	if ((px = calloc(1, sizeof(*px))) == NULL) {
+		close(fd);
 		cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
 		return NULL;
 	}
 	px->base = base;
-	px->vm = vm;
+	px->cbs = *cbs;
+	px->arg = arg;
+	snprintf(px->vm_id, sizeof(px->vm_id), "%s", vm_id);
 	TAILQ_INIT(&px->sessions);
-	unlink(path);	/* vm.c checked that nothing listens there */
-	if ((fd = util_listen_unix(path, 0600, err)) < 0) {
-		free(px->path);
-		free(px);
-		return NULL;
-	}
-	if (lstat(path, &st) == 0) {
-		px->dev = st.st_dev;
-		px->ino = st.st_ino;
-	}
 	px->listener = listener_new(base, fd, "exec socket", proxy_accept, px);
 	if (px->listener == NULL) {
 		close(fd);
+		free(px);
 		cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
-		proxy_free(px);
 		return NULL;
 	}
 	return px;
 }
 
 void
-proxy_free(struct proxy *px)
+proxy_free(struct proxy *px, const char *why)
 {
 	struct session *s;
-	struct stat st;
-	char msg[128];
 
 	if (px == NULL)
 		return;
-	snprintf(msg, sizeof(msg), "VM %s is %s", vm_id(px->vm),
-	    vm_state_name(vm_state(px->vm)));
 	while ((s = TAILQ_FIRST(&px->sessions)) != NULL)
-		session_fail(s, msg);
+		session_fail(s, why);
 	listener_free(px->listener);
-	if (lstat(px->path, &st) == 0 && st.st_dev == px->dev &&
-	    st.st_ino == px->ino)
-		unlink(px->path);
-	free(px->path);
 	free(px);
 }

@@ -11,12 +11,20 @@
 #include "err.h"
 
 struct proxy;
-struct vm;
+struct agent;
 
-struct proxy *proxy_new(struct event_base *base, struct vm *vm,
-	    const char *path, struct cap_err *err);
-/* Closes the listener, unlinks the socket, ends sessions that have not
- * started a command yet. Running sessions end with their agent streams. */
-void	proxy_free(struct proxy *p);
+struct proxy_cbs {
+	/* The VM's agent channel if a command can start now; else NULL,
+	 * with the reason in why. */
+	struct agent *(*agent)(void *arg, char *why, size_t len);
+};
+
+/* Serves exec sessions on the listening socket fd (taken). */
+struct proxy *proxy_new(struct event_base *base, int fd, const char *vm_id,
+	    const struct proxy_cbs *cbs, void *arg, struct cap_err *err);
+/* Closes the listener and ends sessions that have not started a command
+ * yet, saying why. Running sessions end with their agent streams. (The
+ * socket file is its maker's to remove.) */
+void	proxy_free(struct proxy *p, const char *why);
 
 #endif /* CAPSULE_PROXY_H */

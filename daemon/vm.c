@@ -1,12 +1,16 @@
 /*
- * vm.c — VM lifecycle (see vm.h).
+ * vm.c — the VM registry and each VM's state machine (see vm.h).
+ *
+ * The parts a VM is made of live elsewhere: its configuration (vmspec.c),
+ * its files (vmfiles.c), its persisted record (record.c), the hypervisor
+ * (hv/), the agent channel (agent.c), the exec socket (proxy.c) and its
+ * capped logs (sink.c). This file starts them in order, reacts to what
+ * they report, and takes them down again.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,16 +22,23 @@
 
 #include "agent.h"
 #include "log.h"
-#include "paths.h"
+#include "procid.h"
 #include "proto.h"
 #include "proxy.h"
+#include "reap.h"
+#include "record.h"
+#include "sink.h"
 #include "util.h"
 #include "vm.h"
+#include "vmfiles.h"
+#include "vmspec.h"
 
 #define VM_SHUTDOWN_GRACE_S	10	/* agent syncs and powers off */
 #define VM_QUIT_GRACE_S		5	/* QMP quit, then SIGKILL */
 #define VM_CHAN_LOST_GRACE_S	2	/* channel gone: is QEMU exiting? */
 #define VM_CONSOLE_TAIL		1536
+#define VM_HV_LOG		"qemu.log"	/* the hypervisor's messages */
+#define VM_HV_LOG_MAX		(1024 * 1024)
 /* As root, each VM's hypervisor runs as its own uid/gid from this range;
  * no passwd entry is needed, and nothing else on a normal system uses it. */
 #define VM_UID_BASE		1879048192u	/* 0x70000000 */
@@ -45,62 +56,86 @@ struct vm {
 	TAILQ_ENTRY(vm)	 entry;
 	char		 id[37];
 	enum vm_state	 state;
-	uint64_t	 owner;
-	int		 stop_on_disconnect;
-
-	char		*kernel, *initrd, *rootfs, *cmdline;
-	char		*run_dir, *proxy_path, *console_log;
-	int		 run_dir_owned;
-	char		*link;		/* <state>/vms/<id> -> a caller's run_dir */
-	unsigned	 vcpus;
-	uint64_t	 memory_mib;
-	uint32_t	 guest_port;
-	unsigned	 launch_seconds;
-	/* Raw serial ports: name -> host socket path (in the run dir). */
-	struct hv_serial_port ports[CTL_MAX_SERIAL_PORTS];
-	unsigned	 nports;
+	uint64_t	 owner;		/* the control connection's id */
+	struct caller	 who;		/* who asked for it */
+	struct vm_spec	 spec;
+	struct vm_files	 files;
+	int		 files_busy;	/* vmfiles_open in flight */
+	int		 have_files;
 
 	struct hv_vm	*hv;
 	uid_t		 uid;		/* the hypervisor's, 0 if unchanged */
-	pid_t		 pid;
+	struct procid	 proc;
 	int		 exited;
-	int		 wstatus;
+	struct hv_exit	 exit;
 	long long	 created_at;
 	uint64_t	 t0, t_spawn, t_ready;
 	uint32_t	 guest_boot_ms;
 
 	struct agent	*agent;
 	struct proxy	*proxy;
+	struct sink	*console;
+	struct sink	*hvlog;
 	struct event	*timer;
 	int		 stop_phase;	/* 0 shutdown sent, 1 quit sent */
 	char		 chan_error[512]; /* agent channel failed while running */
 	int		 failing;	/* will end as crashed / failed start */
+	int		 silent;	/* the agent stopped answering */
+	int		 paused;	/* QEMU paused the guest */
 
 	vm_start_cb	 start_cb;
 	void		*start_arg;
 	struct cap_err	 start_err;
 	struct vm_waiter *waiters;
 	size_t		 nwaiters;
-	char		 error[1024];	/* why it crashed, for ListVMs */
+	char		 error[1024];	/* why it crashed or hangs */
 };
 
 static struct vm_env env;
 static TAILQ_HEAD(, vm) vms = TAILQ_HEAD_INITIALIZER(vms);
+static int vms_fd = -1;		/* <state>/vms */
 static int shutting_down;	/* no new VMs once the daemon is stopping */
 
 static void	vm_timer_cb(evutil_socket_t, short, void *);
 
+/* <state>/vms must be capsuled's own directory: a link or a directory
+ * others can write to could lead its private dirs anywhere. */
 int
 vm_init(const struct vm_env *e, struct cap_err *err)
 {
 	char dir[PATH_MAX];
+	struct stat st;
+	int fd;
 
 	env = *e;
 	if (snprintf(dir, sizeof(dir), "%s/vms", env.state_dir) >=
 	    (int)sizeof(dir))
 		return cap_err_set(err, ENAMETOOLONG, E_INVALID_ARGUMENT,
 		    "state directory path is too long");
-	return util_mkdir_p(dir, 0700, err);
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+		return cap_err_set(err, errno, E_INTERNAL, "cannot create %s: "
+		    "%s", dir, strerror(errno));
+	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC)) < 0)
+		return cap_err_set(err, errno, E_INTERNAL, "cannot open %s: %s "
+		    "(it must be a directory, not a link)", dir,
+		    strerror(errno));
+	if (fstat(fd, &st) < 0 || st.st_uid != geteuid() ||
+	    (st.st_mode & 0077) != 0) {
+		close(fd);
+		return cap_err_set(err, EPERM, E_INTERNAL, "%s must belong to "
+		    "capsuled's uid %u with mode 0700", dir,
+		    (unsigned)geteuid());
+	}
+	vms_fd = fd;
+	return 0;
+}
+
+void
+vm_reap_orphans(void)
+{
+	if (vms_fd >= 0)
+		reap_all(vms_fd);
 }
 
 const char *
@@ -109,6 +144,7 @@ vm_state_name(enum vm_state s)
 	switch (s) {
 	case VM_STARTING:	return VMSTATE_STARTING;
 	case VM_RUNNING:	return VMSTATE_RUNNING;
+	case VM_UNRESPONSIVE:	return VMSTATE_UNRESPONSIVE;
 	case VM_STOPPING:	return VMSTATE_STOPPING;
 	case VM_STOPPED:	return VMSTATE_STOPPED;
 	case VM_CRASHED:	return VMSTATE_CRASHED;
@@ -126,12 +162,6 @@ enum vm_state
 vm_state(const struct vm *vm)
 {
 	return vm->state;
-}
-
-struct agent *
-vm_agent(const struct vm *vm)
-{
-	return vm->state == VM_RUNNING ? vm->agent : NULL;
 }
 
 struct vm *
@@ -156,76 +186,69 @@ vm_count(void)
 	return n;
 }
 
-/* Is `path` inside directory `dir` (textually, as capsuled made both)? */
-static int
-path_is_under(const char *path, const char *dir)
-{
-	size_t n = strlen(dir);
-
-	return strncmp(path, dir, n) == 0 && path[n] == '/';
-}
-
 static void
 vm_free(struct vm *vm)
 {
 	if (vm->timer != NULL)
 		event_free(vm->timer);
-	free(vm->kernel);
-	free(vm->initrd);
-	free(vm->rootfs);
-	free(vm->cmdline);
-	free(vm->run_dir);
-	free(vm->proxy_path);
-	free(vm->console_log);
-	free(vm->link);
-	for (unsigned i = 0; i < vm->nports; i++) {
-		free((char *)vm->ports[i].name);
-		free((char *)vm->ports[i].path);
-	}
+	vmspec_free(&vm->spec);
 	free(vm->waiters);
 	free(vm);
 }
 
 static void
-vm_exit_text(int wstatus, char *buf, size_t len)
+vm_exit_text(const struct hv_exit *ex, char *buf, size_t len)
 {
-	if (WIFEXITED(wstatus))
+	if (!ex->have_status)
+		snprintf(buf, len, "ended");
+	else if (WIFEXITED(ex->wstatus))
 		snprintf(buf, len, "exited with status %d",
-		    WEXITSTATUS(wstatus));
-	else if (WIFSIGNALED(wstatus))
+		    WEXITSTATUS(ex->wstatus));
+	else if (WIFSIGNALED(ex->wstatus))
 		snprintf(buf, len, "was killed by signal %d (%s)",
-		    WTERMSIG(wstatus), strsignal(WTERMSIG(wstatus)));
+		    WTERMSIG(ex->wstatus), strsignal(WTERMSIG(ex->wstatus)));
 	else
-		snprintf(buf, len, "ended (status 0x%x)", wstatus);
+		snprintf(buf, len, "ended (status 0x%x)", ex->wstatus);
 }
 
 /* "<what>; QEMU said: ...; guest console: ..." for error messages. */
 static void
 vm_describe_failure(struct vm *vm, const char *what, char *buf, size_t len)
 {
-	char qlog[512] = "", con[VM_CONSOLE_TAIL] = "";
+	char qlog[512], con[VM_CONSOLE_TAIL], *p, *q, *line;
 	int n;
 
-	if (vm->hv != NULL)
-		env.hv->log_tail(vm->hv, qlog, sizeof(qlog));
-	util_file_tail(vm->console_log, con, sizeof(con));
+	sink_drain(vm->hvlog);
+	sink_drain(vm->console);
+	sink_tail(vm->hvlog, qlog, sizeof(qlog));
+	sink_tail(vm->console, con, sizeof(con));
+	/* Keep QEMU's errors, drop its "info:" chatter; one line. */
+	for (p = q = qlog; (line = strsep(&p, "\n")) != NULL;) {
+		size_t m = strlen(line);
+
+		if (m == 0 || strstr(line, ": info: ") != NULL)
+			continue;
+		if (q != qlog)
+			*q++ = ' ';
+		memmove(q, line, m);
+		q += m;
+	}
+	*q = '\0';
 	n = snprintf(buf, len, "%s", what);
 	if (qlog[0] && n >= 0 && (size_t)n < len)
 		n += snprintf(buf + n, len - (size_t)n, "; %s said: %s",
 		    env.hv->name, qlog);
 	if (n >= 0 && (size_t)n < len)
 		snprintf(buf + n, len - (size_t)n, "; guest console (%s) "
-		    "ends with: %s", vm->console_log, con[0] ? con :
+		    "ends with: %s", vm->spec.console_path, con[0] ? con :
 		    "(nothing)");
 }
 
-/* Releases processes' leftovers: channel, proxy socket, backend files, run
- * dir. The record itself stays until vm_remove. */
+/* Releases everything the VM holds but its entry: channel, exec socket,
+ * logs, hypervisor, files. The record itself stays until vm_remove. */
 static void
 vm_release(struct vm *vm, const char *why)
 {
-	char state[PATH_MAX];
-
 	if (vm->timer != NULL)
 		event_del(vm->timer);
 	if (vm->agent != NULL) {
@@ -233,23 +256,23 @@ vm_release(struct vm *vm, const char *why)
 		vm->agent = NULL;
 	}
 	if (vm->proxy != NULL) {
-		proxy_free(vm->proxy);
+		proxy_free(vm->proxy, why);
 		vm->proxy = NULL;
 	}
 	if (vm->hv != NULL) {
-		env.hv->cleanup(vm->hv);
+		env.hv->free(vm->hv);
 		vm->hv = NULL;
 	}
-	if (vm->run_dir == NULL)
-		return;
-	snprintf(state, sizeof(state), "%s/vm.json", vm->run_dir);
-	unlink(state);
-	if (vm->run_dir_owned)
-		paths_remove_tree(vm->run_dir);
-	else if (path_is_under(vm->console_log, vm->run_dir))
-		unlink(vm->console_log);
-	if (vm->link != NULL)
-		unlink(vm->link);
+	sink_free(vm->console);
+	sink_free(vm->hvlog);
+	vm->console = vm->hvlog = NULL;
+	if (vm->files_busy) {
+		vmfiles_cancel(&vm->files);
+		vm->files_busy = 0;
+	} else if (vm->have_files) {
+		vmfiles_release(&vm->files);
+	}
+	vm->have_files = 0;
 }
 
 static void
@@ -294,8 +317,29 @@ vm_arm_timer(struct vm *vm, unsigned seconds)
 	evtimer_add(vm->timer, &tv);
 }
 
-/* The start failed: remember why, make the process go, and report once it
- * has been reaped and everything is released. */
+/* Tells the start's requester, once. */
+static void
+vm_report_start(struct vm *vm, const struct cap_err *err)
+{
+	vm_start_cb cb = vm->start_cb;
+
+	vm->start_cb = NULL;
+	if (cb != NULL)
+		cb(err != NULL ? NULL : vm, err, vm->start_arg);
+}
+
+/* A start that failed before QEMU ran: release, report, forget. */
+static void
+vm_abort_start(struct vm *vm, const struct cap_err *err)
+{
+	log_warn("vm %s: start failed: %s", vm->id, err->msg);
+	vm_release(vm, "the VM failed to start");
+	vm_report_start(vm, err);
+	vm_remove(vm);
+}
+
+/* The start failed after QEMU ran: remember why, make the process go,
+ * and report once it has been reaped and everything is released. */
 static void
 vm_fail_start(struct vm *vm, const char *code, const char *what)
 {
@@ -308,10 +352,46 @@ vm_fail_start(struct vm *vm, const char *code, const char *what)
 	cap_err_set(&vm->start_err, EIO, code, "%s", msg);
 	log_warn("vm %s: start failed: %s", vm->id, msg);
 	vm->state = VM_STOPPING;
-	if (vm->exited)
-		return;
-	env.hv->kill(vm->hv);
+	if (!vm->exited)
+		env.hv->kill(vm->hv);
 }
+
+/* The VM cannot go on: end its execs with why, and its process. */
+static void
+vm_fail_running(struct vm *vm, const char *why)
+{
+	if (vm->failing)
+		return;
+	snprintf(vm->error, sizeof(vm->error), "%s", why);
+	log_error("vm %s: %s; stopping it", vm->id, why);
+	vm->failing = 1;
+	vm->state = VM_STOPPING;
+	if (vm->agent != NULL)
+		agent_end_streams(vm->agent, why);
+	vm->stop_phase = 1;
+	if (env.hv->quit(vm->hv, NULL) < 0)
+		env.hv->kill(vm->hv);
+	vm_arm_timer(vm, VM_QUIT_GRACE_S);
+}
+
+/* The exec socket asks whether a command may start now. */
+static struct agent *
+vm_proxy_agent(void *arg, char *why, size_t len)
+{
+	struct vm *vm = arg;
+
+	if (vm->state == VM_RUNNING && vm->agent != NULL)
+		return vm->agent;
+	if (vm->state == VM_UNRESPONSIVE || vm->error[0])
+		snprintf(why, len, "VM %s is %s: %s", vm->id,
+		    vm_state_name(vm->state), vm->error);
+	else
+		snprintf(why, len, "VM %s is %s", vm->id,
+		    vm_state_name(vm->state));
+	return NULL;
+}
+
+static const struct proxy_cbs vm_proxy_cbs = { .agent = vm_proxy_agent };
 
 static void
 vm_agent_ready(struct agent *a, uint32_t guest_boot_ms, void *arg)
@@ -322,7 +402,8 @@ vm_agent_ready(struct agent *a, uint32_t guest_boot_ms, void *arg)
 	if (vm->state != VM_STARTING || vm->failing)
 		return;
 	vm->guest_boot_ms = guest_boot_ms;
-	vm->proxy = proxy_new(env.base, vm, vm->proxy_path, &err);
+	vm->proxy = proxy_new(env.base, TAKE_FD(vm->files.proxy), vm->id,
+	    &vm_proxy_cbs, vm, &err);
 	if (vm->proxy == NULL) {
 		vm_fail_start(vm, err.code, err.msg);
 		return;
@@ -331,14 +412,9 @@ vm_agent_ready(struct agent *a, uint32_t guest_boot_ms, void *arg)
 	vm->t_ready = util_now_ms();
 	vm->state = VM_RUNNING;
 	log_info("vm %s: running (pid %d, %s, ready in %llu ms)", vm->id,
-	    (int)vm->pid, hv_accel_name(env.caps.accel),
+	    (int)vm->proc.pid, hv_accel_name(env.caps.accel),
 	    (unsigned long long)(vm->t_ready - vm->t0));
-	if (vm->start_cb != NULL) {
-		vm_start_cb cb = vm->start_cb;
-
-		vm->start_cb = NULL;
-		cb(vm, NULL, vm->start_arg);
-	}
+	vm_report_start(vm, NULL);
 }
 
 static void
@@ -350,41 +426,84 @@ vm_agent_failed(struct agent *a, const char *why, void *arg)
 		vm_fail_start(vm, E_VM_FAILED, why);
 		return;
 	}
-	if (vm->state != VM_RUNNING)
+	if (vm->state != VM_RUNNING && vm->state != VM_UNRESPONSIVE)
 		return;
 	/* Usually the channel closes because QEMU is exiting; give the exit
-	 * a moment to arrive so the VM's error names the real cause. */
+	 * a moment to arrive so the VM's error (and what its execs are told)
+	 * names the real cause. */
 	snprintf(vm->chan_error, sizeof(vm->chan_error), "%s", why);
 	vm_arm_timer(vm, VM_CHAN_LOST_GRACE_S);
 }
 
-/* The channel is unusable and QEMU lives on: an unusable VM, fail closed. */
+/* Not answering: say so, and end what waits on it. */
 static void
-vm_chan_lost(struct vm *vm)
+vm_unresponsive(struct vm *vm, const char *why)
 {
-	snprintf(vm->error, sizeof(vm->error), "agent channel failed: %s",
-	    vm->chan_error);
-	log_error("vm %s: %s; stopping it", vm->id, vm->error);
-	vm->failing = 1;
-	vm->state = VM_STOPPING;
-	vm->stop_phase = 1;
-	env.hv->quit(vm->hv, NULL);
-	vm_arm_timer(vm, VM_QUIT_GRACE_S);
+	if (vm->state != VM_RUNNING && vm->state != VM_UNRESPONSIVE)
+		return;
+	snprintf(vm->error, sizeof(vm->error), "%s", why);
+	if (vm->state == VM_RUNNING)
+		log_warn("vm %s: unresponsive: %s", vm->id, why);
+	vm->state = VM_UNRESPONSIVE;
+	if (vm->agent != NULL)
+		agent_end_streams(vm->agent, vm->error);
 }
+
+/* Answering again (both the agent and QEMU agree). */
+static void
+vm_responsive(struct vm *vm)
+{
+	if (vm->state != VM_UNRESPONSIVE || vm->silent || vm->paused)
+		return;
+	log_info("vm %s: answering again", vm->id);
+	vm->state = VM_RUNNING;
+	vm->error[0] = '\0';
+}
+
+static void
+vm_agent_silent(struct agent *a, unsigned ms, void *arg)
+{
+	struct vm *vm = arg;
+	char why[160];
+
+	vm->silent = 1;
+	snprintf(why, sizeof(why), "the guest agent has not answered for "
+	    "%u s (the guest is hung, frozen or overloaded)", ms / 1000);
+	vm_unresponsive(vm, why);
+}
+
+static void
+vm_agent_heard(struct agent *a, void *arg)
+{
+	struct vm *vm = arg;
+
+	vm->silent = 0;
+	vm_responsive(vm);
+}
+
+static const struct agent_cbs vm_agent_cbs = {
+	.ready = vm_agent_ready,
+	.failed = vm_agent_failed,
+	.silent = vm_agent_silent,
+	.heard = vm_agent_heard,
+};
 
 static void
 vm_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct vm *vm = arg;
-	char msg[128];
+	char msg[160];
 
-	if (vm->state == VM_RUNNING && vm->chan_error[0]) {
-		vm_chan_lost(vm);
+	if ((vm->state == VM_RUNNING || vm->state == VM_UNRESPONSIVE) &&
+	    vm->chan_error[0]) {
+		snprintf(msg, sizeof(msg), "agent channel failed: ");
+		strncat(msg, vm->chan_error, sizeof(msg) - strlen(msg) - 1);
+		vm_fail_running(vm, msg);
 		return;
 	}
 	if (vm->state == VM_STARTING) {
 		snprintf(msg, sizeof(msg), "the guest agent was not ready "
-		    "within launch_seconds=%u", vm->launch_seconds);
+		    "within launch_seconds=%u", vm->spec.launch_seconds);
 		vm_fail_start(vm, E_TIMEOUT, msg);
 		return;
 	}
@@ -395,178 +514,27 @@ vm_timer_cb(evutil_socket_t fd, short what, void *arg)
 		    "asking %s to quit", vm->id, VM_SHUTDOWN_GRACE_S,
 		    env.hv->name);
 		vm->stop_phase = 1;
-		env.hv->quit(vm->hv, NULL);
+		if (env.hv->quit(vm->hv, NULL) < 0)
+			env.hv->kill(vm->hv);
 		vm_arm_timer(vm, VM_QUIT_GRACE_S);
 	} else {
 		log_warn("vm %s: %s did not quit within %d s; killing pid %d",
-		    vm->id, env.hv->name, VM_QUIT_GRACE_S, (int)vm->pid);
+		    vm->id, env.hv->name, VM_QUIT_GRACE_S, (int)vm->proc.pid);
 		env.hv->kill(vm->hv);
 	}
 }
 
-static int
-check_file(const char *field, const char *path, struct cap_err *err)
-{
-	struct stat st;
-
-	if (stat(path, &st) < 0)
-		return cap_err_set(err, errno, E_INVALID_ARGUMENT,
-		    "%s %s: %s", field, path, strerror(errno));
-	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
-		return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
-		    "%s %s is not a regular file", field, path);
-	if (access(path, R_OK) != 0)
-		return cap_err_set(err, errno, E_INVALID_ARGUMENT,
-		    "%s %s is not readable: %s", field, path, strerror(errno));
-	return 0;
-}
-
-/* Reads len bytes at off of an image file for a look at its magic;
- * returns how many it got (short at the end of the file). */
-static int
-read_head(const char *field, const char *path, off_t off, uint8_t *buf,
-    size_t len, struct cap_err *err)
-{
-	int fd, r;
-
-	if ((r = check_file(field, path, err)) < 0)
-		return r;
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-		return cap_err_set(err, errno, E_INVALID_ARGUMENT, "%s %s: %s",
-		    field, path, strerror(errno));
-	r = (int)pread(fd, buf, len, off);
-	close(fd);
-	return r < 0 ? 0 : r;
-}
-
-/* Image files cross a trust boundary too: look before handing them on. */
-static int
-check_kernel(const char *path, struct cap_err *err)
-{
-	uint8_t b[0x206];
-	int r;
-
-	if ((r = read_head(J_KERNEL_PATH, path, 0, b, sizeof(b), err)) < 0)
-		return r;
-	if (r >= 4 && memcmp(b, "\177ELF", 4) == 0)
-		return 0;
-	if (r == (int)sizeof(b) && memcmp(b + 0x202, "HdrS", 4) == 0)
-		return 0;
-	return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
-	    "%s %s is neither a bzImage nor an ELF kernel", J_KERNEL_PATH,
-	    path);
-}
-
-static int
-check_rootfs(const char *path, struct cap_err *err)
-{
-	uint8_t magic[2];
-	int r;
-
-	/* ext2/3/4 superblock magic 0xEF53 at byte 1080. */
-	if ((r = read_head(J_ROOTFS_PATH, path, 1080, magic, 2, err)) < 0)
-		return r;
-	if (r != 2 || magic[0] != 0x53 || magic[1] != 0xef)
-		return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
-		    "%s %s is not an ext4 file system image", J_ROOTFS_PATH,
-		    path);
-	return 0;
-}
-
-static int
-check_initrd(const char *path, struct cap_err *err)
-{
-	static const struct { const char *magic; size_t len; } kinds[] = {
-		{ "\x1f\x8b", 2 },			/* gzip */
-		{ "\x28\xb5\x2f\xfd", 4 },		/* zstd */
-		{ "\xfd" "7zXZ", 5 },			/* xz */
-		{ "\x02\x21\x4c\x18", 4 },		/* lz4 (legacy) */
-		{ "BZh", 3 },				/* bzip2 */
-		{ "\x5d\x00\x00", 3 },		/* lzma */
-		{ "0707", 4 },				/* plain cpio */
-	};
-	uint8_t b[8];
-	int r;
-
-	if ((r = read_head(J_INITRD_PATH, path, 0, b, sizeof(b), err)) < 0)
-		return r;
-	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
-		if (r >= (int)kinds[i].len &&
-		    memcmp(b, kinds[i].magic, kinds[i].len) == 0)
-			return 0;
-	return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
-	    "%s %s is not an initramfs (cpio, possibly compressed)",
-	    J_INITRD_PATH, path);
-}
-
-static char *
-xstrdup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *
-xstrdup_printf(const char *fmt, ...)
-{
-	va_list ap;
-	char *s;
-
-	va_start(ap, fmt);
-	if (vasprintf(&s, fmt, ap) < 0)
-		s = NULL;
-	va_end(ap);
-	return s;
-}
-
-/* Two live VMs must never share a run dir, exec socket or console log:
- * one's cleanup would pull the other's files away. */
-static int
-check_unshared(const struct vm *vm, struct cap_err *err)
-{
-	const struct vm *o;
-
-	TAILQ_FOREACH(o, &vms, entry) {
-		if (strcmp(o->run_dir, vm->run_dir) == 0)
-			return cap_err_set(err, EBUSY, E_CONFLICT, "%s %s is "
-			    "in use by VM %s", J_RUN_DIR, vm->run_dir, o->id);
-		if (strcmp(o->proxy_path, vm->proxy_path) == 0)
-			return cap_err_set(err, EBUSY, E_CONFLICT, "%s %s is "
-			    "in use by VM %s", J_PROXY_SOCKET_PATH,
-			    vm->proxy_path, o->id);
-		if (strcmp(o->console_log, vm->console_log) == 0)
-			return cap_err_set(err, EBUSY, E_CONFLICT, "%s %s is "
-			    "in use by VM %s", J_CONSOLE_LOG_PATH,
-			    vm->console_log, o->id);
-	}
-	return 0;
-}
-
-/* A file capsuled will create needs an existing directory to go in
- * (except inside a run dir capsuled creates itself). */
-static int
-check_parent(const char *field, const char *path, struct cap_err *err)
-{
-	char dir[PATH_MAX];
-	struct stat st;
-	char *slash;
-
-	snprintf(dir, sizeof(dir), "%s", path);
-	if ((slash = strrchr(dir, '/')) == NULL)
-		return 0;
-	*(slash == dir ? slash + 1 : slash) = '\0';
-	if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
-		return 0;
-	return cap_err_set(err, ENOENT, E_INVALID_ARGUMENT,
-	    "%s %s: directory %s does not exist", field, path, dir);
-}
-
-/* The lowest VM uid no live VM has (0 if all are taken). */
+/* A free unprivileged uid for a VM's hypervisor (root only). */
 static uid_t
 vm_free_uid(void)
 {
-	const struct vm *o;
-
-	for (uid_t u = VM_UID_BASE; u < VM_UID_BASE + VM_UID_SLOTS; u++) {
+	for (uint32_t slot = 0; slot < VM_UID_SLOTS; slot++) {
+		uid_t u = VM_UID_BASE + slot;
+		struct vm *vm;
 		int taken = 0;
 
-		TAILQ_FOREACH(o, &vms, entry)
-			if (o->uid == u)
+		TAILQ_FOREACH(vm, &vms, entry)
+			if (vm->uid == u)
 				taken = 1;
 		if (!taken)
 			return u;
@@ -574,189 +542,164 @@ vm_free_uid(void)
 	return 0;
 }
 
-/* Each raw serial port listens at <run_dir>/port-<name>.sock. */
 static int
-vm_resolve_ports(struct vm *vm, const struct ctl_start *req,
-    struct cap_err *err)
+vm_write_record(struct vm *vm, struct cap_err *err)
 {
-	struct stat st;
+	struct record r;
+	size_t k = 0;
+	int rc;
 
-	for (unsigned i = 0; i < req->nserial_ports; i++) {
-		struct hv_serial_port *p = &vm->ports[i];
-		const char *path;
+	memset(&r, 0, sizeof(r));
+	memcpy(r.vm_id, vm->id, sizeof(r.vm_id));
+	snprintf(r.backend, sizeof(r.backend), "%s", env.hv->name);
+	if (procid_boot_id(r.boot_id) < 0)
+		snprintf(r.boot_id, sizeof(r.boot_id), "%s",
+		    "00000000-0000-0000-0000-000000000000");
+	r.proc = vm->proc;
+	r.owner_uid = vm->who.uid;
+	r.created_at = vm->created_at;
+	for (size_t i = 0; i < vm->files.nmade && k < VMFILES_MAX; i++) {
+		const struct caller_made *m = &vm->files.made[i];
 
-		p->name = strdup(req->serial_ports[i]);
-		p->path = xstrdup_printf("%s/port-%s.sock", vm->run_dir,
-		    req->serial_ports[i]);
-		if (p->name == NULL || p->path == NULL) {
-			free((char *)p->name);
-			free((char *)p->path);
-			p->name = p->path = NULL;
-			return cap_err_set(err, ENOMEM, E_INTERNAL,
-			    "out of memory");
-		}
-		vm->nports++;
-		path = p->path;
-		if (strlen(path) > CTL_MAX_SOCKET_PATH)
-			return cap_err_set(err, ENAMETOOLONG,
-			    E_INVALID_ARGUMENT, "%s \"%s\": its socket %s "
-			    "would be %zu bytes long, over the limit of %d; "
-			    "use a shorter name or %s", J_SERIAL_PORTS,
-			    p->name, path, strlen(path), CTL_MAX_SOCKET_PATH,
-			    J_RUN_DIR);
-		/* Only a caller's run dir can hold one already. */
-		if (lstat(path, &st) < 0)
-			continue;
-		if (!S_ISSOCK(st.st_mode))
-			return cap_err_set(err, EEXIST, E_INVALID_ARGUMENT,
-			    "%s \"%s\": %s exists and is not a socket",
-			    J_SERIAL_PORTS, p->name, path);
-		if (util_unix_alive(path))
-			return cap_err_set(err, EADDRINUSE, E_CONFLICT,
-			    "%s \"%s\": %s is in use by another process",
-			    J_SERIAL_PORTS, p->name, path);
+		r.made[k].dir = m->dir_path;
+		r.made[k].dir_dev = m->dir_id.dev;
+		r.made[k].dir_ino = m->dir_id.ino;
+		r.made[k].name = m->name;
+		r.made[k].dev = m->id.dev;
+		r.made[k].ino = m->id.ino;
+		r.made[k].type = m->type;
+		k++;
 	}
+	r.nmade = k;
+	rc = record_write(vm->files.private_fd, &r, err);	/* borrows */
+	return rc;
+}
+
+/* The hypervisor's own messages go to a capped file in the private dir. */
+static int
+vm_open_hvlog(struct vm *vm, int log_fd, struct cap_err *err)
+{
+	char what[64];
+	int fd;
+
+	fd = openat(vm->files.private_fd, VM_HV_LOG, O_RDWR | O_CREAT |
+	    O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		close(log_fd);
+		return cap_err_set(err, errno, E_INTERNAL, "cannot create %s: "
+		    "%s", VM_HV_LOG, strerror(errno));
+	}
+	snprintf(what, sizeof(what), "vm %.8s %s log", vm->id, env.hv->name);
+	if ((vm->hvlog = sink_new(env.base, log_fd, fd, VM_HV_LOG_MAX,
+	    what)) == NULL)
+		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
 	return 0;
 }
 
-/* Fills in defaults and checks everything against the file system. */
-static int
-vm_resolve(struct vm *vm, const struct ctl_start *req, struct cap_err *err)
+static void	vm_hv_exited(void *arg, const struct hv_exit *ex);
+static void	vm_hv_event(void *arg, enum hv_event ev, const char *detail);
+
+static const struct hv_cbs vm_hv_cbs = {
+	.exited = vm_hv_exited,
+	.event = vm_hv_event,
+};
+
+/* The files are open: start the hypervisor. */
+static void
+vm_files_done(struct vm_files *f, const struct cap_err *ferr, void *arg)
 {
-	char imgdir[PATH_MAX], tsc[48] = "";
-	struct stat st;
+	struct vm *vm = arg;
+	struct hv_serial_port ports[CTL_MAX_SERIAL_PORTS];
+	struct hv_vm_config cfg;
+	struct hv_chans ch = { -1, -1, -1 };
+	struct cap_err err;
+	char what[64];
 	int r;
 
-	if (req->kernel_path == NULL || req->rootfs_path == NULL ||
-	    req->initrd_path == NULL) {
-		if ((r = paths_find_image_dir(env.image_dir, imgdir,
-		    sizeof(imgdir), err)) < 0)
-			return r;
-	}
-	vm->kernel = req->kernel_path ? strdup(req->kernel_path) :
-	    xstrdup_printf("%s/%s", imgdir, IMAGE_KERNEL);
-	vm->initrd = req->initrd_path ? strdup(req->initrd_path) :
-	    xstrdup_printf("%s/%s", imgdir, IMAGE_INITRD);
-	vm->rootfs = req->rootfs_path ? strdup(req->rootfs_path) :
-	    xstrdup_printf("%s/%s", imgdir, IMAGE_ROOTFS);
-	if (vm->kernel == NULL || vm->initrd == NULL || vm->rootfs == NULL)
-		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
-	if ((r = check_kernel(vm->kernel, err)) < 0 ||
-	    (r = check_initrd(vm->initrd, err)) < 0 ||
-	    (r = check_rootfs(vm->rootfs, err)) < 0)
-		return r;
-
-	if (req->run_dir != NULL) {
-		vm->run_dir = strdup(req->run_dir);
-		/* A caller's existing dir stays; one we create goes with us. */
-		vm->run_dir_owned = stat(req->run_dir, &st) != 0;
-		if (!vm->run_dir_owned && !S_ISDIR(st.st_mode))
-			return cap_err_set(err, ENOTDIR, E_INVALID_ARGUMENT,
-			    "%s %s is not a directory", J_RUN_DIR,
-			    req->run_dir);
-	} else {
-		vm->run_dir = xstrdup_printf("%s/vms/%s", env.state_dir, vm->id);
-		vm->run_dir_owned = 1;
-	}
-	vm->proxy_path = req->proxy_socket_path ?
-	    strdup(req->proxy_socket_path) :
-	    xstrdup_printf("%s/proxy.sock", vm->run_dir);
-	vm->console_log = req->console_log_path ?
-	    strdup(req->console_log_path) :
-	    xstrdup_printf("%s/console.log", vm->run_dir);
-	if (vm->run_dir == NULL || vm->proxy_path == NULL ||
-	    vm->console_log == NULL)
-		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
-	if (strlen(vm->proxy_path) > CTL_MAX_SOCKET_PATH ||
-	    strlen(vm->run_dir) + 16 > CTL_MAX_SOCKET_PATH)
-		return cap_err_set(err, ENAMETOOLONG, E_INVALID_ARGUMENT,
-		    "socket paths under %s would exceed %d bytes; use a "
-		    "shorter %s or --state-dir", vm->run_dir,
-		    CTL_MAX_SOCKET_PATH, J_RUN_DIR);
-	if ((r = check_unshared(vm, err)) < 0)
-		return r;
-	if (!(vm->run_dir_owned && path_is_under(vm->proxy_path,
-	    vm->run_dir)) && (r = check_parent(J_PROXY_SOCKET_PATH,
-	    vm->proxy_path, err)) < 0)
-		return r;
-	if (!(vm->run_dir_owned && path_is_under(vm->console_log,
-	    vm->run_dir)) && (r = check_parent(J_CONSOLE_LOG_PATH,
-	    vm->console_log, err)) < 0)
-		return r;
-	if (lstat(vm->proxy_path, &st) == 0) {
-		if (!S_ISSOCK(st.st_mode))
-			return cap_err_set(err, EEXIST, E_INVALID_ARGUMENT,
-			    "%s %s exists and is not a socket",
-			    J_PROXY_SOCKET_PATH, vm->proxy_path);
-		if (util_unix_alive(vm->proxy_path))
-			return cap_err_set(err, EADDRINUSE, E_CONFLICT,
-			    "%s %s is in use by another process",
-			    J_PROXY_SOCKET_PATH, vm->proxy_path);
-	}
-	if ((r = vm_resolve_ports(vm, req, err)) < 0)
-		return r;
-	if (env.caps.accel == HV_ACCEL_TCG && env.caps.tsc_khz > 0)
-		snprintf(tsc, sizeof(tsc), " tsc_early_khz=%u",
-		    env.caps.tsc_khz);
-	/* capsule's arguments first: a caller's boot_args (cleanroom sends
-	 * a whole command line) come last and win where they overlap.
-	 * guest_port names a vsock port in cleanroom; capsule's channel is a
-	 * named virtio-serial port, so the value is only reported back. */
-	vm->cmdline = xstrdup_printf("console=ttyS0 quiet panic=-1%s%s%s",
-	    tsc, req->boot_args ? " " : "",
-	    req->boot_args ? req->boot_args : "");
-	if (vm->cmdline == NULL)
-		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
-	return 0;
-}
-
-/* {"name": "/run/dir/port-name.sock", ...} */
-static json_t *
-vm_ports_json(const struct vm *vm)
-{
-	json_t *o = json_object();
-
-	for (unsigned i = 0; o != NULL && i < vm->nports; i++)
-		json_object_set_new(o, vm->ports[i].name,
-		    json_string(vm->ports[i].path));
-	return o;
-}
-
-static void
-vm_write_state(struct vm *vm)
-{
-	char path[PATH_MAX], *s;
-	struct cap_err err;
-	json_t *o;
-
-	o = json_pack("{s:s, s:i, s:s, s:s, s:s, s:s, s:I, s:s, s:o}",
-	    J_VM_ID, vm->id, J_PID, (int)vm->pid, J_RUN_DIR, vm->run_dir,
-	    J_PROXY_SOCKET_PATH, vm->proxy_path, J_CONSOLE_LOG_PATH,
-	    vm->console_log, J_BACKEND, env.hv->name, J_CREATED_AT,
-	    (json_int_t)vm->created_at, J_ACCEL,
-	    hv_accel_name(env.caps.accel), J_SERIAL_PORTS, vm_ports_json(vm));
-	if (o == NULL || (s = json_dumps(o, JSON_INDENT(2))) == NULL) {
-		json_decref(o);
+	vm->files_busy = 0;
+	if (ferr != NULL) {
+		vm_abort_start(vm, ferr);
 		return;
 	}
-	json_decref(o);
-	snprintf(path, sizeof(path), "%s/vm.json", vm->run_dir);
-	if (util_write_file(path, s, strlen(s), &err) < 0)
-		log_warn("vm %s: %s", vm->id, err.msg);
-	free(s);
+	vm->have_files = 1;
+	if (shutting_down) {
+		cap_err_set(&err, ECANCELED, E_VM_FAILED, "StopVM was "
+		    "requested while the VM was starting");
+		vm_abort_start(vm, &err);
+		return;
+	}
+	memset(&cfg, 0, sizeof(cfg));
+	if (geteuid() == 0 && (vm->uid = vm_free_uid()) == 0) {
+		cap_err_set(&err, EAGAIN, E_UNAVAILABLE, "no unprivileged uid "
+		    "left for another VM");
+		vm_abort_start(vm, &err);
+		return;
+	}
+	for (unsigned i = 0; i < vm->spec.nports; i++) {
+		ports[i].name = vm->spec.port_names[i];
+		ports[i].fd = f->ports[i];
+	}
+	cfg.vm_id = vm->id;
+	cfg.dir_fd = f->private_fd;
+	cfg.kernel_fd = f->kernel;
+	cfg.initrd_fd = f->initrd;
+	cfg.rootfs_fd = f->rootfs;
+	cfg.rootfs_size = f->rootfs_size;
+	cfg.boot_args = vm->spec.boot_args;
+	cfg.vcpus = vm->spec.vcpus;
+	cfg.memory_mib = vm->spec.memory_mib;
+	cfg.ports = ports;
+	cfg.nports = vm->spec.nports;
+	cfg.uid = vm->uid;
+	cfg.gid = (gid_t)vm->uid;
+	if ((r = env.hv->start(env.base, &cfg, &vm_hv_cbs, vm, &vm->hv, &ch,
+	    &err)) < 0) {
+		vm_abort_start(vm, &err);
+		return;
+	}
+	vm->t_spawn = util_now_ms();
+	/* QEMU holds the images and ports now. */
+	closep(&f->kernel);
+	closep(&f->initrd);
+	closep(&f->rootfs);
+	for (unsigned i = 0; i < CTL_MAX_SERIAL_PORTS; i++)
+		closep(&f->ports[i]);
+	/* Its identity for the record: the uid is the one it runs as once
+	 * it has dropped root (-runas), moments from now. */
+	if (procid_read(env.hv->pid(vm->hv), &vm->proc) < 0)
+		vm->proc.pid = env.hv->pid(vm->hv);
+	vm->proc.uid = vm->uid != 0 ? vm->uid : geteuid();
+	snprintf(what, sizeof(what), "vm %.8s console log", vm->id);
+	vm->console = sink_new(env.base, ch.console, TAKE_FD(f->console),
+	    vm->spec.console_max, what);
+	vm->agent = agent_new(env.base, ch.agent, &vm_agent_cbs, vm);
+	log_info("vm %s: starting (pid %d, %u vCPU, %llu MiB, %s)", vm->id,
+	    (int)vm->proc.pid, vm->spec.vcpus,
+	    (unsigned long long)vm->spec.memory_mib,
+	    hv_accel_name(env.caps.accel));
+	if (vm->console == NULL || vm->agent == NULL) {
+		if (vm->agent == NULL)
+			close(ch.agent);
+		close(ch.log);
+		vm_fail_start(vm, E_INTERNAL, "out of memory");
+		return;
+	}
+	if (vm_open_hvlog(vm, ch.log, &err) < 0 ||
+	    vm_write_record(vm, &err) < 0) {
+		vm_fail_start(vm, err.code, err.msg);
+		return;
+	}
+	vm_arm_timer(vm, vm->spec.launch_seconds);
 }
 
 int
-vm_start(const struct ctl_start *req, uint64_t owner, vm_start_cb cb,
-    void *arg, struct cap_err *err)
+vm_start(const struct ctl_start *req, uint64_t owner, const struct caller *who,
+    vm_start_cb cb, void *arg, struct cap_err *err)
 {
-	static const struct agent_cbs acbs = {
-		.ready = vm_agent_ready,
-		.failed = vm_agent_failed,
-	};
-	struct hv_vm_config cfg;
+	struct vmspec_env se = { env.state_dir, env.image_dir,
+	    env.console_max };
 	struct vm *vm;
-	int r, agent_fd = -1;
+	int r;
 
 	if (shutting_down)
 		return cap_err_set(err, ESHUTDOWN, E_UNAVAILABLE,
@@ -766,11 +709,7 @@ vm_start(const struct ctl_start *req, uint64_t owner, vm_start_cb cb,
 	util_uuid(vm->id);
 	vm->state = VM_STARTING;
 	vm->owner = owner;
-	vm->stop_on_disconnect = req->stop_on_disconnect;
-	vm->vcpus = req->vcpus;
-	vm->memory_mib = req->memory_mib;
-	vm->guest_port = req->guest_port;
-	vm->launch_seconds = req->launch_seconds;
+	vm->who = *who;
 	vm->created_at = (long long)time(NULL);
 	vm->t0 = util_now_ms();
 	vm->timer = evtimer_new(env.base, vm_timer_cb, vm);
@@ -778,94 +717,85 @@ vm_start(const struct ctl_start *req, uint64_t owner, vm_start_cb cb,
 		vm_free(vm);
 		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
 	}
-	if ((r = vm_resolve(vm, req, err)) < 0) {
+	if ((r = vmspec_resolve(req, &se, vm->id, &vm->spec, err)) < 0) {
 		vm_free(vm);
 		return r;
 	}
-	if (vm->run_dir_owned && (r = util_mkdir_p(vm->run_dir, 0700,
-	    err)) < 0) {
+	if ((r = vmfiles_open(&vm->files, env.base, &vm->spec, who, env.hv,
+	    vm_files_done, vm, err)) < 0) {
 		vm_free(vm);
 		return r;
 	}
-	/* A run dir outside the state dir gets a link from inside it, so a
-	 * later capsuled finds the VM even if this one dies. */
-	if (req->run_dir != NULL) {
-		vm->link = xstrdup_printf("%s/vms/%s", env.state_dir, vm->id);
-		if (vm->link == NULL || symlink(vm->run_dir, vm->link) < 0) {
-			r = cap_err_set(err, errno ? errno : ENOMEM, E_INTERNAL,
-			    "cannot link %s into the state dir: %s",
-			    vm->run_dir, strerror(errno ? errno : ENOMEM));
-			if (vm->run_dir_owned)
-				paths_remove_tree(vm->run_dir);
-			free(vm->link);
-			vm->link = NULL;
-			vm_free(vm);
-			return r;
-		}
-	}
-
-	memset(&cfg, 0, sizeof(cfg));
-	if (geteuid() == 0 && (vm->uid = vm_free_uid()) == 0) {
-		vm_release(vm, "no free uid");
-		vm_free(vm);
-		return cap_err_set(err, EAGAIN, E_UNAVAILABLE,
-		    "no unprivileged uid left for another VM");
-	}
-	cfg.uid = vm->uid;
-	cfg.gid = (gid_t)vm->uid;
-	cfg.vm_id = vm->id;
-	cfg.run_dir = vm->run_dir;
-	cfg.kernel = vm->kernel;
-	cfg.initrd = vm->initrd;
-	cfg.rootfs = vm->rootfs;
-	cfg.cmdline = vm->cmdline;
-	cfg.console_log = vm->console_log;
-	cfg.vcpus = vm->vcpus;
-	cfg.memory_mib = vm->memory_mib;
-	cfg.accel = env.caps.accel;
-	cfg.ports = vm->ports;
-	cfg.nports = vm->nports;
-	if ((r = env.hv->start(&cfg, &vm->hv, &vm->pid, &agent_fd, err)) < 0) {
-		vm_release(vm, "the VM failed to start");
-		vm_free(vm);
-		return r;
-	}
-	vm->t_spawn = util_now_ms();
-	vm->agent = agent_new(env.base, agent_fd, &acbs, vm);
+	vm->files_busy = 1;
 	vm->start_cb = cb;
 	vm->start_arg = arg;
 	TAILQ_INSERT_TAIL(&vms, vm, entry);
-	vm_write_state(vm);
-	log_info("vm %s: starting (pid %d, %u vCPU, %llu MiB, %s)", vm->id,
-	    (int)vm->pid, vm->vcpus, (unsigned long long)vm->memory_mib,
-	    hv_accel_name(env.caps.accel));
-	if (vm->agent == NULL) {
-		close(agent_fd);
-		vm_fail_start(vm, E_INTERNAL, "out of memory");
-		return 0;
-	}
-	vm_arm_timer(vm, vm->launch_seconds);
 	return 0;
+}
+
+/* How a VM that ended on its own ended: state and words. */
+static void
+vm_settle(struct vm *vm)
+{
+	char how[128], msg[sizeof(vm->error)];
+	const struct hv_exit *ex = &vm->exit;
+
+	if (vm->failing) {
+		vm->state = VM_CRASHED;
+		if (vm->error[0] == '\0')
+			snprintf(vm->error, sizeof(vm->error), "it failed");
+		return;
+	}
+	switch (ex->end) {
+	case HV_END_POWEROFF:
+		vm->state = VM_STOPPED;
+		snprintf(vm->error, sizeof(vm->error), "the guest powered off");
+		return;
+	case HV_END_REBOOT:
+		vm->state = VM_STOPPED;
+		snprintf(vm->error, sizeof(vm->error), "the guest rebooted; "
+		    "a capsule VM ends when its guest reboots");
+		return;
+	case HV_END_PANIC:
+		vm->state = VM_CRASHED;
+		vm_describe_failure(vm, "the guest kernel panicked",
+		    vm->error, sizeof(vm->error));
+		return;
+	default:
+		break;
+	}
+	vm_exit_text(ex, how, sizeof(how));
+	if (ex->have_status && WIFEXITED(ex->wstatus) &&
+	    WEXITSTATUS(ex->wstatus) == 0 && ex->end != HV_END_SIGNAL) {
+		vm->state = VM_STOPPED;
+		snprintf(vm->error, sizeof(vm->error), "%s %s", env.hv->name,
+		    how);
+		return;
+	}
+	vm->state = VM_CRASHED;
+	snprintf(msg, sizeof(msg), "%s %s unexpectedly%s", env.hv->name, how,
+	    ex->end == HV_END_SIGNAL ? " (a signal told it to end)" : "");
+	vm_describe_failure(vm, msg, vm->error, sizeof(vm->error));
 }
 
 /* The hypervisor process is gone: settle the VM's fate. */
 static void
-vm_on_exit(struct vm *vm)
+vm_hv_exited(void *arg, const struct hv_exit *ex)
 {
-	char how[128], msg[sizeof(vm->error)];
+	struct vm *vm = arg;
+	char how[128], msg[sizeof(vm->error) + 32];
 
-	vm_exit_text(vm->wstatus, how, sizeof(how));
+	vm->exited = 1;
+	vm->exit = *ex;
+	vm_exit_text(ex, how, sizeof(how));
 	if (vm->state == VM_STARTING && !vm->failing) {
 		snprintf(msg, sizeof(msg), "%s %s before the guest agent was "
 		    "ready", env.hv->name, how);
 		vm_fail_start(vm, E_VM_FAILED, msg);
 	}
 	if (vm->start_cb != NULL) {
-		vm_start_cb cb = vm->start_cb;
-
 		vm_release(vm, "the VM failed to start");
-		vm->start_cb = NULL;
-		cb(NULL, &vm->start_err, vm->start_arg);
+		vm_report_start(vm, &vm->start_err);
 		vm_remove(vm);
 		return;
 	}
@@ -877,47 +807,52 @@ vm_on_exit(struct vm *vm)
 		return;
 	}
 	/* It ended on its own (or failed while running). */
-	if (vm->failing || !WIFEXITED(vm->wstatus) ||
-	    WEXITSTATUS(vm->wstatus) != 0) {
-		vm->state = VM_CRASHED;
-		if (vm->error[0] == '\0') {
-			snprintf(msg, sizeof(msg), "%s %s unexpectedly",
-			    env.hv->name, how);
-			vm_describe_failure(vm, msg, vm->error,
-			    sizeof(vm->error));
-		}
+	vm_settle(vm);
+	snprintf(msg, sizeof(msg), "the VM %s: %s", vm->state == VM_CRASHED ?
+	    "crashed" : "stopped", vm->error);
+	if (vm->state == VM_CRASHED)
 		log_warn("vm %s: crashed: %s", vm->id, vm->error);
-	} else {
-		vm->state = VM_STOPPED;
-		snprintf(vm->error, sizeof(vm->error), "the guest powered off");
-		log_info("vm %s: the guest powered off", vm->id);
-	}
-	vm_release(vm, vm->state == VM_CRASHED ? "the VM crashed" :
-	    "the guest powered off");
+	else
+		log_info("vm %s: %s", vm->id, vm->error);
+	vm_release(vm, msg);
 	if (vm->nwaiters > 0)
 		vm_remove(vm);
 }
 
-void
-vm_sigchld(void)
+static void
+vm_hv_event(void *arg, enum hv_event ev, const char *detail)
 {
-	struct vm *vm, *next;
-	int st;
+	struct vm *vm = arg;
 
-	TAILQ_FOREACH_SAFE(vm, &vms, entry, next) {
-		if (vm->pid <= 0 || vm->exited)
-			continue;
-		if (waitpid(vm->pid, &st, WNOHANG) != vm->pid)
-			continue;
-		vm->exited = 1;
-		vm->wstatus = st;
-		vm_on_exit(vm);
+	switch (ev) {
+	case HV_EV_PANIC:
+		log_warn("vm %s: %s", vm->id, detail);
+		break;
+	case HV_EV_IO_ERROR:
+		/* QEMU paused the guest; nothing good comes of waiting. The
+		 * VM's writable layer goes with it, which frees the space. */
+		if (vm->state == VM_STARTING)
+			vm_fail_start(vm, E_VM_FAILED, detail);
+		else if (vm->state == VM_RUNNING ||
+		    vm->state == VM_UNRESPONSIVE)
+			vm_fail_running(vm, detail);
+		break;
+	case HV_EV_PAUSED:
+		vm->paused = 1;
+		vm_unresponsive(vm, detail);
+		break;
+	case HV_EV_RESUMED:
+		vm->paused = 0;
+		vm_responsive(vm);
+		break;
 	}
 }
 
 void
 vm_stop(struct vm *vm, vm_gone_cb cb, void *arg)
 {
+	struct cap_err err;
+
 	switch (vm->state) {
 	case VM_STOPPED:
 	case VM_CRASHED:
@@ -926,6 +861,13 @@ vm_stop(struct vm *vm, vm_gone_cb cb, void *arg)
 		return;
 	case VM_STARTING:
 		vm_add_waiter(vm, cb, arg);
+		if (vm->files_busy) {
+			/* No process yet: stop the opening, report, go. */
+			cap_err_set(&err, ECANCELED, E_VM_FAILED, "StopVM was "
+			    "requested while the VM was starting");
+			vm_abort_start(vm, &err);
+			return;
+		}
 		vm_fail_start(vm, E_VM_FAILED,
 		    "StopVM was requested while the VM was starting");
 		return;
@@ -933,17 +875,20 @@ vm_stop(struct vm *vm, vm_gone_cb cb, void *arg)
 		vm_add_waiter(vm, cb, arg);
 		return;
 	case VM_RUNNING:
+	case VM_UNRESPONSIVE:
 		break;
 	}
 	vm_add_waiter(vm, cb, arg);
 	vm->state = VM_STOPPING;
 	log_info("vm %s: stopping", vm->id);
-	if (vm->agent != NULL && agent_shutdown(vm->agent) == 0) {
+	if (!vm->silent && !vm->paused && vm->agent != NULL &&
+	    agent_shutdown(vm->agent) == 0) {
 		vm->stop_phase = 0;
 		vm_arm_timer(vm, VM_SHUTDOWN_GRACE_S);
 	} else {
 		vm->stop_phase = 1;
-		env.hv->quit(vm->hv, NULL);
+		if (env.hv->quit(vm->hv, NULL) < 0)
+			env.hv->kill(vm->hv);
 		vm_arm_timer(vm, VM_QUIT_GRACE_S);
 	}
 }
@@ -985,12 +930,24 @@ vm_owner_gone(uint64_t owner)
 		if (vm->owner != owner)
 			continue;
 		vm->owner = 0;
-		if (vm->stop_on_disconnect) {
+		if (vm->spec.stop_on_disconnect) {
 			log_info("vm %s: its client went away; stopping it "
 			    "(stop_on_disconnect)", vm->id);
 			vm_stop(vm, NULL, NULL);
 		}
 	}
+}
+
+/* {"name": "/run/dir/port-name.sock", ...} */
+static json_t *
+vm_ports_json(const struct vm *vm)
+{
+	json_t *o = json_object();
+
+	for (unsigned i = 0; o != NULL && i < vm->spec.nports; i++)
+		json_object_set_new(o, vm->spec.port_names[i],
+		    json_string(vm->spec.port_paths[i]));
+	return o;
 }
 
 json_t *
@@ -1003,22 +960,27 @@ vm_json(const struct vm *vm)
 	o = json_pack("{s:s, s:s, s:i, s:i, s:I, s:s, s:s, s:s, s:s, s:s, "
 	    "s:s, s:s, s:I}",
 	    J_VM_ID, vm->id, J_STATE, vm_state_name(vm->state),
-	    J_PID, (int)vm->pid, J_VCPUS, (int)vm->vcpus,
-	    J_MEMORY_MIB, (json_int_t)vm->memory_mib,
+	    J_PID, (int)vm->proc.pid, J_VCPUS, (int)vm->spec.vcpus,
+	    J_MEMORY_MIB, (json_int_t)vm->spec.memory_mib,
 	    J_CREATED_AT, created, J_ACCEL, hv_accel_name(env.caps.accel),
-	    J_BACKEND, env.hv->name, J_KERNEL_PATH, vm->kernel,
-	    J_ROOTFS_PATH, vm->rootfs, J_RUN_DIR, vm->run_dir,
-	    J_PROXY_SOCKET_PATH, vm->proxy_path,
-	    J_GUEST_PORT, (json_int_t)vm->guest_port);
+	    J_BACKEND, env.hv->name, J_KERNEL_PATH, vm->spec.kernel,
+	    J_ROOTFS_PATH, vm->spec.rootfs, J_RUN_DIR, vm->spec.run_dir,
+	    J_PROXY_SOCKET_PATH, vm->spec.proxy_path,
+	    J_GUEST_PORT, (json_int_t)vm->spec.guest_port);
 	if (o == NULL)
 		return NULL;
 	json_object_set_new(o, J_CONSOLE_LOG_PATH,
-	    json_string(vm->console_log));
+	    json_string(vm->spec.console_path));
 	json_object_set_new(o, J_SERIAL_PORTS, vm_ports_json(vm));
 	if (vm->exited) {
-		json_object_set_new(o, J_EXIT_STATUS,
-		    json_integer(WIFEXITED(vm->wstatus) ?
-		    WEXITSTATUS(vm->wstatus) : 128 + WTERMSIG(vm->wstatus)));
+		const struct hv_exit *ex = &vm->exit;
+
+		if (ex->have_status)
+			json_object_set_new(o, J_EXIT_STATUS, json_integer(
+			    WIFEXITED(ex->wstatus) ? WEXITSTATUS(ex->wstatus) :
+			    128 + WTERMSIG(ex->wstatus)));
+		json_object_set_new(o, J_ERROR, json_string(vm->error));
+	} else if (vm->state == VM_UNRESPONSIVE) {
 		json_object_set_new(o, J_ERROR, json_string(vm->error));
 	}
 	return o;
@@ -1040,133 +1002,12 @@ vm_started_json(const struct vm *vm)
 {
 	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:o, "
 	    "s:{s:I, s:I, s:I}}",
-	    J_VM_ID, vm->id, J_PROXY_SOCKET_PATH, vm->proxy_path,
-	    J_RUN_DIR, vm->run_dir, J_CONSOLE_LOG_PATH, vm->console_log,
-	    J_ACCEL, hv_accel_name(env.caps.accel), J_PID, (int)vm->pid,
-	    J_SERIAL_PORTS, vm_ports_json(vm),
+	    J_VM_ID, vm->id, J_PROXY_SOCKET_PATH, vm->spec.proxy_path,
+	    J_RUN_DIR, vm->spec.run_dir, J_CONSOLE_LOG_PATH,
+	    vm->spec.console_path, J_ACCEL, hv_accel_name(env.caps.accel),
+	    J_PID, (int)vm->proc.pid, J_SERIAL_PORTS, vm_ports_json(vm),
 	    J_TIMING_MS,
 	    T_VM_READY, (json_int_t)(vm->t_ready - vm->t0),
 	    T_SPAWN, (json_int_t)(vm->t_spawn - vm->t0),
 	    T_GUEST_BOOT, (json_int_t)vm->guest_boot_ms);
-}
-
-/* Is `pid` a hypervisor process that belongs to run dir `dir`? */
-static int
-pid_owns_dir(pid_t pid, const char *dir)
-{
-	char path[64], buf[8192];
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	for (ssize_t i = 0; i < n; i++)
-		if (buf[i] == '\0')
-			buf[i] = ' ';
-	buf[n] = '\0';
-	return strstr(buf, dir) != NULL;
-}
-
-/* What a run dir's state file (vm.json) says; pid 0 if it says nothing. */
-struct orphan {
-	pid_t	pid;
-	char	proxy[PATH_MAX];
-	char	console[PATH_MAX];
-	char	ports[CTL_MAX_SERIAL_PORTS][PATH_MAX];
-};
-
-static void
-read_orphan(const char *dir, struct orphan *o)
-{
-	char path[PATH_MAX + 16];
-	json_t *j, *v;
-
-	memset(o, 0, sizeof(*o));
-	snprintf(path, sizeof(path), "%s/vm.json", dir);
-	if ((j = json_load_file(path, 0, NULL)) == NULL)
-		return;
-	v = json_object_get(j, J_PID);
-	if (json_is_integer(v) && json_integer_value(v) > 1 &&
-	    json_integer_value(v) < INT_MAX)
-		o->pid = (pid_t)json_integer_value(v);
-	if (json_is_string(v = json_object_get(j, J_PROXY_SOCKET_PATH)))
-		snprintf(o->proxy, sizeof(o->proxy), "%s",
-		    json_string_value(v));
-	if (json_is_string(v = json_object_get(j, J_CONSOLE_LOG_PATH)))
-		snprintf(o->console, sizeof(o->console), "%s",
-		    json_string_value(v));
-	if (json_is_object(v = json_object_get(j, J_SERIAL_PORTS))) {
-		const char *name;
-		json_t *p;
-		size_t i = 0;
-
-		json_object_foreach(v, name, p)
-			if (json_is_string(p) && i < CTL_MAX_SERIAL_PORTS)
-				snprintf(o->ports[i++], sizeof(o->ports[0]),
-				    "%s", json_string_value(p));
-	}
-	json_decref(j);
-}
-
-void
-vm_reap_orphans(void)
-{
-	char dir[PATH_MAX], sub[PATH_MAX], target[PATH_MAX];
-	const char *run;
-	struct dirent *de;
-	struct stat st;
-	ssize_t n;
-	DIR *d;
-
-	if (snprintf(dir, sizeof(dir), "%s/vms", env.state_dir) >=
-	    (int)sizeof(dir) || (d = opendir(dir)) == NULL)
-		return;
-	while ((de = readdir(d)) != NULL) {
-		struct orphan o;
-
-		if (de->d_name[0] == '.')
-			continue;
-		if (snprintf(sub, sizeof(sub), "%s/%.64s", dir, de->d_name) >=
-		    (int)sizeof(sub))
-			continue;
-		/* A link stands for a caller's run dir elsewhere. */
-		n = readlink(sub, target, sizeof(target) - 1);
-		run = n > 0 ? target : sub;
-		if (n > 0)
-			target[n] = '\0';
-		/* Re-adopting running VMs is future work; until then a VM
-		 * nobody manages is a leak, so it goes. */
-		read_orphan(run, &o);
-		if (o.pid > 0 && pid_owns_dir(o.pid, run)) {
-			log_warn("killing VM process %d left behind in %s by "
-			    "a previous capsuled", (int)o.pid, run);
-			kill(o.pid, SIGKILL);
-		}
-		log_info("removing stale run dir %s", run);
-		if (n > 0) {
-			/* Not ours to delete: only capsuled's files in it. */
-			env.hv->forget(run);
-			if (path_is_under(o.proxy, run))
-				unlink(o.proxy);
-			if (path_is_under(o.console, run))
-				unlink(o.console);
-			for (size_t i = 0; i < CTL_MAX_SERIAL_PORTS; i++)
-				if (path_is_under(o.ports[i], run) &&
-				    strstr(o.ports[i], "/..") == NULL &&
-				    lstat(o.ports[i], &st) == 0 &&
-				    S_ISSOCK(st.st_mode))
-					unlink(o.ports[i]);
-			snprintf(target + n, sizeof(target) - (size_t)n,
-			    "/vm.json");
-			unlink(target);
-			unlink(sub);
-		} else
-			paths_remove_tree(sub);
-	}
-	closedir(d);
 }

@@ -2,13 +2,19 @@
  * vm.h — every VM's life: start, watch, stop, clean up.
  *
  *   starting --agent HELLO--> running --StopVM--> stopping --exit--> (gone)
- *      |                        |
+ *      |                       |   ^
  *      +--timeout/exit--> (gone, StartVM fails)
- *                               +--QEMU exits on its own--> crashed/stopped
+ *                              |   | heard again / resumed
+ *                              v   |
+ *                           unresponsive (no heartbeat, or QEMU paused it)
+ *
+ *   running/unresponsive --QEMU exits on its own--> crashed/stopped
  *
  * A VM that ends on its own stays listed (crashed, or stopped if the guest
- * powered off cleanly) with its exit status until StopVM removes it; its
- * processes, sockets and run dir are released at once.
+ * powered off or rebooted) with its exit status and why, until StopVM
+ * removes it; its processes, sockets and private dir are released at once.
+ * An unresponsive VM's pending execs end with the reason, and new ones are
+ * refused with it, until the guest answers again.
  */
 #ifndef CAPSULE_VM_H
 #define CAPSULE_VM_H
@@ -18,6 +24,7 @@
 #include <event2/event.h>
 #include <jansson.h>
 
+#include "caller.h"
 #include "ctl.h"
 #include "err.h"
 #include "hv.h"
@@ -25,6 +32,7 @@
 enum vm_state {
 	VM_STARTING,
 	VM_RUNNING,
+	VM_UNRESPONSIVE,
 	VM_STOPPING,
 	VM_STOPPED,
 	VM_CRASHED,
@@ -39,6 +47,7 @@ struct vm_env {
 	struct hv_caps		 caps;
 	char			 state_dir[4096];
 	const char		*image_dir;	/* --image-dir, may be NULL */
+	uint64_t		 console_max;	/* console log cap, bytes */
 };
 
 /* Called once the StartVM outcome is known: vm is running, or err says why
@@ -48,13 +57,16 @@ typedef void (*vm_start_cb)(struct vm *vm, const struct cap_err *err,
 /* Called once the VM is gone and cleaned up. */
 typedef void (*vm_gone_cb)(const char *vm_id, void *arg);
 
+/* Makes (or checks) <state>/vms: capsuled's own, mode 0700. */
 int	vm_init(const struct vm_env *env, struct cap_err *err);
-/* Kills what a previous capsuled left behind in <state dir>/vms. */
+/* Ends what a previous capsuled left behind in <state>/vms (reap.h). */
 void	vm_reap_orphans(void);
-/* Validates the request against the file system and starts the VM.
- * Returns 0 when the callback will report the outcome. */
-int	vm_start(const struct ctl_start *req, uint64_t owner, vm_start_cb cb,
-	    void *arg, struct cap_err *err);
+/* Resolves the request and starts the VM; files the request names are
+ * opened with `who`'s rights. Returns 0 when the callback will report the
+ * outcome. */
+int	vm_start(const struct ctl_start *req, uint64_t owner,
+	    const struct caller *who, vm_start_cb cb, void *arg,
+	    struct cap_err *err);
 /* Stops (or forgets, if it already ended) a VM; cb runs when it is gone,
  * possibly before vm_stop returns. */
 void	vm_stop(struct vm *vm, vm_gone_cb cb, void *arg);
@@ -62,13 +74,11 @@ void	vm_stop(struct vm *vm, vm_gone_cb cb, void *arg);
 int	vm_stop_owned(uint64_t owner, vm_gone_cb cb, void *arg);
 int	vm_stop_all(vm_gone_cb cb, void *arg);
 void	vm_owner_gone(uint64_t owner);
-void	vm_sigchld(void);
 
 struct vm *vm_find(const char *id);
 const char *vm_id(const struct vm *vm);
 enum vm_state vm_state(const struct vm *vm);
 const char *vm_state_name(enum vm_state s);
-struct agent *vm_agent(const struct vm *vm);
 json_t	*vm_json(const struct vm *vm);
 json_t	*vm_list_json(void);
 /* StartVM's reply fields. */

@@ -1,17 +1,26 @@
 /*
  * hv.h — hypervisor backends behind one table of function pointers.
  *
- * A backend turns a resolved VM description into a running guest whose
- * agent channel is a connected stream socket, and knows how to make that
- * guest go away. The daemon watches the returned pid itself. Backends are
- * listed in hv.c; CMake decides which are compiled in (hv/qemu.c on Linux,
- * a Virtualization.framework backend on macOS once it exists).
+ * A backend turns a resolved VM description into a running guest and
+ * reports on it through events on the daemon's event loop: the guest's
+ * end (with why, when the hypervisor said), a pause or an I/O error. It
+ * hands the daemon three streams: the agent channel, the guest's serial
+ * console and the hypervisor's own messages; the daemon relays the last
+ * two into capped log files. A backend builds its own kernel command line
+ * (console device, clock hints) and receives every file as a descriptor
+ * the daemon opened, so it never opens a caller's path itself.
+ *
+ * Backends are listed in hv.c; CMake decides which are compiled in
+ * (hv/qemu.c on Linux; a Virtualization.framework backend on macOS once
+ * it exists).
  */
 #ifndef CAPSULE_HV_H
 #define CAPSULE_HV_H
 
 #include <stdint.h>
 #include <sys/types.h>
+
+#include <event2/event.h>
 
 #include "err.h"
 
@@ -32,32 +41,72 @@ struct hv_caps {
 #define HV_MAX_SERIAL_PORTS	8	/* every backend takes this many */
 
 /* A raw byte channel besides the agent's: the guest sees a virtio-serial
- * port called `name`; the host, a socket listening at `path` that takes
- * one connection at a time. */
+ * port called `name`; the host, the listening socket `fd` (made by the
+ * daemon; the backend takes it), one connection at a time. */
 struct hv_serial_port {
 	const char	*name;
-	const char	*path;
+	int		 fd;
 };
 
-/* Everything a backend needs to start one VM; all paths absolute. */
+/* Everything a backend needs to start one VM. The fds stay the daemon's;
+ * the backend duplicates what it keeps. */
 struct hv_vm_config {
 	const char	*vm_id;
-	const char	*run_dir;	/* backend may create files here */
-	const char	*kernel;
-	const char	*initrd;
-	const char	*rootfs;	/* base image, never written */
-	const char	*cmdline;	/* complete kernel command line */
-	const char	*console_log;
-	unsigned	vcpus;
-	uint64_t	memory_mib;
-	enum hv_accel	accel;
+	int		 dir_fd;	/* the VM's private directory (0700,
+					 * the daemon's): backend files go here */
+	int		 kernel_fd;
+	int		 initrd_fd;
+	int		 rootfs_fd;	/* base image, never written */
+	uint64_t	 rootfs_size;	/* bytes */
+	const char	*boot_args;	/* the caller's, after the backend's own;
+					 * may be NULL */
+	unsigned	 vcpus;
+	uint64_t	 memory_mib;
 	const struct hv_serial_port *ports;	/* nports of them */
-	unsigned	nports;
-	/* Unprivileged identity for the hypervisor process once it has opened
-	 * its files (0: keep the daemon's). One per VM, so a compromised
-	 * hypervisor cannot touch another VM's. */
-	uid_t		uid;
-	gid_t		gid;
+	unsigned	 nports;
+	/* Unprivileged identity for the hypervisor process once it has
+	 * opened its files (0: keep the daemon's). One per VM, so a
+	 * compromised hypervisor cannot touch another VM's. */
+	uid_t		 uid;
+	gid_t		 gid;
+};
+
+/* The streams a started VM offers; each fd is the daemon's to close. */
+struct hv_chans {
+	int	agent;		/* connected to the guest agent's port */
+	int	console;	/* the guest's serial console, read only */
+	int	log;		/* the hypervisor's own stdout and stderr */
+};
+
+/* Why a guest ended, as far as its hypervisor said. */
+enum hv_end {
+	HV_END_UNKNOWN = 0,	/* the process ended without saying why */
+	HV_END_POWEROFF,	/* the guest powered off */
+	HV_END_REBOOT,		/* the guest reset itself (VMs never reboot) */
+	HV_END_PANIC,		/* the guest kernel panicked */
+	HV_END_QUIT,		/* the host asked it to (hv_ops.quit) */
+	HV_END_SIGNAL,		/* the hypervisor was told to end by a signal */
+};
+
+struct hv_exit {
+	enum hv_end	end;
+	int		have_status;	/* wstatus is known (our own child) */
+	int		wstatus;
+};
+
+enum hv_event {
+	HV_EV_PAUSED,		/* the hypervisor paused the guest by itself */
+	HV_EV_RESUMED,
+	HV_EV_IO_ERROR,		/* a host write for the guest's disk failed */
+	HV_EV_PANIC,		/* the guest says its kernel panicked */
+};
+
+struct hv_cbs {
+	/* The hypervisor process is gone; the backend watches no more. */
+	void	(*exited)(void *arg, const struct hv_exit *ex);
+	/* Something happened to the running guest; detail is text for
+	 * people (the hypervisor's words), never empty. */
+	void	(*event)(void *arg, enum hv_event ev, const char *detail);
 };
 
 struct hv_vm;		/* backend-private */
@@ -67,21 +116,22 @@ struct hv_ops {
 	/* Finds out what this host can run; `want` AUTO picks the best. */
 	int	(*probe)(enum hv_accel want, struct hv_caps *caps,
 		    struct cap_err *err);
-	/* Starts the guest. On success *vm is live, *pid is the process to
-	 * watch and *agent_fd a connected socket to the guest agent's port. */
-	int	(*start)(const struct hv_vm_config *cfg, struct hv_vm **vm,
-		    pid_t *pid, int *agent_fd, struct cap_err *err);
-	/* Asks the hypervisor to end the guest now (QMP quit). */
+	/* Is this (the first len bytes of a file) a kernel it can boot? */
+	int	(*check_kernel)(const uint8_t *head, size_t len,
+		    struct cap_err *err);
+	/* Starts the guest; events arrive on base from now on. */
+	int	(*start)(struct event_base *base, const struct hv_vm_config *cfg,
+		    const struct hv_cbs *cbs, void *arg, struct hv_vm **vm,
+		    struct hv_chans *chans, struct cap_err *err);
+	/* Asks the hypervisor to end the guest now. */
 	int	(*quit)(struct hv_vm *vm, struct cap_err *err);
 	/* Last resort. */
 	void	(*kill)(struct hv_vm *vm);
-	/* After the process is gone: removes the backend's files, frees vm. */
-	void	(*cleanup)(struct hv_vm *vm);
-	/* Removes the backend's files from a run dir whose VM is gone and
-	 * that no struct hv_vm describes any more (a previous daemon's). */
-	void	(*forget)(const char *run_dir);
-	/* Tail of the hypervisor's own stderr, for error messages. */
-	void	(*log_tail)(struct hv_vm *vm, char *buf, size_t len);
+	/* The process to persist: pid, start time, uid. */
+	pid_t	(*pid)(const struct hv_vm *vm);
+	/* Stops watching and frees vm; kills the process if it still runs.
+	 * The files it made in dir_fd are left to the daemon. */
+	void	(*free)(struct hv_vm *vm);
 };
 
 const struct hv_ops *hv_default(void);

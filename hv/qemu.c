@@ -1,19 +1,21 @@
 /*
- * qemu.c — the QEMU backend: qemu-system-<arch> with the microvm machine.
+ * qemu.c — the QEMU backend: qemu-system-x86_64 with the microvm machine.
  *
- * Run dir layout (what a restarted daemon would need to re-adopt a VM):
+ * What it makes in the VM's private directory (the daemon's, mode 0700):
  *   agent.sock    listening socket QEMU serves the agent's virtio-serial
  *                 port on (capsuled connects to it; so could a successor)
+ *   console.sock  the same for the guest's serial console
  *   qmp.sock      QMP monitor, listening
- *   qemu.pid      QEMU's pid file
- *   qemu.log      QEMU's own stderr
- *   rootfs.qcow2  the VM's writable layer over the read-only base image
- * plus, where the daemon says (in the run dir too), a listening socket for
- * each raw serial port the caller asked for.
+ *   rootfs.qcow2  the VM's writable layer, mode 0600
  *
- * Every socket is created by capsuled and handed to QEMU as a file
- * descriptor, and capsuled connects to the agent socket before QEMU even
- * runs, so no byte the guest sends can be lost to a connection race.
+ * QEMU is given file descriptors, never a path it would open itself: the
+ * sockets (capsuled binds them and connects first, so no byte the guest
+ * sends is lost to a race), the kernel and initrd as /dev/fd/N, and both
+ * disk layers through -add-fd fd sets. It then drops to the VM's own uid
+ * (-runas) under a seccomp filter. QMP is read for as long as QEMU runs:
+ * its SHUTDOWN reason tells a power-off from a reboot or a panic (a pvpanic
+ * device reports panics), and STOP/BLOCK_IO_ERROR report a guest QEMU
+ * paused because the host could not write its disk.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -27,35 +29,50 @@
 #include <unistd.h>
 
 #include "hv.h"
+#include "log.h"
+#include "procid.h"
 #include "proto.h"
+#include "qmp.h"
 #include "util.h"
 
-#define QEMU_ARGS_MAX	(64 + 4 * HV_MAX_SERIAL_PORTS)
-/* QEMU's fds for the sockets capsuled hands it: the agent's, QMP's, then
- * one per raw serial port. */
-#define QEMU_AGENT_FD	3
-#define QEMU_QMP_FD	4
-#define QEMU_PORT_FD(i)	(5 + (i))
-#define QEMU_NFDS	(2 + HV_MAX_SERIAL_PORTS)
+#define QEMU_ARGS_MAX	(80 + 4 * HV_MAX_SERIAL_PORTS)
+/* The fds QEMU gets, at fixed numbers (macros: they go into strings). */
+#define QFD_AGENT	3	/* listening sockets */
+#define QFD_QMP		4
+#define QFD_CONSOLE	5
+#define QFD_KERNEL	6	/* files */
+#define QFD_INITRD	7
+#define QFD_BASE	8
+#define QFD_LAYER	9
+#define QFD_PORT0	10	/* one per raw serial port */
+#define QEMU_NFDS	(QFD_PORT0 - 3 + HV_MAX_SERIAL_PORTS)
+#define QEMU_LAYER	"rootfs.qcow2"
+#define QEMU_SOCK_AGENT	"agent.sock"
+#define QEMU_SOCK_QMP	"qmp.sock"
+#define QEMU_SOCK_CON	"console.sock"
+/* QMP's words (events and SHUTDOWN reasons) that capsule acts on. */
+#define QMP_EV_SHUTDOWN		"SHUTDOWN"
+#define QMP_EV_STOP		"STOP"
+#define QMP_EV_RESUME		"RESUME"
+#define QMP_EV_PANICKED		"GUEST_PANICKED"
+#define QMP_EV_IO_ERROR		"BLOCK_IO_ERROR"
 
 struct hv_vm {
-	pid_t	pid;
-	int	qmp_fd;		/* connected once quit is asked for */
-	char	run_dir[PATH_MAX];
-	char	*ports[HV_MAX_SERIAL_PORTS];	/* socket paths to remove */
-	unsigned nports;
+	struct hv_cbs	 cbs;
+	void		*arg;
+	pid_t		 pid;
+	int		 pidfd;
+	struct event	*exit_ev;
+	struct qmp	*qmp;
+	enum hv_end	 end;		/* from QMP's SHUTDOWN, if it came */
+	int		 quitting;	/* we asked: a STOP is expected */
+	int		 exited;
+	char		 what[48];	/* "vm 1234abcd" for the log */
 };
 
 static char qemu_bin[PATH_MAX];
 static char qemu_img[PATH_MAX];
-
-static int
-run_path(const char *dir, const char *name, char *out, size_t len)
-{
-	if (snprintf(out, len, "%s/%s", dir, name) >= (int)len)
-		return -ENAMETOOLONG;
-	return 0;
-}
+static struct hv_caps qemu_caps;
 
 /* Looks a program up in $PATH (or takes $CAPSULE_QEMU for QEMU itself). */
 static int
@@ -80,13 +97,15 @@ find_program(const char *name, char *out, size_t len)
 	return -ENOENT;
 }
 
-/* Runs argv to completion; the start of its output goes into out (may be
- * NULL) and into the error message if it fails.
- * Synchronous: used at start-up and for qemu-img, which takes milliseconds. */
+/* Runs argv to completion, with `keep` (if >= 0) as its fd 3; the start
+ * of its output goes into out (may be NULL) and into the error message if
+ * it fails. Synchronous: used at start-up and for qemu-img, which takes
+ * milliseconds on files capsuled made. */
 static int
-run_sync(char *const argv[], char *out, size_t outlen, struct cap_err *err)
+run_sync(char *const argv[], int keep, char *out, size_t outlen,
+    struct cap_err *err)
 {
-	char buf[1024], sink[4096];
+	char buf[1024], drop[4096];
 	int pfd[2], st;
 	size_t got = 0;
 	ssize_t n;
@@ -104,14 +123,16 @@ run_sync(char *const argv[], char *out, size_t outlen, struct cap_err *err)
 	if (pid == 0) {
 		dup2(pfd[1], STDOUT_FILENO);
 		dup2(pfd[1], STDERR_FILENO);
+		if (keep >= 0 && dup2(keep, 3) < 0)
+			_exit(126);
 		execv(argv[0], argv);
 		_exit(127);
 	}
 	close(pfd[1]);
 	/* Read to the end (a full pipe would block the child), keeping what
 	 * fits: that is the text an error message needs. */
-	while ((n = read(pfd[0], got < sizeof(buf) - 1 ? buf + got : sink,
-	    got < sizeof(buf) - 1 ? sizeof(buf) - 1 - got : sizeof(sink))) > 0 ||
+	while ((n = read(pfd[0], got < sizeof(buf) - 1 ? buf + got : drop,
+	    got < sizeof(buf) - 1 ? sizeof(buf) - 1 - got : sizeof(drop))) > 0 ||
 	    (n < 0 && errno == EINTR))
 		if (n > 0 && got < sizeof(buf) - 1)
 			got += (size_t)n;
@@ -167,7 +188,7 @@ qemu_probe(enum hv_accel want, struct hv_caps *caps, struct cap_err *err)
 	if (find_program("qemu-img", qemu_img, sizeof(qemu_img)) < 0)
 		return cap_err_set(err, ENOENT, E_UNAVAILABLE,
 		    "qemu-img not found in PATH; install qemu-utils");
-	if ((r = run_sync(argv, out, sizeof(out), err)) < 0)
+	if ((r = run_sync(argv, -1, out, sizeof(out), err)) < 0)
 		return r;
 	out[strcspn(out, "\n")] = '\0';
 	if (strncmp(out, "QEMU emulator version ", 22) == 0)
@@ -184,58 +205,77 @@ qemu_probe(enum hv_accel want, struct hv_caps *caps, struct cap_err *err)
 		caps->accel = HV_ACCEL_TCG;
 		snprintf(caps->accel_why, sizeof(caps->accel_why),
 		    "tcg was requested");
-		return 0;
-	}
-	r = kvmprobe_run("/dev/kvm", &kerr);
-	if (r == 0) {
+	} else if ((r = kvmprobe_run("/dev/kvm", &kerr)) == 0) {
 		caps->accel = HV_ACCEL_KVM;
-		return 0;
-	}
-	if (want == HV_ACCEL_KVM)
+	} else if (want == HV_ACCEL_KVM) {
 		return cap_err_set(err, -r, E_UNAVAILABLE,
 		    "accel kvm was requested but %s", kerr.msg);
-	caps->accel = HV_ACCEL_TCG;
-	snprintf(caps->accel_why, sizeof(caps->accel_why),
-	    "using tcg (software emulation): %.400s", kerr.msg);
-	return 0;
-}
-
-/* QEMU option values escape ',' by doubling it. */
-static char *
-qemu_opt_path(const char *prefix, const char *path)
-{
-	size_t n = strlen(prefix), m = strlen(path);
-	char *s = malloc(n + 2 * m + 1), *p;
-
-	if (s == NULL)
-		return NULL;
-	memcpy(s, prefix, n);
-	p = s + n;
-	for (size_t i = 0; i < m; i++) {
-		*p++ = path[i];
-		if (path[i] == ',')
-			*p++ = ',';
+	} else {
+		caps->accel = HV_ACCEL_TCG;
+		snprintf(caps->accel_why, sizeof(caps->accel_why),
+		    "using tcg (software emulation): %.400s", kerr.msg);
 	}
-	*p = '\0';
-	return s;
-}
-
-static int
-make_overlay(const struct hv_vm_config *cfg, const char *overlay,
-    struct cap_err *err)
-{
-	char *argv[] = { qemu_img, "create", "-q", "-f", "qcow2", "-F", "raw",
-	    "-b", (char *)cfg->rootfs, (char *)overlay, NULL };
-	int r;
-
-	if ((r = run_sync(argv, NULL, 0, err)) < 0)
-		return cap_err_wrap(err, "cannot create the VM's disk layer");
+	qemu_caps = *caps;
 	return 0;
 }
 
-/* fds[i] becomes QEMU's fd 3 + i. */
+/* x86 boots a bzImage (setup header "HdrS" at 0x202) or an ELF vmlinux. */
+static int
+qemu_check_kernel(const uint8_t *b, size_t len, struct cap_err *err)
+{
+	if (len >= 4 && memcmp(b, "\177ELF", 4) == 0)
+		return 0;
+	if (len >= 0x206 && memcmp(b + 0x202, "HdrS", 4) == 0)
+		return 0;
+	return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
+	    "is neither a bzImage nor an ELF kernel");
+}
+
+/* The kernel command line: the console on the first serial port, no
+ * reboot on panic (QEMU ends the VM instead), the TSC rate under TCG;
+ * a caller's boot_args last, so they win where they overlap. */
+static char *
+qemu_cmdline(const struct hv_vm_config *cfg)
+{
+	char tsc[48] = "";
+
+	if (qemu_caps.accel == HV_ACCEL_TCG && qemu_caps.tsc_khz > 0)
+		snprintf(tsc, sizeof(tsc), " tsc_early_khz=%u",
+		    qemu_caps.tsc_khz);
+	return util_strdup_printf("console=ttyS0 quiet panic=-1%s%s%s", tsc,
+	    cfg->boot_args ? " " : "", cfg->boot_args ? cfg->boot_args : "");
+}
+
+/* The VM's writable layer: a qcow2 file capsuled creates (O_EXCL, 0600)
+ * and qemu-img formats through the descriptor. It names no backing file:
+ * QEMU is told at start which fd set is the base. */
+static int
+make_layer(const struct hv_vm_config *cfg, struct cap_err *err)
+{
+	char size[32];
+	char *argv[] = { qemu_img, "create", "-q", "-f", "qcow2",
+	    "/proc/self/fd/3", size, NULL };
+	int fd, r;
+
+	fd = openat(cfg->dir_fd, QEMU_LAYER, O_RDWR | O_CREAT | O_EXCL |
+	    O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return cap_err_set(err, errno, errno == EEXIST ? E_CONFLICT :
+		    E_INTERNAL, "cannot create the VM's disk layer %s: %s",
+		    QEMU_LAYER, strerror(errno));
+	snprintf(size, sizeof(size), "%llu",
+	    (unsigned long long)cfg->rootfs_size);
+	if ((r = run_sync(argv, fd, NULL, 0, err)) < 0) {
+		close(fd);
+		unlinkat(cfg->dir_fd, QEMU_LAYER, 0);
+		return cap_err_wrap(err, "cannot create the VM's disk layer");
+	}
+	return fd;
+}
+
+/* fds[i] becomes QEMU's fd 3 + i; out is its stdout and stderr. */
 static void
-child_exec(char *const argv[], const int *fds, int nfds, const char *log)
+child_exec(char *const argv[], const int *fds, int nfds, int out)
 {
 	int fd, moved[QEMU_NFDS];
 	sigset_t none;
@@ -251,22 +291,21 @@ child_exec(char *const argv[], const int *fds, int nfds, const char *log)
 		dup2(fd, 0);
 		close(fd);
 	}
-	if ((fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600)) >= 0) {
-		dup2(fd, 1);
-		dup2(fd, 2);
-		if (fd > 2)
-			close(fd);
-	}
-	/* Move the sockets to fixed numbers (out of the way first, so that
-	 * none overwrites another), then drop everything else. */
+	if (dup2(out, 1) < 0 || dup2(out, 2) < 0)
+		_exit(126);
+	/* Move the fds to fixed numbers (out of the way first, so that none
+	 * overwrites another), then drop everything else. */
 	for (int i = 0; i < nfds; i++)
 		if ((moved[i] = fcntl(fds[i], F_DUPFD, 3 + nfds)) < 0)
 			_exit(126);
-	for (int i = 0; i < nfds; i++) {
+	for (int i = 0; i < nfds; i++)
 		if (dup2(moved[i], 3 + i) < 0)
 			_exit(126);
-		fcntl(3 + i, F_SETFL, 0);
-	}
+	/* The sockets were made non-blocking for us; QEMU wants its own. */
+	for (int i = QFD_AGENT; i <= QFD_CONSOLE; i++)
+		fcntl(i, F_SETFL, 0);
+	for (int i = QFD_PORT0; i < 3 + nfds; i++)
+		fcntl(i, F_SETFL, 0);
 	if (close_range(3 + nfds, ~0U, 0) < 0)
 		for (fd = 3 + nfds; fd < 65536; fd++)
 			close(fd);
@@ -276,46 +315,165 @@ child_exec(char *const argv[], const int *fds, int nfds, const char *log)
 	_exit(127);
 }
 
-/* Removes the raw serial ports' sockets (ours alone: QEMU was handed them
- * as fds) and frees the VM. */
 static void
-qemu_free(struct hv_vm *vm)
+qemu_exit_cb(evutil_socket_t fd, short what, void *arg)
 {
-	for (unsigned i = 0; i < vm->nports; i++) {
-		unlink(vm->ports[i]);
-		free(vm->ports[i]);
+	struct hv_vm *vm = arg;
+	struct hv_exit ex = { .end = vm->end };
+	int st, r;
+
+	if ((r = procid_reap(vm->pidfd, &st)) == 0)
+		return;
+	event_del(vm->exit_ev);
+	vm->exited = 1;
+	if (r == 1) {
+		ex.have_status = 1;
+		ex.wstatus = st;
 	}
-	free(vm);
+	if (ex.end == HV_END_UNKNOWN && r == 1 && WIFSIGNALED(st))
+		ex.end = HV_END_SIGNAL;
+	vm->cbs.exited(vm->arg, &ex);	/* may free vm */
+}
+
+static enum hv_end
+qemu_end_of(const char *reason)
+{
+	static const struct { const char *qmp; enum hv_end end; } ends[] = {
+		{ "guest-shutdown", HV_END_POWEROFF },
+		{ "guest-reset", HV_END_REBOOT },
+		{ "guest-panic", HV_END_PANIC },
+		{ "host-qmp-quit", HV_END_QUIT },
+		{ "host-signal", HV_END_SIGNAL },
+	};
+
+	for (size_t i = 0; reason != NULL && i < sizeof(ends) /
+	    sizeof(ends[0]); i++)
+		if (strcmp(reason, ends[i].qmp) == 0)
+			return ends[i].end;
+	return HV_END_UNKNOWN;
+}
+
+static const char *
+jstr(json_t *o, const char *key)
+{
+	json_t *v = o != NULL ? json_object_get(o, key) : NULL;
+
+	return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+static void
+qemu_qmp_event(void *arg, const char *name, json_t *data)
+{
+	struct hv_vm *vm = arg;
+	char detail[320];
+
+	if (strcmp(name, QMP_EV_SHUTDOWN) == 0) {
+		if (vm->end == HV_END_UNKNOWN || vm->end == HV_END_QUIT)
+			vm->end = qemu_end_of(jstr(data, "reason"));
+	} else if (strcmp(name, QMP_EV_PANICKED) == 0) {
+		vm->end = HV_END_PANIC;
+		vm->cbs.event(vm->arg, HV_EV_PANIC,
+		    "the guest kernel panicked");
+	} else if (strcmp(name, QMP_EV_STOP) == 0 && !vm->quitting) {
+		vm->cbs.event(vm->arg, HV_EV_PAUSED, "QEMU paused the guest");
+	} else if (strcmp(name, QMP_EV_RESUME) == 0) {
+		vm->cbs.event(vm->arg, HV_EV_RESUMED, "QEMU resumed the guest");
+	} else if (strcmp(name, QMP_EV_IO_ERROR) == 0) {
+		const char *op = jstr(data, "operation");
+		const char *why = jstr(data, "reason");
+		const char *action = jstr(data, "action");
+		json_t *nospace = json_object_get(data, "nospace");
+
+		snprintf(detail, sizeof(detail), "the host could not %.16s "
+		    "the VM's disk layer: %.200s%s%s",
+		    op != NULL ? op : "access", why != NULL ? why :
+		    "I/O error", json_is_true(nospace) ? " (the host file "
+		    "system holding capsule's state directory is full)" : "",
+		    action != NULL && strcmp(action, "stop") == 0 ?
+		    "; QEMU paused the guest" : "");
+		vm->cbs.event(vm->arg, HV_EV_IO_ERROR, detail);
+	}
+}
+
+static void
+qemu_qmp_closed(void *arg, const char *why)
+{
+	struct hv_vm *vm = arg;
+
+	if (!vm->exited)
+		log_debug("%s: %s", vm->what, why);
+}
+
+static const struct qmp_cbs qemu_qmp_cbs = {
+	.event = qemu_qmp_event,
+	.closed = qemu_qmp_closed,
+};
+
+/* Listening sockets QEMU serves, and our connections to them, queued in
+ * their backlogs before QEMU runs. */
+struct qemu_socks {
+	int	listen[3];	/* agent, qmp, console */
+	int	conn[3];
+};
+
+static void
+socks_close(struct qemu_socks *s, int dir_fd, int unlink_too)
+{
+	static const char *const names[3] = { QEMU_SOCK_AGENT, QEMU_SOCK_QMP,
+	    QEMU_SOCK_CON };
+
+	for (int i = 0; i < 3; i++) {
+		if (s->listen[i] >= 0 && unlink_too)
+			unlinkat(dir_fd, names[i], 0);
+		closep(&s->listen[i]);
+		closep(&s->conn[i]);
+	}
 }
 
 static int
-qemu_start(const struct hv_vm_config *cfg, struct hv_vm **out, pid_t *pidp,
-    int *agent_out, struct cap_err *err)
+socks_open(struct qemu_socks *s, int dir_fd, struct cap_err *err)
 {
-	char overlay[PATH_MAX], agent_sock[PATH_MAX], qmp_sock[PATH_MAX];
-	char pidfile[PATH_MAX], log[PATH_MAX], mem[32], smp[16], runas[32];
-	char *con = NULL, *drive = NULL, *argv[QEMU_ARGS_MAX];
+	static const char *const names[3] = { QEMU_SOCK_AGENT, QEMU_SOCK_QMP,
+	    QEMU_SOCK_CON };
+	int r;
+
+	for (int i = 0; i < 3; i++)
+		s->listen[i] = s->conn[i] = -1;
+	for (int i = 0; i < 3; i++) {
+		if ((r = util_listen_unix_at(dir_fd, names[i], 0600, err)) < 0)
+			goto fail;
+		s->listen[i] = r;
+		if ((r = util_connect_unix_at(dir_fd, names[i], err)) < 0)
+			goto fail;
+		s->conn[i] = r;
+	}
+	return 0;
+fail:
+	socks_close(s, dir_fd, 1);
+	return r;
+}
+
+static int
+qemu_start(struct event_base *base, const struct hv_vm_config *cfg,
+    const struct hv_cbs *cbs, void *arg, struct hv_vm **out,
+    struct hv_chans *chans, struct cap_err *err)
+{
+	char mem[32], smp[16], runas[32], fdarg[2][40];
 	char port_chr[HV_MAX_SERIAL_PORTS][64];
 	char port_dev[HV_MAX_SERIAL_PORTS][128];
-	int agent_l = -1, qmp_l = -1, agent_c = -1, n = 0, r;
-	int fds[QEMU_NFDS], nfds = 0, made_overlay = 0;
-	struct hv_vm *vm;
+	char *cmdline = NULL, *argv[QEMU_ARGS_MAX];
+	struct qemu_socks socks;
+	int fds[QEMU_NFDS], nfds = 0, n = 0, layer = -1, logp[2] = { -1, -1 };
+	struct hv_vm *vm = NULL;
 	unsigned i;
 	pid_t pid;
+	int r;
 
-	if (run_path(cfg->run_dir, "rootfs.qcow2", overlay, sizeof(overlay)) ||
-	    run_path(cfg->run_dir, "agent.sock", agent_sock,
-	    sizeof(agent_sock)) ||
-	    run_path(cfg->run_dir, "qmp.sock", qmp_sock, sizeof(qmp_sock)) ||
-	    run_path(cfg->run_dir, "qemu.pid", pidfile, sizeof(pidfile)) ||
-	    run_path(cfg->run_dir, "qemu.log", log, sizeof(log)))
-		return cap_err_set(err, ENAMETOOLONG, E_INVALID_ARGUMENT,
-		    "run dir path %s is too long", cfg->run_dir);
 	if (cfg->nports > HV_MAX_SERIAL_PORTS)
 		return cap_err_set(err, E2BIG, E_INVALID_ARGUMENT,
 		    "%u serial ports; the limit is %d", cfg->nports,
 		    HV_MAX_SERIAL_PORTS);
-	for (i = 0; i < cfg->nports; i++)
+	for (i = 0; i < cfg->nports; i++) {
 		if (snprintf(port_dev[i], sizeof(port_dev[i]),
 		    "virtserialport,chardev=port%u,name=%s", i,
 		    cfg->ports[i].name) >= (int)sizeof(port_dev[i]) ||
@@ -323,76 +481,70 @@ qemu_start(const struct hv_vm_config *cfg, struct hv_vm **out, pid_t *pidp,
 			return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
 			    "serial port name %.80s cannot go to QEMU",
 			    cfg->ports[i].name);
-	if ((vm = calloc(1, sizeof(*vm))) == NULL)
-		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
-	vm->qmp_fd = -1;
-	snprintf(vm->run_dir, sizeof(vm->run_dir), "%s", cfg->run_dir);
-
-	if ((r = make_overlay(cfg, overlay, err)) < 0)
-		goto fail;
-	made_overlay = 1;
-	if ((agent_l = util_listen_unix(agent_sock, 0600, err)) < 0 ||
-	    (qmp_l = util_listen_unix(qmp_sock, 0600, err)) < 0) {
-		r = agent_l < 0 ? agent_l : qmp_l;
-		goto fail;
-	}
-	fds[0] = agent_l;
-	fds[1] = qmp_l;
-	nfds = 2;
-	/* A leftover socket of a VM that is gone: vm.c made sure nothing
-	 * answers there any more. */
-	for (i = 0; i < cfg->nports; i++) {
-		unlink(cfg->ports[i].path);
-		if ((r = util_listen_unix(cfg->ports[i].path, 0600, err)) < 0)
-			goto fail;
-		fds[nfds++] = r;
-		if ((vm->ports[i] = strdup(cfg->ports[i].path)) == NULL) {
-			unlink(cfg->ports[i].path);
-			r = cap_err_set(err, ENOMEM, E_INTERNAL,
-			    "out of memory");
-			goto fail;
-		}
-		vm->nports++;
 		snprintf(port_chr[i], sizeof(port_chr[i]),
 		    "socket,id=port%u,fd=%d,server=on,wait=off", i,
-		    QEMU_PORT_FD(i));
+		    QFD_PORT0 + (int)i);
 	}
-	/* Queued in the backlog now; QEMU accepts it at start-up (wait=on). */
-	if ((agent_c = util_connect_unix(agent_sock, err)) < 0) {
-		r = agent_c;
+	if ((vm = calloc(1, sizeof(*vm))) == NULL ||
+	    (cmdline = qemu_cmdline(cfg)) == NULL) {
+		free(vm);
+		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
+	}
+	vm->cbs = *cbs;
+	vm->arg = arg;
+	vm->pidfd = -1;
+	snprintf(vm->what, sizeof(vm->what), "vm %.8s", cfg->vm_id);
+	if ((r = socks_open(&socks, cfg->dir_fd, err)) < 0)
+		goto fail_early;
+	if ((layer = make_layer(cfg, err)) < 0) {
+		r = layer;
 		goto fail;
 	}
-	con = qemu_opt_path("file,id=con,path=", cfg->console_log);
-	drive = qemu_opt_path("if=none,id=root,format=qcow2,discard=unmap,"
-	    "file=", overlay);
-	if (con == NULL || drive == NULL) {
-		r = cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
+	if (pipe2(logp, O_CLOEXEC) < 0) {
+		r = cap_err_set(err, errno, E_INTERNAL, "pipe: %s",
+		    strerror(errno));
 		goto fail;
 	}
+	fds[nfds++] = socks.listen[0];		/* QFD_AGENT */
+	fds[nfds++] = socks.listen[1];		/* QFD_QMP */
+	fds[nfds++] = socks.listen[2];		/* QFD_CONSOLE */
+	fds[nfds++] = cfg->kernel_fd;		/* QFD_KERNEL */
+	fds[nfds++] = cfg->initrd_fd;		/* QFD_INITRD */
+	fds[nfds++] = cfg->rootfs_fd;		/* QFD_BASE */
+	fds[nfds++] = layer;			/* QFD_LAYER */
+	for (i = 0; i < cfg->nports; i++)
+		fds[nfds++] = cfg->ports[i].fd;
 	snprintf(mem, sizeof(mem), "%llu",
 	    (unsigned long long)cfg->memory_mib);
 	snprintf(smp, sizeof(smp), "%u", cfg->vcpus);
+	snprintf(fdarg[0], sizeof(fdarg[0]), "fd=%d,set=1,opaque=base",
+	    QFD_BASE);
+	snprintf(fdarg[1], sizeof(fdarg[1]), "fd=%d,set=2,opaque=layer",
+	    QFD_LAYER);
 
 #define ARG(s)	(argv[n++] = (char *)(s))
 	ARG(qemu_bin);
 	ARG("-name"); ARG("capsule");
 	ARG("-machine"); ARG("microvm");
-	if (cfg->accel == HV_ACCEL_KVM) {
+	if (qemu_caps.accel == HV_ACCEL_KVM) {
 		ARG("-accel"); ARG("kvm");
 		ARG("-cpu"); ARG("host");
 	} else {
 		ARG("-accel"); ARG("tcg");
 	}
 	ARG("-nodefaults"); ARG("-no-user-config"); ARG("-display"); ARG("none");
-	ARG("-no-reboot");
+	/* A reset or a panic ends the VM, and QMP says which it was. */
+	ARG("-action"); ARG("reboot=shutdown,shutdown=poweroff,panic=shutdown");
 	ARG("-m"); ARG(mem);
 	ARG("-smp"); ARG(smp);
-	ARG("-kernel"); ARG(cfg->kernel);
-	ARG("-initrd"); ARG(cfg->initrd);
-	ARG("-append"); ARG(cfg->cmdline);
-	ARG("-chardev"); ARG(con);
+	ARG("-kernel"); ARG("/dev/fd/" STRINGIFY(QFD_KERNEL));
+	ARG("-initrd"); ARG("/dev/fd/" STRINGIFY(QFD_INITRD));
+	ARG("-append"); ARG(cmdline);
+	ARG("-chardev");
+	ARG("socket,id=con,fd=" STRINGIFY(QFD_CONSOLE) ",server=on,wait=on");
 	ARG("-serial"); ARG("chardev:con");
-	ARG("-chardev"); ARG("socket,id=agent,fd=3,server=on,wait=on");
+	ARG("-chardev");
+	ARG("socket,id=agent,fd=" STRINGIFY(QFD_AGENT) ",server=on,wait=on");
 	ARG("-device"); ARG("virtio-serial-device");
 	ARG("-device"); ARG("virtserialport,chardev=agent,name=" AGENT_PORT_NAME);
 	/* Raw ports: QEMU accepts a new connection whenever the last one
@@ -401,12 +553,23 @@ qemu_start(const struct hv_vm_config *cfg, struct hv_vm **out, pid_t *pidp,
 		ARG("-chardev"); ARG(port_chr[i]);
 		ARG("-device"); ARG(port_dev[i]);
 	}
-	ARG("-chardev"); ARG("socket,id=qmp,fd=4,server=on,wait=off");
+	ARG("-chardev");
+	ARG("socket,id=qmp,fd=" STRINGIFY(QFD_QMP) ",server=on,wait=off");
 	ARG("-mon"); ARG("chardev=qmp,mode=control");
-	ARG("-drive"); ARG(drive);
+	ARG("-add-fd"); ARG(fdarg[0]);
+	ARG("-add-fd"); ARG(fdarg[1]);
+	ARG("-blockdev");
+	ARG("driver=file,node-name=base-file,filename=/dev/fdset/1,"
+	    "read-only=on");
+	ARG("-blockdev"); ARG("driver=raw,node-name=base,file=base-file,"
+	    "read-only=on");
+	ARG("-blockdev"); ARG("driver=file,node-name=layer-file,"
+	    "filename=/dev/fdset/2");
+	ARG("-blockdev"); ARG("driver=qcow2,node-name=root,file=layer-file,"
+	    "backing=base,discard=unmap");
 	ARG("-device"); ARG("virtio-blk-device,drive=root");
 	ARG("-device"); ARG("virtio-rng-device");
-	ARG("-pidfile"); ARG(pidfile);
+	ARG("-device"); ARG("pvpanic");
 	/* Confine QEMU itself: no new processes, and (unless it has to drop
 	 * root itself, which the filter would otherwise forbid) no privilege
 	 * changes. With -runas QEMU opens every file and device first, then
@@ -431,118 +594,98 @@ qemu_start(const struct hv_vm_config *cfg, struct hv_vm **out, pid_t *pidp,
 		goto fail;
 	}
 	if (pid == 0)
-		child_exec(argv, fds, nfds, log);
-	for (int k = 0; k < nfds; k++)
-		close(fds[k]);
-	free(con);
-	free(drive);
+		child_exec(argv, fds, nfds, logp[1]);
 	vm->pid = pid;
+	closep(&logp[1]);
+	closep(&layer);
+	vm->pidfd = procid_open_child(pid);
+	if (vm->pidfd >= 0)
+		vm->exit_ev = event_new(base, vm->pidfd, EV_READ | EV_PERSIST,
+		    qemu_exit_cb, vm);
+	if (vm->exit_ev == NULL || event_add(vm->exit_ev, NULL) < 0) {
+		r = cap_err_set(err, ENOMEM, E_INTERNAL, "cannot watch QEMU "
+		    "(pid %d)", (int)pid);
+		kill(pid, SIGKILL);
+		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+			;
+		goto fail;
+	}
+	vm->qmp = qmp_new(base, TAKE_FD(socks.conn[1]), &qemu_qmp_cbs, vm,
+	    vm->what);
+	if (vm->qmp == NULL)
+		log_warn("%s: cannot read QMP; reboots and panics will be "
+		    "reported as plain exits", vm->what);
+	fcntl(logp[0], F_SETFL, O_NONBLOCK);
+	chans->agent = TAKE_FD(socks.conn[0]);
+	chans->console = TAKE_FD(socks.conn[2]);
+	chans->log = TAKE_FD(logp[0]);
+	socks_close(&socks, cfg->dir_fd, 0);
+	free(cmdline);
 	*out = vm;
-	*pidp = pid;
-	*agent_out = agent_c;
 	return 0;
 fail:
-	if (agent_c >= 0)
-		close(agent_c);
-	if (agent_l >= 0)
-		close(agent_l);
-	if (qmp_l >= 0)
-		close(qmp_l);
-	for (int k = 2; k < nfds; k++)
-		close(fds[k]);
-	free(con);
-	free(drive);
-	/* Only what this call made: the run dir may hold others' files. */
-	if (made_overlay)
-		unlink(overlay);
-	if (agent_l >= 0)
-		unlink(agent_sock);
-	if (qmp_l >= 0)
-		unlink(qmp_sock);
-	qemu_free(vm);
+	closep(&layer);
+	closep(&logp[0]);
+	closep(&logp[1]);
+	socks_close(&socks, cfg->dir_fd, 1);
+fail_early:
+	if (vm->exit_ev != NULL)
+		event_free(vm->exit_ev);
+	closep(&vm->pidfd);
+	free(cmdline);
+	free(vm);
 	return r;
 }
 
 static int
 qemu_quit(struct hv_vm *vm, struct cap_err *err)
 {
-	static const char cmds[] = "{\"execute\":\"qmp_capabilities\"}\n"
-	    "{\"execute\":\"quit\"}\n";
-	char path[PATH_MAX];
+	int r;
 
-	if (vm->qmp_fd >= 0)
-		return 0;
-	if (run_path(vm->run_dir, "qmp.sock", path, sizeof(path)) < 0)
-		return cap_err_set(err, ENAMETOOLONG, E_INTERNAL, "path");
-	if ((vm->qmp_fd = util_connect_unix(path, err)) < 0)
-		return vm->qmp_fd;
-	/* QMP reads commands in order after its greeting, so there is no
-	 * need to wait for the greeting or the replies: QEMU is leaving. */
-	if (write(vm->qmp_fd, cmds, sizeof(cmds) - 1) < 0)
-		return cap_err_set(err, errno, E_INTERNAL, "QMP: %s",
-		    strerror(errno));
+	vm->quitting = 1;
+	if ((r = qmp_execute(vm->qmp, "quit")) < 0)
+		return cap_err_set(err, -r, E_INTERNAL, "QMP is not connected");
 	return 0;
 }
 
 static void
 qemu_kill(struct hv_vm *vm)
 {
-	if (vm->pid > 0)
-		kill(vm->pid, SIGKILL);
+	vm->quitting = 1;
+	if (!vm->exited && vm->pidfd >= 0)
+		procid_signal(vm->pidfd, SIGKILL);
+}
+
+static pid_t
+qemu_pid(const struct hv_vm *vm)
+{
+	return vm->pid;
 }
 
 static void
-qemu_forget(const char *run_dir)
+qemu_free(struct hv_vm *vm)
 {
-	static const char *const files[] = { "rootfs.qcow2", "agent.sock",
-	    "qmp.sock", "qemu.pid", "qemu.log" };
-	char path[PATH_MAX];
-
-	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
-		if (run_path(run_dir, files[i], path, sizeof(path)) == 0)
-			unlink(path);
-}
-
-static void
-qemu_cleanup(struct hv_vm *vm)
-{
-	if (vm->qmp_fd >= 0)
-		close(vm->qmp_fd);
-	qemu_forget(vm->run_dir);
-	qemu_free(vm);
-}
-
-static void
-qemu_log_tail(struct hv_vm *vm, char *buf, size_t len)
-{
-	char path[PATH_MAX];
-
-	char *p, *q, *line;
-
-	buf[0] = '\0';
-	if (run_path(vm->run_dir, "qemu.log", path, sizeof(path)) == 0)
-		util_file_tail(path, buf, len);
-	/* Keep QEMU's errors, drop its "info:" chatter; one line. */
-	for (p = q = buf; (line = strsep(&p, "\n")) != NULL;) {
-		size_t n = strlen(line);
-
-		if (n == 0 || strstr(line, ": info: ") != NULL)
-			continue;
-		if (q != buf)
-			*q++ = ' ';
-		memmove(q, line, n);
-		q += n;
+	if (vm == NULL)
+		return;
+	if (!vm->exited && vm->pidfd >= 0) {
+		/* Nobody will watch it any more: end it and reap it now. */
+		procid_signal(vm->pidfd, SIGKILL);
+		procid_wait(vm->pidfd);
 	}
-	*q = '\0';
+	if (vm->exit_ev != NULL)
+		event_free(vm->exit_ev);
+	closep(&vm->pidfd);
+	qmp_free(vm->qmp);
+	free(vm);
 }
 
 const struct hv_ops qemu_ops = {
 	.name = "qemu",
 	.probe = qemu_probe,
+	.check_kernel = qemu_check_kernel,
 	.start = qemu_start,
 	.quit = qemu_quit,
 	.kill = qemu_kill,
-	.cleanup = qemu_cleanup,
-	.forget = qemu_forget,
-	.log_tail = qemu_log_tail,
+	.pid = qemu_pid,
+	.free = qemu_free,
 };

@@ -11,7 +11,10 @@ set -euo pipefail
 
 prog=${0##*/}
 # Drivers the agent loads, in this order after their dependencies.
-modules_wanted=(virtio_mmio virtio_console virtio_blk virtio_rng overlay)
+# pvpanic_mmio binds QEMU's pvpanic device (ACPI QEMU0001), so a guest
+# kernel panic reaches QEMU as a panic rather than a reboot.
+modules_wanted=(virtio_mmio virtio_console virtio_blk virtio_rng overlay
+	pvpanic_mmio)
 # Without these the guest cannot boot or reach the host.
 modules_required=(virtio_mmio virtio_console virtio_blk)
 rootfs_size=1G

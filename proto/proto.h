@@ -80,6 +80,7 @@
 /* VM states as reported by ListVMs */
 #define VMSTATE_STARTING	"starting"
 #define VMSTATE_RUNNING		"running"
+#define VMSTATE_UNRESPONSIVE	"unresponsive"
 #define VMSTATE_STOPPING	"stopping"
 #define VMSTATE_STOPPED		"stopped"
 #define VMSTATE_CRASHED		"crashed"
@@ -91,6 +92,7 @@
 #define E_TOO_LARGE		"too_large"
 #define E_NOT_FOUND		"not_found"
 #define E_CONFLICT		"conflict"
+#define E_PERMISSION_DENIED	"permission_denied"
 #define E_UNAVAILABLE		"unavailable"
 #define E_TIMEOUT		"timeout"
 #define E_VM_FAILED		"vm_failed"

@@ -54,7 +54,9 @@ def require_build(image=True):
 
 
 def qemu_procs(needle):
-    """[(pid, cmdline)] of live qemu-system processes mentioning needle."""
+    """[(pid, cmdline)] of live qemu-system processes that belong to needle
+    (a directory): QEMU gets no paths on its command line, only fds, so a
+    process is ours if one of its open files lies under needle."""
     found = []
     for d in os.listdir("/proc"):
         if not d.isdigit():
@@ -72,7 +74,17 @@ def qemu_procs(needle):
         if not os.path.basename(argv[0]).startswith(b"qemu-system"):
             continue
         cmd = b" ".join(argv).decode("utf-8", "replace")
-        if needle in cmd:
+        try:
+            fds = os.listdir("/proc/%s/fd" % d)
+            targets = []
+            for fd in fds:
+                try:
+                    targets.append(os.readlink("/proc/%s/fd/%s" % (d, fd)))
+                except OSError:
+                    pass
+        except OSError:
+            targets = []
+        if needle in cmd or any(t.startswith(needle) for t in targets):
             found.append((int(d), cmd))
     return found
 

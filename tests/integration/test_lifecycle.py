@@ -252,25 +252,31 @@ class LifecycleTest(ct.DaemonTestCase):
 
     def test_live_vms_never_share_paths(self):
         # A second VM may not take over the first one's exec socket, run
-        # dir or console log: its cleanup would pull them from under it.
+        # dir or console log: capsule creates each anew (O_EXCL), so what
+        # the first VM has is a conflict, never something to reuse.
         rd = os.path.join(self.daemon.dir, "shared-rd")
         con = os.path.join(self.daemon.dir, "shared-console.log")
         v = self.daemon.start_vm(run_dir=rd, console_log_path=con)
         try:
-            for field, value in (("run_dir", rd),
-                                 ("proxy_socket_path",
-                                  v["proxy_socket_path"]),
-                                 ("console_log_path", con)):
+            for field, value, clash in (
+                    ("run_dir", rd, v["proxy_socket_path"]),
+                    ("proxy_socket_path", v["proxy_socket_path"],
+                     v["proxy_socket_path"]),
+                    ("console_log_path", con, con)):
                 r = self.daemon.request({"op": "StartVM", field: value},
                                         timeout=ct.START_TIMEOUT)
-                self.assertError(r, "conflict", field, v["vm_id"])
+                self.assertError(r, "conflict", clash, "already exists")
             self.exec_echo(v["proxy_socket_path"])
-            self.assertTrue(os.path.exists(os.path.join(rd, "vm.json")))
+            # Its state record is capsuled's, never in a caller's dir.
+            self.assertEqual(sorted(os.listdir(rd)), ["proxy.sock"])
         finally:
             self.stop(v["vm_id"])
-        # The console log sat beside the run dir, not in it: it stays.
-        self.assertTrue(os.path.exists(con), "console log next to the run "
-                        "dir was deleted")
+        # capsule made the run dir, so it went; the console log the caller
+        # named is the caller's, so it stays.
+        self.assertFalse(os.path.exists(rd), "capsule's run dir left")
+        self.assertTrue(os.path.exists(con), "the caller's console log was "
+                        "deleted")
+        os.unlink(con)
 
     def test_each_vm_runs_as_its_own_unprivileged_uid(self):
         if os.geteuid() != 0:
@@ -342,19 +348,27 @@ class DaemonCrashTest(unittest.TestCase):
     def test_next_daemon_reaps_vm_in_callers_run_dir(self):
         d = ct.Daemon("crash").start()
         try:
-            rd = os.path.join(d.dir, "custom")
-            v = d.start_vm(run_dir=rd)
-            pid = v["pid"]
+            made = os.path.join(d.dir, "made")      # capsule creates it
+            mine = os.path.join(d.dir, "mine")      # the caller's own
+            os.mkdir(mine)
+            with open(os.path.join(mine, "keep"), "w") as f:
+                f.write("the caller's\n")
+            v = d.start_vm(run_dir=made)
+            w = d.start_vm(run_dir=mine)
+            pids = [v["pid"], w["pid"]]
             d.proc.kill()
             d.proc.wait(10)
-            self.assertTrue(ct.pid_alive(pid), "QEMU died with capsuled")
+            self.assertTrue(all(ct.pid_alive(p) for p in pids),
+                            "QEMU died with capsuled")
             d2 = ct.Daemon("crash2", socket_path=d.sock,
                            state_dir=d.state).start()
             try:
-                self.assertTrue(ct.wait_for(lambda: not ct.pid_alive(pid),
-                                            10), "orphaned QEMU survived")
-                self.assertTrue(os.path.isdir(rd), "caller's run dir went")
-                self.assertEqual(sorted(os.listdir(rd)), [])
+                self.assertTrue(ct.wait_for(
+                    lambda: not any(ct.pid_alive(p) for p in pids), 10),
+                    "orphaned QEMU survived")
+                # What capsule made goes; what it did not make stays.
+                self.assertFalse(os.path.exists(made), "capsule's run dir")
+                self.assertEqual(sorted(os.listdir(mine)), ["keep"])
                 self.assertEqual(d2.vms_dir_entries(), [])
             finally:
                 d2.stop()

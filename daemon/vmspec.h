@@ -1,0 +1,68 @@
+/*
+ * vmspec.h — one VM's configuration, resolved and validated once.
+ *
+ * A StartVM request (proto/ctl.h, already checked for types and ranges)
+ * plus the daemon's defaults becomes a struct vm_spec: every path filled
+ * in, and for each one whether the caller named it (then capsuled acts on
+ * it with the caller's rights, see caller.h) or capsuled chose it. The VM
+ * keeps its spec for its whole life; the state record and ListVMs are
+ * written from it, and the backend's configuration is derived from it.
+ */
+#ifndef CAPSULE_VMSPEC_H
+#define CAPSULE_VMSPEC_H
+
+#include <stdint.h>
+
+#include "ctl.h"
+#include "err.h"
+
+#define VMSPEC_PROXY		"proxy.sock"
+#define VMSPEC_CONSOLE		"console.log"
+#define VMSPEC_PORT_FMT		"port-%s.sock"
+
+/* Where a file capsule makes goes. */
+enum vm_place {
+	VM_PLACE_PRIVATE,	/* the VM's private dir: capsuled's rights */
+	VM_PLACE_RUN_DIR,	/* the caller's run_dir: the caller's rights */
+	VM_PLACE_NAMED,		/* a path the caller named: the caller's */
+};
+
+struct vm_spec {
+	/* Guest image; *_named: the caller named it (else the default). */
+	char		*kernel, *initrd, *rootfs;
+	int		 kernel_named, initrd_named, rootfs_named;
+	char		*boot_args;		/* may be NULL */
+	unsigned	 vcpus;
+	uint64_t	 memory_mib;
+	uint32_t	 guest_port;
+	unsigned	 launch_seconds;
+	int		 stop_on_disconnect;
+	/* The VM's private dir, <state>/vms/<id>: capsuled's own. */
+	char		*private_dir;
+	/* The run dir as reported: the caller's, or the private dir. */
+	char		*run_dir;
+	int		 run_dir_named;
+	char		*proxy_path;
+	enum vm_place	 proxy_place;
+	char		*console_path;
+	enum vm_place	 console_place;	/* NAMED: the caller's, kept */
+	uint64_t	 console_max;	/* bytes */
+	/* Raw serial ports: names, and their sockets in the run dir. */
+	char		*port_names[CTL_MAX_SERIAL_PORTS];
+	char		*port_paths[CTL_MAX_SERIAL_PORTS];
+	unsigned	 nports;
+};
+
+struct vmspec_env {
+	const char	*state_dir;
+	const char	*image_dir;	/* --image-dir, may be NULL */
+	uint64_t	 console_max;	/* default console log cap, bytes */
+};
+
+/* Fills spec from req and the defaults; only the image dir search looks at
+ * the file system. */
+int	vmspec_resolve(const struct ctl_start *req, const struct vmspec_env *e,
+	    const char *vm_id, struct vm_spec *spec, struct cap_err *err);
+void	vmspec_free(struct vm_spec *spec);
+
+#endif /* CAPSULE_VMSPEC_H */

@@ -2,13 +2,15 @@
  * fuzz_copy.c — libFuzzer harness for capsule cp's unpacker as the host runs
  * it on what a (possibly hostile) guest sends: any archive must be refused
  * or unpacked below the destination, never crash, never leave a temporary
- * file, and never write outside the scratch directory.
+ * file, and never write outside the scratch directory (a throwaway one
+ * under $TMPDIR, removed without following any link the archive made).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE	/* memfd_create: CMake defines it too */
 #endif
 #include <dirent.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <ftw.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -19,17 +21,18 @@
 
 #include "copy.h"
 #include "cpio.h"
+#include "rmtree.h"
 
-static char scratch[] = "/tmp/capsule-fuzz-copy.XXXXXX";
+static char scratch[PATH_MAX];
 static char outside[sizeof(scratch) + 16];
 
+/* No temporary file may survive an extraction. (FTW_PHYS: links are
+ * reported, never followed.) */
 static int
-rm_one(const char *path, const struct stat *st, int flag, struct FTW *f)
+check_one(const char *path, const struct stat *st, int flag, struct FTW *f)
 {
 	if (strstr(path, ".capsule-cp.") != NULL)
-		abort();	/* a temporary file survived */
-	chmod(path, 0700);
-	remove(path);
+		abort();
 	return 0;
 }
 
@@ -48,10 +51,13 @@ entries(const char *dir)
 	return n;
 }
 
+/* The archive may hold links to / and directories without permissions:
+ * removal goes through rmtree, which never follows a link and changes
+ * modes only through descriptors of the directories it walks. */
 static void
 cleanup(void)
 {
-	nftw(scratch, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	rmtree(scratch);
 }
 
 int
@@ -67,6 +73,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		cpio_header_decode(data + off, size - off, &e, &name);
 
 	if (outside[0] == '\0') {
+		const char *tmp = getenv("TMPDIR");
+
+		snprintf(scratch, sizeof(scratch), "%s/capsule-fuzz-copy.XXXXXX",
+		    tmp != NULL && tmp[0] == '/' ? tmp : "/tmp");
 		if (mkdtemp(scratch) == NULL)
 			abort();
 		snprintf(outside, sizeof(outside), "%s/o", scratch);
@@ -85,6 +95,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	 * and the sentinel stays empty. */
 	if (entries(outside) != 2 || entries(scratch) > 4)
 		abort();
-	nftw(dst, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	nftw(dst, check_one, 16, FTW_PHYS);
+	if (rmtree(dst) < 0)
+		abort();
 	return 0;
 }

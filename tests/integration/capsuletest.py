@@ -17,6 +17,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -128,6 +129,45 @@ def wait_for(pred, timeout, interval=0.1):
         if time.monotonic() >= end:
             return None
         time.sleep(interval)
+
+
+def _rm_entry(dfd, name):
+    try:
+        os.unlink(name, dir_fd=dfd)
+        return
+    except FileNotFoundError:
+        return
+    except (IsADirectoryError, PermissionError) as e:
+        st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+        if not stat.S_ISDIR(st.st_mode):
+            raise e
+    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW,
+                 dir_fd=dfd)
+    try:
+        # Make it ours to empty through its own fd, never by path.
+        os.fchmod(fd, 0o700)
+        for e in os.scandir(fd):
+            _rm_entry(fd, e.name)
+    finally:
+        os.close(fd)
+    os.rmdir(name, dir_fd=dfd)
+
+
+def rmtree(path):
+    """rm -rf that never follows a symlink out of the tree: every step is
+    relative to a directory fd, links are removed, not followed, and
+    modes change only through the walked directories' own fds. (Trees in
+    tests hold what guests sent: links to /, directories without
+    permissions.)"""
+    parent, name = os.path.split(os.path.abspath(path))
+    try:
+        dfd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
+    except FileNotFoundError:
+        return
+    try:
+        _rm_entry(dfd, name)
+    finally:
+        os.close(dfd)
 
 
 def b64(data):
@@ -601,7 +641,7 @@ def main():
             sys.stderr.write("\n===== %s: %s (kept %s) =====\n%s\n" %
                              (d.name, d.log_path, d.dir, d.log_text()))
         else:
-            shutil.rmtree(d.dir, ignore_errors=True)
+            rmtree(d.dir)
     sys.stderr.write("%s: %.1f s\n" % (os.path.basename(sys.argv[0]),
                                        time.monotonic() - t0))
     sys.exit(0 if ok else 1)

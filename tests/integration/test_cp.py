@@ -163,14 +163,7 @@ def newc_names(data):
         names.append(name)
 
 
-def rmtree(path):
-    def fix(func, p, exc):
-        try:
-            os.chmod(os.path.dirname(p), 0o700)
-            func(p)
-        except OSError:
-            pass
-    shutil.rmtree(path, onerror=fix)
+rmtree = ct.rmtree
 
 
 class CpTest(ct.VMTestCase):

@@ -208,10 +208,10 @@ cmd_ps(int argc, char **argv)
 		json_decref(r);
 		return 0;
 	}
-	printf("%-36s  %-8s  %7s  %4s  %7s  %-5s  %s\n", "VM ID", "STATE",
+	printf("%-36s  %-12s  %7s  %4s  %7s  %-5s  %s\n", "VM ID", "STATE",
 	    "PID", "CPUS", "MEMORY", "ACCEL", "CREATED");
 	json_array_foreach(vms, i, vm) {
-		printf("%-36s  %-8s  %7lld  %4lld  %4lldMiB  %-5s  %s\n",
+		printf("%-36s  %-12s  %7lld  %4lld  %4lldMiB  %-5s  %s\n",
 		    str(vm, J_VM_ID), str(vm, J_STATE),
 		    json_integer_value(json_object_get(vm, J_PID)),
 		    json_integer_value(json_object_get(vm, J_VCPUS)),

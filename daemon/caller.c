@@ -233,6 +233,19 @@ op_dir(struct caller_op *op, int dfd, const char *name)
 	return ident_of(op->fd, &op->id);
 }
 
+/* O_EXCL and bind() say only "exists": a link there is worth naming. */
+static int
+exists_why(int dfd, const char *name, int e)
+{
+	struct stat st;
+
+	if ((e == EEXIST || e == EADDRINUSE) &&
+	    fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    S_ISLNK(st.st_mode))
+		return -ELOOP;
+	return -e;
+}
+
 static int
 op_create(struct caller_op *op, int dfd, const char *name)
 {
@@ -245,7 +258,7 @@ op_create(struct caller_op *op, int dfd, const char *name)
 	op->fd = openat(dfd, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW |
 	    O_NOCTTY | O_CLOEXEC, 0600);
 	if (op->fd < 0)
-		return -errno;
+		return exists_why(dfd, name, errno);
 	return ident_of(op->fd, &op->id);
 }
 
@@ -257,7 +270,7 @@ op_bind(struct caller_op *op, int dfd, const char *name)
 
 	/* bind() has no *at form; the /proc link names exactly dfd. */
 	if ((r = util_listen_unix_at(dfd, name, 0600, NULL)) < 0)
-		return r;
+		return exists_why(dfd, name, -r);
 	op->fd = r;
 	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 		return -errno;

@@ -2,7 +2,6 @@
  * paths.c — default locations (see paths.h).
  */
 #include <errno.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,26 +98,4 @@ paths_find_image_dir(const char *override, char *dir, size_t len,
 	    "no guest image (%s, %s, %s) found in: %s; build it with "
 	    "`cmake --build build --target image` or pass kernel_path and "
 	    "rootfs_path", IMAGE_KERNEL, IMAGE_INITRD, IMAGE_ROOTFS, looked);
-}
-
-static int
-remove_entry(const char *path, const struct stat *st, int type,
-    struct FTW *ftw)
-{
-	(void)st;
-	(void)ftw;
-	if (type == FTW_DP)
-		rmdir(path);
-	else
-		unlink(path);
-	return 0;
-}
-
-int
-paths_remove_tree(const char *dir)
-{
-	if (access(dir, F_OK) != 0)
-		return 0;
-	return nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) == 0 &&
-	    access(dir, F_OK) != 0 ? 0 : -EIO;
 }

@@ -4,7 +4,7 @@
  *   control socket  /run/capsule/capsuled.sock (root)
  *                   $XDG_RUNTIME_DIR/capsule/capsuled.sock (others)
  *   state dir       /var/lib/capsule (root), $XDG_STATE_HOME/capsule
- *   run dirs        <state dir>/vms/<vm_id>/
+ *   private dirs    <state dir>/vms/<vm_id>/ (mode 0700, capsuled's own)
  *   guest image     vmlinuz, initramfs.img, rootfs.ext4 in the first of:
  *                   --image-dir, $CAPSULE_IMAGE_DIR, $XDG_DATA_HOME/capsule,
  *                   $XDG_DATA_DIRS/capsule, the install datadir, the build
@@ -27,7 +27,5 @@ int	paths_default_state_dir(char *buf, size_t len, struct cap_err *err);
  * error lists where it looked. `override` (may be NULL) comes first. */
 int	paths_find_image_dir(const char *override, char *dir, size_t len,
 	    struct cap_err *err);
-/* rm -r of a run dir capsuled made (no symlinks followed). */
-int	paths_remove_tree(const char *dir);
 
 #endif /* CAPSULE_PATHS_H */

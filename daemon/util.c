@@ -93,28 +93,6 @@ util_mkdir_p(const char *path, unsigned mode, struct cap_err *err)
 	return 0;
 }
 
-void
-util_file_tail(const char *path, char *buf, size_t len)
-{
-	struct stat st;
-	ssize_t n;
-	int fd;
-
-	buf[0] = '\0';
-	if (len < 2 || (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-		return;
-	if (fstat(fd, &st) == 0 && st.st_size > (off_t)(len - 1))
-		lseek(fd, st.st_size - (off_t)(len - 1), SEEK_SET);
-	n = read(fd, buf, len - 1);
-	close(fd);
-	buf[n > 0 ? n : 0] = '\0';
-	/* Keep the text printable for JSON and terminals. */
-	for (ssize_t i = 0; i < n; i++)
-		if ((unsigned char)buf[i] < 0x20 && buf[i] != '\n')
-			buf[i] = ' ';
-	cap_utf8_scrub(buf, n > 0 ? (size_t)n : 0);
-}
-
 /* A non-blocking, close-on-exec Unix stream socket and its address. */
 static int
 unix_socket(struct sockaddr_un *sun, const char *path, struct cap_err *err)
@@ -225,34 +203,6 @@ util_unix_alive(const char *path)
 		return 0;
 	close(fd);
 	return 1;
-}
-
-int
-util_write_file(const char *path, const char *data, size_t len,
-    struct cap_err *err)
-{
-	char tmp[PATH_MAX];
-	ssize_t n;
-	int fd;
-
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
-		return cap_err_set(err, ENAMETOOLONG, E_INTERNAL,
-		    "path too long: %s", path);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return cap_err_set(err, errno, E_INTERNAL, "cannot write %s: %s",
-		    tmp, strerror(errno));
-	n = write(fd, data, len);
-	if (close(fd) < 0 && n == (ssize_t)len)
-		n = -1;
-	if (n != (ssize_t)len || rename(tmp, path) < 0) {
-		int e = n < 0 ? errno : EIO;
-
-		unlink(tmp);
-		return cap_err_set(err, e, E_INTERNAL, "cannot write %s: %s",
-		    path, strerror(e));
-	}
-	return 0;
 }
 
 unsigned

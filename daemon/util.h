@@ -49,8 +49,6 @@ void	util_uuid(char out[37]);	/* random v4 UUID */
 void	util_rfc3339(long long unix_secs, char out[32]);
 /* mkdir -p with the final component mode `mode`. */
 int	util_mkdir_p(const char *path, unsigned mode, struct cap_err *err);
-/* Last `len - 1` bytes of a file, NUL-terminated; "" if unreadable. */
-void	util_file_tail(const char *path, char *buf, size_t len);
 /* Unix stream socket bound and listening at path (replacing nothing). */
 int	util_listen_unix(const char *path, unsigned mode, struct cap_err *err);
 /* Non-blocking connect to a Unix socket. */
@@ -61,9 +59,6 @@ int	util_listen_unix_at(int dirfd, const char *name, unsigned mode,
 int	util_connect_unix_at(int dirfd, const char *name, struct cap_err *err);
 /* 1 if something accepts connections at path, 0 if not (stale/absent). */
 int	util_unix_alive(const char *path);
-/* Writes a whole file atomically (tmp + rename). */
-int	util_write_file(const char *path, const char *data, size_t len,
-	    struct cap_err *err);
 /* Host facts for request limits. */
 unsigned util_host_cpus(void);
 uint64_t util_host_memory_mib(void);

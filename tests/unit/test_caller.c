@@ -334,9 +334,14 @@ run_as(uid_t uid, struct caller_op *ops, size_t n, struct result *r)
 	assert_false(r->done);		/* never from inside the call */
 	for (int i = 0; i < 500 && !r->done; i++)
 		event_base_loop(base_ev, EVLOOP_ONCE);
-	/* Let the job reap its child. */
-	for (int i = 0; i < 50; i++)
-		event_base_loop(base_ev, EVLOOP_NONBLOCK);
+	/* The job lives on until it has reaped its child; then nothing is
+	 * left on the loop (1: no events). */
+	for (int i = 0; i < 500; i++) {
+		if (event_base_loop(base_ev, EVLOOP_NONBLOCK) == 1)
+			break;
+		usleep(10000);
+	}
+	assert_int_equal(event_base_loop(base_ev, EVLOOP_NONBLOCK), 1);
 	event_base_free(base_ev);
 	assert_true(r->done);
 }

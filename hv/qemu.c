@@ -231,9 +231,11 @@ qemu_check_kernel(const uint8_t *b, size_t len, struct cap_err *err)
 	    "is neither a bzImage nor an ELF kernel");
 }
 
-/* The kernel command line: the console on the first serial port, no
- * reboot on panic (QEMU ends the VM instead), the TSC rate under TCG;
- * a caller's boot_args last, so they win where they overlap. */
+/* The kernel command line: the console on the first serial port, an
+ * immediate reset on panic and a triple-fault reboot (microvm has no
+ * reset the kernel's other methods find, and a missed reset hangs the
+ * guest; either way QEMU ends the VM and says why), the TSC rate under
+ * TCG; a caller's boot_args last, so they win where they overlap. */
 static char *
 qemu_cmdline(const struct hv_vm_config *cfg)
 {
@@ -242,8 +244,9 @@ qemu_cmdline(const struct hv_vm_config *cfg)
 	if (qemu_caps.accel == HV_ACCEL_TCG && qemu_caps.tsc_khz > 0)
 		snprintf(tsc, sizeof(tsc), " tsc_early_khz=%u",
 		    qemu_caps.tsc_khz);
-	return util_strdup_printf("console=ttyS0 quiet panic=-1%s%s%s", tsc,
-	    cfg->boot_args ? " " : "", cfg->boot_args ? cfg->boot_args : "");
+	return util_strdup_printf("console=ttyS0 quiet panic=-1 reboot=t%s%s%s",
+	    tsc, cfg->boot_args ? " " : "", cfg->boot_args ? cfg->boot_args :
+	    "");
 }
 
 /* The VM's writable layer: a qcow2 file capsuled creates (O_EXCL, 0600)

@@ -13,6 +13,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/statfs.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -36,7 +37,7 @@ struct caller_msg {
 	int32_t		err;		/* errno of the failed op */
 	int32_t		created;
 	int32_t		nfds;		/* fd, then dir_fd */
-	uint64_t	dev, ino, dir_dev, dir_ino, size;
+	uint64_t	dev, ino, btime, dir_dev, dir_ino, dir_btime, size;
 	uint32_t	head_len;
 	uint8_t		head[CALLER_HEAD_LEN];
 };
@@ -136,16 +137,37 @@ caller_op_close(struct caller_op *op)
 	closep(&op->dir_fd);
 }
 
+int
+caller_ident_at(int dfd, const char *name, struct caller_ident *id,
+    mode_t *type)
+{
+	struct statx sx;
+	int flags = AT_SYMLINK_NOFOLLOW | (name[0] == '\0' ? AT_EMPTY_PATH : 0);
+
+	if (statx(dfd, name, flags, STATX_TYPE | STATX_INO | STATX_BTIME,
+	    &sx) < 0)
+		return -errno;
+	id->dev = makedev(sx.stx_dev_major, sx.stx_dev_minor);
+	id->ino = sx.stx_ino;
+	id->btime = (sx.stx_mask & STATX_BTIME) ?
+	    (uint64_t)sx.stx_btime.tv_sec * 1000000000u +
+	    sx.stx_btime.tv_nsec : 0;
+	if (type != NULL)
+		*type = sx.stx_mode & S_IFMT;
+	return 0;
+}
+
+int
+caller_ident_same(const struct caller_ident *a, const struct caller_ident *b)
+{
+	return a->dev == b->dev && a->ino == b->ino &&
+	    (a->btime == 0 || b->btime == 0 || a->btime == b->btime);
+}
+
 static int
 ident_of(int fd, struct caller_ident *id)
 {
-	struct stat st;
-
-	if (fstat(fd, &st) < 0)
-		return -errno;
-	id->dev = st.st_dev;
-	id->ino = st.st_ino;
-	return 0;
+	return caller_ident_at(fd, "", id, NULL);
 }
 
 /* The directory op i works in, as a new fd, and its last component. */
@@ -172,8 +194,9 @@ op_parent(struct caller_op *ops, size_t i, const char **name)
 		return -ENAMETOOLONG;
 	snprintf(parent, sizeof(parent), "%.*s", slash == op->path ? 1 :
 	    (int)(slash - op->path), op->path);
-	/* Earlier components are followed: as the caller, that is fine. */
-	fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	/* Earlier components are followed: as the caller, that is fine.
+	 * O_PATH: a directory the caller may search but not list will do. */
+	fd = open(parent, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	return fd < 0 ? -errno : fd;
 }
 
@@ -199,8 +222,8 @@ op_read(struct caller_op *op, int dfd, const char *name)
 	if (fcntl(op->fd, F_SETFL, 0) < 0)
 		return -errno;
 	op->size = size;
-	op->id.dev = st.st_dev;
-	op->id.ino = st.st_ino;
+	if ((n = ident_of(op->fd, &op->id)) < 0)
+		return (int)n;
 	n = pread(op->fd, op->head, sizeof(op->head), 0);
 	if (n < 0)
 		return -errno;
@@ -265,18 +288,13 @@ op_create(struct caller_op *op, int dfd, const char *name)
 static int
 op_bind(struct caller_op *op, int dfd, const char *name)
 {
-	struct stat st;
 	int r;
 
 	/* bind() has no *at form; the /proc link names exactly dfd. */
 	if ((r = util_listen_unix_at(dfd, name, 0600, NULL)) < 0)
 		return exists_why(dfd, name, -r);
 	op->fd = r;
-	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-		return -errno;
-	op->id.dev = st.st_dev;
-	op->id.ino = st.st_ino;
-	return 0;
+	return caller_ident_at(dfd, name, &op->id, NULL);
 }
 
 /* Does op i; on failure it holds nothing. */
@@ -311,12 +329,13 @@ static int
 remove_if_same(int dfd, const char *name, const struct caller_ident *id,
     mode_t type)
 {
-	struct stat st;
+	struct caller_ident now;
+	mode_t t;
+	int r;
 
-	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-		return errno == ENOENT ? 0 : -errno;
-	if (st.st_dev != id->dev || st.st_ino != id->ino ||
-	    (st.st_mode & S_IFMT) != type)
+	if ((r = caller_ident_at(dfd, name, &now, &t)) < 0)
+		return r == -ENOENT ? 0 : r;
+	if (!caller_ident_same(&now, id) || t != type)
 		return -ESTALE;
 	if (unlinkat(dfd, name, type == S_IFDIR ? AT_REMOVEDIR : 0) < 0)
 		return errno == ENOENT ? 0 : -errno;
@@ -552,8 +571,10 @@ child_main(int sock, pid_t parent, const struct caller *who,
 		m.created = ops[i].created;
 		m.dev = ops[i].id.dev;
 		m.ino = ops[i].id.ino;
+		m.btime = ops[i].id.btime;
 		m.dir_dev = ops[i].dir_id.dev;
 		m.dir_ino = ops[i].dir_id.ino;
+		m.dir_btime = ops[i].dir_id.btime;
 		m.size = ops[i].size;
 		m.head_len = (uint32_t)ops[i].head_len;
 		memcpy(m.head, ops[i].head, ops[i].head_len);
@@ -644,8 +665,10 @@ job_take(struct caller_job *j, const struct caller_msg *m, const int *fds,
 	op->created = m->created != 0;
 	op->id.dev = (dev_t)m->dev;
 	op->id.ino = (ino_t)m->ino;
+	op->id.btime = m->btime;
 	op->dir_id.dev = (dev_t)m->dir_dev;
 	op->dir_id.ino = (ino_t)m->dir_ino;
+	op->dir_id.btime = m->dir_btime;
 	op->size = m->size;
 	op->head_len = m->head_len;
 	memcpy(op->head, m->head, m->head_len);
@@ -850,8 +873,7 @@ caller_made_reopen(struct caller_made *m)
 		return -EINVAL;
 	if ((fd = open(m->dir_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
 		return -errno;
-	if (ident_of(fd, &now) < 0 || now.dev != m->dir_id.dev ||
-	    now.ino != m->dir_id.ino) {
+	if (ident_of(fd, &now) < 0 || !caller_ident_same(&now, &m->dir_id)) {
 		close(fd);
 		return -ESTALE;
 	}

@@ -56,10 +56,22 @@ enum caller_kind {
 	CALLER_BIND,	/* create a listening Unix socket, mode 0600 */
 };
 
+/* Which file a name was: device and inode, and its birth time where the
+ * file system keeps one (a freed inode number can be handed out again, a
+ * birth time tells the new file from the old). */
 struct caller_ident {
-	dev_t	dev;
-	ino_t	ino;
+	dev_t		dev;
+	ino_t		ino;
+	uint64_t	btime;		/* ns since the epoch; 0: unknown */
 };
+
+/* The ident and type (S_IFMT bits) of name in dfd, not following a link
+ * (name "" with dfd: the fd itself). */
+int	caller_ident_at(int dfd, const char *name, struct caller_ident *id,
+	    mode_t *type);
+/* Same file? A birth time known on only one side does not count. */
+int	caller_ident_same(const struct caller_ident *a,
+	    const struct caller_ident *b);
 
 struct caller_op {
 	/* in */

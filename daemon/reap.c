@@ -67,9 +67,9 @@ reap_made(const struct record *r)
 		struct caller_made m = {
 			.dir_fd = -1,
 			.dir_path = strdup(rm->dir),
-			.dir_id = { rm->dir_dev, rm->dir_ino },
+			.dir_id = { rm->dir_dev, rm->dir_ino, rm->dir_btime },
 			.name = strdup(rm->name),
-			.id = { rm->dev, rm->ino },
+			.id = { rm->dev, rm->ino, rm->btime },
 			.type = rm->type,
 		};
 		int e;

@@ -34,6 +34,8 @@
 #define R_NAME		"name"
 #define R_DEV		"dev"
 #define R_INO		"ino"
+#define R_BTIME		"btime"
+#define R_DIR_BTIME	"dir_btime"
 #define R_TYPE		"type"
 #define R_TYPE_SOCKET	"socket"
 #define R_TYPE_FILE	"file"
@@ -85,11 +87,11 @@ record_encode(const struct record *r)
 		const struct record_made *m = &r->made[i];
 
 		json_array_append_new(made, json_pack(
-		    "{s:s, s:o, s:o, s:s, s:o, s:o, s:s}",
+		    "{s:s, s:o, s:o, s:o, s:s, s:o, s:o, s:o, s:s}",
 		    R_DIR, m->dir, R_DIR_DEV, u64(m->dir_dev),
-		    R_DIR_INO, u64(m->dir_ino), R_NAME, m->name,
-		    R_DEV, u64(m->dev), R_INO, u64(m->ino),
-		    R_TYPE, type_name(m->type)));
+		    R_DIR_INO, u64(m->dir_ino), R_DIR_BTIME, u64(m->dir_btime),
+		    R_NAME, m->name, R_DEV, u64(m->dev), R_INO, u64(m->ino),
+		    R_BTIME, u64(m->btime), R_TYPE, type_name(m->type)));
 	}
 	o = json_pack("{s:i, s:s, s:s, s:s, s:i, s:o, s:I, s:I, s:I, s:o}",
 	    R_FORMAT, RECORD_FORMAT, R_VM_ID, r->vm_id, R_BACKEND, r->backend,
@@ -150,11 +152,21 @@ get_u64(json_t *o, const char *key, uint64_t *out, struct cap_err *err)
 	return 0;
 }
 
+/* Absent: 0 (birth times are not known on every file system). */
+static int
+opt_u64(json_t *o, const char *key, uint64_t *out, struct cap_err *err)
+{
+	*out = 0;
+	if (json_object_get(o, key) == NULL)
+		return 0;
+	return get_u64(o, key, out, err);
+}
+
 static int
 decode_made(json_t *e, struct record_made *m, struct cap_err *err)
 {
 	const char *dir, *name, *type;
-	uint64_t v[4];
+	uint64_t v[6];
 	int r;
 
 	if (!json_is_object(e))
@@ -165,7 +177,9 @@ decode_made(json_t *e, struct record_made *m, struct cap_err *err)
 	    (r = get_u64(e, R_DIR_DEV, &v[0], err)) < 0 ||
 	    (r = get_u64(e, R_DIR_INO, &v[1], err)) < 0 ||
 	    (r = get_u64(e, R_DEV, &v[2], err)) < 0 ||
-	    (r = get_u64(e, R_INO, &v[3], err)) < 0)
+	    (r = get_u64(e, R_INO, &v[3], err)) < 0 ||
+	    (r = opt_u64(e, R_DIR_BTIME, &v[4], err)) < 0 ||
+	    (r = opt_u64(e, R_BTIME, &v[5], err)) < 0)
 		return r;
 	if (dir[0] != '/')
 		return bad(err, R_DIR, "is not an absolute path");
@@ -188,6 +202,8 @@ decode_made(json_t *e, struct record_made *m, struct cap_err *err)
 	m->dir_ino = (ino_t)v[1];
 	m->dev = (dev_t)v[2];
 	m->ino = (ino_t)v[3];
+	m->dir_btime = v[4];
+	m->btime = v[5];
 	return 0;
 }
 

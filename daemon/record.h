@@ -31,9 +31,11 @@ struct record_made {
 	char		*dir;		/* absolute */
 	dev_t		 dir_dev;
 	ino_t		 dir_ino;
+	uint64_t	 dir_btime;	/* ns; 0: unknown */
 	char		*name;		/* one component */
 	dev_t		 dev;
 	ino_t		 ino;
+	uint64_t	 btime;		/* ns; 0: unknown */
 	mode_t		 type;		/* S_IFSOCK, S_IFREG or S_IFDIR */
 };
 

@@ -564,9 +564,11 @@ vm_write_record(struct vm *vm, struct cap_err *err)
 		r.made[k].dir = m->dir_path;
 		r.made[k].dir_dev = m->dir_id.dev;
 		r.made[k].dir_ino = m->dir_id.ino;
+		r.made[k].dir_btime = m->dir_id.btime;
 		r.made[k].name = m->name;
 		r.made[k].dev = m->id.dev;
 		r.made[k].ino = m->id.ino;
+		r.made[k].btime = m->id.btime;
 		r.made[k].type = m->type;
 		k++;
 	}

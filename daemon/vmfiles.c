@@ -145,11 +145,10 @@ here_undo(struct vm_files *f)
 
 	if (f->nhere > 0 && p->created && p->dir_fd >= 0) {
 		const char *name = caller_basename(p->path);
-		struct stat st;
+		struct caller_ident now;
 
-		if (name != NULL && fstatat(p->dir_fd, name, &st,
-		    AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == p->id.dev &&
-		    st.st_ino == p->id.ino)
+		if (name != NULL && caller_ident_at(p->dir_fd, name, &now,
+		    NULL) == 0 && caller_ident_same(&now, &p->id))
 			rmtree_at(p->dir_fd, name);
 	}
 	ops_close(f->here, f->nhere);
@@ -362,7 +361,7 @@ vmfiles_cancel(struct vm_files *f)
 void
 vmfiles_release(struct vm_files *f)
 {
-	struct stat st;
+	struct caller_ident now;
 
 	if (f->defer != NULL) {
 		event_free(f->defer);
@@ -389,9 +388,8 @@ vmfiles_release(struct vm_files *f)
 	f->nmade = 0;
 	closep(&f->private_fd);
 	if (f->private_dir.dir_fd >= 0 && f->private_dir.name != NULL &&
-	    fstatat(f->private_dir.dir_fd, f->private_dir.name, &st,
-	    AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == f->private_dir.id.dev &&
-	    st.st_ino == f->private_dir.id.ino) {
+	    caller_ident_at(f->private_dir.dir_fd, f->private_dir.name, &now,
+	    NULL) == 0 && caller_ident_same(&now, &f->private_dir.id)) {
 		int r = rmtree_at(f->private_dir.dir_fd, f->private_dir.name);
 
 		if (r < 0)

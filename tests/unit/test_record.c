@@ -141,6 +141,7 @@ test_every_field_is_checked(void **state)
 		{ "made.name", NULL }, { "made.type", "\"fifo\"" },
 		{ "made.type", NULL }, { "made.dev", "\"1\"" },
 		{ "made.ino", NULL }, { "made.dir_dev", "null" },
+		{ "made.btime", "null" }, { "made.dir_btime", "\"0\"" },
 		{ "made.dir_ino", "true" },
 	};
 	struct cap_err err;

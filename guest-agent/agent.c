@@ -11,6 +11,7 @@
 #define _GNU_SOURCE	/* pipe2, ptsname_r, signalfd: CMake defines it too */
 #endif
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
@@ -336,6 +337,21 @@ agent_stream_unused(const struct chan_hdr *h)
 	return 0;
 }
 
+/* The host's seed goes into the pool before the command runs: mixed in
+ * (written), not credited, so it can only add to what the guest has. */
+static void
+agent_add_entropy(const uint8_t *seed, size_t len)
+{
+	int fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	if (write(fd, seed, len) != (ssize_t)len)
+		agent_log("could not add the host's entropy seed: %s",
+		    strerror(errno));
+	close(fd);
+}
+
 static void
 agent_exec(const struct chan_hdr *h, const uint8_t *p)
 {
@@ -359,6 +375,8 @@ agent_exec(const struct chan_hdr *h, const uint8_t *p)
 	}
 	if ((s = agent_new_stream(h->stream)) == NULL)
 		return;
+	if (x.seed_len > 0)
+		agent_add_entropy(x.seed, x.seed_len);
 	/* In the agent, before fork: the child only has to switch. */
 	if ((r = user_resolve(x.user, &u, err, sizeof(err))) < 0) {
 		exec_send_exit(&A.chan, h->stream, r == -ENOMEM ?

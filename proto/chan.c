@@ -170,6 +170,9 @@ chan_exec_encode(uint8_t *out, size_t cap, const struct chan_exec *x)
 	put32(out + 8, x->argc);
 	put32(out + 12, x->envc);
 	put32(out + 16, x->timeout_ms);
+	if (x->seed_len > CHAN_MAX_SEED)
+		return -EMSGSIZE;
+	put32(out + 20, x->seed_len);
 	off = CHAN_EXEC_FIXED;
 	if ((off = put_str(out, cap, (size_t)off, x->dir ? x->dir : "")) < 0)
 		return off;
@@ -181,6 +184,12 @@ chan_exec_encode(uint8_t *out, size_t cap, const struct chan_exec *x)
 	for (i = 0; i < x->envc; i++)
 		if ((off = put_str(out, cap, (size_t)off, x->envp[i])) < 0)
 			return off;
+	if (x->seed_len > 0) {
+		if ((size_t)off + x->seed_len > cap)
+			return -EMSGSIZE;
+		memcpy(out + off, x->seed, x->seed_len);
+		off += x->seed_len;
+	}
 	return off;
 }
 
@@ -208,8 +217,9 @@ chan_exec_decode(const uint8_t *p, size_t len, struct chan_exec *x,
 	uint32_t i;
 
 	if (len < CHAN_EXEC_FIXED || p[0] > 1 || (p[1] & ~CHAN_EXEC_DETACH) ||
-	    get16(p + 6) != 0 || get32(p + 20) != 0)
+	    get16(p + 6) != 0 || get32(p + 20) > CHAN_MAX_SEED)
 		return -EBADMSG;
+	x->seed_len = get32(p + 20);
 	x->tty = p[0];
 	x->detach = (p[1] & CHAN_EXEC_DETACH) != 0;
 	x->cols = get16(p + 2);
@@ -236,7 +246,8 @@ chan_exec_decode(const uint8_t *p, size_t len, struct chan_exec *x,
 		if (eq == NULL || eq == x->envp[i])
 			return -EBADMSG;
 	}
-	if (off != len || x->argv[0][0] == '\0')
+	x->seed = x->seed_len > 0 ? p + off : NULL;
+	if (off + x->seed_len != len || x->argv[0][0] == '\0')
 		return -EBADMSG;
 	return 0;
 }

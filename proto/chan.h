@@ -32,8 +32,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CHAN_VERSION		3	/* 2: EXEC user/timeout/detach, COPY, STARTED
-					 * 3: PING/PONG heartbeat */
+#define CHAN_VERSION		4	/* 2: EXEC user/timeout/detach, COPY, STARTED
+					 * 3: PING/PONG heartbeat
+					 * 4: EXEC entropy seed */
 #define CHAN_MAGIC		0xCA75
 #define CHAN_HDR_LEN		12
 #define CHAN_MAX_PAYLOAD	(1024 * 1024 + 65536)	/* EXEC carries argv+env */
@@ -81,9 +82,11 @@ struct chan_hello {
 #define CHAN_HELLO_LEN	8
 
 /* EXEC payload: u8 tty, u8 flags, u16 cols, u16 rows, u16 0, u32 argc,
- * u32 envc, u32 timeout_ms (0: none), u32 0, then NUL-terminated strings:
- * dir, user, argv[0..argc), env[0..envc). Decoding points into the payload;
- * the caller keeps the payload alive.
+ * u32 envc, u32 timeout_ms (0: none), u32 seed_len, then NUL-terminated
+ * strings: dir, user, argv[0..argc), env[0..envc), then seed_len bytes of
+ * entropy seed for the guest's pool (at most CHAN_MAX_SEED), mixed in
+ * before the command runs. Decoding points into the payload; the caller
+ * keeps the payload alive.
  *
  * A detached EXEC (CHAN_EXEC_DETACH) runs with stdin from /dev/null and its
  * output in a log file in the guest; the agent answers STARTED instead of
@@ -98,8 +101,11 @@ struct chan_exec {
 	uint32_t	argc, envc;
 	const char	**argv;		/* argc entries, caller-sized array */
 	const char	**envp;		/* envc entries */
+	const uint8_t	*seed;		/* seed_len bytes; may be NULL */
+	uint32_t	seed_len;
 };
 #define CHAN_EXEC_FIXED		24
+#define CHAN_MAX_SEED		512
 #define CHAN_EXEC_DETACH	0x01
 
 /* COPY_IN and COPY_OUT payload: the guest path, bytes without a NUL, 1 to

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ctl.h"
@@ -156,8 +157,8 @@ show_value(const char *s, size_t len, char *out, size_t cap)
 	out[o] = '\0';
 }
 
-static int
-port_name_ok(const char *s, size_t len)
+int
+ctl_port_name_ok(const char *s, size_t len)
 {
 	if (len == 0 || len > CTL_MAX_PORT_NAME)
 		return 0;
@@ -197,7 +198,7 @@ parse_serial_ports(json_t *req, struct ctl_start *s, struct cap_err *err)
 			    "\"%s\"[%zu] must be a string (a port name)",
 			    J_SERIAL_PORTS, i);
 		show_value(name, len, shown, sizeof(shown));
-		if (!port_name_ok(name, len))
+		if (!ctl_port_name_ok(name, len))
 			return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
 			    "\"%s\"[%zu] \"%s\" is not a valid port name: "
 			    "use 1 to %d of a-z, 0-9, '.', '_' and '-'",
@@ -230,7 +231,8 @@ ctl_parse_start(json_t *req, const struct ctl_limits *lim,
 		J_STOP_ON_DISCONNECT, J_SERIAL_PORTS, NULL,
 	};
 	char unit[64];
-	uint64_t n;
+	uint64_t n, dm;
+	unsigned dv;
 	json_t *v;
 	int r;
 
@@ -257,18 +259,20 @@ ctl_parse_start(json_t *req, const struct ctl_limits *lim,
 		goto fail;
 	}
 
+	dv = lim->default_vcpus ? lim->default_vcpus : CTL_DEFAULT_VCPUS;
+	dm = lim->default_memory_mib ? lim->default_memory_mib :
+	    CTL_DEFAULT_MEMORY_MIB;
 	snprintf(unit, sizeof(unit), " (this host has %u CPUs)",
 	    lim->max_vcpus);
-	if ((r = opt_uint(req, J_VCPUS, 1, lim->max_vcpus, CTL_DEFAULT_VCPUS,
-	    &n, unit, err)) < 0)
+	if ((r = opt_uint(req, J_VCPUS, 1, lim->max_vcpus, dv <
+	    lim->max_vcpus ? dv : lim->max_vcpus, &n, unit, err)) < 0)
 		goto fail;
 	s->vcpus = (unsigned)n;
 	snprintf(unit, sizeof(unit), " MiB (this host has %llu MiB)",
 	    (unsigned long long)lim->max_memory_mib);
 	if ((r = opt_uint(req, J_MEMORY_MIB, CTL_MIN_MEMORY_MIB,
-	    lim->max_memory_mib, CTL_DEFAULT_MEMORY_MIB <
-	    lim->max_memory_mib ? CTL_DEFAULT_MEMORY_MIB : lim->max_memory_mib,
-	    &s->memory_mib, unit, err)) < 0)
+	    lim->max_memory_mib, dm < lim->max_memory_mib ? dm :
+	    lim->max_memory_mib, &s->memory_mib, unit, err)) < 0)
 		goto fail;
 	if ((r = opt_uint(req, J_GUEST_PORT, 1, UINT32_MAX,
 	    AGENT_DEFAULT_GUEST_PORT, &n, "", err)) < 0)
@@ -313,23 +317,89 @@ ctl_start_free(struct ctl_start *s)
 }
 
 int
-ctl_parse_stop(json_t *req, const char **vm_id, struct cap_err *err)
+ctl_parse_stop(json_t *req, const char **vm_id, int *all, struct cap_err *err)
 {
-	static const char *const known[] = { J_VM_ID, NULL };
+	static const char *const known[] = { J_VM_ID, J_ALL, NULL };
 	json_t *v;
 	int r;
 
 	*vm_id = NULL;
+	*all = 0;
 	if ((r = ctl_check_fields(req, OP_STOP_VM, known, err)) < 0)
 		return r;
+	v = json_object_get(req, J_ALL);
+	if (v != NULL && !json_is_null(v)) {
+		if (!json_is_boolean(v))
+			return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
+			    "\"%s\" must be true or false", J_ALL);
+		*all = json_is_true(v);
+	}
 	v = json_object_get(req, J_VM_ID);
 	if (v == NULL || json_is_null(v))
 		return 0;
 	if (!json_is_string(v) || json_string_length(v) == 0)
 		return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
 		    "\"%s\" must be a non-empty string", J_VM_ID);
+	if (*all)
+		return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
+		    "\"%s\" and \"%s\" do not go together", J_VM_ID, J_ALL);
 	*vm_id = json_string_value(v);
 	return 0;
+}
+
+static json_t *
+ports_json(const struct ctl_vm *v)
+{
+	json_t *o = json_object();
+
+	for (unsigned i = 0; o != NULL && i < v->nports; i++)
+		json_object_set_new(o, v->port_names[i],
+		    json_string(v->port_paths[i]));
+	return o;
+}
+
+json_t *
+ctl_vm_json(const struct ctl_vm *v)
+{
+	time_t t = (time_t)v->created_at;
+	char created[32];
+	struct tm tm;
+	json_t *o;
+
+	gmtime_r(&t, &tm);
+	strftime(created, sizeof(created), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	o = json_pack("{s:s, s:s, s:i, s:I, s:i, s:I, s:s, s:s, s:s, s:s, "
+	    "s:s, s:s, s:s, s:s, s:I, s:o}",
+	    J_VM_ID, v->vm_id, J_STATE, v->state, J_PID, v->pid,
+	    J_OWNER_UID, (json_int_t)v->owner_uid, J_VCPUS, (int)v->vcpus,
+	    J_MEMORY_MIB, (json_int_t)v->memory_mib, J_CREATED_AT, created,
+	    J_ACCEL, v->accel, J_BACKEND, v->backend,
+	    J_KERNEL_PATH, v->kernel_path, J_ROOTFS_PATH, v->rootfs_path,
+	    J_RUN_DIR, v->run_dir, J_PROXY_SOCKET_PATH, v->proxy_socket_path,
+	    J_CONSOLE_LOG_PATH, v->console_log_path,
+	    J_GUEST_PORT, (json_int_t)v->guest_port,
+	    J_SERIAL_PORTS, ports_json(v));
+	if (o == NULL)
+		return NULL;
+	if (v->have_exit_status)
+		json_object_set_new(o, J_EXIT_STATUS,
+		    json_integer(v->exit_status));
+	if (v->error != NULL)
+		json_object_set_new(o, J_ERROR, json_string(v->error));
+	return o;
+}
+
+json_t *
+ctl_started_json(const struct ctl_vm *v)
+{
+	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:o, "
+	    "s:{s:I, s:I, s:I}}",
+	    J_VM_ID, v->vm_id, J_PROXY_SOCKET_PATH, v->proxy_socket_path,
+	    J_RUN_DIR, v->run_dir, J_CONSOLE_LOG_PATH, v->console_log_path,
+	    J_ACCEL, v->accel, J_PID, v->pid, J_SERIAL_PORTS, ports_json(v),
+	    J_TIMING_MS, T_VM_READY, (json_int_t)v->ms_ready,
+	    T_SPAWN, (json_int_t)v->ms_spawn,
+	    T_GUEST_BOOT, (json_int_t)v->ms_guest_boot);
 }
 
 static json_t *

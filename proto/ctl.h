@@ -27,6 +27,10 @@
 struct ctl_limits {
 	unsigned	max_vcpus;
 	uint64_t	max_memory_mib;
+	/* Defaults for a request that says nothing (0: the built-in ones,
+	 * CTL_DEFAULT_*); capped at the maxima. */
+	unsigned	default_vcpus;
+	uint64_t	default_memory_mib;
 };
 
 /* StartVM, every field validated; NULL strings mean "use the default". */
@@ -56,8 +60,12 @@ int	ctl_parse_request(const char *line, size_t len, json_t **req,
 int	ctl_parse_start(json_t *req, const struct ctl_limits *lim,
 	    struct ctl_start *out, struct cap_err *err);
 void	ctl_start_free(struct ctl_start *s);
-/* StopVM: *vm_id is NULL when absent (stop this connection's VMs). */
-int	ctl_parse_stop(json_t *req, const char **vm_id, struct cap_err *err);
+/* StopVM: *vm_id is NULL when absent; then *all says stop every VM the
+ * caller may see, else this connection's VMs. */
+int	ctl_parse_stop(json_t *req, const char **vm_id, int *all,
+	    struct cap_err *err);
+/* Is s[0..len) a raw serial port name: 1-64 of a-z 0-9 . _ - ? */
+int	ctl_port_name_ok(const char *s, size_t len);
 /* Rejects any field of req other than op, id and the NULL-terminated list. */
 int	ctl_check_fields(json_t *req, const char *op, const char *const *known,
 	    struct cap_err *err);
@@ -66,6 +74,34 @@ int	ctl_check_fields(json_t *req, const char *op, const char *const *known,
  * for root, $XDG_RUNTIME_DIR/capsule/capsuled.sock for everyone else. The
  * daemon and the CLI must agree, so it lives here. */
 int	ctl_default_socket(char *buf, size_t len, struct cap_err *err);
+
+/* A VM as ListVMs and StartVM's reply describe it. */
+struct ctl_vm {
+	const char	*vm_id;
+	const char	*state;
+	int		 pid;
+	unsigned	 owner_uid;
+	unsigned	 vcpus;
+	uint64_t	 memory_mib;
+	long long	 created_at;	/* seconds since the epoch */
+	const char	*accel, *backend;
+	const char	*kernel_path, *rootfs_path;
+	const char	*run_dir, *proxy_socket_path, *console_log_path;
+	uint32_t	 guest_port;
+	const char	*const *port_names;	/* nports of them */
+	const char	*const *port_paths;
+	unsigned	 nports;
+	int		 have_exit_status;
+	int		 exit_status;
+	const char	*error;			/* NULL: nothing to say */
+	/* StartVM: milliseconds from the request */
+	uint64_t	 ms_ready, ms_spawn, ms_guest_boot;
+};
+
+/* A ListVMs entry. */
+json_t	*ctl_vm_json(const struct ctl_vm *v);
+/* StartVM's reply fields (to merge into ctl_reply_ok). */
+json_t	*ctl_started_json(const struct ctl_vm *v);
 
 /* Replies: {"ok":true} or {"ok":false,"error":...,"code":...}, with the
  * request's "id" echoed when it had one. */

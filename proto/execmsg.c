@@ -127,6 +127,28 @@ parse_copy(json_t *o, json_t *v, struct exec_req *req, struct cap_err *err)
 	return 0;
 }
 
+/* cleanroom's "entropy_seed": base64 bytes for the guest's pool. */
+static int
+parse_seed(json_t *o, struct exec_req *req, struct cap_err *err)
+{
+	json_t *v = json_object_get(o, X_ENTROPY_SEED);
+	size_t n;
+	long got;
+
+	if (v == NULL || json_is_null(v))
+		return 0;
+	n = json_string_length(v);
+	if (!json_is_string(v) || n > (PROTO_MAX_SEED + 2) / 3 * 4 ||
+	    (req->seed = malloc(n / 4 * 3 + 3)) == NULL ||
+	    (got = b64_decode(req->seed, json_string_value(v), n)) < 0 ||
+	    got > PROTO_MAX_SEED)
+		return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
+		    "\"%s\" must be base64 of at most %d bytes",
+		    X_ENTROPY_SEED, PROTO_MAX_SEED);
+	req->seed_len = (size_t)got;
+	return 0;
+}
+
 int
 execmsg_parse_request(const char *line, size_t len, struct exec_req *req,
     struct cap_err *err)
@@ -137,7 +159,8 @@ execmsg_parse_request(const char *line, size_t len, struct exec_req *req,
 	memset(req, 0, sizeof(*req));
 	if ((o = parse_object(line, len, "exec request", err, &r)) == NULL)
 		return r;
-	if ((r = parse_bool(o, X_STDIN_CREDIT, &req->stdin_credit, err)) < 0)
+	if ((r = parse_bool(o, X_STDIN_CREDIT, &req->stdin_credit, err)) < 0 ||
+	    (r = parse_seed(o, req, err)) < 0)
 		goto out;
 	if ((v = json_object_get(o, X_COPY)) != NULL && !json_is_null(v)) {
 		r = parse_copy(o, v, req, err);
@@ -245,6 +268,7 @@ exec_req_free(struct exec_req *req)
 	free(req->dir);
 	free(req->user);
 	free(req->path);
+	free(req->seed);
 	memset(req, 0, sizeof(*req));
 }
 

@@ -45,6 +45,8 @@ struct exec_req {
 	int	stdin_credit;
 	int	copy;		/* EXEC_COPY_*; then argv is NULL */
 	char	*path;		/* copy: the guest path */
+	uint8_t	*seed;		/* entropy_seed, decoded; NULL: none */
+	size_t	seed_len;
 };
 
 enum { EXEC_COPY_NONE = 0, EXEC_COPY_IN, EXEC_COPY_OUT };

@@ -23,6 +23,8 @@
 #define OP_START_VM		"StartVM"
 #define OP_STOP_VM		"StopVM"
 #define OP_LIST_VMS		"ListVMs"
+#define OP_EVENTS		"Events"	/* a stream of lifecycle events */
+#define OP_DOCTOR		"Doctor"	/* host checks, capabilities */
 
 /* ---- control socket: JSON keys (J_*) ---- */
 #define J_OP			"op"
@@ -64,8 +66,10 @@
 #define J_STATE			"state"
 #define J_PID			"pid"
 #define J_CREATED_AT		"created_at"
+#define J_OWNER_UID		"owner_uid"
 #define J_EXIT_STATUS		"exit_status"
 #define J_STOPPED		"stopped"
+#define J_ALL			"all"		/* StopVM: every VM it may see */
 
 /* timing_ms members */
 #define T_SPAWN			"spawn"		/* QEMU started */
@@ -76,6 +80,47 @@
 #define ACCEL_KVM		"kvm"
 #define ACCEL_TCG		"tcg"
 #define ACCEL_HVF		"hvf"
+
+/* Events: {"event":..., "seq":N, "time":..., "vm_id":..., ...} */
+#define EV_EVENT		"event"
+#define EV_SEQ			"seq"
+#define EV_TIME			"time"
+#define EV_OWNER_UID		"owner_uid"
+#define EV_CREATED		"created"	/* StartVM accepted */
+#define EV_STARTED		"started"	/* its hypervisor runs */
+#define EV_READY		"ready"		/* its agent answered */
+#define EV_ADOPTED		"adopted"	/* taken over after a restart */
+#define EV_STOPPING		"stopping"
+#define EV_STOPPED		"stopped"	/* gone, or powered off */
+#define EV_CRASHED		"crashed"
+#define EV_START_FAILED		"start_failed"
+#define EV_UNRESPONSIVE		"unresponsive"
+#define EV_RESPONSIVE		"responsive"
+#define EV_EXEC_STARTED		"exec_started"
+#define EV_EXEC_ENDED		"exec_ended"
+#define EV_OVERFLOW		"overflow"	/* subscriber too slow */
+#define EV_EXEC			"exec"		/* exec number within its VM */
+#define EV_ARGV0		"argv0"
+
+/* Doctor reply */
+#define J_CHECKS		"checks"
+#define J_CHECK_NAME		"name"
+#define J_CHECK_STATUS		"status"	/* pass, warn, fail */
+#define J_CHECK_MESSAGE		"message"
+#define J_CAPABILITIES		"capabilities"
+#define CHECK_PASS		"pass"
+#define CHECK_WARN		"warn"
+#define CHECK_FAIL		"fail"
+/* Capability keys, as cleanroom names them. */
+#define CAP_EXEC_STREAMING	"exec.streaming"
+#define CAP_SANDBOX_SNAPSHOT	"sandbox.snapshot"
+#define CAP_SANDBOX_PERSISTENT	"sandbox.persistent"
+#define CAP_FILE_DOWNLOAD	"sandbox.file_download"
+#define CAP_FILE_UPLOAD		"sandbox.file_upload"
+#define CAP_NET_DEFAULT_DENY	"network.default_deny"
+#define CAP_NET_ALLOWLIST	"network.allowlist_egress"
+#define CAP_NET_GUEST_IF	"network.guest_interface"
+#define CAP_DNS_CONTROL		"dns_control_or_equivalent"
 
 /* VM states as reported by ListVMs */
 #define VMSTATE_STARTING	"starting"
@@ -93,6 +138,7 @@
 #define E_NOT_FOUND		"not_found"
 #define E_CONFLICT		"conflict"
 #define E_PERMISSION_DENIED	"permission_denied"
+#define E_LIMIT			"limit_exceeded"
 #define E_UNAVAILABLE		"unavailable"
 #define E_TIMEOUT		"timeout"
 #define E_VM_FAILED		"vm_failed"
@@ -117,6 +163,10 @@
 #define X_STDIN_CREDIT		"stdin_credit"	/* true: "credit" lines */
 #define X_COPY			"copy"		/* "in" or "out": capsule cp */
 #define X_PATH			"path"		/* the guest path of a copy */
+/* cleanroom: base64 bytes for the guest's entropy pool, before the
+ * command runs */
+#define X_ENTROPY_SEED		"entropy_seed"
+#define PROTO_MAX_SEED		512		/* bytes, decoded */
 /* capsule extensions of the output */
 #define X_BYTES			"bytes"		/* credit line */
 #define X_PID			"pid"		/* exit line of a detached exec */

@@ -14,12 +14,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct ctl_start s;
 	struct cap_err err = { 0 };
 	const char *op, *id;
+	int all;
 	json_t *req = NULL, *reply;
 
 	if (ctl_parse_request((const char *)data, size, &req, &op, &err) == 0) {
 		if (ctl_parse_start(req, &lim, &s, &err) == 0)
 			ctl_start_free(&s);
-		ctl_parse_stop(req, &id, &err);
+		ctl_parse_stop(req, &id, &all, &err);
 	}
 	err.msg[0] = '\0';
 	reply = ctl_reply_error(req, &err);

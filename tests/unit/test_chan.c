@@ -533,6 +533,38 @@ decode(const uint8_t *buf, size_t len, uint32_t max_args, uint32_t max_env)
 }
 
 static void
+test_exec_seed(void **state)
+{
+	static const uint8_t seed[64] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 };
+	const char *argv[] = { "true" }, *dargv[4], *denv[4];
+	struct chan_exec in = { .argc = 1, .argv = argv, .dir = "",
+	    .user = "", .seed = seed, .seed_len = sizeof(seed) };
+	struct chan_exec out = { .argv = dargv, .envp = denv };
+	uint8_t buf[512];
+	long n;
+
+	(void)state;
+	n = chan_exec_encode(buf, sizeof(buf), &in);
+	assert_true(n > 0);
+	assert_int_equal(chan_exec_decode(buf, (size_t)n, &out, 4, 4), 0);
+	assert_int_equal(out.seed_len, 64);
+	assert_memory_equal(out.seed, seed, 64);
+	/* The seed is counted exactly: one byte more or less is a lie. */
+	assert_int_equal(chan_exec_decode(buf, (size_t)n - 1, &out, 4, 4),
+	    -EBADMSG);
+	buf[20] = 65;
+	assert_int_equal(chan_exec_decode(buf, (size_t)n, &out, 4, 4),
+	    -EBADMSG);
+	/* Past the limit, neither side takes it. */
+	in.seed_len = CHAN_MAX_SEED + 1;
+	assert_int_equal(chan_exec_encode(buf, sizeof(buf), &in), -EMSGSIZE);
+	buf[20] = (CHAN_MAX_SEED + 1) & 0xff;
+	buf[21] = (CHAN_MAX_SEED + 1) >> 8;
+	assert_int_equal(chan_exec_decode(buf, (size_t)n, &out, 4, 4),
+	    -EBADMSG);
+}
+
+static void
 test_exec_decode_rejects(void **state)
 {
 	uint8_t buf[256];
@@ -1083,6 +1115,7 @@ main(void)
 		cmocka_unit_test(test_exec_round_trip),
 		cmocka_unit_test(test_exec_layout),
 		cmocka_unit_test(test_exec_decode_rejects),
+		cmocka_unit_test(test_exec_seed),
 		cmocka_unit_test(test_exec_encode_cap),
 		cmocka_unit_test(test_exit_round_trip),
 		cmocka_unit_test(test_exit_truncates),

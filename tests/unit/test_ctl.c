@@ -579,6 +579,8 @@ test_check_fields(void **state)
 
 /* ---- StopVM ---- */
 
+static int stop_all;
+
 static int
 stop(const char *s, const char **vm_id, struct cap_err *e, json_t **keep)
 {
@@ -586,8 +588,9 @@ stop(const char *s, const char **vm_id, struct cap_err *e, json_t **keep)
 
 	cap_err_clear(e);
 	*vm_id = (const char *)e;	/* must be reset */
+	stop_all = -1;
 	*keep = req;
-	return ctl_parse_stop(req, vm_id, e);
+	return ctl_parse_stop(req, vm_id, &stop_all, e);
 }
 
 static void
@@ -600,6 +603,20 @@ test_stop(void **state)
 	(void)state;
 	assert_int_equal(stop("{\"op\":\"StopVM\"}", &id, &e, &req), 0);
 	assert_null(id);
+	assert_int_equal(stop_all, 0);
+	json_decref(req);
+	assert_int_equal(stop("{\"op\":\"StopVM\",\"all\":true}", &id, &e,
+	    &req), 0);
+	assert_null(id);
+	assert_int_equal(stop_all, 1);
+	json_decref(req);
+	assert_int_equal(stop("{\"op\":\"StopVM\",\"all\":1}", &id, &e,
+	    &req), -EINVAL);
+	has(e.msg, "\"all\"");
+	json_decref(req);
+	assert_int_equal(stop("{\"op\":\"StopVM\",\"all\":true,"
+	    "\"vm_id\":\"x\"}", &id, &e, &req), -EINVAL);
+	has(e.msg, "do not go together");
 	json_decref(req);
 	assert_int_equal(stop("{\"op\":\"StopVM\",\"vm_id\":null,\"id\":2}",
 	    &id, &e, &req), 0);

@@ -204,6 +204,46 @@ test_request_detach_credit(void **state)
 }
 
 static void
+test_request_entropy_seed(void **state)
+{
+	struct exec_req r;
+	struct cap_err e;
+	char big[1024];
+
+	(void)state;
+	/* cleanroom's 64 bytes, as Go's []byte encodes them. */
+	assert_int_equal(parse_req("{\"command\":[\"x\"],\"entropy_seed\":"
+	    "\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKiss"
+	    "LS4vMDEyMzQ1Njc4OTo7PD0+Pw==\"}", &r, &e), 0);
+	assert_int_equal(r.seed_len, 64);
+	for (int i = 0; i < 64; i++)
+		assert_int_equal(r.seed[i], i);
+	exec_req_free(&r);
+	assert_int_equal(parse_req("{\"command\":[\"x\"],\"entropy_seed\":"
+	    "null}", &r, &e), 0);
+	assert_null(r.seed);
+	exec_req_free(&r);
+	req_fails("{\"command\":[\"x\"],\"entropy_seed\":\"@@@@\"}", EINVAL,
+	    "invalid_argument", "\"entropy_seed\"");
+	req_fails("{\"command\":[\"x\"],\"entropy_seed\":64}", EINVAL,
+	    "invalid_argument", "\"entropy_seed\"");
+	memset(big, 'A', sizeof(big));
+	snprintf(big, sizeof(big), "{\"command\":[\"x\"],\"entropy_seed\":"
+	    "\"%.*s\"}", 700, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+	    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+	    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+	    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+	    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+	    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+	    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+	    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+	    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+	    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+	    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+	req_fails(big, EINVAL, "invalid_argument", "at most 512 bytes");
+}
+
+static void
 test_request_copy(void **state)
 {
 	char line[4200 + 64], *p;
@@ -598,6 +638,7 @@ main(void)
 		cmocka_unit_test(test_request_timeout),
 		cmocka_unit_test(test_request_detach_credit),
 		cmocka_unit_test(test_request_copy),
+		cmocka_unit_test(test_request_entropy_seed),
 		cmocka_unit_test(test_encode_request_extensions),
 		cmocka_unit_test(test_encode_request_timeout_round_trip),
 		cmocka_unit_test(test_encode_request_copy),

@@ -69,6 +69,10 @@ struct hv_vm_config {
 	 * compromised hypervisor cannot touch another VM's. */
 	uid_t		 uid;
 	gid_t		 gid;
+	/* Resource limits the process starts with (0: none): its address
+	 * space in MiB and how many tasks its uid may have. */
+	uint64_t	 rlimit_as_mib;
+	unsigned	 rlimit_nproc;
 };
 
 /* The streams a started VM offers; each fd is the daemon's to close. */
@@ -109,6 +113,17 @@ struct hv_cbs {
 	void	(*event)(void *arg, enum hv_event ev, const char *detail);
 };
 
+/* What a record says of a VM a previous daemon started, to adopt it. */
+struct hv_adopt {
+	const char	*vm_id;
+	int		 dir_fd;	/* its private directory */
+	pid_t		 pid;		/* with start time and uid: */
+	uint64_t	 start;		/* see daemon/procid.h */
+	uid_t		 uid;
+	dev_t		 exe_dev;	/* the hypervisor's binary */
+	ino_t		 exe_ino;
+};
+
 struct hv_vm;		/* backend-private */
 
 struct hv_ops {
@@ -123,15 +138,25 @@ struct hv_ops {
 	int	(*start)(struct event_base *base, const struct hv_vm_config *cfg,
 		    const struct hv_cbs *cbs, void *arg, struct hv_vm **vm,
 		    struct hv_chans *chans, struct cap_err *err);
+	/* Takes over a running VM a previous daemon started: checks it is
+	 * the very process recorded, running the recorded binary, and
+	 * connects to it again. -ESRCH: it is gone; -ESTALE: not it. */
+	int	(*adopt)(struct event_base *base, const struct hv_adopt *a,
+		    const struct hv_cbs *cbs, void *arg, struct hv_vm **vm,
+		    struct hv_chans *chans, struct cap_err *err);
 	/* Asks the hypervisor to end the guest now. */
 	int	(*quit)(struct hv_vm *vm, struct cap_err *err);
 	/* Last resort. */
 	void	(*kill)(struct hv_vm *vm);
-	/* The process to persist: pid, start time, uid. */
+	/* The process to persist, and the binary it runs. */
 	pid_t	(*pid)(const struct hv_vm *vm);
+	void	(*exe)(const struct hv_vm *vm, dev_t *dev, ino_t *ino);
 	/* Stops watching and frees vm; kills the process if it still runs.
 	 * The files it made in dir_fd are left to the daemon. */
 	void	(*free)(struct hv_vm *vm);
+	/* Stops watching and frees vm, leaving the VM running for a later
+	 * daemon to adopt. */
+	void	(*detach)(struct hv_vm *vm);
 };
 
 const struct hv_ops *hv_default(void);

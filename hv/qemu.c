@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -67,12 +68,16 @@ struct hv_vm {
 	enum hv_end	 end;		/* from QMP's SHUTDOWN, if it came */
 	int		 quitting;	/* we asked: a STOP is expected */
 	int		 exited;
+	dev_t		 exe_dev;	/* the binary it runs */
+	ino_t		 exe_ino;
 	char		 what[48];	/* "vm 1234abcd" for the log */
 };
 
 static char qemu_bin[PATH_MAX];
 static char qemu_img[PATH_MAX];
 static struct hv_caps qemu_caps;
+static dev_t qemu_exe_dev;	/* qemu_bin's, as probed */
+static ino_t qemu_exe_ino;
 
 /* Looks a program up in $PATH (or takes $CAPSULE_QEMU for QEMU itself). */
 static int
@@ -175,6 +180,7 @@ qemu_probe(enum hv_accel want, struct hv_caps *caps, struct cap_err *err)
 	char out[512], *argv[] = { qemu_bin, "--version", NULL };
 	const char *env = getenv("CAPSULE_QEMU");
 	struct cap_err kerr;
+	struct stat st;
 	int r;
 
 	memset(caps, 0, sizeof(*caps));
@@ -190,6 +196,10 @@ qemu_probe(enum hv_accel want, struct hv_caps *caps, struct cap_err *err)
 		    "qemu-img not found in PATH; install qemu-utils");
 	if ((r = run_sync(argv, -1, out, sizeof(out), err)) < 0)
 		return r;
+	if (stat(qemu_bin, &st) == 0) {
+		qemu_exe_dev = st.st_dev;
+		qemu_exe_ino = st.st_ino;
+	}
 	out[strcspn(out, "\n")] = '\0';
 	if (strncmp(out, "QEMU emulator version ", 22) == 0)
 		snprintf(caps->version, sizeof(caps->version), "QEMU %.50s",
@@ -278,10 +288,24 @@ make_layer(const struct hv_vm_config *cfg, struct cap_err *err)
 
 /* fds[i] becomes QEMU's fd 3 + i; out is its stdout and stderr. */
 static void
-child_exec(char *const argv[], const int *fds, int nfds, int out)
+child_exec(char *const argv[], const int *fds, int nfds, int out,
+    const struct hv_vm_config *cfg)
 {
 	int fd, moved[QEMU_NFDS];
+	struct rlimit rl;
 	sigset_t none;
+
+	/* Without a systemd scope these are what caps a runaway VM. */
+	if (cfg->rlimit_as_mib > 0) {
+		rl.rlim_cur = rl.rlim_max = (rlim_t)cfg->rlimit_as_mib << 20;
+		if (setrlimit(RLIMIT_AS, &rl) < 0)
+			_exit(126);
+	}
+	if (cfg->rlimit_nproc > 0) {
+		rl.rlim_cur = rl.rlim_max = cfg->rlimit_nproc;
+		if (setrlimit(RLIMIT_NPROC, &rl) < 0)
+			_exit(126);
+	}
 
 	/* Its own session: a Ctrl-C meant for capsuled must not reach QEMU;
 	 * capsuled decides how its VMs end. */
@@ -496,6 +520,8 @@ qemu_start(struct event_base *base, const struct hv_vm_config *cfg,
 	vm->cbs = *cbs;
 	vm->arg = arg;
 	vm->pidfd = -1;
+	vm->exe_dev = qemu_exe_dev;
+	vm->exe_ino = qemu_exe_ino;
 	snprintf(vm->what, sizeof(vm->what), "vm %.8s", cfg->vm_id);
 	if ((r = socks_open(&socks, cfg->dir_fd, err)) < 0)
 		goto fail_early;
@@ -597,7 +623,7 @@ qemu_start(struct event_base *base, const struct hv_vm_config *cfg,
 		goto fail;
 	}
 	if (pid == 0)
-		child_exec(argv, fds, nfds, logp[1]);
+		child_exec(argv, fds, nfds, logp[1], cfg);
 	vm->pid = pid;
 	closep(&logp[1]);
 	closep(&layer);
@@ -641,6 +667,73 @@ fail_early:
 }
 
 static int
+qemu_adopt(struct event_base *base, const struct hv_adopt *a,
+    const struct hv_cbs *cbs, void *arg, struct hv_vm **out,
+    struct hv_chans *chans, struct cap_err *err)
+{
+	struct procid want = { a->pid, a->start, a->uid };
+	static const char *const names[3] = { QEMU_SOCK_AGENT, QEMU_SOCK_QMP,
+	    QEMU_SOCK_CON };
+	int conn[3] = { -1, -1, -1 }, r;
+	char exe[64];
+	struct hv_vm *vm;
+	struct stat st;
+
+	if ((vm = calloc(1, sizeof(*vm))) == NULL)
+		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
+	vm->cbs = *cbs;
+	vm->arg = arg;
+	vm->pid = a->pid;
+	vm->exe_dev = a->exe_dev;
+	vm->exe_ino = a->exe_ino;
+	snprintf(vm->what, sizeof(vm->what), "vm %.8s", a->vm_id);
+	if ((vm->pidfd = procid_open(&want)) < 0) {
+		r = vm->pidfd;
+		cap_err_set(err, -r, E_VM_FAILED, r == -ESRCH ? "QEMU (pid %d) "
+		    "is gone" : "pid %d is no longer the QEMU recorded",
+		    (int)a->pid);
+		goto fail;
+	}
+	/* The very binary it was started from (the process's own link
+	 * names it even if the file was replaced since). */
+	snprintf(exe, sizeof(exe), "/proc/%d/exe", (int)a->pid);
+	if (stat(exe, &st) < 0 || st.st_dev != a->exe_dev ||
+	    st.st_ino != a->exe_ino) {
+		r = cap_err_set(err, ESTALE, E_VM_FAILED, "pid %d does not run "
+		    "the QEMU binary recorded for it", (int)a->pid);
+		goto fail;
+	}
+	for (int i = 0; i < 3; i++)
+		if ((conn[i] = util_connect_unix_at(a->dir_fd, names[i],
+		    err)) < 0) {
+			r = conn[i];
+			cap_err_wrap(err, "cannot reach the running QEMU");
+			goto fail;
+		}
+	vm->exit_ev = event_new(base, vm->pidfd, EV_READ | EV_PERSIST,
+	    qemu_exit_cb, vm);
+	if (vm->exit_ev == NULL || event_add(vm->exit_ev, NULL) < 0) {
+		r = cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
+		goto fail;
+	}
+	vm->qmp = qmp_new(base, TAKE_FD(conn[1]), &qemu_qmp_cbs, vm,
+	    vm->what);
+	chans->agent = TAKE_FD(conn[0]);
+	chans->console = TAKE_FD(conn[2]);
+	chans->log = -1;	/* QEMU's stderr went with the old daemon */
+	*out = vm;
+	return 0;
+fail:
+	for (int i = 0; i < 3; i++)
+		closep(&conn[i]);
+	if (vm->exit_ev != NULL)
+		event_free(vm->exit_ev);
+	closep(&vm->pidfd);
+	free(vm);
+	return r;
+}
+
+static int
 qemu_quit(struct hv_vm *vm, struct cap_err *err)
 {
 	int r;
@@ -666,6 +759,25 @@ qemu_pid(const struct hv_vm *vm)
 }
 
 static void
+qemu_exe(const struct hv_vm *vm, dev_t *dev, ino_t *ino)
+{
+	*dev = vm->exe_dev;
+	*ino = vm->exe_ino;
+}
+
+static void
+qemu_detach(struct hv_vm *vm)
+{
+	if (vm == NULL)
+		return;
+	if (vm->exit_ev != NULL)
+		event_free(vm->exit_ev);
+	closep(&vm->pidfd);
+	qmp_free(vm->qmp);
+	free(vm);
+}
+
+static void
 qemu_free(struct hv_vm *vm)
 {
 	if (vm == NULL)
@@ -687,8 +799,11 @@ const struct hv_ops qemu_ops = {
 	.probe = qemu_probe,
 	.check_kernel = qemu_check_kernel,
 	.start = qemu_start,
+	.adopt = qemu_adopt,
 	.quit = qemu_quit,
 	.kill = qemu_kill,
 	.pid = qemu_pid,
+	.exe = qemu_exe,
 	.free = qemu_free,
+	.detach = qemu_detach,
 };

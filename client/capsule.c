@@ -19,7 +19,7 @@ static const struct {
 	{ "ping", cmd_ping, "ping [--json]" },
 	{ "start", cmd_start, "start [--cpus N] [--memory MiB] [--kernel P] "
 	    "[--rootfs P] [--json]" },
-	{ "stop", cmd_stop, "stop [--json] ID..." },
+	{ "stop", cmd_stop, "stop [--json] ID... | --all" },
 	{ "ps", cmd_ps, "ps [--json]" },
 	{ "exec", cmd_exec, "exec [-t] [-d] [-u USER] [-w DIR] [-e K=V]... "
 	    "[--env-file F] [--timeout S] ID -- CMD..." },
@@ -27,6 +27,8 @@ static const struct {
 	{ "cp", cmd_cp, "cp SRC ID:DST | cp ID:SRC DST  (- for a cpio "
 	    "stream)" },
 	{ "run", cmd_run, "run [exec options] [start options] -- CMD..." },
+	{ "events", cmd_events, "events [--json]" },
+	{ "doctor", cmd_doctor, "doctor [--json]" },
 };
 
 static void
@@ -37,7 +39,9 @@ usage(FILE *f)
 		fprintf(f, "  capsule %s\n", commands[i].usage);
 	fprintf(f, "\nThe socket is --socket, else $CAPSULE_SOCKET, else "
 	    "capsuled's default\n(/run/capsule/capsuled.sock as root, "
-	    "$XDG_RUNTIME_DIR/capsule/capsuled.sock otherwise).\n"
+	    "$XDG_RUNTIME_DIR/capsule/capsuled.sock otherwise);\nif nobody "
+	    "listens on the default one, capsule starts capsuled --daemon\n"
+	    "(CAPSULE_NO_AUTOSTART=1: it does not).\n"
 	    "exec and run exit with the command's exit status; 125 means "
 	    "capsule itself\ncould not run it.\n");
 }
@@ -75,11 +79,14 @@ main(int argc, char *argv[])
 	if (cli_socket == NULL)
 		cli_socket = getenv("CAPSULE_SOCKET");
 	if (cli_socket == NULL || cli_socket[0] == '\0') {
+		const char *no = getenv("CAPSULE_NO_AUTOSTART");
+
 		if (ctl_default_socket(sock, sizeof(sock), &err) < 0) {
 			cli_error("%s", err.msg);
 			return CLI_EXIT_FAIL;
 		}
 		cli_socket = sock;
+		cli_autostart = no == NULL || strcmp(no, "1") != 0;
 	}
 	for (size_t k = 0; k < sizeof(commands) / sizeof(commands[0]); k++)
 		if (strcmp(argv[i], commands[k].name) == 0)

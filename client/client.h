@@ -14,6 +14,9 @@
 #define CLI_EXIT_FAIL	1
 
 extern const char *cli_socket;	/* resolved control socket path */
+/* The default socket and no CAPSULE_NO_AUTOSTART: if nobody listens,
+ * conn_open starts a daemon (`capsuled --daemon`), as gpg does. */
+extern int cli_autostart;
 
 /* conn.c */
 int	conn_open(const char *path, const char *what);
@@ -60,5 +63,9 @@ json_t	*cli_running_vm(const char *id, const char **proxy);
 
 /* cmd_cp.c */
 int	cmd_cp(int argc, char **argv);
+
+/* cmd_watch.c */
+int	cmd_events(int argc, char **argv);
+int	cmd_doctor(int argc, char **argv);
 
 #endif /* CAPSULE_CLIENT_H */

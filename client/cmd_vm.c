@@ -153,12 +153,38 @@ cmd_start(int argc, char **argv)
 	return 0;
 }
 
+/* Every VM this user may see. */
+static int
+stop_all(int json)
+{
+	json_t *r, *v;
+	size_t i;
+
+	r = conn_request(json_pack("{s:s, s:b}", J_OP, OP_STOP_VM, J_ALL, 1));
+	if (r == NULL)
+		return CLI_EXIT_FAIL;
+	if (json)
+		cli_print_json(r);
+	else
+		json_array_foreach(json_object_get(r, J_STOPPED), i, v)
+			printf("%s\n", json_string_value(v));
+	json_decref(r);
+	return 0;
+}
+
 int
 cmd_stop(int argc, char **argv)
 {
 	int json = has_flag(argc, argv, "--json"), rc = 0, n = 0;
 	json_t *vm, *r;
 
+	if (has_flag(argc, argv, "--all")) {
+		if (argc > 2 + json) {
+			cli_error("usage: capsule stop [--json] --all");
+			return CLI_EXIT_USAGE;
+		}
+		return stop_all(json);
+	}
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--json") == 0)
 			continue;
@@ -179,7 +205,7 @@ cmd_stop(int argc, char **argv)
 		json_decref(vm);
 	}
 	if (n == 0) {
-		cli_error("usage: capsule stop [--json] ID...");
+		cli_error("usage: capsule stop [--json] ID... | --all");
 		return CLI_EXIT_USAGE;
 	}
 	return rc;

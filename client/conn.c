@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "client.h"
@@ -26,34 +27,93 @@ cli_error(const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
-int
-conn_open(const char *path, const char *what)
+int cli_autostart;
+
+/* capsuled --daemon, from beside this CLI if it is there, else from
+ * PATH: it returns once the daemon listens (or failed to). */
+static int
+autostart(void)
+{
+	char self[4096], path[4096 + 16], *slash;
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	const char *prog = "capsuled";
+	pid_t pid;
+	int st;
+
+	if (n > 0) {
+		self[n] = '\0';
+		if ((slash = strrchr(self, '/')) != NULL) {
+			*slash = '\0';
+			snprintf(path, sizeof(path), "%s/capsuled", self);
+			if (access(path, X_OK) == 0)
+				prog = path;
+		}
+	}
+	fprintf(stderr, "capsule: starting capsuled (%s --daemon); set "
+	    "CAPSULE_NO_AUTOSTART=1 to not\n", prog);
+	if ((pid = fork()) < 0)
+		return -1;
+	if (pid == 0) {
+		if (strchr(prog, '/') != NULL)
+			execl(prog, "capsuled", "--daemon", (char *)NULL);
+		else
+			execlp(prog, "capsuled", "--daemon", (char *)NULL);
+		fprintf(stderr, "capsule: cannot run %s: %s\n", prog,
+		    strerror(errno));
+		_exit(127);
+	}
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+}
+
+static int
+connect_to(const char *path, int *err)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	int fd;
+
+	strcpy(sun.sun_path, path);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
+		*err = errno;
+		return -1;
+	}
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		*err = errno;
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+int
+conn_open(const char *path, const char *what)
+{
+	struct sockaddr_un sun;
+	int fd, e = 0;
 
 	if (strlen(path) >= sizeof(sun.sun_path)) {
 		cli_error("socket path too long: %s", path);
 		return -1;
 	}
-	strcpy(sun.sun_path, path);
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
-		cli_error("socket: %s", strerror(errno));
-		return -1;
+	fd = connect_to(path, &e);
+	/* Nobody listens on the usual socket: start the daemon, once. */
+	if (fd < 0 && what == NULL && cli_autostart &&
+	    (e == ENOENT || e == ECONNREFUSED)) {
+		cli_autostart = 0;
+		if (autostart() == 0)
+			fd = connect_to(path, &e);
 	}
-	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
-		int e = errno;
-
-		close(fd);
+	if (fd < 0) {
 		if (what != NULL)
 			cli_error("cannot reach %s at %s: %s", what, path,
 			    strerror(e));
 		else
 			cli_error("cannot reach capsuled at %s: %s\n"
-			    "  Is it running? Start it with `capsuled` (or "
-			    "`systemctl start capsuled`),\n  or point --socket "
-			    "or CAPSULE_SOCKET at the socket it listens on.",
-			    path, strerror(e));
+			    "  Is it running? Start it with `capsuled --daemon` "
+			    "(or `systemctl start capsuled`),\n  or point "
+			    "--socket or CAPSULE_SOCKET at the socket it "
+			    "listens on.", path, strerror(e));
 		return -1;
 	}
 	return fd;

@@ -238,6 +238,14 @@ op_dir(struct caller_op *op, int dfd, const char *name)
 		op->created = 1;
 	else if (errno != EEXIST)
 		return -errno;
+	if (op->created && op->chown_to && geteuid() == 0 &&
+	    fchownat(dfd, name, op->uid, op->gid, AT_SYMLINK_NOFOLLOW) < 0) {
+		int e = errno;
+
+		unlinkat(dfd, name, AT_REMOVEDIR);
+		op->created = 0;
+		return -e;
+	}
 	op->fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
 	    O_CLOEXEC);
 	if (op->fd < 0) {
@@ -255,6 +263,9 @@ op_dir(struct caller_op *op, int dfd, const char *name)
 	}
 	return ident_of(op->fd, &op->id);
 }
+
+static int	remove_if_same(int dfd, const char *name,
+		    const struct caller_ident *id, mode_t type);
 
 /* O_EXCL and bind() say only "exists": a link there is worth naming. */
 static int
@@ -290,6 +301,11 @@ op_bind(struct caller_op *op, int dfd, const char *name)
 {
 	int r;
 
+	/* Our own socket from before a restart: nobody listens on it, and
+	 * it goes only if it is still the one recorded. */
+	if (op->replace_set && (r = remove_if_same(dfd, name, &op->replace,
+	    S_IFSOCK)) < 0 && r != -ESTALE)
+		return r;
 	/* bind() has no *at form; the /proc link names exactly dfd. */
 	if ((r = util_listen_unix_at(dfd, name, 0600, NULL)) < 0)
 		return exists_why(dfd, name, -r);

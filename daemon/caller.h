@@ -79,6 +79,15 @@ struct caller_op {
 	const char	*field;		/* the request field, for messages */
 	const char	*path;		/* absolute, or a name in op `at` */
 	int		 at;		/* index of an earlier CALLER_DIR, or -1 */
+	/* CALLER_DIR that creates, as root: give the new dir to this uid
+	 * and gid (chown_to set). */
+	int		 chown_to;
+	uid_t		 uid;
+	gid_t		 gid;
+	/* CALLER_BIND: a stale socket of ours may stand at the name (a VM
+	 * re-adopted after a restart): replace it if it is still `replace`. */
+	int		 replace_set;
+	struct caller_ident replace;
 	/* out: every fd is the owner's to close (or -1) */
 	int		 fd;		/* the file, directory or socket */
 	int		 dir_fd;	/* the directory that holds it */

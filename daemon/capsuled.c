@@ -1,9 +1,15 @@
 /*
- * capsuled.c — the daemon: flags, start-up, signals, the event loop.
+ * capsuled.c — the daemon: settings, start-up, signals, the event loop.
+ *
+ * Signals: SIGTERM (systemctl stop or restart, an upgrade) lets go of the
+ * VMs and exits; they keep running and the next capsuled takes them over.
+ * SIGINT (Ctrl-C, cleanroom stopping its helper) stops every VM, then
+ * exits. SIGHUP reads the configuration file again.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <grp.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -11,6 +17,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -19,84 +26,79 @@
 #include <systemd/sd-daemon.h>
 #endif
 
+#include "config.h"
 #include "control.h"
 #include "ctl.h"
+#include "doctor.h"
 #include "hv.h"
 #include "log.h"
+#include "metrics.h"
 #include "paths.h"
 #include "peer.h"
 #include "proto.h"
 #include "util.h"
 #include "vm.h"
 
-#define CONSOLE_DEFAULT_MIB	10	/* each VM's console log cap */
-#define CONSOLE_MAX_MIB		65536
+#define STATUS_EVERY_S	5
 
-static struct event_base *base;
-static int stopping;
-static int ready_fd = -1;	/* daemonized: tell the parent we listen */
+static struct {
+	struct event_base	*base;
+	int			 stopping;	/* SIGINT: VMs are stopping */
+	int			 ready_fd;	/* --daemon: tell the parent */
+	char			 config_path[PATH_MAX];
+	int			 config_named;	/* --config: must exist */
+	struct config		 flags;		/* what the command line set */
+	struct config		 cur;		/* in force */
+	char			 sock[PATH_MAX];
+	int			 activated;	/* systemd handed us the socket */
+	uint64_t		 watchdog_us;
+	char			 status[128];
+} d = { .ready_fd = -1 };
 
 static void
 usage(FILE *f)
 {
 	fprintf(f,
-"usage: capsuled [--socket PATH] [--state-dir DIR] [--image-dir DIR]\n"
-"                [--accel auto|kvm|tcg] [--log-level error|warn|info|debug]\n"
-"                [--console-log-max MiB] [--request-timeout S]\n"
-"                [--client-input-max MiB] [--foreground]\n"
+"usage: capsuled [--config FILE] [--socket PATH] [--socket-group GROUP]\n"
+"                [--state-dir DIR] [--image-dir DIR] [--accel auto|kvm|tcg]\n"
+"                [--log-level error|warn|info|debug] [--console-log-max MiB]\n"
+"                [--request-timeout S] [--client-input-max MiB]\n"
+"                [--metrics-listen ADDR] [--daemon]\n"
 "\n"
 "Runs commands in hardware-isolated Linux microVMs, driven over a Unix\n"
-"socket speaking newline-delimited JSON.\n"
+"socket speaking newline-delimited JSON. Stays in the foreground (systemd,\n"
+"launchd and cleanroom expect that) unless --daemon.\n"
 "\n"
+"  --config FILE     settings (default /etc/capsule/capsuled.conf as root,\n"
+"                    else $XDG_CONFIG_HOME/capsule/capsuled.conf); flags win\n"
 "  --socket PATH     control socket (default /run/capsule/capsuled.sock as\n"
 "                    root, else $XDG_RUNTIME_DIR/capsule/capsuled.sock)\n"
+"  --socket-group G  as root: the socket is mode 0660 and group G, whose\n"
+"                    members may each use their own VMs\n"
 "  --state-dir DIR   VMs' private dirs live in DIR/vms (default\n"
-"                    /var/lib/capsule as root, else $XDG_STATE_HOME/capsule);\n"
+"                    /var/lib/capsule as root, else $XDG_STATE_HOME/capsule;\n"
+"                    with only --socket, a dir of that socket's own in it);\n"
 "                    it must be writable by capsuled's uid alone\n"
 "  --image-dir DIR   where vmlinuz, initramfs.img, rootfs.ext4 are\n"
 "  --accel A         auto (default): kvm when it can really run a guest,\n"
 "                    else tcg\n"
 "  --console-log-max MiB  keep each VM's console log under this size\n"
-"                    (default %d; older output is dropped first)\n"
+"                    (default 10; older output is dropped first)\n"
 "  --request-timeout S  close a client whose request line stays\n"
 "                    unfinished this long (default 30)\n"
 "  --client-input-max MiB  unfinished input held for all clients\n"
 "                    together (default 64); past it the client sending\n"
 "                    more is closed\n"
-"  --foreground      stay in the foreground, log to stderr (for systemd,\n"
-"                    launchd and tests); otherwise capsuled detaches once\n"
-"                    it is listening and logs to DIR/capsuled.log\n",
-	    CONSOLE_DEFAULT_MIB);
-}
-
-static void
-all_gone(const char *vm_id, void *arg)
-{
-	if (vm_count() == 0) {
-		log_info("all VMs stopped; exiting");
-		event_base_loopexit(base, NULL);
-	}
-}
-
-static void
-on_signal(evutil_socket_t sig, short what, void *arg)
-{
-	if (stopping) {
-		log_warn("second %s: exiting now", strsignal((int)sig));
-		event_base_loopbreak(base);
-		return;
-	}
-	stopping = 1;
-	log_info("%s: stopping %d VM(s)", strsignal((int)sig), vm_count());
-#ifdef __linux__
-	sd_notify(0, "STOPPING=1");
-#endif
-	if (vm_stop_all(all_gone, NULL) == 0)
-		event_base_loopexit(base, NULL);
+"  --metrics-listen ADDR  serve Prometheus metrics at http://ADDR/metrics\n"
+"                    (HOST:PORT, or unix:/PATH)\n"
+"  --daemon          detach once listening, logging to DIR/capsuled.log\n"
+"\n"
+"SIGTERM leaves the VMs running for the next capsuled to take over;\n"
+"SIGINT stops them first; SIGHUP re-reads the configuration file.\n");
 }
 
 /* Forks; the parent waits until the child listens, then exits with its
- * verdict, so `capsuled && capsule ping` works without races. */
+ * verdict, so `capsuled --daemon && capsule ping` works without races. */
 static int
 daemonize(const char *logpath)
 {
@@ -129,7 +131,7 @@ daemonize(const char *logpath)
 		dup2(fd, 2);
 		close(fd);
 	}
-	ready_fd = pfd[1];
+	d.ready_fd = pfd[1];
 	return 0;
 }
 
@@ -149,9 +151,11 @@ raise_fd_limit(void)
 }
 
 /* VM records and private dirs live here: nobody else may be able to
- * write to it, or they could plant records and files for us to act on. */
+ * write to it, or they could plant records and files for us to act on.
+ * Others may need to pass through it to their VMs' run dirs, so with a
+ * socket group it is made 0711. */
 static int
-check_state_dir(const char *dir, struct cap_err *err)
+check_state_dir(const char *dir, int shared, struct cap_err *err)
 {
 	struct stat st;
 
@@ -167,22 +171,14 @@ check_state_dir(const char *dir, struct cap_err *err)
 		    "by it alone (it is uid %u, mode %04o)", dir,
 		    (unsigned)geteuid(), (unsigned)st.st_uid,
 		    (unsigned)(st.st_mode & 07777));
-	return 0;
-}
-
-static int
-parse_uint(const char *s, unsigned long lo, unsigned long hi,
-    unsigned long *out)
-{
-	char *end;
-	unsigned long v;
-
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0' || s[0] == '-' ||
-	    v < lo || v > hi)
-		return -1;
-	*out = v;
+	if (shared && (st.st_mode & 0011) != 0011) {
+		if (chmod(dir, (st.st_mode & 07777) | 0011) < 0)
+			return cap_err_set(err, errno, E_INTERNAL, "chmod %s: "
+			    "%s", dir, strerror(errno));
+		log_info("state directory %s: others may now pass through "
+		    "it to their own VMs' run dirs (mode %04o)", dir,
+		    (unsigned)((st.st_mode & 07777) | 0011));
+	}
 	return 0;
 }
 
@@ -207,127 +203,343 @@ lock_state_dir(const char *dir)
 	return fd;	/* kept open: the lock lives as long as we do */
 }
 
-int
-main(int argc, char *argv[])
+static void
+notify(const char *what)
+{
+#ifdef __linux__
+	sd_notify(0, what);
+#else
+	(void)what;
+#endif
+}
+
+static void
+update_status(void)
+{
+	char s[128];
+
+	snprintf(s, sizeof(s), "STATUS=%d VM(s): %d running, %d unresponsive",
+	    vm_count(), vm_count_state(VM_RUNNING),
+	    vm_count_state(VM_UNRESPONSIVE));
+	if (strcmp(s, d.status) != 0) {
+		snprintf(d.status, sizeof(d.status), "%s", s);
+		notify(s);
+	}
+}
+
+static void
+tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	if (d.watchdog_us > 0)
+		notify("WATCHDOG=1");
+	update_status();
+}
+
+/* What can change without a restart takes effect; the rest is named. */
+static void
+apply(const struct config *c, int reloading)
+{
+	struct vm_limits l = {
+		.default_vcpus = c->default_vcpus,
+		.default_memory_mib = c->default_memory_mib,
+		.console_max = c->console_log_max_mib * 1024 * 1024,
+		.user_max_vms = c->user_max_vms,
+		.user_max_vcpus = c->user_max_vcpus,
+		.user_max_memory_mib = c->user_max_memory_mib,
+		.vm_cpu_quota = c->vm_cpu_quota,
+		.vm_tasks_max = c->vm_tasks_max,
+		.vm_memory_overhead_mib = c->vm_memory_overhead_mib,
+	};
+	enum log_level level = LOG_LVL_INFO;
+	static const struct { enum config_key k; size_t off, len; } fixed[] = {
+#define F(k, f) { k, offsetof(struct config, f), \
+	    sizeof(((struct config *)0)->f) }
+		F(CK_SOCKET, socket), F(CK_SOCKET_GROUP, socket_group),
+		F(CK_STATE_DIR, state_dir), F(CK_IMAGE_DIR, image_dir),
+		F(CK_ACCEL, accel), F(CK_METRICS_LISTEN, metrics_listen),
+#undef F
+	};
+
+	log_parse_level(c->log_level, &level);
+	log_init(level);
+	peer_set_limits(c->client_input_max_mib * 1024 * 1024,
+	    c->request_timeout * 1000);
+	vm_set_limits(&l);
+	if (!reloading)
+		return;
+	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+		if (memcmp((const char *)c + fixed[i].off,
+		    (const char *)&d.cur + fixed[i].off, fixed[i].len) != 0)
+			log_warn("%s changed: it takes effect when capsuled "
+			    "restarts", config_key_name(fixed[i].k));
+}
+
+/* The file, then the flags over it. */
+static int
+load_config(struct config *c, struct cap_err *err)
+{
+	int r;
+
+	config_defaults(c);
+	if ((r = config_load(d.config_path, d.config_named, c, err)) < 0)
+		return r;
+	config_merge(c, &d.flags);
+	return 0;
+}
+
+static void
+reload(void)
+{
+	struct config c;
+	struct cap_err err;
+
+	notify("RELOADING=1");
+	if (load_config(&c, &err) < 0) {
+		log_error("reload: %s; keeping the settings in force", err.msg);
+	} else {
+		apply(&c, 1);
+		/* Where things are stays as it was until a restart. */
+		memcpy(c.socket, d.cur.socket, sizeof(c.socket));
+		memcpy(c.state_dir, d.cur.state_dir, sizeof(c.state_dir));
+		d.cur = c;
+		log_info("reloaded %s", d.config_path);
+	}
+	notify("READY=1");
+}
+
+static void
+all_gone(const char *vm_id, void *arg)
+{
+	if (vm_count() == 0) {
+		log_info("all VMs stopped; exiting");
+		event_base_loopexit(d.base, NULL);
+	}
+}
+
+static void
+on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	if (sig == SIGHUP) {
+		reload();
+		return;
+	}
+	notify("STOPPING=1");
+	if (sig == SIGTERM) {
+		/* Restart or upgrade: the VMs stay, the next daemon takes
+		 * them over (a VM still starting is ended). */
+		log_info("%s: leaving %d VM(s) running for the next capsuled",
+		    strsignal((int)sig), vm_count());
+		vm_detach_all();
+		event_base_loopexit(d.base, NULL);
+		return;
+	}
+	if (d.stopping) {
+		log_warn("second %s: leaving the VMs still stopping as they "
+		    "are", strsignal((int)sig));
+		vm_detach_all();
+		event_base_loopbreak(d.base);
+		return;
+	}
+	d.stopping = 1;
+	log_info("%s: stopping %d VM(s)", strsignal((int)sig), vm_count());
+	if (vm_stop_all(all_gone, NULL) == 0)
+		event_base_loopexit(d.base, NULL);
+}
+
+/* The socket systemd handed us, if it did (and it is the right kind). */
+static int
+activated_socket(void)
+{
+#ifdef __linux__
+	int n = sd_listen_fds(1);
+
+	if (n < 1)
+		return -1;
+	if (n > 1 || sd_is_socket_unix(SD_LISTEN_FDS_START, SOCK_STREAM, 1,
+	    NULL, 0) <= 0) {
+		log_error("socket activation: expected one listening Unix "
+		    "stream socket, got %d fd(s)", n);
+		return -2;
+	}
+	return SD_LISTEN_FDS_START;
+#else
+	return -1;
+#endif
+}
+
+/* Where the state lives: the setting, else the default; a daemon on a
+ * socket of its own (cleanroom starts one per sandbox) gets a state dir
+ * of its own below the default one, so that they never meet. */
+static int
+state_dir_for(const struct config *c, char *out, size_t len,
+    struct cap_err *err)
+{
+	char def[PATH_MAX], defsock[PATH_MAX];
+	uint64_t h = UINT64_C(1469598103934665603);
+	int r;
+
+	if (c->state_dir[0] != '\0') {
+		if (realpath(c->state_dir, out) == NULL)
+			snprintf(out, len, "%s", c->state_dir);
+		return 0;
+	}
+	if ((r = paths_default_state_dir(def, sizeof(def), err)) < 0)
+		return r;
+	if (c->socket[0] == '\0' || (ctl_default_socket(defsock,
+	    sizeof(defsock), NULL) == 0 && strcmp(defsock, d.sock) == 0)) {
+		snprintf(out, len, "%s", def);
+		return 0;
+	}
+	for (const char *p = d.sock; *p; p++)	/* FNV-1a */
+		h = (h ^ (unsigned char)*p) * UINT64_C(1099511628211);
+	if (util_mkdir_p(def, 0700, err) < 0)
+		return -1;
+	if (snprintf(out, len, "%s/sockets", def) >= (int)len ||
+	    util_mkdir_p(out, 0700, err) < 0)
+		return -1;
+	snprintf(out, len, "%s/sockets/%016llx", def, (unsigned long long)h);
+	return 0;
+}
+
+static int
+parse_flags(int argc, char *argv[])
 {
 	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'C' },
 		{ "socket", required_argument, NULL, 's' },
+		{ "socket-group", required_argument, NULL, 'g' },
 		{ "state-dir", required_argument, NULL, 'd' },
 		{ "image-dir", required_argument, NULL, 'i' },
 		{ "accel", required_argument, NULL, 'a' },
 		{ "log-level", required_argument, NULL, 'l' },
-		{ "foreground", no_argument, NULL, 'f' },
 		{ "console-log-max", required_argument, NULL, 'c' },
 		{ "request-timeout", required_argument, NULL, 'r' },
 		{ "client-input-max", required_argument, NULL, 'b' },
+		{ "metrics-listen", required_argument, NULL, 'm' },
+		{ "daemon", no_argument, NULL, 'D' },
+		{ "foreground", no_argument, NULL, 'f' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
-	char sock[PATH_MAX] = "", logpath[PATH_MAX + 16], sockdir[PATH_MAX];
-	const char *sock_arg = NULL, *state_arg = NULL, *image_arg = NULL;
-	enum log_level level = LOG_LVL_INFO;
-	enum hv_accel want = HV_ACCEL_AUTO;
-	struct event *sigs[3];
-	const int signums[3] = { SIGTERM, SIGINT, SIGHUP };
-	struct vm_env env;
+	static const struct { int opt; enum config_key k; const char *flag; }
+	    map[] = {
+		{ 's', CK_SOCKET, "--socket" },
+		{ 'g', CK_SOCKET_GROUP, "--socket-group" },
+		{ 'd', CK_STATE_DIR, "--state-dir" },
+		{ 'i', CK_IMAGE_DIR, "--image-dir" },
+		{ 'a', CK_ACCEL, "--accel" },
+		{ 'l', CK_LOG_LEVEL, "--log-level" },
+		{ 'c', CK_CONSOLE_LOG_MAX_MIB, "--console-log-max" },
+		{ 'r', CK_REQUEST_TIMEOUT, "--request-timeout" },
+		{ 'b', CK_CLIENT_INPUT_MAX_MIB, "--client-input-max" },
+		{ 'm', CK_METRICS_LISTEN, "--metrics-listen" },
+	};
 	struct cap_err err;
-	uint64_t console_max = CONSOLE_DEFAULT_MIB * 1024 * 1024;
-	size_t input_max = PEER_INPUT_MAX;
-	unsigned partial_ms = PEER_PARTIAL_MS;
-	unsigned long v;
-	int c, foreground = 0;
+	char abs[PATH_MAX];
+	int c, detach = 0;
 
-	while ((c = getopt_long(argc, argv, "s:d:i:a:l:fc:r:b:hV", longopts,
-	    NULL)) != -1) {
+	config_defaults(&d.flags);
+	d.flags.set = 0;
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		const char *v = optarg;
+
 		switch (c) {
-		case 'r':
-			if (parse_uint(optarg, 1, 3600, &v) < 0) {
-				fprintf(stderr, "capsuled: --request-timeout "
-				    "takes seconds from 1 to 3600, not \"%s\"\n",
-				    optarg);
-				return 2;
-			}
-			partial_ms = (unsigned)v * 1000;
-			break;
-		case 'b':
-			if (parse_uint(optarg, 1, 65536, &v) < 0) {
-				fprintf(stderr, "capsuled: --client-input-max "
-				    "takes MiB from 1 to 65536, not \"%s\"\n",
-				    optarg);
-				return 2;
-			}
-			input_max = (size_t)v * 1024 * 1024;
-			break;
-		case 'c':
-			if (parse_uint(optarg, 1, CONSOLE_MAX_MIB, &v) < 0) {
-				fprintf(stderr, "capsuled: --console-log-max "
-				    "takes a size in MiB from 1 to %d, not "
-				    "\"%s\"\n", CONSOLE_MAX_MIB, optarg);
-				return 2;
-			}
-			console_max = (uint64_t)v * 1024 * 1024;
-			break;
-		case 's': sock_arg = optarg; break;
-		case 'd': state_arg = optarg; break;
-		case 'i': image_arg = optarg; break;
-		case 'f': foreground = 1; break;
-		case 'a':
-			if (hv_accel_parse(optarg, &want) < 0) {
-				fprintf(stderr, "capsuled: --accel takes auto, "
-				    "kvm or tcg, not \"%s\"\n", optarg);
-				return 2;
-			}
-			break;
-		case 'l':
-			if (log_parse_level(optarg, &level) < 0) {
-				fprintf(stderr, "capsuled: --log-level takes "
-				    "error, warn, info or debug\n");
-				return 2;
-			}
-			break;
-		case 'h': usage(stdout); return 0;
-		case 'V': printf("capsuled %s\n", CAPSULE_VERSION); return 0;
-		default: usage(stderr); return 2;
+		case 'C':
+			snprintf(d.config_path, sizeof(d.config_path), "%s",
+			    optarg);
+			d.config_named = 1;
+			continue;
+		case 'D': detach = 1; continue;
+		case 'f': continue;	/* the default; kept for old scripts */
+		case 'h': usage(stdout); exit(0);
+		case 'V': printf("capsuled %s\n", CAPSULE_VERSION); exit(0);
+		case '?': usage(stderr); exit(2);
 		}
+		/* Relative paths on the command line mean the working dir. */
+		if ((c == 's' || c == 'd' || c == 'i') && v[0] != '/' &&
+		    getcwd(abs, sizeof(abs)) != NULL) {
+			size_t n = strlen(abs);
+
+			snprintf(abs + n, sizeof(abs) - n, "/%s", v);
+			v = abs;
+		}
+		for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+			if (map[i].opt == c && config_set(&d.flags, map[i].k,
+			    v, map[i].flag, &err) < 0) {
+				fprintf(stderr, "capsuled: %s\n", err.msg);
+				exit(2);
+			}
 	}
 	if (optind != argc) {
 		usage(stderr);
-		return 2;
+		exit(2);
 	}
-	log_init(level);
-	peer_set_limits(input_max, partial_ms);
+	return detach;
+}
+
+int
+main(int argc, char *argv[])
+{
+	char logpath[PATH_MAX + 16];
+	struct event *sigs[3], *tick;
+	const int signums[3] = { SIGTERM, SIGINT, SIGHUP };
+	struct control_cfg ccfg;
+	struct doctor_env denv;
+	enum hv_accel want = HV_ACCEL_AUTO;
+	struct vm_env env;
+	struct cap_err err;
+	gid_t group = (gid_t)-1;
+	int detach, afd;
+
+	detach = parse_flags(argc, argv);
+	if (!d.config_named && config_default_path(d.config_path,
+	    sizeof(d.config_path), &err) < 0) {
+		fprintf(stderr, "capsuled: %s\n", err.msg);
+		return 1;
+	}
+	if (load_config(&d.cur, &err) < 0) {
+		fprintf(stderr, "capsuled: %s\n", err.msg);
+		return 1;
+	}
+	apply(&d.cur, 0);
 
 	memset(&env, 0, sizeof(env));
-	if (sock_arg != NULL)
-		snprintf(sock, sizeof(sock), "%s", sock_arg);
-	else if (ctl_default_socket(sock, sizeof(sock), &err) < 0) {
+	if (d.cur.socket[0] != '\0')
+		snprintf(d.sock, sizeof(d.sock), "%s", d.cur.socket);
+	else if (ctl_default_socket(d.sock, sizeof(d.sock), &err) < 0) {
 		fprintf(stderr, "capsuled: %s\n", err.msg);
 		return 1;
 	}
-	if (state_arg != NULL) {
-		if (realpath(state_arg, env.state_dir) == NULL &&
-		    snprintf(env.state_dir, sizeof(env.state_dir), "%s",
-		    state_arg) < 0)
+	if (state_dir_for(&d.cur, env.state_dir, sizeof(env.state_dir),
+	    &err) < 0) {
+		fprintf(stderr, "capsuled: %s\n", err.msg);
+		return 1;
+	}
+	if (d.cur.socket_group[0] != '\0') {
+		struct group *g = getgrnam(d.cur.socket_group);
+
+		if (geteuid() != 0) {
+			fprintf(stderr, "capsuled: socket_group is for a "
+			    "capsuled run by root\n");
 			return 1;
-	} else if (paths_default_state_dir(env.state_dir,
-	    sizeof(env.state_dir), &err) < 0) {
-		fprintf(stderr, "capsuled: %s\n", err.msg);
-		return 1;
+		}
+		if (g == NULL) {
+			fprintf(stderr, "capsuled: socket_group: no group "
+			    "\"%s\"\n", d.cur.socket_group);
+			return 1;
+		}
+		group = g->gr_gid;
 	}
-	if (env.state_dir[0] != '/') {
-		fprintf(stderr, "capsuled: --state-dir must be absolute\n");
-		return 2;
-	}
-	env.image_dir = image_arg;
-	env.console_max = console_max;
+	hv_accel_parse(d.cur.accel, &want);
+	env.image_dir = d.cur.image_dir[0] ? d.cur.image_dir : NULL;
 	if (util_mkdir_p(env.state_dir, 0700, &err) < 0 ||
-	    check_state_dir(env.state_dir, &err) < 0) {
+	    check_state_dir(env.state_dir, group != (gid_t)-1, &err) < 0) {
 		fprintf(stderr, "capsuled: %s\n", err.msg);
 		return 1;
 	}
 	snprintf(logpath, sizeof(logpath), "%s/capsuled.log", env.state_dir);
-	if (!foreground && daemonize(logpath) < 0)
+	if (detach && daemonize(logpath) < 0)
 		return 1;
 
 	signal(SIGPIPE, SIG_IGN);
@@ -344,54 +556,92 @@ main(int argc, char *argv[])
 	    env.hv->name, env.caps.version, hv_accel_name(env.caps.accel),
 	    env.caps.accel_why[0] ? " — " : "", env.caps.accel_why);
 
-	if ((base = event_base_new()) == NULL) {
+	if ((d.base = event_base_new()) == NULL) {
 		log_error("cannot create the event loop");
 		return 1;
 	}
-	env.base = base;
+	env.base = d.base;
 	if (vm_init(&env, &err) < 0) {
 		log_error("%s", err.msg);
 		return 1;
 	}
 	/* One daemon per state dir: the lock is held for the process's
-	 * life, so a second capsuled can never reap a live one's VMs. */
+	 * life, so a second capsuled can never touch a live one's VMs. */
 	if (lock_state_dir(env.state_dir) < 0)
 		return 1;
-	vm_reap_orphans();
+	vm_adopt_all();
 
-	snprintf(sockdir, sizeof(sockdir), "%s", sock);
-	if (strrchr(sockdir, '/') != NULL && strrchr(sockdir, '/') != sockdir) {
-		*strrchr(sockdir, '/') = '\0';
-		if (util_mkdir_p(sockdir, 0755, &err) < 0) {
+	ccfg = (struct control_cfg){ d.base, env.hv, &env.caps,
+	    doctor_report };
+	if ((afd = activated_socket()) == -2)
+		return 1;
+	if (afd >= 0) {
+		d.activated = 1;
+		if (control_listen_fd(&ccfg, afd, &err) < 0) {
+			log_error("%s", err.msg);
+			return 1;
+		}
+	} else {
+		char dir[PATH_MAX], *slash;
+
+		snprintf(dir, sizeof(dir), "%s", d.sock);
+		if ((slash = strrchr(dir, '/')) != NULL && slash != dir) {
+			*slash = '\0';
+			if (util_mkdir_p(dir, 0755, &err) < 0) {
+				log_error("%s", err.msg);
+				return 1;
+			}
+		}
+		if (control_listen(&ccfg, d.sock, group, &err) < 0) {
 			log_error("%s", err.msg);
 			return 1;
 		}
 	}
-	if (control_listen(base, sock, env.hv, &env.caps, &err) < 0) {
+	denv = (struct doctor_env){ env.hv, &env.caps, env.state_dir,
+	    env.image_dir, d.activated ? NULL : d.sock };
+	doctor_init(&denv);
+	if (d.cur.metrics_listen[0] != '\0' &&
+	    metrics_listen(d.base, d.cur.metrics_listen, &err) < 0) {
 		log_error("%s", err.msg);
 		return 1;
 	}
 	for (int i = 0; i < 3; i++) {
-		sigs[i] = evsignal_new(base, signums[i], on_signal, NULL);
+		sigs[i] = evsignal_new(d.base, signums[i], on_signal, NULL);
 		event_add(sigs[i], NULL);
 	}
-	log_info("listening on %s (state in %s)", sock, env.state_dir);
 #ifdef __linux__
-	sd_notify(0, "READY=1");
+	if (sd_watchdog_enabled(0, &d.watchdog_us) <= 0)
+		d.watchdog_us = 0;
 #endif
-	if (ready_fd >= 0) {
+	{
+		/* Twice per watchdog period, or now and then for STATUS=. */
+		uint64_t us = d.watchdog_us > 0 ? d.watchdog_us / 2 :
+		    STATUS_EVERY_S * 1000000ULL;
+		struct timeval tv = { (time_t)(us / 1000000),
+		    (suseconds_t)(us % 1000000) };
+
+		tick = event_new(d.base, -1, EV_PERSIST, tick_cb, NULL);
+		event_add(tick, &tv);
+	}
+	log_info("listening on %s (state in %s)", d.activated ?
+	    "a socket systemd handed over" : d.sock, env.state_dir);
+	notify("READY=1");
+	update_status();
+	if (d.ready_fd >= 0) {
 		char ok = 1;
 
-		if (write(ready_fd, &ok, 1) != 1)
+		if (write(d.ready_fd, &ok, 1) != 1)
 			log_warn("cannot tell the parent we are ready");
-		close(ready_fd);
+		close(d.ready_fd);
 	}
 
-	event_base_dispatch(base);
+	event_base_dispatch(d.base);
 
-	control_close(sock);
+	metrics_close();
+	control_close(d.activated ? NULL : d.sock);
+	event_free(tick);
 	for (int i = 0; i < 3; i++)
 		event_free(sigs[i]);
-	event_base_free(base);
+	event_base_free(d.base);
 	return 0;
 }

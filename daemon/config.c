@@ -87,6 +87,10 @@ line_err(struct cap_err *err, const char *file, unsigned line,
 	char why[512];
 
 	snprintf(why, sizeof(why), fmt, a, b);
+	/* Line 0: a command-line flag, named by `file`. */
+	if (line == 0)
+		return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT, "%s: %s",
+		    file, why);
 	return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT, "%s:%u: %s", file,
 	    line, why);
 }
@@ -309,4 +313,51 @@ config_load(const char *path, int must_exist, struct config *c,
 		r = config_parse(text, (size_t)n, path, c, err);
 	free(text);
 	return r;
+}
+
+static const struct config_item *
+item_of(enum config_key k)
+{
+	for (size_t i = 0; i < NITEMS; i++)
+		if (items[i].key == k)
+			return &items[i];
+	return NULL;
+}
+
+const char *
+config_key_name(enum config_key k)
+{
+	const struct config_item *it = item_of(k);
+
+	return it != NULL ? it->name : "?";
+}
+
+void
+config_merge(struct config *dst, const struct config *src)
+{
+	for (size_t i = 0; i < NITEMS; i++) {
+		const struct config_item *it = &items[i];
+		size_t n = it->type == CT_UINT ? sizeof(unsigned) :
+		    it->type == CT_U64 ? sizeof(uint64_t) : it->size;
+
+		if (!config_was_set(src, it->key))
+			continue;
+		memcpy((char *)dst + it->off, (const char *)src + it->off, n);
+		dst->set |= UINT64_C(1) << it->key;
+	}
+}
+
+int
+config_set(struct config *c, enum config_key k, const char *value,
+    const char *what, struct cap_err *err)
+{
+	const struct config_item *it = item_of(k);
+	int r;
+
+	if (it == NULL)
+		return cap_err_set(err, EINVAL, E_INTERNAL, "no such key");
+	if ((r = set_item(it, c, value, what, 0, err)) < 0)
+		return r;
+	c->set |= UINT64_C(1) << k;
+	return 0;
 }

@@ -75,5 +75,14 @@ int	config_default_path(char *buf, size_t len, struct cap_err *err);
 int	config_load(const char *path, int must_exist, struct config *c,
 	    struct cap_err *err);
 int	config_was_set(const struct config *c, enum config_key k);
+/* Copies into dst every setting src has set (the command line over the
+ * file). */
+void	config_merge(struct config *dst, const struct config *src);
+/* Sets key k from text (a command-line flag), as the file would; `what`
+ * names it in the error ("--socket-group"). */
+int	config_set(struct config *c, enum config_key k, const char *value,
+	    const char *what, struct cap_err *err);
+/* The name of a key, e.g. "socket_group". */
+const char *config_key_name(enum config_key k);
 
 #endif /* CAPSULE_CONFIG_H */

@@ -5,6 +5,7 @@
  * order without a queue.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
@@ -15,6 +16,7 @@
 #include "caller.h"
 #include "control.h"
 #include "ctl.h"
+#include "events.h"
 #include "log.h"
 #include "peer.h"
 #include "proto.h"
@@ -27,6 +29,8 @@
 struct conn {
 	TAILQ_ENTRY(conn)	 entry;
 	uint64_t		 id;
+	struct caller		 who;		/* the kernel's word, at accept */
+	struct events_sub	*sub;		/* Events: a stream now */
 	struct peer		*peer;
 	json_t			*req;		/* in progress, or NULL */
 	int			 waiting;	/* StopVM callbacks to come */
@@ -39,7 +43,9 @@ static struct {
 	struct event_base	*base;
 	const struct hv_ops	*hv;
 	const struct hv_caps	*caps;
+	control_doctor_fn	*doctor;
 	struct listener		*listener;
+	int			 made_socket;	/* ours to unlink at exit */
 	dev_t			 sock_dev;	/* the socket file we made */
 	ino_t			 sock_ino;
 	uint64_t		 next_id;
@@ -51,6 +57,7 @@ static void
 conn_free(struct conn *c)
 {
 	TAILQ_REMOVE(&ctl.conns, c, entry);
+	events_unsubscribe(c->sub);
 	json_decref(c->req);
 	json_decref(c->stopped);
 	if (c->peer != NULL) {
@@ -123,7 +130,7 @@ op_list(struct conn *c)
 {
 	json_t *r = ctl_reply_ok(c->req);
 
-	json_object_set_new(r, J_VMS, vm_list_json());
+	json_object_set_new(r, J_VMS, vm_list_json(c->who.uid));
 	conn_done(c, r);
 }
 
@@ -147,26 +154,17 @@ start_done(struct vm *vm, const struct cap_err *err, void *arg)
 static void
 op_start(struct conn *c)
 {
-	struct ctl_limits lim = {
-		.max_vcpus = util_host_cpus(),
-		.max_memory_mib = util_host_memory_mib(),
-	};
+	struct ctl_limits lim;
 	struct ctl_start req;
-	struct caller who;
 	struct cap_err err;
 	int r;
 
+	vm_ctl_limits(&lim);
 	if (ctl_parse_start(c->req, &lim, &req, &err) < 0) {
 		conn_error(c, &err);
 		return;
 	}
-	/* Who asks is the kernel's word, never the request's. */
-	if (caller_from_socket(peer_fd(c->peer), &who, &err) < 0) {
-		ctl_start_free(&req);
-		conn_error(c, &err);
-		return;
-	}
-	r = vm_start(&req, c->id, &who, start_done, c, &err);
+	r = vm_start(&req, c->id, &c->who, start_done, c, &err);
 	ctl_start_free(&req);
 	if (r < 0)
 		conn_error(c, &err);
@@ -194,12 +192,15 @@ op_stop(struct conn *c)
 	struct cap_err err;
 	const char *id;
 	struct vm *vm;
+	int all;
 
-	if (ctl_parse_stop(c->req, &id, &err) < 0) {
+	if (ctl_parse_stop(c->req, &id, &all, &err) < 0) {
 		conn_error(c, &err);
 		return;
 	}
-	if (id != NULL && (vm = vm_find(id)) == NULL) {
+	/* Another user's VM is not there, as far as this caller can tell. */
+	if (id != NULL && ((vm = vm_find(id)) == NULL ||
+	    !vm_visible(vm, c->who.uid))) {
 		cap_err_set(&err, ENOENT, E_NOT_FOUND, "unknown vm_id %.64s", id);
 		conn_error(c, &err);
 		return;
@@ -210,10 +211,39 @@ op_stop(struct conn *c)
 		vm_stop(vm, stop_done, c);
 		return;
 	}
-	/* cleanroom's usage: one connection per VM, StopVM without an id. */
 	c->waiting = 1;		/* hold the reply until the loop is done */
-	c->waiting += vm_stop_owned(c->id, stop_done, c);
+	if (all)
+		c->waiting += vm_stop_visible(c->who.uid, stop_done, c);
+	else	/* cleanroom's usage: one connection per VM, no id */
+		c->waiting += vm_stop_owned(c->id, stop_done, c);
 	stop_done(NULL, c);
+}
+
+/* From now on the connection is a stream of events. */
+static void
+op_events(struct conn *c)
+{
+	struct cap_err err;
+
+	if ((c->sub = events_subscribe(c->peer, c->who.uid)) == NULL) {
+		cap_err_set(&err, ENOMEM, E_INTERNAL, "out of memory");
+		conn_error(c, &err);
+		return;
+	}
+	peer_send_json(c->peer, ctl_reply_ok(c->req));
+	json_decref(c->req);
+	c->req = NULL;
+	/* Nothing more is read from it: closing it is how it ends. */
+}
+
+static void
+op_doctor(struct conn *c)
+{
+	json_t *r = ctl_reply_ok(c->req), *d = ctl.doctor();
+
+	json_object_update(r, d);
+	json_decref(d);
+	conn_done(c, r);
 }
 
 static const struct {
@@ -225,6 +255,8 @@ static const struct {
 	{ OP_LIST_VMS, op_list, (const char *const[]){ NULL } },
 	{ OP_START_VM, op_start, NULL },
 	{ OP_STOP_VM, op_stop, NULL },
+	{ OP_EVENTS, op_events, (const char *const[]){ NULL } },
+	{ OP_DOCTOR, op_doctor, (const char *const[]){ NULL } },
 };
 
 static void
@@ -248,13 +280,15 @@ conn_line(struct peer *p, char *line, size_t len, void *arg)
 			conn_error(c, &err);
 			return;
 		}
-		log_debug("control: %s from uid %d", op, peer_uid(p));
+		log_debug("control: %s from uid %u", op,
+		    (unsigned)c->who.uid);
 		ops[i].fn(c);
 		return;
 	}
 	cap_err_set(&err, ENOTSUP, E_UNSUPPORTED_OP,
-	    "unsupported op \"%.64s\"; known ops: %s, %s, %s, %s", op, OP_PING,
-	    OP_START_VM, OP_STOP_VM, OP_LIST_VMS);
+	    "unsupported op \"%.64s\"; known ops: %s, %s, %s, %s, %s, %s", op,
+	    OP_PING, OP_START_VM, OP_STOP_VM, OP_LIST_VMS, OP_EVENTS,
+	    OP_DOCTOR);
 	conn_error(c, &err);
 }
 
@@ -298,13 +332,39 @@ static const struct peer_cbs conn_cbs = {
 	.eof = conn_eof,
 };
 
+/* Refuses a client in one error line, then closes. */
+static void
+control_refuse(int s, const struct cap_err *err)
+{
+	json_t *r = ctl_reply_error(NULL, err);
+	char *line = r != NULL ? json_dumps(r, JSON_COMPACT) : NULL;
+
+	if (line != NULL && write(s, line, strlen(line)) > 0 &&
+	    write(s, "\n", 1) < 0)
+		log_debug("control: could not tell a refused client why");
+	free(line);
+	json_decref(r);
+	close(s);
+}
+
 static void
 control_accept(int s, void *arg)
 {
+	struct cap_err err;
 	struct conn *c;
 
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
 		close(s);
+		return;
+	}
+	/* Who calls is the kernel's word, never the request's. A daemon of
+	 * one user's serves that user (and root) only. */
+	if (caller_from_socket(s, &c->who, &err) < 0 ||
+	    (geteuid() != 0 && c->who.uid != geteuid() && c->who.uid != 0 &&
+	    cap_err_set(&err, EPERM, E_PERMISSION_DENIED, "this capsuled "
+	    "serves uid %u only", (unsigned)geteuid()) < 0)) {
+		free(c);
+		control_refuse(s, &err);
 		return;
 	}
 	c->id = ctl.next_id++;
@@ -346,31 +406,62 @@ control_stale(const char *path, struct cap_err *err)
 	return 0;
 }
 
+static int
+control_serve(int fd, struct cap_err *err)
+{
+	if ((ctl.listener = listener_new(ctl.base, fd, "control",
+	    control_accept, NULL)) == NULL) {
+		close(fd);
+		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
+	}
+	return 0;
+}
+
+static void
+control_init(const struct control_cfg *cfg)
+{
+	ctl.base = cfg->base;
+	ctl.hv = cfg->hv;
+	ctl.caps = cfg->caps;
+	ctl.doctor = cfg->doctor;
+	TAILQ_INIT(&ctl.conns);
+}
+
 int
-control_listen(struct event_base *base, const char *path,
-    const struct hv_ops *hv, const struct hv_caps *caps, struct cap_err *err)
+control_listen(const struct control_cfg *cfg, const char *path, gid_t group,
+    struct cap_err *err)
 {
 	struct stat st;
 	int fd;
 
-	ctl.base = base;
-	ctl.hv = hv;
-	ctl.caps = caps;
-	TAILQ_INIT(&ctl.conns);
+	control_init(cfg);
 	if ((fd = control_stale(path, err)) < 0)
 		return fd;
+	/* Born 0600, and 0660 only once it belongs to the group. */
 	if ((fd = util_listen_unix(path, 0600, err)) < 0)
 		return fd;
 	if (lstat(path, &st) == 0) {
 		ctl.sock_dev = st.st_dev;
 		ctl.sock_ino = st.st_ino;
 	}
-	if ((ctl.listener = listener_new(base, fd, "control", control_accept,
-	    NULL)) == NULL) {
+	ctl.made_socket = 1;
+	if (group != (gid_t)-1 && (fchownat(AT_FDCWD, path, (uid_t)-1, group,
+	    AT_SYMLINK_NOFOLLOW) < 0 || chmod(path, 0660) < 0)) {
+		int e = errno;
+
 		close(fd);
-		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
+		unlink(path);
+		return cap_err_set(err, e, E_INTERNAL, "cannot give %s to group "
+		    "%u: %s", path, (unsigned)group, strerror(e));
 	}
-	return 0;
+	return control_serve(fd, err);
+}
+
+int
+control_listen_fd(const struct control_cfg *cfg, int fd, struct cap_err *err)
+{
+	control_init(cfg);
+	return control_serve(fd, err);
 }
 
 void
@@ -381,8 +472,10 @@ control_close(const char *path)
 
 	if (ctl.listener != NULL) {
 		listener_free(ctl.listener);
-		/* Only the socket we made: someone may have replaced it. */
-		if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode) &&
+		/* Only the socket we made: someone may have replaced it (and
+		 * one systemd handed us stays systemd's). */
+		if (ctl.made_socket && path != NULL &&
+		    lstat(path, &st) == 0 && S_ISSOCK(st.st_mode) &&
 		    st.st_dev == ctl.sock_dev && st.st_ino == ctl.sock_ino)
 			unlink(path);
 	}

@@ -23,8 +23,10 @@
 #include <event2/buffer.h>
 
 #include "agent.h"
+#include "events.h"
 #include "execmsg.h"
 #include "log.h"
+#include "metrics.h"
 #include "peer.h"
 #include "proto.h"
 #include "proxy.h"
@@ -44,6 +46,7 @@ struct session {
 	size_t			 unreleased;	/* output not yet granted */
 	int			 credit_mode;	/* client asked for stdin_credit */
 	size_t			 client_credit;	/* what it may still send */
+	uint64_t		 exec;		/* its number, once started */
 };
 
 struct proxy {
@@ -51,6 +54,8 @@ struct proxy {
 	struct proxy_cbs	 cbs;
 	void			*arg;
 	char			 vm_id[40];
+	uid_t			 owner;
+	uint64_t		 next_exec;	/* numbers sessions for events */
 	struct listener		*listener;
 	size_t			 nsessions;
 	TAILQ_HEAD(, session)	 sessions;
@@ -73,6 +78,14 @@ session_finish(struct session *s, int code, int sig, const char *msg,
 	size_t n;
 	char *line = execmsg_encode_exit(code, sig, msg, msg_len, &n);
 
+	if (s->exec != 0) {
+		json_t *f = json_pack("{s:I, s:i}", EV_EXEC, (json_int_t)s->exec,
+		    X_EXIT_CODE, code);
+
+		if (f != NULL && sig != 0)
+			json_object_set_new(f, X_SIGNAL, json_integer(sig));
+		events_emit(EV_EXEC_ENDED, s->proxy->vm_id, s->proxy->owner, f);
+	}
 	if (line != NULL)
 		peer_send(s->peer, line, n);
 	free(line);
@@ -128,6 +141,7 @@ session_flush_stdin(struct session *s)
 		n = agent_stream_write(s->stream,
 		    evbuffer_pullup(s->stdin_q, (ssize_t)chunk), chunk);
 		evbuffer_drain(s->stdin_q, n);
+		metrics_bytes(METRICS_STDIN, n);
 		if (n < chunk)
 			break;		/* wait for credit */
 	}
@@ -150,6 +164,8 @@ stream_output(struct agent_stream *st, int kind, const uint8_t *buf,
 	size_t n;
 	char *line;
 
+	metrics_bytes(kind == CHAN_STDERR ? METRICS_STDERR : METRICS_STDOUT,
+	    len);
 	line = execmsg_encode_data(kind == CHAN_STDERR ? EXEC_OUT_STDERR :
 	    EXEC_OUT_STDOUT, buf, len, &n);
 	if (line == NULL || peer_send(s->peer, line, n) < 0) {
@@ -190,6 +206,9 @@ stream_started(struct agent_stream *st, uint32_t pid, const char *log,
 	size_t n;
 	char *line = execmsg_encode_started(pid, log, log_len, &n);
 
+	events_emit(EV_EXEC_ENDED, s->proxy->vm_id, s->proxy->owner,
+	    json_pack("{s:I, s:b, s:i}", EV_EXEC, (json_int_t)s->exec,
+	    X_DETACH, 1, X_PID, (int)pid));
 	s->stream = NULL;
 	if (line != NULL)
 		peer_send(s->peer, line, n);
@@ -239,9 +258,26 @@ session_start(struct session *s, char *line, size_t len)
 		x.argv = (const char **)req.argv;
 		x.envc = (uint32_t)req.envc;
 		x.envp = (const char **)req.env;
+		x.seed = req.seed;
+		x.seed_len = (uint32_t)req.seed_len;
 		s->stream = agent_exec(a, &x, &session_stream_cbs, s, &err);
 	}
 	s->credit_mode = req.stdin_credit;
+	if (s->stream != NULL) {
+		json_t *f;
+
+		s->exec = ++px->next_exec;
+		f = json_pack("{s:I}", EV_EXEC, (json_int_t)s->exec);
+		if (f != NULL && req.copy != EXEC_COPY_NONE)
+			json_object_set_new(f, X_COPY, json_string(
+			    req.copy == EXEC_COPY_OUT ? XC_OUT : XC_IN));
+		else if (f != NULL && req.argc > 0)
+			json_object_set_new(f, EV_ARGV0,
+			    json_string(req.argv[0]));
+		if (f != NULL && req.detach)
+			json_object_set_new(f, X_DETACH, json_true());
+		events_emit(EV_EXEC_STARTED, px->vm_id, px->owner, f);
+	}
 	exec_req_free(&req);
 	if (s->stream == NULL) {
 		session_finish(s, EXIT_CAPSULE_ERROR, 0, err.msg,
@@ -359,16 +395,13 @@ static const struct peer_cbs session_peer_cbs = {
 	.eof = session_eof,
 };
 
-/* Past the session limit a client still learns why, in protocol. */
+/* A refused client still learns why, in protocol. */
 static void
-proxy_refuse(struct proxy *px, int c)
+proxy_refuse(struct proxy *px, int c, const char *msg)
 {
-	char msg[128], *line;
+	char *line, buf[256];
 	size_t n;
 
-	snprintf(msg, sizeof(msg), "VM %s already has %d exec sessions, the "
-	    "most it takes; try again when one ends", px->vm_id,
-	    PROXY_MAX_SESSIONS);
 	if ((line = execmsg_encode_exit(EXIT_CAPSULE_ERROR, 0, msg,
 	    strlen(msg), &n)) != NULL) {
 		/* A new socket's buffer takes a short line whole. */
@@ -380,7 +413,7 @@ proxy_refuse(struct proxy *px, int c)
 	/* Closing with its request unread would flag a reset to the
 	 * client: read what has come (a little, without waiting) first. */
 	shutdown(c, SHUT_WR);
-	for (int i = 0; i < 16 && read(c, msg, sizeof(msg)) > 0; i++)
+	for (int i = 0; i < 16 && read(c, buf, sizeof(buf)) > 0; i++)
 		;
 	close(c);
 }
@@ -390,11 +423,26 @@ proxy_accept(int c, void *arg)
 {
 	struct proxy *px = arg;
 	struct session *s;
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+	char msg[160];
 
+	/* The socket is the owner's, mode 0600; the kernel's word on who
+	 * connected decides all the same. */
+	if (getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0 ||
+	    (cr.uid != 0 && cr.uid != px->owner)) {
+		snprintf(msg, sizeof(msg), "permission denied: VM %s belongs to "
+		    "another user", px->vm_id);
+		proxy_refuse(px, c, msg);
+		return;
+	}
 	if (px->nsessions >= PROXY_MAX_SESSIONS) {
 		log_warn("vm %s: refusing exec connection: %d sessions already",
 		    px->vm_id, PROXY_MAX_SESSIONS);
-		proxy_refuse(px, c);
+		snprintf(msg, sizeof(msg), "VM %s already has %d exec sessions, "
+		    "the most it takes; try again when one ends", px->vm_id,
+		    PROXY_MAX_SESSIONS);
+		proxy_refuse(px, c, msg);
 		return;
 	}
 	if ((s = calloc(1, sizeof(*s))) == NULL ||
@@ -416,7 +464,7 @@ proxy_accept(int c, void *arg)
 }
 
 struct proxy *
-proxy_new(struct event_base *base, int fd, const char *vm_id,
+proxy_new(struct event_base *base, int fd, const char *vm_id, uid_t owner,
     const struct proxy_cbs *cbs, void *arg, struct cap_err *err)
 {
 	struct proxy *px;
@@ -429,6 +477,7 @@ proxy_new(struct event_base *base, int fd, const char *vm_id,
 	px->base = base;
 	px->cbs = *cbs;
 	px->arg = arg;
+	px->owner = owner;
 	snprintf(px->vm_id, sizeof(px->vm_id), "%s", vm_id);
 	TAILQ_INIT(&px->sessions);
 	px->listener = listener_new(base, fd, "exec socket", proxy_accept, px);

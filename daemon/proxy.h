@@ -6,6 +6,8 @@
 #ifndef CAPSULE_PROXY_H
 #define CAPSULE_PROXY_H
 
+#include <sys/types.h>
+
 #include <event2/event.h>
 
 #include "err.h"
@@ -19,9 +21,11 @@ struct proxy_cbs {
 	struct agent *(*agent)(void *arg, char *why, size_t len);
 };
 
-/* Serves exec sessions on the listening socket fd (taken). */
+/* Serves exec sessions on the listening socket fd (taken) for the VM's
+ * owner (and root): another uid's connection is refused, in protocol. */
 struct proxy *proxy_new(struct event_base *base, int fd, const char *vm_id,
-	    const struct proxy_cbs *cbs, void *arg, struct cap_err *err);
+	    uid_t owner, const struct proxy_cbs *cbs, void *arg,
+	    struct cap_err *err);
 /* Closes the listener and ends sessions that have not started a command
  * yet, saying why. Running sessions end with their agent streams. (The
  * socket file is its maker's to remove.) */

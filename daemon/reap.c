@@ -22,30 +22,12 @@
 
 #define REAP_KILL_WAIT_MS	5000
 
-/* Ends the recorded process if it is still the one recorded. */
+/* Ends the recorded process (pidfd) and waits for it to go. */
 static void
-reap_process(const struct record *r, const char *boot_id)
+reap_kill(const struct record *r, int fd)
 {
 	struct pollfd pfd;
-	int fd;
 
-	if (strcmp(r->boot_id, boot_id) != 0) {
-		log_info("vm %s: its process ran in an earlier boot", r->vm_id);
-		return;
-	}
-	fd = procid_open(&r->proc);
-	if (fd == -ESRCH)
-		return;
-	if (fd == -ESTALE) {
-		log_warn("vm %s: pid %d now belongs to another process; not "
-		    "signalling it", r->vm_id, (int)r->proc.pid);
-		return;
-	}
-	if (fd < 0) {
-		log_warn("vm %s: cannot check pid %d: %s", r->vm_id,
-		    (int)r->proc.pid, strerror(-fd));
-		return;
-	}
 	log_warn("vm %s: killing its %s process %d, left running by a "
 	    "previous capsuled", r->vm_id, r->backend, (int)r->proc.pid);
 	if (procid_signal(fd, SIGKILL) == 0) {
@@ -56,7 +38,27 @@ reap_process(const struct record *r, const char *boot_id)
 			log_warn("vm %s: pid %d did not end within %d ms",
 			    r->vm_id, (int)r->proc.pid, REAP_KILL_WAIT_MS);
 	}
-	close(fd);
+}
+
+/* A pidfd for the recorded process if it still is the one recorded,
+ * -ESRCH if it is gone (or ran in another boot), -ESTALE otherwise. */
+static int
+reap_find(const struct record *r, const char *boot_id)
+{
+	int fd;
+
+	if (strcmp(r->boot_id, boot_id) != 0) {
+		log_info("vm %s: its process ran in an earlier boot", r->vm_id);
+		return -ESRCH;
+	}
+	fd = procid_open(&r->proc);
+	if (fd == -ESTALE)
+		log_warn("vm %s: pid %d now belongs to another process; not "
+		    "signalling it", r->vm_id, (int)r->proc.pid);
+	else if (fd < 0 && fd != -ESRCH)
+		log_warn("vm %s: cannot check pid %d: %s", r->vm_id,
+		    (int)r->proc.pid, strerror(-fd));
+	return fd;
 }
 
 static void
@@ -91,13 +93,33 @@ reap_made(const struct record *r)
 	}
 }
 
+/* Removes <state>/run/<name>: capsuled made it, its name says which. */
 static void
-reap_one(int vms_fd, const char *name, const char *boot_id)
+reap_public(int run_fd, const char *name)
+{
+	struct stat st;
+	int r;
+
+	if (run_fd < 0 || fstatat(run_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return;
+	if (!S_ISDIR(st.st_mode)) {
+		log_warn("run/%s is not a directory capsule made; left alone",
+		    name);
+		return;
+	}
+	if ((r = rmtree_at(run_fd, name)) < 0)
+		log_warn("vm %s: cannot remove its run dir: %s", name,
+		    strerror(-r));
+}
+
+static void
+reap_one(int vms_fd, int run_fd, const char *name, const char *boot_id,
+    reap_adopt_fn *adopt, void *arg)
 {
 	struct record rec;
 	struct cap_err err;
 	struct stat st;
-	int fd, r;
+	int fd, pfd = -1, r;
 
 	if (fstatat(vms_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 		return;
@@ -129,21 +151,58 @@ reap_one(int vms_fd, const char *name, const char *boot_id)
 		record_free(&rec);
 		r = -EINVAL;
 	}
-	close(fd);
 	if (r == 0) {
-		reap_process(&rec, boot_id);
+		pfd = reap_find(&rec, boot_id);
+		if (adopt != NULL && pfd != -ESTALE &&
+		    adopt(&rec, fd, pfd >= 0, arg) == 0) {
+			closep(&pfd);
+			record_free(&rec);
+			close(fd);
+			return;
+		}
+		if (pfd >= 0)
+			reap_kill(&rec, pfd);
+		closep(&pfd);
 		reap_made(&rec);
 		record_free(&rec);
 	}
+	close(fd);
 	log_info("vm %s: removing the private dir a previous capsuled left",
 	    name);
+	reap_public(run_fd, name);
 	if ((r = rmtree_at(vms_fd, name)) < 0)
 		log_warn("vm %s: cannot remove its private dir: %s", name,
 		    strerror(-r));
 }
 
+/* A run dir whose VM has no private dir (a daemon that died between
+ * making the two) is capsule's and goes. */
+static void
+reap_stray_public(int vms_fd, int run_fd)
+{
+	struct dirent *de;
+	struct stat st;
+	int dfd;
+	DIR *d;
+
+	if (run_fd < 0 || (dfd = fcntl(run_fd, F_DUPFD_CLOEXEC, 0)) < 0)
+		return;
+	if ((d = fdopendir(dfd)) == NULL) {
+		close(dfd);
+		return;
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.' || !record_id_ok(de->d_name) ||
+		    fstatat(vms_fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+			continue;
+		log_info("vm %s: removing a run dir without a VM", de->d_name);
+		reap_public(run_fd, de->d_name);
+	}
+	closedir(d);
+}
+
 int
-reap_all(int vms_fd)
+reap_all(int vms_fd, int run_fd, reap_adopt_fn *adopt, void *arg)
 {
 	char boot_id[PROCID_BOOT_ID_LEN + 1] = "";
 	struct dirent *de;
@@ -163,8 +222,9 @@ reap_all(int vms_fd)
 		if (de->d_name[0] == '.')
 			continue;
 		n++;
-		reap_one(vms_fd, de->d_name, boot_id);
+		reap_one(vms_fd, run_fd, de->d_name, boot_id, adopt, arg);
 	}
 	closedir(d);
+	reap_stray_public(vms_fd, run_fd);
 	return n;
 }

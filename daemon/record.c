@@ -15,6 +15,7 @@
 #include "proto.h"
 #include "record.h"
 #include "util.h"
+#include "ctl.h"
 
 /* The record's own keys (a file format of capsuled's, not a wire format:
  * nobody else reads it). */
@@ -40,6 +41,34 @@
 #define R_TYPE_SOCKET	"socket"
 #define R_TYPE_FILE	"file"
 #define R_TYPE_DIR	"dir"
+#define R_OWNER_GID	"owner_gid"
+#define R_OWNER_GROUPS	"owner_groups"
+#define R_HV_EXE	"hv_exe"
+#define R_CONSOLE	"console"
+#define R_SPEC		"spec"
+/* spec */
+#define S_KERNEL	"kernel_path"
+#define S_INITRD	"initrd_path"
+#define S_ROOTFS	"rootfs_path"
+#define S_KERNEL_NAMED	"kernel_named"
+#define S_INITRD_NAMED	"initrd_named"
+#define S_ROOTFS_NAMED	"rootfs_named"
+#define S_BOOT_ARGS	"boot_args"
+#define S_VCPUS		"vcpus"
+#define S_MEMORY_MIB	"memory_mib"
+#define S_GUEST_PORT	"guest_port"
+#define S_LAUNCH	"launch_seconds"
+#define S_STOP_ON_DISC	"stop_on_disconnect"
+#define S_RUN_DIR	"run_dir"
+#define S_RUN_DIR_NAMED	"run_dir_named"
+#define S_PROXY		"proxy_socket_path"
+#define S_PROXY_NAMED	"proxy_named"
+#define S_CONSOLE	"console_log_path"
+#define S_CONSOLE_NAMED	"console_named"
+#define S_CONSOLE_MAX	"console_max"
+#define S_PORTS		"serial_ports"
+#define S_PORT_NAME	"name"
+#define S_PORT_PATH	"path"
 
 int
 record_id_ok(const char *s)
@@ -77,6 +106,58 @@ u64(uint64_t v)
 	return json_integer((json_int_t)(int64_t)v);
 }
 
+static json_t *
+ident_json(const struct caller_ident *id)
+{
+	return json_pack("{s:o, s:o, s:o}", R_DEV, u64(id->dev), R_INO,
+	    u64(id->ino), R_BTIME, u64(id->btime));
+}
+
+static json_t *
+spec_json(const struct vm_spec *s)
+{
+	json_t *o, *ports = json_array();
+
+	for (unsigned i = 0; ports != NULL && i < s->nports; i++)
+		json_array_append_new(ports, json_pack("{s:s, s:s}",
+		    S_PORT_NAME, s->port_names[i], S_PORT_PATH,
+		    s->port_paths[i]));
+	o = json_pack("{s:s, s:s, s:s, s:b, s:b, s:b, s:I, s:I, s:I, s:I, "
+	    "s:b, s:s, s:b, s:s, s:b, s:s, s:b, s:o, s:o}",
+	    S_KERNEL, s->kernel, S_INITRD, s->initrd, S_ROOTFS, s->rootfs,
+	    S_KERNEL_NAMED, s->kernel_named, S_INITRD_NAMED, s->initrd_named,
+	    S_ROOTFS_NAMED, s->rootfs_named, S_VCPUS, (json_int_t)s->vcpus,
+	    S_MEMORY_MIB, (json_int_t)s->memory_mib, S_GUEST_PORT,
+	    (json_int_t)s->guest_port, S_LAUNCH, (json_int_t)s->launch_seconds,
+	    S_STOP_ON_DISC, s->stop_on_disconnect, S_RUN_DIR, s->run_dir,
+	    S_RUN_DIR_NAMED, s->run_dir_named, S_PROXY, s->proxy_path,
+	    S_PROXY_NAMED, s->proxy_place == VM_PLACE_NAMED, S_CONSOLE,
+	    s->console_path, S_CONSOLE_NAMED,
+	    s->console_place == VM_PLACE_NAMED, S_CONSOLE_MAX,
+	    u64(s->console_max), S_PORTS, ports);
+	if (o != NULL && s->boot_args != NULL)
+		json_object_set_new(o, S_BOOT_ARGS, json_string(s->boot_args));
+	return o;
+}
+
+static int
+encode_v2(json_t *o, const struct record *r)
+{
+	json_t *groups = json_array();
+
+	for (size_t i = 0; groups != NULL && i < r->owner_ngroups; i++)
+		json_array_append_new(groups,
+		    json_integer((json_int_t)r->owner_groups[i]));
+	if (json_object_set_new(o, R_OWNER_GID,
+	    json_integer((json_int_t)r->owner_gid)) < 0 ||
+	    json_object_set_new(o, R_OWNER_GROUPS, groups) < 0 ||
+	    json_object_set_new(o, R_HV_EXE, ident_json(&r->hv_exe)) < 0 ||
+	    json_object_set_new(o, R_CONSOLE, ident_json(&r->console)) < 0 ||
+	    json_object_set_new(o, R_SPEC, spec_json(&r->spec)) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
 char *
 record_encode(const struct record *r)
 {
@@ -94,13 +175,18 @@ record_encode(const struct record *r)
 		    R_BTIME, u64(m->btime), R_TYPE, type_name(m->type)));
 	}
 	o = json_pack("{s:i, s:s, s:s, s:s, s:i, s:o, s:I, s:I, s:I, s:o}",
-	    R_FORMAT, RECORD_FORMAT, R_VM_ID, r->vm_id, R_BACKEND, r->backend,
+	    R_FORMAT, r->have_spec ? RECORD_FORMAT : 1, R_VM_ID, r->vm_id,
+	    R_BACKEND, r->backend,
 	    R_BOOT_ID, r->boot_id, R_PID, (int)r->proc.pid,
 	    R_PID_START, u64(r->proc.start), R_PID_UID,
 	    (json_int_t)r->proc.uid, R_OWNER_UID, (json_int_t)r->owner_uid,
 	    R_CREATED_AT, (json_int_t)r->created_at, R_MADE, made);
 	if (o == NULL)
 		return NULL;
+	if (r->have_spec && encode_v2(o, r) < 0) {
+		json_decref(o);
+		return NULL;
+	}
 	s = json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS);
 	json_decref(o);
 	return s;
@@ -207,6 +293,163 @@ decode_made(json_t *e, struct record_made *m, struct cap_err *err)
 	return 0;
 }
 
+static int
+get_bool(json_t *o, const char *key, int *out, struct cap_err *err)
+{
+	json_t *v = json_object_get(o, key);
+
+	if (!json_is_boolean(v))
+		return bad(err, key, "is missing or not true/false");
+	*out = json_is_true(v);
+	return 0;
+}
+
+static int
+get_path(json_t *o, const char *key, size_t max, char **out,
+    struct cap_err *err)
+{
+	const char *s;
+	int r;
+
+	if ((r = get_str(o, key, max, &s, err)) < 0)
+		return r;
+	if (s[0] != '/')
+		return bad(err, key, "is not an absolute path");
+	if ((*out = strdup(s)) == NULL)
+		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
+	return 0;
+}
+
+static int
+decode_ident(json_t *o, const char *key, struct caller_ident *id,
+    struct cap_err *err)
+{
+	json_t *v = json_object_get(o, key);
+	uint64_t dev, ino;
+	int r;
+
+	if (!json_is_object(v))
+		return bad(err, key, "is missing or not an object");
+	if ((r = get_u64(v, R_DEV, &dev, err)) < 0 ||
+	    (r = get_u64(v, R_INO, &ino, err)) < 0 ||
+	    (r = opt_u64(v, R_BTIME, &id->btime, err)) < 0)
+		return r;
+	id->dev = (dev_t)dev;
+	id->ino = (ino_t)ino;
+	return 0;
+}
+
+static int
+decode_spec(json_t *o, struct vm_spec *s, struct cap_err *err)
+{
+	json_t *ports, *e, *v;
+	long long n;
+	int b, r;
+	size_t i;
+
+	if (!json_is_object(o))
+		return bad(err, R_SPEC, "is not an object");
+	if ((r = get_path(o, S_KERNEL, PATH_MAX - 1, &s->kernel, err)) < 0 ||
+	    (r = get_path(o, S_INITRD, PATH_MAX - 1, &s->initrd, err)) < 0 ||
+	    (r = get_path(o, S_ROOTFS, PATH_MAX - 1, &s->rootfs, err)) < 0 ||
+	    (r = get_path(o, S_RUN_DIR, PATH_MAX - 1, &s->run_dir, err)) < 0 ||
+	    (r = get_path(o, S_PROXY, CTL_MAX_SOCKET_PATH, &s->proxy_path,
+	    err)) < 0 ||
+	    (r = get_path(o, S_CONSOLE, PATH_MAX - 1, &s->console_path,
+	    err)) < 0 ||
+	    (r = get_bool(o, S_KERNEL_NAMED, &s->kernel_named, err)) < 0 ||
+	    (r = get_bool(o, S_INITRD_NAMED, &s->initrd_named, err)) < 0 ||
+	    (r = get_bool(o, S_ROOTFS_NAMED, &s->rootfs_named, err)) < 0 ||
+	    (r = get_bool(o, S_STOP_ON_DISC, &s->stop_on_disconnect,
+	    err)) < 0 ||
+	    (r = get_bool(o, S_RUN_DIR_NAMED, &s->run_dir_named, err)) < 0)
+		return r;
+	if ((r = get_bool(o, S_PROXY_NAMED, &b, err)) < 0)
+		return r;
+	s->proxy_place = b ? VM_PLACE_NAMED : VM_PLACE_RUN_DIR;
+	if ((r = get_bool(o, S_CONSOLE_NAMED, &b, err)) < 0)
+		return r;
+	s->console_place = b ? VM_PLACE_NAMED : VM_PLACE_RUN_DIR;
+	if ((r = get_int(o, S_VCPUS, 1, 4096, &n, err)) < 0)
+		return r;
+	s->vcpus = (unsigned)n;
+	if ((r = get_int(o, S_MEMORY_MIB, CTL_MIN_MEMORY_MIB, 1LL << 40, &n,
+	    err)) < 0)
+		return r;
+	s->memory_mib = (uint64_t)n;
+	if ((r = get_int(o, S_GUEST_PORT, 1, UINT32_MAX, &n, err)) < 0)
+		return r;
+	s->guest_port = (uint32_t)n;
+	if ((r = get_int(o, S_LAUNCH, 1, CTL_MAX_LAUNCH_SECONDS, &n, err)) < 0)
+		return r;
+	s->launch_seconds = (unsigned)n;
+	if ((r = get_u64(o, S_CONSOLE_MAX, &s->console_max, err)) < 0)
+		return r;
+	if ((v = json_object_get(o, S_BOOT_ARGS)) != NULL) {
+		const char *ba;
+
+		if ((r = get_str(o, S_BOOT_ARGS, CTL_MAX_BOOT_ARGS, &ba,
+		    err)) < 0)
+			return r;
+		if (strpbrk(ba, "\r\n") != NULL)
+			return bad(err, S_BOOT_ARGS, "is not one line");
+		if ((s->boot_args = strdup(ba)) == NULL)
+			return cap_err_set(err, ENOMEM, E_INTERNAL,
+			    "out of memory");
+	}
+	ports = json_object_get(o, S_PORTS);
+	if (!json_is_array(ports) ||
+	    json_array_size(ports) > CTL_MAX_SERIAL_PORTS)
+		return bad(err, S_PORTS, "is not a short array");
+	json_array_foreach(ports, i, e) {
+		const char *name;
+
+		if (!json_is_object(e) ||
+		    (r = get_str(e, S_PORT_NAME, CTL_MAX_PORT_NAME, &name,
+		    err)) < 0)
+			return r < 0 ? r : bad(err, S_PORTS, "holds a non-object");
+		if (!ctl_port_name_ok(name, strlen(name)))
+			return bad(err, S_PORT_NAME, "is not a port name");
+		if ((s->port_names[i] = strdup(name)) == NULL)
+			return cap_err_set(err, ENOMEM, E_INTERNAL,
+			    "out of memory");
+		s->nports = (unsigned)i + 1;
+		if ((r = get_path(e, S_PORT_PATH, CTL_MAX_SOCKET_PATH,
+		    &s->port_paths[i], err)) < 0)
+			return r;
+	}
+	return 0;
+}
+
+static int
+decode_v2(json_t *o, struct record *r, struct cap_err *err)
+{
+	json_t *groups, *g;
+	long long n;
+	size_t i;
+	int rc;
+
+	if ((rc = get_int(o, R_OWNER_GID, 0, UINT32_MAX - 1, &n, err)) < 0)
+		return rc;
+	r->owner_gid = (gid_t)n;
+	groups = json_object_get(o, R_OWNER_GROUPS);
+	if (!json_is_array(groups) ||
+	    json_array_size(groups) > CALLER_MAX_GROUPS)
+		return bad(err, R_OWNER_GROUPS, "is not an array of groups");
+	json_array_foreach(groups, i, g) {
+		if (!json_is_integer(g) || json_integer_value(g) < 0 ||
+		    json_integer_value(g) >= UINT32_MAX)
+			return bad(err, R_OWNER_GROUPS, "holds a bad gid");
+		r->owner_groups[i] = (gid_t)json_integer_value(g);
+		r->owner_ngroups = i + 1;
+	}
+	if ((rc = decode_ident(o, R_HV_EXE, &r->hv_exe, err)) < 0 ||
+	    (rc = decode_ident(o, R_CONSOLE, &r->console, err)) < 0)
+		return rc;
+	r->have_spec = 1;	/* so that record_free frees what it got */
+	return decode_spec(json_object_get(o, R_SPEC), &r->spec, err);
+}
+
 int
 record_decode(const char *buf, size_t len, struct record *r,
     struct cap_err *err)
@@ -227,9 +470,9 @@ record_decode(const char *buf, size_t len, struct record *r,
 		return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
 		    "record is not a JSON object");
 	}
-	if ((rc = get_int(o, R_FORMAT, RECORD_FORMAT, RECORD_FORMAT, &n,
-	    err)) < 0)
+	if ((rc = get_int(o, R_FORMAT, 1, RECORD_FORMAT, &n, err)) < 0)
 		goto out;
+	r->format = (int)n;
 	if ((rc = get_str(o, R_VM_ID, 36, &s, err)) < 0)
 		goto out;
 	if (!record_id_ok(s)) {
@@ -274,6 +517,8 @@ record_decode(const char *buf, size_t len, struct record *r,
 		}
 		r->nmade = i + 1;
 	}
+	if (r->format >= 2 && (rc = decode_v2(o, r, err)) < 0)
+		goto out;
 	rc = 0;
 out:
 	json_decref(o);
@@ -290,6 +535,9 @@ record_free(struct record *r)
 		free(r->made[i].name);
 	}
 	r->nmade = 0;
+	if (r->have_spec)
+		vmspec_free(&r->spec);
+	r->have_spec = 0;
 }
 
 int

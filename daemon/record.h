@@ -17,11 +17,15 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "caller.h"
 #include "err.h"
 #include "procid.h"
 #include "vmfiles.h"
+#include "vmspec.h"
 
-#define RECORD_FORMAT		1
+/* 1: a process and what to remove; 2: also all it takes to adopt the VM
+ * (its spec, owner, hypervisor binary, console log). */
+#define RECORD_FORMAT		2
 #define RECORD_NAME		"vm.json"
 #define RECORD_TMP		"vm.json.tmp"
 #define RECORD_MAX_BYTES	(64 * 1024)
@@ -40,6 +44,7 @@ struct record_made {
 };
 
 struct record {
+	int		 format;
 	char		 vm_id[37];
 	char		 backend[32];
 	char		 boot_id[PROCID_BOOT_ID_LEN + 1];
@@ -48,6 +53,14 @@ struct record {
 	long long	 created_at;
 	struct record_made made[VMFILES_MAX];
 	size_t		 nmade;
+	/* Format 2. */
+	int		 have_spec;
+	struct vm_spec	 spec;		/* owns its strings */
+	gid_t		 owner_gid;
+	gid_t		 owner_groups[CALLER_MAX_GROUPS];
+	size_t		 owner_ngroups;
+	struct caller_ident hv_exe;	/* the hypervisor's binary */
+	struct caller_ident console;	/* the console log file */
 };
 
 /* Pure codec: JSON text <-> struct. decode checks every field; the

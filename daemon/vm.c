@@ -21,6 +21,8 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "events.h"
+#include "vmlimits.h"
 #include "log.h"
 #include "procid.h"
 #include "proto.h"
@@ -36,6 +38,7 @@
 #define VM_SHUTDOWN_GRACE_S	10	/* agent syncs and powers off */
 #define VM_QUIT_GRACE_S		5	/* QMP quit, then SIGKILL */
 #define VM_CHAN_LOST_GRACE_S	2	/* channel gone: is QEMU exiting? */
+#define VM_ADOPT_HELLO_S	10	/* taken over: HELLO again by then */
 #define VM_CONSOLE_TAIL		1536
 #define VM_HV_LOG		"qemu.log"	/* the hypervisor's messages */
 #define VM_HV_LOG_MAX		(1024 * 1024)
@@ -73,6 +76,11 @@ struct vm {
 	uint32_t	 guest_boot_ms;
 
 	struct agent	*agent;
+	int		 agent_ready;	/* HELLO seen on this channel */
+	int		 adopted;	/* taken over from an earlier daemon */
+	struct caller_job *rebind;	/* adopted: making the exec socket */
+	struct caller_op rebind_op;
+	struct caller_ident console_id;	/* the console log file */
 	struct proxy	*proxy;
 	struct sink	*console;
 	struct sink	*hvlog;
@@ -92,27 +100,30 @@ struct vm {
 };
 
 static struct vm_env env;
+static struct vm_limits limits = {
+	.console_max = 10 * 1024 * 1024,
+};
 static TAILQ_HEAD(, vm) vms = TAILQ_HEAD_INITIALIZER(vms);
 static int vms_fd = -1;		/* <state>/vms */
+static int run_fd = -1;		/* <state>/run */
 static int shutting_down;	/* no new VMs once the daemon is stopping */
 
 static void	vm_timer_cb(evutil_socket_t, short, void *);
 
-/* <state>/vms must be capsuled's own directory: a link or a directory
- * others can write to could lead its private dirs anywhere. */
-int
-vm_init(const struct vm_env *e, struct cap_err *err)
+/* Makes or opens one of capsuled's directories in the state dir: it must
+ * be capsuled's, a directory (not a link), and writable by it alone. */
+static int
+vm_state_subdir(const char *name, mode_t mode, struct cap_err *err)
 {
 	char dir[PATH_MAX];
 	struct stat st;
 	int fd;
 
-	env = *e;
-	if (snprintf(dir, sizeof(dir), "%s/vms", env.state_dir) >=
+	if (snprintf(dir, sizeof(dir), "%s/%s", env.state_dir, name) >=
 	    (int)sizeof(dir))
 		return cap_err_set(err, ENAMETOOLONG, E_INVALID_ARGUMENT,
 		    "state directory path is too long");
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+	if (mkdir(dir, mode) < 0 && errno != EEXIST)
 		return cap_err_set(err, errno, E_INTERNAL, "cannot create %s: "
 		    "%s", dir, strerror(errno));
 	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
@@ -121,21 +132,119 @@ vm_init(const struct vm_env *e, struct cap_err *err)
 		    "(it must be a directory, not a link)", dir,
 		    strerror(errno));
 	if (fstat(fd, &st) < 0 || st.st_uid != geteuid() ||
-	    (st.st_mode & 0077) != 0) {
+	    (st.st_mode & 07777 & ~mode) != 0) {
 		close(fd);
 		return cap_err_set(err, EPERM, E_INTERNAL, "%s must belong to "
-		    "capsuled's uid %u with mode 0700", dir,
-		    (unsigned)geteuid());
+		    "capsuled's uid %u with mode %04o at most", dir,
+		    (unsigned)geteuid(), (unsigned)mode);
 	}
-	vms_fd = fd;
+	/* Mode exactly as wanted (mkdir is subject to the umask). */
+	if ((st.st_mode & 07777) != mode && fchmod(fd, mode) < 0) {
+		close(fd);
+		return cap_err_set(err, errno, E_INTERNAL, "chmod %s: %s", dir,
+		    strerror(errno));
+	}
+	return fd;
+}
+
+/* <state>/vms (0700) holds the private dirs; <state>/run (0711) the run
+ * dirs given to VMs' owners, who may reach their own by name only. */
+int
+vm_init(const struct vm_env *e, struct cap_err *err)
+{
+	int fd;
+
+	env = *e;
+	if ((vms_fd = vm_state_subdir(VMSPEC_PRIVATE, 0700, err)) < 0)
+		return vms_fd;
+	if ((fd = vm_state_subdir(VMSPEC_PUBLIC, 0711, err)) < 0)
+		return fd;
+	run_fd = fd;
 	return 0;
 }
 
+
+
 void
-vm_reap_orphans(void)
+vm_set_limits(const struct vm_limits *l)
 {
-	if (vms_fd >= 0)
-		reap_all(vms_fd);
+	limits = *l;
+}
+
+void
+vm_ctl_limits(struct ctl_limits *l)
+{
+	l->max_vcpus = util_host_cpus();
+	l->max_memory_mib = util_host_memory_mib();
+	l->default_vcpus = limits.default_vcpus;
+	l->default_memory_mib = limits.default_memory_mib;
+}
+
+int
+vm_visible(const struct vm *vm, uid_t uid)
+{
+	return uid == 0 || vm->who.uid == uid;
+}
+
+uid_t
+vm_owner_uid(const struct vm *vm)
+{
+	return vm->who.uid;
+}
+
+int
+vm_count_state(enum vm_state st)
+{
+	struct vm *vm;
+	int n = 0;
+
+	TAILQ_FOREACH(vm, &vms, entry)
+		if (vm->state == st)
+			n++;
+	return n;
+}
+
+static void
+vm_event(const struct vm *vm, const char *event, json_t *fields)
+{
+	events_emit(event, vm->id, vm->who.uid, fields);
+}
+
+/* Would one more VM of this size take its owner past a limit? Root is
+ * the admin and exempt. */
+static int
+vm_check_quota(const struct caller *who, unsigned vcpus, uint64_t mem,
+    struct cap_err *err)
+{
+	unsigned n = 1, cpus = vcpus;
+	uint64_t mib = mem;
+	struct vm *vm;
+
+	if (who->uid == 0)
+		return 0;
+	TAILQ_FOREACH(vm, &vms, entry) {
+		if (vm->who.uid != who->uid || vm->state == VM_STOPPED ||
+		    vm->state == VM_CRASHED)
+			continue;
+		n++;
+		cpus += vm->spec.vcpus;
+		mib += vm->spec.memory_mib;
+	}
+	if (limits.user_max_vms > 0 && n > limits.user_max_vms)
+		return cap_err_set(err, EDQUOT, E_LIMIT, "uid %u may run at most "
+		    "%u VMs at once (user_max_vms) and runs %u", (unsigned)
+		    who->uid, limits.user_max_vms, n - 1);
+	if (limits.user_max_vcpus > 0 && cpus > limits.user_max_vcpus)
+		return cap_err_set(err, EDQUOT, E_LIMIT, "uid %u may use at most "
+		    "%u vCPUs at once (user_max_vcpus); this VM would make it "
+		    "%u", (unsigned)who->uid, limits.user_max_vcpus, cpus);
+	if (limits.user_max_memory_mib > 0 && mib > limits.user_max_memory_mib)
+		return cap_err_set(err, EDQUOT, E_LIMIT, "uid %u may use at most "
+		    "%llu MiB of VM memory at once (user_max_memory_mib); this "
+		    "VM would make it %llu", (unsigned)who->uid,
+		    (unsigned long long)limits.user_max_memory_mib,
+		    (unsigned long long)mib);
+	return 0;
 }
 
 const char *
@@ -333,6 +442,7 @@ static void
 vm_abort_start(struct vm *vm, const struct cap_err *err)
 {
 	log_warn("vm %s: start failed: %s", vm->id, err->msg);
+	vm_event(vm, EV_START_FAILED, json_pack("{s:s}", J_ERROR, err->msg));
 	vm_release(vm, "the VM failed to start");
 	vm_report_start(vm, err);
 	vm_remove(vm);
@@ -380,8 +490,13 @@ vm_proxy_agent(void *arg, char *why, size_t len)
 {
 	struct vm *vm = arg;
 
-	if (vm->state == VM_RUNNING && vm->agent != NULL)
+	if (vm->state == VM_RUNNING && vm->agent != NULL && vm->agent_ready)
 		return vm->agent;
+	if (vm->state == VM_RUNNING) {
+		snprintf(why, len, "VM %s is reconnecting to its guest agent; "
+		    "try again in a moment", vm->id);
+		return NULL;
+	}
 	if (vm->state == VM_UNRESPONSIVE || vm->error[0])
 		snprintf(why, len, "VM %s is %s: %s", vm->id,
 		    vm_state_name(vm->state), vm->error);
@@ -399,11 +514,23 @@ vm_agent_ready(struct agent *a, uint32_t guest_boot_ms, void *arg)
 	struct vm *vm = arg;
 	struct cap_err err;
 
+	vm->agent_ready = 1;
+	if (vm->adopted && vm->state != VM_STARTING) {
+		/* An adopted guest's agent said HELLO again: ours once more. */
+		event_del(vm->timer);
+		if (vm->state == VM_UNRESPONSIVE && !vm->paused) {
+			vm->state = VM_RUNNING;
+			vm->error[0] = '\0';
+		}
+		log_info("vm %s: its guest agent answers again", vm->id);
+		vm_event(vm, EV_READY, NULL);
+		return;
+	}
 	if (vm->state != VM_STARTING || vm->failing)
 		return;
 	vm->guest_boot_ms = guest_boot_ms;
 	vm->proxy = proxy_new(env.base, TAKE_FD(vm->files.proxy), vm->id,
-	    &vm_proxy_cbs, vm, &err);
+	    vm->who.uid, &vm_proxy_cbs, vm, &err);
 	if (vm->proxy == NULL) {
 		vm_fail_start(vm, err.code, err.msg);
 		return;
@@ -414,6 +541,8 @@ vm_agent_ready(struct agent *a, uint32_t guest_boot_ms, void *arg)
 	log_info("vm %s: running (pid %d, %s, ready in %llu ms)", vm->id,
 	    (int)vm->proc.pid, hv_accel_name(env.caps.accel),
 	    (unsigned long long)(vm->t_ready - vm->t0));
+	vm_event(vm, EV_READY, json_pack("{s:I}", T_VM_READY,
+	    (json_int_t)(vm->t_ready - vm->t0)));
 	vm_report_start(vm, NULL);
 }
 
@@ -442,8 +571,11 @@ vm_unresponsive(struct vm *vm, const char *why)
 	if (vm->state != VM_RUNNING && vm->state != VM_UNRESPONSIVE)
 		return;
 	snprintf(vm->error, sizeof(vm->error), "%s", why);
-	if (vm->state == VM_RUNNING)
+	if (vm->state == VM_RUNNING) {
 		log_warn("vm %s: unresponsive: %s", vm->id, why);
+		vm_event(vm, EV_UNRESPONSIVE, json_pack("{s:s}", J_ERROR,
+		    why));
+	}
 	vm->state = VM_UNRESPONSIVE;
 	if (vm->agent != NULL)
 		agent_end_streams(vm->agent, vm->error);
@@ -458,6 +590,7 @@ vm_responsive(struct vm *vm)
 	log_info("vm %s: answering again", vm->id);
 	vm->state = VM_RUNNING;
 	vm->error[0] = '\0';
+	vm_event(vm, EV_RESPONSIVE, NULL);
 }
 
 static void
@@ -505,6 +638,11 @@ vm_timer_cb(evutil_socket_t fd, short what, void *arg)
 		snprintf(msg, sizeof(msg), "the guest agent was not ready "
 		    "within launch_seconds=%u", vm->spec.launch_seconds);
 		vm_fail_start(vm, E_TIMEOUT, msg);
+		return;
+	}
+	if (vm->adopted && !vm->agent_ready && vm->state == VM_RUNNING) {
+		vm_unresponsive(vm, "its guest agent did not answer after "
+		    "capsuled took the VM over");
 		return;
 	}
 	if (vm->state != VM_STOPPING || vm->exited)
@@ -573,7 +711,17 @@ vm_write_record(struct vm *vm, struct cap_err *err)
 		k++;
 	}
 	r.nmade = k;
-	rc = record_write(vm->files.private_fd, &r, err);	/* borrows */
+	/* Format 2: all it takes to adopt the VM. The spec is borrowed. */
+	r.have_spec = 1;
+	r.spec = vm->spec;
+	r.owner_gid = vm->who.gid;
+	r.owner_ngroups = vm->who.ngroups;
+	memcpy(r.owner_groups, vm->who.groups,
+	    vm->who.ngroups * sizeof(gid_t));
+	if (vm->hv != NULL)
+		env.hv->exe(vm->hv, &r.hv_exe.dev, &r.hv_exe.ino);
+	r.console = vm->console_id;
+	rc = record_write(vm->files.private_fd, &r, err);
 	return rc;
 }
 
@@ -616,7 +764,7 @@ vm_files_done(struct vm_files *f, const struct cap_err *ferr, void *arg)
 	struct hv_chans ch = { -1, -1, -1 };
 	struct cap_err err;
 	char what[64];
-	int r;
+	int r, scope;
 
 	vm->files_busy = 0;
 	if (ferr != NULL) {
@@ -654,11 +802,19 @@ vm_files_done(struct vm_files *f, const struct cap_err *ferr, void *arg)
 	cfg.nports = vm->spec.nports;
 	cfg.uid = vm->uid;
 	cfg.gid = (gid_t)vm->uid;
+	scope = vmlimits_use_scope();
+	if (!scope && limits.vm_memory_overhead_mib > 0)
+		cfg.rlimit_as_mib = vm->spec.memory_mib +
+		    limits.vm_memory_overhead_mib;
+	/* Tasks of its uid: each VM has its own only as root. */
+	if (!scope && vm->uid != 0)
+		cfg.rlimit_nproc = limits.vm_tasks_max;
 	if ((r = env.hv->start(env.base, &cfg, &vm_hv_cbs, vm, &vm->hv, &ch,
 	    &err)) < 0) {
 		vm_abort_start(vm, &err);
 		return;
 	}
+
 	vm->t_spawn = util_now_ms();
 	/* QEMU holds the images and ports now. */
 	closep(&f->kernel);
@@ -672,6 +828,7 @@ vm_files_done(struct vm_files *f, const struct cap_err *ferr, void *arg)
 		vm->proc.pid = env.hv->pid(vm->hv);
 	vm->proc.uid = vm->uid != 0 ? vm->uid : geteuid();
 	snprintf(what, sizeof(what), "vm %.8s console log", vm->id);
+	caller_ident_at(f->console, "", &vm->console_id, NULL);
 	vm->console = sink_new(env.base, ch.console, TAKE_FD(f->console),
 	    vm->spec.console_max, what);
 	vm->agent = agent_new(env.base, ch.agent, &vm_agent_cbs, vm);
@@ -679,6 +836,7 @@ vm_files_done(struct vm_files *f, const struct cap_err *ferr, void *arg)
 	    (int)vm->proc.pid, vm->spec.vcpus,
 	    (unsigned long long)vm->spec.memory_mib,
 	    hv_accel_name(env.caps.accel));
+	vm_event(vm, EV_STARTED, json_pack("{s:i}", J_PID, (int)vm->proc.pid));
 	if (vm->console == NULL || vm->agent == NULL) {
 		if (vm->agent == NULL)
 			close(ch.agent);
@@ -691,7 +849,303 @@ vm_files_done(struct vm_files *f, const struct cap_err *ferr, void *arg)
 		vm_fail_start(vm, err.code, err.msg);
 		return;
 	}
+	/* Limits the admin asked for are not optional. */
+	if (scope && (limits.vm_memory_overhead_mib > 0 ||
+	    limits.vm_cpu_quota > 0 || limits.vm_tasks_max > 0) &&
+	    vmlimits_scope(env.hv->pid(vm->hv), vm->id,
+	    limits.vm_memory_overhead_mib > 0 ? vm->spec.memory_mib +
+	    limits.vm_memory_overhead_mib : 0, limits.vm_cpu_quota,
+	    limits.vm_tasks_max, &err) < 0) {
+		vm_fail_start(vm, err.code, err.msg);
+		return;
+	}
 	vm_arm_timer(vm, vm->spec.launch_seconds);
+}
+
+/* ---- VMs an earlier daemon left running ---- */
+
+static void
+vm_rebind_done(struct caller_op *ops, size_t n, const struct cap_err *err,
+    void *arg)
+{
+	struct vm *vm = arg;
+	struct cap_err perr, rerr;
+	struct caller_made *m = NULL;
+	const char *name;
+
+	vm->rebind = NULL;
+	if (err != NULL) {
+		snprintf(vm->error, sizeof(vm->error), "its exec socket could "
+		    "not be made again after capsuled restarted: %.900s",
+		    err->msg);
+		log_warn("vm %s: %s", vm->id, vm->error);
+		return;
+	}
+	/* The made entry for the socket now names the new one. */
+	name = caller_basename(vm->spec.proxy_path);
+	for (size_t i = 0; name != NULL && i < vm->files.nmade; i++)
+		if (vm->files.made[i].type == S_IFSOCK &&
+		    strcmp(vm->files.made[i].name, name) == 0 &&
+		    vm->files.made[i].dir_fd >= 0 &&
+		    caller_ident_same(&vm->files.made[i].dir_id,
+		    &ops[0].dir_id))
+			m = &vm->files.made[i];
+	if (m != NULL)
+		m->id = ops[0].id;
+	vm->proxy = proxy_new(env.base, TAKE_FD(ops[0].fd), vm->id,
+	    vm->who.uid, &vm_proxy_cbs, vm, &perr);
+	caller_op_close(&ops[0]);
+	if (vm->proxy == NULL)
+		log_warn("vm %s: %s", vm->id, perr.msg);
+	if (vm_write_record(vm, &rerr) < 0)
+		log_warn("vm %s: %s", vm->id, rerr.msg);
+}
+
+/* Makes the exec socket again, as its owner (the old one's listener went
+ * with the old daemon); replaces the stale socket only if it is still
+ * the one recorded. */
+static void
+vm_rebind(struct vm *vm)
+{
+	const char *name = caller_basename(vm->spec.proxy_path);
+	struct caller_op *op = &vm->rebind_op;
+	struct cap_err err;
+
+	caller_op_init(op, CALLER_BIND, J_PROXY_SOCKET_PATH,
+	    vm->spec.proxy_path, -1);
+	for (size_t i = 0; name != NULL && i < vm->files.nmade; i++)
+		if (vm->files.made[i].type == S_IFSOCK &&
+		    strcmp(vm->files.made[i].name, name) == 0) {
+			op->replace_set = 1;
+			op->replace = vm->files.made[i].id;
+		}
+	vm->rebind = caller_run(env.base, &vm->who, op, 1, vm_rebind_done, vm,
+	    &err);
+	if (vm->rebind == NULL)
+		log_warn("vm %s: %s", vm->id, err.msg);
+}
+
+/* The console log, opened again by its recorded path: only if it is
+ * still the very file recorded (a link or another file put there in the
+ * meantime is never written). */
+static int
+vm_reopen_console(struct vm *vm, const struct caller_ident *want)
+{
+	struct caller_ident now;
+	struct stat st;
+	int fd;
+
+	fd = open(vm->spec.console_path, O_RDWR | O_NOFOLLOW | O_NONBLOCK |
+	    O_NOCTTY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+	    caller_ident_at(fd, "", &now, NULL) < 0 ||
+	    !caller_ident_same(&now, want)) {
+		close(fd);
+		return -ESTALE;
+	}
+	fcntl(fd, F_SETFL, 0);
+	vm->console_id = now;
+	return fd;
+}
+
+/* A record whose VM cannot be served: listed as crashed until StopVM. */
+static void
+vm_list_gone(struct record *r, const char *why)
+{
+	struct vm *vm;
+
+	if ((vm = calloc(1, sizeof(*vm))) == NULL)
+		return;
+	memcpy(vm->id, r->vm_id, sizeof(vm->id));
+	vm->state = VM_CRASHED;
+	vm->who.uid = r->owner_uid;
+	vm->who.gid = r->owner_gid;
+	vm->proc = r->proc;
+	vm->created_at = r->created_at;
+	vm->exited = 1;
+	vm->spec = r->spec;
+	r->have_spec = 0;
+	vm->timer = evtimer_new(env.base, vm_timer_cb, vm);
+	snprintf(vm->error, sizeof(vm->error), "%.1000s", why);
+	log_warn("vm %s: %s", vm->id, vm->error);
+	vm_event(vm, EV_CRASHED, json_pack("{s:s}", J_ERROR, vm->error));
+	TAILQ_INSERT_TAIL(&vms, vm, entry);
+}
+
+/* Not taken over after all: the spec goes back to the record. Made
+ * entries stay with the record too (reap.c removes them). */
+static void
+vm_give_back(struct vm *vm, struct record *r)
+{
+	r->spec = vm->spec;
+	r->have_spec = 1;
+	memset(&vm->spec, 0, sizeof(vm->spec));
+	vm_free(vm);
+}
+
+static int
+vm_adopt(struct record *r, int private_fd, int alive, void *arg)
+{
+	struct caller_made made[VMFILES_MAX];
+	struct hv_adopt a;
+	struct hv_chans ch = { -1, -1, -1 };
+	struct cap_err err;
+	char why[1200], what[64];
+	struct vm *vm;
+	int fd, rc;
+
+	if (!r->have_spec) {
+		log_warn("vm %s: recorded by an older capsuled, so it cannot be "
+		    "taken over", r->vm_id);
+		return -1;
+	}
+	if (!alive) {
+		snprintf(why, sizeof(why), "its %s (pid %d) ended while "
+		    "capsuled was not running", r->backend, (int)r->proc.pid);
+		vm_list_gone(r, why);
+		return -1;
+	}
+	if (strcmp(r->backend, env.hv->name) != 0) {
+		snprintf(why, sizeof(why), "it was started with backend %s; "
+		    "this capsuled runs %s", r->backend, env.hv->name);
+		vm_list_gone(r, why);
+		return -1;
+	}
+	if ((vm = calloc(1, sizeof(*vm))) == NULL)
+		return -1;
+	memcpy(vm->id, r->vm_id, sizeof(vm->id));
+	vm->state = VM_RUNNING;
+	vm->adopted = 1;
+	vm->who.uid = r->owner_uid;
+	vm->who.gid = r->owner_gid;
+	vm->who.ngroups = r->owner_ngroups;
+	memcpy(vm->who.groups, r->owner_groups, r->owner_ngroups *
+	    sizeof(gid_t));
+	vm->proc = r->proc;
+	vm->uid = geteuid() == 0 ? r->proc.uid : 0;
+	vm->created_at = r->created_at;
+	vm->t0 = vm->t_spawn = vm->t_ready = util_now_ms();
+	vm->spec = r->spec;
+	r->have_spec = 0;
+	vm->spec.private_dir = util_strdup_printf("%s/%s/%s", env.state_dir,
+	    VMSPEC_PRIVATE, vm->id);
+	vm->timer = evtimer_new(env.base, vm_timer_cb, vm);
+	/* What it made outside its dirs, each with its directory held. */
+	for (size_t i = 0; i < r->nmade; i++) {
+		struct record_made *rm = &r->made[i];
+
+		made[i] = (struct caller_made){ .dir_fd = -1,
+		    .dir_path = strdup(rm->dir), .dir_id = { rm->dir_dev,
+		    rm->dir_ino, rm->dir_btime }, .name = strdup(rm->name),
+		    .id = { rm->dev, rm->ino, rm->btime }, .type = rm->type };
+		if (made[i].dir_path != NULL && made[i].name != NULL &&
+		    caller_made_reopen(&made[i]) < 0)
+			log_warn("vm %s: %s is no longer the directory it was; "
+			    "what capsule made there stays", vm->id,
+			    made[i].dir_path);
+	}
+	if ((fd = fcntl(private_fd, F_DUPFD_CLOEXEC, 0)) < 0 ||
+	    vm->timer == NULL || vm->spec.private_dir == NULL ||
+	    vmfiles_adopt(&vm->files, fd, vms_fd, run_fd, vm->id,
+	    !vm->spec.run_dir_named, made, r->nmade) < 0) {
+		for (size_t i = 0; i < r->nmade; i++)
+			caller_made_free(&made[i]);
+		vm_give_back(vm, r);
+		vm_list_gone(r, "out of memory while taking it over");
+		return -1;
+	}
+	vm->have_files = 1;
+	a = (struct hv_adopt){ .vm_id = vm->id, .dir_fd = private_fd,
+	    .pid = r->proc.pid, .start = r->proc.start, .uid = r->proc.uid,
+	    .exe_dev = r->hv_exe.dev, .exe_ino = r->hv_exe.ino };
+	if ((rc = env.hv->adopt(env.base, &a, &vm_hv_cbs, vm, &vm->hv, &ch,
+	    &err)) < 0) {
+		snprintf(why, sizeof(why), "it could not be taken over: %s",
+		    err.msg);
+		/* Its files stay for reap.c, which kills what runs. */
+		vmfiles_close(&vm->files);
+		vm_give_back(vm, r);
+		vm_list_gone(r, why);
+		return -1;
+	}
+	if ((fd = vm_reopen_console(vm, &r->console)) < 0)
+		log_warn("vm %s: its console log %s is not the file it was; "
+		    "console output is dropped", vm->id, vm->spec.console_path);
+	else {
+		lseek(fd, 0, SEEK_END);
+		snprintf(what, sizeof(what), "vm %.8s console log", vm->id);
+		vm->console = sink_new(env.base, ch.console, fd,
+		    vm->spec.console_max, what);
+		ch.console = -1;
+	}
+	closep(&ch.console);	/* unread: QEMU drops what nobody reads */
+	closep(&ch.log);
+	vm->agent = agent_new(env.base, ch.agent, &vm_agent_cbs, vm);
+	if (vm->agent == NULL)
+		close(ch.agent);
+	TAILQ_INSERT_TAIL(&vms, vm, entry);
+	/* Its agent says HELLO again as soon as we are connected. */
+	vm_arm_timer(vm, VM_ADOPT_HELLO_S);
+	vm_rebind(vm);
+	log_info("vm %s: taken over (pid %d, owner uid %u)", vm->id,
+	    (int)vm->proc.pid, (unsigned)vm->who.uid);
+	vm_event(vm, EV_ADOPTED, json_pack("{s:i}", J_PID, (int)vm->proc.pid));
+	if (vm->spec.stop_on_disconnect) {
+		log_info("vm %s: its client went with the old capsuled; "
+		    "stopping it (stop_on_disconnect)", vm->id);
+		vm_stop(vm, NULL, NULL);
+	}
+	return 0;
+}
+
+void
+vm_adopt_all(void)
+{
+	if (vms_fd >= 0)
+		reap_all(vms_fd, run_fd, vm_adopt, NULL);
+}
+
+/* The daemon goes, the VMs stay: let go of each without ending it. */
+void
+vm_detach_all(void)
+{
+	struct vm *vm;
+
+	shutting_down = 1;
+	while ((vm = TAILQ_FIRST(&vms)) != NULL) {
+		TAILQ_REMOVE(&vms, vm, entry);
+		if (vm->state == VM_STARTING) {
+			/* Half started: nobody waits for it any more. */
+			if (vm->hv != NULL)
+				env.hv->kill(vm->hv);
+			vm_release(vm, "capsuled is stopping");
+		} else if (vm->state != VM_STOPPED && vm->state != VM_CRASHED) {
+			if (vm->rebind != NULL)
+				caller_cancel(vm->rebind);
+			if (vm->agent != NULL)
+				agent_free(vm->agent, "capsuled is restarting; "
+				    "the VM keeps running");
+			proxy_free(vm->proxy, "capsuled is restarting; the VM "
+			    "keeps running");
+			sink_free(vm->console);
+			sink_free(vm->hvlog);
+			if (vm->hv != NULL)
+				env.hv->detach(vm->hv);
+			vmfiles_close(&vm->files);
+			log_info("vm %s: left running (pid %d)", vm->id,
+			    (int)vm->proc.pid);
+		}
+		if (vm->start_cb != NULL) {
+			struct cap_err err;
+
+			cap_err_set(&err, ESHUTDOWN, E_UNAVAILABLE,
+			    "capsuled is stopping");
+			vm_report_start(vm, &err);
+		}
+		vm_free(vm);
+	}
 }
 
 int
@@ -699,13 +1153,15 @@ vm_start(const struct ctl_start *req, uint64_t owner, const struct caller *who,
     vm_start_cb cb, void *arg, struct cap_err *err)
 {
 	struct vmspec_env se = { env.state_dir, env.image_dir,
-	    env.console_max };
+	    limits.console_max };
 	struct vm *vm;
 	int r;
 
 	if (shutting_down)
 		return cap_err_set(err, ESHUTDOWN, E_UNAVAILABLE,
 		    "capsuled is shutting down");
+	if ((r = vm_check_quota(who, req->vcpus, req->memory_mib, err)) < 0)
+		return r;
 	if ((vm = calloc(1, sizeof(*vm))) == NULL)
 		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
 	util_uuid(vm->id);
@@ -732,6 +1188,9 @@ vm_start(const struct ctl_start *req, uint64_t owner, const struct caller *who,
 	vm->start_cb = cb;
 	vm->start_arg = arg;
 	TAILQ_INSERT_TAIL(&vms, vm, entry);
+	vm_event(vm, EV_CREATED, json_pack("{s:i, s:I}", J_VCPUS,
+	    (int)vm->spec.vcpus, J_MEMORY_MIB,
+	    (json_int_t)vm->spec.memory_mib));
 	return 0;
 }
 
@@ -796,6 +1255,8 @@ vm_hv_exited(void *arg, const struct hv_exit *ex)
 		vm_fail_start(vm, E_VM_FAILED, msg);
 	}
 	if (vm->start_cb != NULL) {
+		vm_event(vm, EV_START_FAILED, json_pack("{s:s}", J_ERROR,
+		    vm->start_err.msg));
 		vm_release(vm, "the VM failed to start");
 		vm_report_start(vm, &vm->start_err);
 		vm_remove(vm);
@@ -804,6 +1265,7 @@ vm_hv_exited(void *arg, const struct hv_exit *ex)
 	if (vm->state == VM_STOPPING && !vm->failing) {
 		log_info("vm %s: stopped", vm->id);
 		vm->state = VM_STOPPED;
+		vm_event(vm, EV_STOPPED, NULL);
 		vm_release(vm, "the VM was stopped");
 		vm_remove(vm);
 		return;
@@ -816,6 +1278,8 @@ vm_hv_exited(void *arg, const struct hv_exit *ex)
 		log_warn("vm %s: crashed: %s", vm->id, vm->error);
 	else
 		log_info("vm %s: %s", vm->id, vm->error);
+	vm_event(vm, vm->state == VM_CRASHED ? EV_CRASHED : EV_STOPPED,
+	    json_pack("{s:s}", J_ERROR, vm->error));
 	vm_release(vm, msg);
 	if (vm->nwaiters > 0)
 		vm_remove(vm);
@@ -883,6 +1347,7 @@ vm_stop(struct vm *vm, vm_gone_cb cb, void *arg)
 	vm_add_waiter(vm, cb, arg);
 	vm->state = VM_STOPPING;
 	log_info("vm %s: stopping", vm->id);
+	vm_event(vm, EV_STOPPING, NULL);
 	if (!vm->silent && !vm->paused && vm->agent != NULL &&
 	    agent_shutdown(vm->agent) == 0) {
 		vm->stop_phase = 0;
@@ -907,6 +1372,21 @@ vm_stop_owned(uint64_t owner, vm_gone_cb cb, void *arg)
 			n++;
 	TAILQ_FOREACH_SAFE(vm, &vms, entry, next)
 		if (vm->owner == owner)
+			vm_stop(vm, cb, arg);
+	return n;
+}
+
+int
+vm_stop_visible(uid_t uid, vm_gone_cb cb, void *arg)
+{
+	struct vm *vm, *next;
+	int n = 0;
+
+	TAILQ_FOREACH(vm, &vms, entry)
+		if (vm_visible(vm, uid))
+			n++;
+	TAILQ_FOREACH_SAFE(vm, &vms, entry, next)
+		if (vm_visible(vm, uid))
 			vm_stop(vm, cb, arg);
 	return n;
 }
@@ -940,76 +1420,70 @@ vm_owner_gone(uint64_t owner)
 	}
 }
 
-/* {"name": "/run/dir/port-name.sock", ...} */
-static json_t *
-vm_ports_json(const struct vm *vm)
+/* What ListVMs and StartVM say of vm (pointers into vm). */
+static void
+vm_describe(const struct vm *vm, struct ctl_vm *v)
 {
-	json_t *o = json_object();
+	const struct hv_exit *ex = &vm->exit;
 
-	for (unsigned i = 0; o != NULL && i < vm->spec.nports; i++)
-		json_object_set_new(o, vm->spec.port_names[i],
-		    json_string(vm->spec.port_paths[i]));
-	return o;
+	memset(v, 0, sizeof(*v));
+	v->vm_id = vm->id;
+	v->state = vm_state_name(vm->state);
+	v->pid = (int)vm->proc.pid;
+	v->owner_uid = (unsigned)vm->who.uid;
+	v->vcpus = vm->spec.vcpus;
+	v->memory_mib = vm->spec.memory_mib;
+	v->created_at = vm->created_at;
+	v->accel = hv_accel_name(env.caps.accel);
+	v->backend = env.hv->name;
+	v->kernel_path = vm->spec.kernel ? vm->spec.kernel : "";
+	v->rootfs_path = vm->spec.rootfs ? vm->spec.rootfs : "";
+	v->run_dir = vm->spec.run_dir ? vm->spec.run_dir : "";
+	v->proxy_socket_path = vm->spec.proxy_path ? vm->spec.proxy_path : "";
+	v->console_log_path = vm->spec.console_path ? vm->spec.console_path :
+	    "";
+	v->guest_port = vm->spec.guest_port;
+	v->port_names = (const char *const *)vm->spec.port_names;
+	v->port_paths = (const char *const *)vm->spec.port_paths;
+	v->nports = vm->spec.nports;
+	if (vm->exited && ex->have_status) {
+		v->have_exit_status = 1;
+		v->exit_status = WIFEXITED(ex->wstatus) ?
+		    WEXITSTATUS(ex->wstatus) : 128 + WTERMSIG(ex->wstatus);
+	}
+	if (vm->exited || vm->state == VM_UNRESPONSIVE || vm->error[0])
+		v->error = vm->error;
+	v->ms_ready = vm->t_ready - vm->t0;
+	v->ms_spawn = vm->t_spawn - vm->t0;
+	v->ms_guest_boot = vm->guest_boot_ms;
 }
 
 json_t *
 vm_json(const struct vm *vm)
 {
-	char created[32];
-	json_t *o;
+	struct ctl_vm v;
 
-	util_rfc3339(vm->created_at, created);
-	o = json_pack("{s:s, s:s, s:i, s:i, s:I, s:s, s:s, s:s, s:s, s:s, "
-	    "s:s, s:s, s:I}",
-	    J_VM_ID, vm->id, J_STATE, vm_state_name(vm->state),
-	    J_PID, (int)vm->proc.pid, J_VCPUS, (int)vm->spec.vcpus,
-	    J_MEMORY_MIB, (json_int_t)vm->spec.memory_mib,
-	    J_CREATED_AT, created, J_ACCEL, hv_accel_name(env.caps.accel),
-	    J_BACKEND, env.hv->name, J_KERNEL_PATH, vm->spec.kernel,
-	    J_ROOTFS_PATH, vm->spec.rootfs, J_RUN_DIR, vm->spec.run_dir,
-	    J_PROXY_SOCKET_PATH, vm->spec.proxy_path,
-	    J_GUEST_PORT, (json_int_t)vm->spec.guest_port);
-	if (o == NULL)
-		return NULL;
-	json_object_set_new(o, J_CONSOLE_LOG_PATH,
-	    json_string(vm->spec.console_path));
-	json_object_set_new(o, J_SERIAL_PORTS, vm_ports_json(vm));
-	if (vm->exited) {
-		const struct hv_exit *ex = &vm->exit;
-
-		if (ex->have_status)
-			json_object_set_new(o, J_EXIT_STATUS, json_integer(
-			    WIFEXITED(ex->wstatus) ? WEXITSTATUS(ex->wstatus) :
-			    128 + WTERMSIG(ex->wstatus)));
-		json_object_set_new(o, J_ERROR, json_string(vm->error));
-	} else if (vm->state == VM_UNRESPONSIVE) {
-		json_object_set_new(o, J_ERROR, json_string(vm->error));
-	}
-	return o;
+	vm_describe(vm, &v);
+	return ctl_vm_json(&v);
 }
 
 json_t *
-vm_list_json(void)
+vm_list_json(uid_t uid)
 {
 	json_t *a = json_array();
 	struct vm *vm;
 
 	TAILQ_FOREACH(vm, &vms, entry)
-		json_array_append_new(a, vm_json(vm));
+		if (vm_visible(vm, uid))
+			json_array_append_new(a, vm_json(vm));
 	return a;
 }
 
 json_t *
 vm_started_json(const struct vm *vm)
 {
-	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:o, "
-	    "s:{s:I, s:I, s:I}}",
-	    J_VM_ID, vm->id, J_PROXY_SOCKET_PATH, vm->spec.proxy_path,
-	    J_RUN_DIR, vm->spec.run_dir, J_CONSOLE_LOG_PATH,
-	    vm->spec.console_path, J_ACCEL, hv_accel_name(env.caps.accel),
-	    J_PID, (int)vm->proc.pid, J_SERIAL_PORTS, vm_ports_json(vm),
-	    J_TIMING_MS,
-	    T_VM_READY, (json_int_t)(vm->t_ready - vm->t0),
-	    T_SPAWN, (json_int_t)(vm->t_spawn - vm->t0),
-	    T_GUEST_BOOT, (json_int_t)vm->guest_boot_ms);
+	struct ctl_vm v;
+
+	vm_describe(vm, &v);
+	return ctl_started_json(&v);
 }

@@ -47,7 +47,21 @@ struct vm_env {
 	struct hv_caps		 caps;
 	char			 state_dir[4096];
 	const char		*image_dir;	/* --image-dir, may be NULL */
-	uint64_t		 console_max;	/* console log cap, bytes */
+};
+
+/* What the admin set (capsuled.conf); may change on reload. 0: none. */
+struct vm_limits {
+	unsigned	default_vcpus;
+	uint64_t	default_memory_mib;
+	uint64_t	console_max;		/* bytes */
+	/* Per owner uid, over all their live VMs; root is exempt. */
+	unsigned	user_max_vms;
+	unsigned	user_max_vcpus;
+	uint64_t	user_max_memory_mib;
+	/* Per VM, on its hypervisor process (limits.h). */
+	unsigned	vm_cpu_quota;		/* percent of one CPU */
+	unsigned	vm_tasks_max;
+	uint64_t	vm_memory_overhead_mib;	/* above its RAM; 0: none */
 };
 
 /* Called once the StartVM outcome is known: vm is running, or err says why
@@ -57,10 +71,17 @@ typedef void (*vm_start_cb)(struct vm *vm, const struct cap_err *err,
 /* Called once the VM is gone and cleaned up. */
 typedef void (*vm_gone_cb)(const char *vm_id, void *arg);
 
-/* Makes (or checks) <state>/vms: capsuled's own, mode 0700. */
+/* Makes (or checks) <state>/vms (0700) and <state>/run (0711). */
 int	vm_init(const struct vm_env *env, struct cap_err *err);
-/* Ends what a previous capsuled left behind in <state>/vms (reap.h). */
-void	vm_reap_orphans(void);
+void	vm_set_limits(const struct vm_limits *l);
+/* StartVM's limits and defaults for ctl_parse_start. */
+void	vm_ctl_limits(struct ctl_limits *l);
+/* Takes over the VMs a previous capsuled left running, and cleans up
+ * after the rest (reap.h). */
+void	vm_adopt_all(void);
+/* Lets go of every VM without ending it, for a later daemon to adopt
+ * (VMs still starting are ended). */
+void	vm_detach_all(void);
 /* Resolves the request and starts the VM; files the request names are
  * opened with `who`'s rights. Returns 0 when the callback will report the
  * outcome. */
@@ -72,17 +93,25 @@ int	vm_start(const struct ctl_start *req, uint64_t owner,
 void	vm_stop(struct vm *vm, vm_gone_cb cb, void *arg);
 /* Stops every VM of `owner`; returns how many callbacks to expect. */
 int	vm_stop_owned(uint64_t owner, vm_gone_cb cb, void *arg);
+/* Stops every VM uid may see (root: all). */
+int	vm_stop_visible(uid_t uid, vm_gone_cb cb, void *arg);
 int	vm_stop_all(vm_gone_cb cb, void *arg);
 void	vm_owner_gone(uint64_t owner);
 
 struct vm *vm_find(const char *id);
+/* May uid see and act on vm? Its owner and root may. */
+int	vm_visible(const struct vm *vm, uid_t uid);
+uid_t	vm_owner_uid(const struct vm *vm);
 const char *vm_id(const struct vm *vm);
 enum vm_state vm_state(const struct vm *vm);
 const char *vm_state_name(enum vm_state s);
 json_t	*vm_json(const struct vm *vm);
-json_t	*vm_list_json(void);
+/* The VMs uid may see (root: all). */
+json_t	*vm_list_json(uid_t uid);
 /* StartVM's reply fields. */
 json_t	*vm_started_json(const struct vm *vm);
 int	vm_count(void);
+/* How many are in state s. */
+int	vm_count_state(enum vm_state s);
 
 #endif /* CAPSULE_VM_H */

@@ -18,6 +18,7 @@
 /* What an op is for. */
 enum {
 	ROLE_PRIVATE,
+	ROLE_PUBLIC,
 	ROLE_KERNEL,
 	ROLE_INITRD,
 	ROLE_ROOTFS,
@@ -67,6 +68,7 @@ files_init(struct vm_files *f)
 	for (size_t i = 0; i < CTL_MAX_SERIAL_PORTS; i++)
 		f->ports[i] = -1;
 	f->private_dir.dir_fd = -1;
+	f->public_dir.dir_fd = -1;
 	for (size_t i = 0; i < VMFILES_MAX; i++)
 		f->made[i].dir_fd = -1;
 }
@@ -82,7 +84,8 @@ add(struct caller_op *ops, int *roles, size_t *n, int role,
 /* Splits the work: what capsuled does itself (`here`), what a child does
  * as the caller (`there`). */
 static void
-files_plan(struct vm_files *f, const struct vm_spec *s)
+files_plan(struct vm_files *f, const struct vm_spec *s,
+    const struct caller *who)
 {
 	const struct { const char *path; int named, role;
 	    const char *field; } img[] = {
@@ -90,7 +93,7 @@ files_plan(struct vm_files *f, const struct vm_spec *s)
 		{ s->initrd, s->initrd_named, ROLE_INITRD, J_INITRD_PATH },
 		{ s->rootfs, s->rootfs_named, ROLE_ROOTFS, J_ROOTFS_PATH },
 	};
-	int rundir = -1;
+	int rundir;
 
 	/* The private dir comes first: the daemon's files go in it. */
 	add(f->here, f->here_role, &f->nhere, ROLE_PRIVATE, CALLER_DIR,
@@ -102,17 +105,23 @@ files_plan(struct vm_files *f, const struct vm_spec *s)
 		else
 			add(f->here, f->here_role, &f->nhere, img[i].role,
 			    CALLER_READ, img[i].field, img[i].path, -1);
-	if (s->run_dir_named) {
-		rundir = (int)f->nthere;
-		add(f->there, f->there_role, &f->nthere, ROLE_RUN_DIR,
-		    CALLER_DIR, J_RUN_DIR, s->run_dir, -1);
+	/* A run dir nobody named: capsuled makes it and gives it away. */
+	if (!s->run_dir_named) {
+		struct caller_op *op = &f->here[f->nhere];
+
+		add(f->here, f->here_role, &f->nhere, ROLE_PUBLIC, CALLER_DIR,
+		    "the VM's run directory", s->run_dir, -1);
+		op->chown_to = 1;
+		op->uid = who->uid;
+		op->gid = who->gid;
 	}
+	/* Everything in the run dir is the caller's to make. */
+	rundir = (int)f->nthere;
+	add(f->there, f->there_role, &f->nthere, ROLE_RUN_DIR, CALLER_DIR,
+	    J_RUN_DIR, s->run_dir, -1);
 #define PLACE(place, role, kind, field, path, name)			\
 	do {								\
-		if ((place) == VM_PLACE_PRIVATE)			\
-			add(f->here, f->here_role, &f->nhere, role,	\
-			    kind, field, name, 0);			\
-		else if ((place) == VM_PLACE_RUN_DIR)			\
+		if ((place) == VM_PLACE_RUN_DIR)			\
 			add(f->there, f->there_role, &f->nthere, role,	\
 			    kind, field, name, rundir);			\
 		else							\
@@ -124,9 +133,8 @@ files_plan(struct vm_files *f, const struct vm_spec *s)
 	PLACE(s->proxy_place, ROLE_PROXY, CALLER_BIND, J_PROXY_SOCKET_PATH,
 	    s->proxy_path, VMSPEC_PROXY);
 	for (unsigned i = 0; i < s->nports; i++)
-		PLACE(s->run_dir_named ? VM_PLACE_RUN_DIR : VM_PLACE_PRIVATE,
-		    ROLE_PORT0 + (int)i, CALLER_BIND, J_SERIAL_PORTS, NULL,
-		    caller_basename(s->port_paths[i]));
+		PLACE(VM_PLACE_RUN_DIR, ROLE_PORT0 + (int)i, CALLER_BIND,
+		    J_SERIAL_PORTS, NULL, caller_basename(s->port_paths[i]));
 #undef PLACE
 }
 
@@ -137,19 +145,31 @@ ops_close(struct caller_op *ops, size_t n)
 		caller_op_close(&ops[i]);
 }
 
-/* Removes what the `here` ops made: the private dir and all in it. */
+/* Removes a directory tree capsuled made, if it is still the one. */
+static void
+remove_made_tree(int dfd, const char *name, const struct caller_ident *id)
+{
+	struct caller_ident now;
+	int r;
+
+	if (dfd < 0 || name == NULL || caller_ident_at(dfd, name, &now,
+	    NULL) < 0 || !caller_ident_same(&now, id))
+		return;
+	if ((r = rmtree_at(dfd, name)) < 0)
+		log_warn("cannot remove %s: %s", name, strerror(-r));
+}
+
+/* Removes what the `here` ops made: the private and public dirs and all
+ * in them. */
 static void
 here_undo(struct vm_files *f)
 {
-	struct caller_op *p = &f->here[0];
+	for (size_t i = 0; i < f->nhere; i++) {
+		struct caller_op *p = &f->here[i];
 
-	if (f->nhere > 0 && p->created && p->dir_fd >= 0) {
-		const char *name = caller_basename(p->path);
-		struct caller_ident now;
-
-		if (name != NULL && caller_ident_at(p->dir_fd, name, &now,
-		    NULL) == 0 && caller_ident_same(&now, &p->id))
-			rmtree_at(p->dir_fd, name);
+		if (p->kind == CALLER_DIR && p->created)
+			remove_made_tree(p->dir_fd, caller_basename(p->path),
+			    &p->id);
 	}
 	ops_close(f->here, f->nhere);
 	f->nhere = 0;
@@ -191,6 +211,8 @@ files_take(struct vm_files *f, struct caller_op *ops, int *roles, size_t n,
 		switch (roles[i]) {
 		case ROLE_PRIVATE:
 			f->private_fd = TAKE_FD(op->fd);
+			break;
+		case ROLE_PUBLIC:
 			break;
 		case ROLE_KERNEL:
 			if ((r = f->hv->check_kernel(op->head, op->head_len,
@@ -263,12 +285,18 @@ files_finish(struct vm_files *f)
 		files_fail(f, &err);
 		return;
 	}
-	/* The private dir is removed by name in its parent, if it is
-	 * still the one made here. */
-	if (caller_made_take(&f->private_dir, f->here, 0) < 0) {
-		cap_err_set(&err, ENOMEM, E_INTERNAL, "out of memory");
-		files_fail(f, &err);
-		return;
+	/* The private and public dirs are removed by name in their
+	 * parents, if they are still the ones made here. */
+	for (size_t i = 0; i < f->nhere; i++) {
+		struct caller_made *m = f->here_role[i] == ROLE_PRIVATE ?
+		    &f->private_dir : f->here_role[i] == ROLE_PUBLIC ?
+		    &f->public_dir : NULL;
+
+		if (m != NULL && caller_made_take(m, f->here, i) < 0) {
+			cap_err_set(&err, ENOMEM, E_INTERNAL, "out of memory");
+			files_fail(f, &err);
+			return;
+		}
 	}
 	ops_close(f->here, f->nhere);
 	ops_close(f->there, f->nthere);
@@ -310,7 +338,7 @@ vmfiles_open(struct vm_files *f, struct event_base *base,
 	f->hv = hv;
 	f->done = done;
 	f->arg = arg;
-	files_plan(f, spec);
+	files_plan(f, spec, who);
 	if ((r = caller_run_here(f->here, f->nhere, err)) < 0) {
 		f->nhere = 0;
 		return r;
@@ -361,8 +389,6 @@ vmfiles_cancel(struct vm_files *f)
 void
 vmfiles_release(struct vm_files *f)
 {
-	struct caller_ident now;
-
 	if (f->defer != NULL) {
 		event_free(f->defer);
 		f->defer = NULL;
@@ -387,15 +413,73 @@ vmfiles_release(struct vm_files *f)
 	}
 	f->nmade = 0;
 	closep(&f->private_fd);
-	if (f->private_dir.dir_fd >= 0 && f->private_dir.name != NULL &&
-	    caller_ident_at(f->private_dir.dir_fd, f->private_dir.name, &now,
-	    NULL) == 0 && caller_ident_same(&now, &f->private_dir.id)) {
-		int r = rmtree_at(f->private_dir.dir_fd, f->private_dir.name);
-
-		if (r < 0)
-			log_warn("cannot remove %s/%s: %s",
-			    f->private_dir.dir_path, f->private_dir.name,
-			    strerror(-r));
-	}
+	remove_made_tree(f->public_dir.dir_fd, f->public_dir.name,
+	    &f->public_dir.id);
+	caller_made_free(&f->public_dir);
+	remove_made_tree(f->private_dir.dir_fd, f->private_dir.name,
+	    &f->private_dir.id);
 	caller_made_free(&f->private_dir);
+}
+
+void
+vmfiles_close(struct vm_files *f)
+{
+	if (f->defer != NULL) {
+		event_free(f->defer);
+		f->defer = NULL;
+	}
+	closep(&f->kernel);
+	closep(&f->initrd);
+	closep(&f->rootfs);
+	closep(&f->console);
+	closep(&f->proxy);
+	for (size_t i = 0; i < CTL_MAX_SERIAL_PORTS; i++)
+		closep(&f->ports[i]);
+	for (size_t i = 0; i < f->nmade; i++)
+		caller_made_free(&f->made[i]);
+	f->nmade = 0;
+	closep(&f->private_fd);
+	caller_made_free(&f->public_dir);
+	caller_made_free(&f->private_dir);
+}
+
+/* m describes dir/name in dfd as it is now. */
+static int
+made_here(struct caller_made *m, int dfd, const char *dir, const char *name)
+{
+	memset(m, 0, sizeof(*m));
+	m->dir_fd = -1;
+	m->type = S_IFDIR;
+	if (caller_ident_at(dfd, name, &m->id, NULL) < 0)
+		return -errno;
+	m->dir_fd = fcntl(dfd, F_DUPFD_CLOEXEC, 0);
+	m->dir_path = strdup(dir);
+	m->name = strdup(name);
+	if (m->dir_fd < 0 || m->dir_path == NULL || m->name == NULL) {
+		caller_made_free(m);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+int
+vmfiles_adopt(struct vm_files *f, int private_fd, int vms_fd, int run_fd,
+    const char *vm_id, int public, struct caller_made *made, size_t nmade)
+{
+	int r;
+
+	files_init(f);
+	f->private_fd = private_fd;
+	if ((r = made_here(&f->private_dir, vms_fd, VMSPEC_PRIVATE,
+	    vm_id)) < 0)
+		return r;
+	if (public && (r = made_here(&f->public_dir, run_fd, VMSPEC_PUBLIC,
+	    vm_id)) < 0)
+		return r;
+	for (size_t i = 0; i < nmade && i < VMFILES_MAX; i++) {
+		f->made[f->nmade++] = made[i];
+		memset(&made[i], 0, sizeof(made[i]));
+		made[i].dir_fd = -1;
+	}
+	return 0;
 }

@@ -74,23 +74,25 @@ vmspec_resolve(const struct ctl_start *req, const struct vmspec_env *e,
 	s->launch_seconds = req->launch_seconds;
 	s->stop_on_disconnect = req->stop_on_disconnect;
 	s->console_max = e->console_max;
-	s->private_dir = util_strdup_printf("%s/vms/%s", e->state_dir, vm_id);
+	s->private_dir = util_strdup_printf("%s/%s/%s", e->state_dir,
+	    VMSPEC_PRIVATE, vm_id);
 	if (s->kernel == NULL || s->initrd == NULL || s->rootfs == NULL ||
 	    (req->boot_args != NULL && s->boot_args == NULL) ||
 	    s->private_dir == NULL)
 		goto nomem;
 
 	s->run_dir_named = req->run_dir != NULL;
-	s->run_dir = strdup(req->run_dir ? req->run_dir : s->private_dir);
+	s->run_dir = req->run_dir ? strdup(req->run_dir) :
+	    util_strdup_printf("%s/%s/%s", e->state_dir, VMSPEC_PUBLIC, vm_id);
 	if (s->run_dir == NULL)
 		goto nomem;
 	if (s->run_dir_named && (r = check_creatable(J_RUN_DIR, s->run_dir,
 	    err)) < 0)
 		goto fail;
 	s->proxy_place = req->proxy_socket_path ? VM_PLACE_NAMED :
-	    s->run_dir_named ? VM_PLACE_RUN_DIR : VM_PLACE_PRIVATE;
+	    VM_PLACE_RUN_DIR;
 	s->console_place = req->console_log_path ? VM_PLACE_NAMED :
-	    s->run_dir_named ? VM_PLACE_RUN_DIR : VM_PLACE_PRIVATE;
+	    VM_PLACE_RUN_DIR;
 	s->proxy_path = path_or(req->proxy_socket_path, s->run_dir,
 	    VMSPEC_PROXY);
 	s->console_path = path_or(req->console_log_path, s->run_dir,

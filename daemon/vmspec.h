@@ -16,15 +16,17 @@
 #include "ctl.h"
 #include "err.h"
 
+#define VMSPEC_PRIVATE		"vms"	/* <state>/vms/<id>: capsuled's */
+#define VMSPEC_PUBLIC		"run"	/* <state>/run/<id>: the owner's */
 #define VMSPEC_PROXY		"proxy.sock"
 #define VMSPEC_CONSOLE		"console.log"
 #define VMSPEC_PORT_FMT		"port-%s.sock"
 
-/* Where a file capsule makes goes. */
+/* Where a caller-facing file goes; either way it is made with the
+ * caller's rights. */
 enum vm_place {
-	VM_PLACE_PRIVATE,	/* the VM's private dir: capsuled's rights */
-	VM_PLACE_RUN_DIR,	/* the caller's run_dir: the caller's rights */
-	VM_PLACE_NAMED,		/* a path the caller named: the caller's */
+	VM_PLACE_RUN_DIR,	/* in the run dir */
+	VM_PLACE_NAMED,		/* at a path the caller named */
 };
 
 struct vm_spec {
@@ -39,7 +41,8 @@ struct vm_spec {
 	int		 stop_on_disconnect;
 	/* The VM's private dir, <state>/vms/<id>: capsuled's own. */
 	char		*private_dir;
-	/* The run dir as reported: the caller's, or the private dir. */
+	/* The run dir: the caller's run_dir, or (run_dir_named 0) the
+	 * public dir <state>/run/<id> capsuled makes for the VM's owner. */
 	char		*run_dir;
 	int		 run_dir_named;
 	char		*proxy_path;

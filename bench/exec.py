@@ -99,9 +99,9 @@ class Bench:
     def start_daemon(self):
         log = open(os.path.join(self.dir, "capsuled.log"), "w")
         # Its own session: a Ctrl-C at the terminal is ours to handle; the
-        # daemon gets exactly one SIGTERM, which stops its VMs.
+        # daemon gets exactly one SIGINT, which stops its VMs.
         self.daemon = subprocess.Popen(
-            [os.path.join(self.build, "capsuled"), "--foreground",
+            [os.path.join(self.build, "capsuled"),
              "--socket", self.sock, "--state-dir",
              os.path.join(self.dir, "state"), "--image-dir",
              os.path.join(self.build, "image"), "--log-level", "warn"],
@@ -135,7 +135,7 @@ class Bench:
         if self.ctl is not None:
             self.ctl.close()
         if self.daemon is not None and self.daemon.poll() is None:
-            self.daemon.send_signal(signal.SIGTERM)
+            self.daemon.send_signal(signal.SIGINT)
             try:
                 self.daemon.wait(60)
             except subprocess.TimeoutExpired:

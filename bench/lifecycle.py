@@ -11,6 +11,7 @@ TCG.
 import argparse
 import os
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -58,7 +59,7 @@ def main():
     d = tempfile.mkdtemp(prefix="capbench", dir="/tmp")
     sock_path = os.path.join(d, "c.sock")
     daemon = subprocess.Popen(
-        [os.path.join(build, "capsuled"), "--foreground", "--socket",
+        [os.path.join(build, "capsuled"), "--socket",
          sock_path, "--state-dir", os.path.join(d, "state"), "--image-dir",
          os.path.join(build, "image"), "--log-level", "warn"],
         stderr=open(os.path.join(d, "capsuled.log"), "w"))
@@ -109,7 +110,7 @@ def main():
         d = None
         raise
     finally:
-        daemon.terminate()
+        daemon.send_signal(signal.SIGINT)   # stop its VMs, then exit
         daemon.wait(60)
         if d is not None:
             shutil.rmtree(d, ignore_errors=True)

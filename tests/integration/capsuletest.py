@@ -7,7 +7,8 @@ real QEMU microVMs booted from build/image.
     CAPSULE_BUILD_DIR   the CMake build directory (default: ../../build)
 
 Everything a test starts lives under one temporary directory per daemon;
-on teardown the daemon gets SIGTERM, must exit 0, and no qemu-system process
+on teardown the daemon gets SIGINT (stop every VM, then exit), must exit 0,
+and no qemu-system process
 whose command line mentions that directory may be left. When a test run
 fails, every daemon's capsuled.log is printed and its directory kept.
 """
@@ -403,7 +404,7 @@ class Daemon:
         _daemons.append(self)
 
     def argv(self):
-        return [CAPSULED, "--foreground", "--socket", self.sock,
+        return [CAPSULED, "--socket", self.sock,
                 "--state-dir", self.state, "--image-dir", IMAGE_DIR,
                 "--log-level", "debug"] + self.extra_args
 
@@ -504,24 +505,25 @@ class Daemon:
             return []
 
     def stop(self, timeout=STOP_TIMEOUT):
-        """SIGTERM; asserts exit 0 and that no QEMU of ours is left."""
+        """SIGINT (SIGTERM would leave the VMs running for a successor);
+        asserts exit 0 and that no QEMU of ours is left."""
         if self.conn is not None:
             self.conn.close()
             self.conn = None
         problems = []
         if self.proc is not None and self.returncode is None:
             if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
+                self.proc.send_signal(signal.SIGINT)
             try:
                 self.returncode = self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 problems.append("capsuled did not exit within %d s of "
-                                "SIGTERM" % timeout)
+                                "SIGINT" % timeout)
                 self.proc.kill()
                 self.returncode = self.proc.wait()
             self.log.close()
             if self.returncode != 0 and not problems:
-                problems.append("capsuled exited with %r after SIGTERM, not "
+                problems.append("capsuled exited with %r after SIGINT, not "
                                 "0" % self.returncode)
         # QEMU is reaped by capsuled before it exits; give /proc a moment.
         left = [] if wait_for(lambda: not self.qemu(), 5) else self.qemu()

@@ -274,7 +274,7 @@ class ControlTest(ct.DaemonTestCase):
     def test_second_daemon_on_live_socket_fails(self):
         state = os.path.join(self.daemon.dir, "state2")
         p = subprocess.run(
-            [ct.CAPSULED, "--foreground", "--socket", self.daemon.sock,
+            [ct.CAPSULED, "--socket", self.daemon.sock,
              "--state-dir", state, "--image-dir", ct.IMAGE_DIR],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, timeout=30)

@@ -716,7 +716,7 @@ class StartupTest(unittest.TestCase):
     def capsuled(self, sock, state):
         try:
             p = subprocess.run(
-                [ct.CAPSULED, "--foreground", "--socket", sock,
+                [ct.CAPSULED, "--socket", sock,
                  "--state-dir", state, "--image-dir", ct.IMAGE_DIR],
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE, timeout=30)

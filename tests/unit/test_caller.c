@@ -27,32 +27,9 @@
 #include "log.h"
 #include "proto.h"
 #include "rmtree.h"
+#include "testfs.h"
 
 #define NOBODY	65534
-
-static char base[64];
-
-static const char *
-P(const char *rel)
-{
-	static char ring[16][PATH_MAX];
-	static int next;
-	char *p = ring[next++ % 16];
-
-	snprintf(p, PATH_MAX, "%s/%s", base, rel);
-	return p;
-}
-
-static void
-put(const char *rel, const char *text, mode_t mode)
-{
-	int fd = open(P(rel), O_WRONLY | O_CREAT | O_EXCL, mode);
-
-	assert_true(fd >= 0);
-	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
-	assert_int_equal(fchmod(fd, mode), 0);
-	close(fd);
-}
 
 static void
 assert_content(const char *rel, const char *text)
@@ -71,10 +48,10 @@ setup(void **state)
 {
 	(void)state;
 	umask(022);
-	strcpy(base, "/tmp/capsule-test-caller.XXXXXX");
-	assert_non_null(mkdtemp(base));
-	assert_int_equal(chmod(base, 0755), 0);
-	put("secret", "root only\n", 0600);
+	strcpy(tfs_base, "/tmp/capsule-test-caller.XXXXXX");
+	assert_non_null(mkdtemp(tfs_base));
+	assert_int_equal(chmod(tfs_base, 0755), 0);
+	tfs_put("secret", "root only\n", 0600);
 	return 0;
 }
 
@@ -82,7 +59,7 @@ static int
 teardown(void **state)
 {
 	(void)state;
-	return rmtree(base);
+	return rmtree(tfs_base);
 }
 
 static void
@@ -199,7 +176,7 @@ test_failure_undoes_every_step(void **state)
 
 	(void)state;
 	assert_int_equal(mkdir(P("pre"), 0755), 0);
-	put("pre/console.log", "someone's\n", 0644);
+	tfs_put("pre/console.log", "someone's\n", 0644);
 	/* New run dir, then a socket and a file in it, then a clash. */
 	caller_op_init(&ops[0], CALLER_DIR, "run_dir", P("rd"), -1);
 	caller_op_init(&ops[1], CALLER_BIND, "proxy_socket_path", "proxy.sock",
@@ -233,7 +210,7 @@ test_made_is_removed_only_while_it_is_the_same(void **state)
 	assert_string_equal(m.dir_path, P("rd"));
 	/* Someone swaps the file: the name is left alone. */
 	assert_int_equal(rename(P("rd/console.log"), P("rd/moved")), 0);
-	put("rd/console.log", "not capsule's\n", 0600);
+	tfs_put("rd/console.log", "not capsule's\n", 0600);
 	assert_int_equal(caller_made_remove(&m), -ESTALE);
 	assert_content("rd/console.log", "not capsule's\n");
 	/* The run dir: removed only while it is empty and the same. */
@@ -292,7 +269,7 @@ test_read_hands_back_head_and_size(void **state)
 	assert_int_equal(op.head_len, 10);
 	assert_memory_equal(op.head, "root only\n", 10);
 	caller_op_close(&op);
-	caller_op_init(&op, CALLER_READ, "kernel_path", base, -1);
+	caller_op_init(&op, CALLER_READ, "kernel_path", tfs_base, -1);
 	assert_true(caller_run_here(&op, 1, &err) < 0);
 	assert_non_null(strstr(err.msg, "not a regular file"));
 	caller_op_init(&op, CALLER_READ, "kernel_path", P("none"), -1);

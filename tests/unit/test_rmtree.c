@@ -19,38 +19,16 @@
 #include <cmocka.h>
 
 #include "rmtree.h"
-
-static char base[64];
-
-static const char *
-P(const char *rel)
-{
-	static char ring[8][PATH_MAX];
-	static int next;
-	char *p = ring[next++ % 8];
-
-	snprintf(p, PATH_MAX, "%s/%s", base, rel);
-	return p;
-}
-
-static void
-put(const char *rel, const char *text, mode_t mode)
-{
-	int fd = open(P(rel), O_WRONLY | O_CREAT | O_EXCL, mode);
-
-	assert_true(fd >= 0);
-	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
-	close(fd);
-}
+#include "testfs.h"
 
 static int
 setup(void **state)
 {
 	(void)state;
-	strcpy(base, "/tmp/capsule-test-rmtree.XXXXXX");
-	assert_non_null(mkdtemp(base));
+	strcpy(tfs_base, "/tmp/capsule-test-rmtree.XXXXXX");
+	assert_non_null(mkdtemp(tfs_base));
 	assert_int_equal(mkdir(P("outside"), 0755), 0);
-	put("outside/keep", "precious\n", 0640);
+	tfs_put("outside/keep", "precious\n", 0640);
 	assert_int_equal(mkdir(P("tree"), 0755), 0);
 	return 0;
 }
@@ -63,7 +41,7 @@ teardown(void **state)
 	unlink(P("outside/keep"));
 	rmdir(P("outside"));
 	rmtree(P("tree"));
-	return rmdir(base);
+	return rmdir(tfs_base);
 }
 
 static void
@@ -92,14 +70,14 @@ test_removes_tree_and_follows_no_link(void **state)
 	(void)state;
 	assert_int_equal(mkdir(P("tree/a"), 0755), 0);
 	assert_int_equal(mkdir(P("tree/a/b"), 0755), 0);
-	put("tree/a/b/f", "x", 0600);
+	tfs_put("tree/a/b/f", "x", 0600);
 	assert_int_equal(symlink(P("outside"), P("tree/a/to-dir")), 0);
 	assert_int_equal(symlink(P("outside/keep"), P("tree/a/to-file")), 0);
 	assert_int_equal(symlink("/", P("tree/root")), 0);
 	assert_int_equal(symlink("../../outside", P("tree/a/b/rel")), 0);
 	/* Locked directories: the walk opens them up through their fds. */
 	assert_int_equal(mkdir(P("tree/locked"), 0755), 0);
-	put("tree/locked/f", "y", 0000);
+	tfs_put("tree/locked/f", "y", 0000);
 	assert_int_equal(chmod(P("tree/locked"), 0000), 0);
 	assert_int_equal(chmod(P("tree/a"), 0500), 0);
 
@@ -135,7 +113,7 @@ test_contents_only(void **state)
 	int fd;
 
 	(void)state;
-	put("tree/f", "z", 0644);
+	tfs_put("tree/f", "z", 0644);
 	assert_int_equal(symlink(P("outside/keep"), P("tree/l")), 0);
 	fd = open(P("tree"), O_RDONLY | O_DIRECTORY);
 	assert_true(fd >= 0);

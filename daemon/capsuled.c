@@ -151,11 +151,9 @@ raise_fd_limit(void)
 }
 
 /* VM records and private dirs live here: nobody else may be able to
- * write to it, or they could plant records and files for us to act on.
- * Others may need to pass through it to their VMs' run dirs, so with a
- * socket group it is made 0711. */
+ * write to it, or they could plant records and files for us to act on. */
 static int
-check_state_dir(const char *dir, int shared, struct cap_err *err)
+check_state_dir(const char *dir, struct cap_err *err)
 {
 	struct stat st;
 
@@ -171,14 +169,28 @@ check_state_dir(const char *dir, int shared, struct cap_err *err)
 		    "by it alone (it is uid %u, mode %04o)", dir,
 		    (unsigned)geteuid(), (unsigned)st.st_uid,
 		    (unsigned)(st.st_mode & 07777));
-	if (shared && (st.st_mode & 0011) != 0011) {
-		if (chmod(dir, (st.st_mode & 07777) | 0011) < 0)
-			return cap_err_set(err, errno, E_INTERNAL, "chmod %s: "
-			    "%s", dir, strerror(errno));
-		log_info("state directory %s: others may now pass through "
-		    "it to their own VMs' run dirs (mode %04o)", dir,
-		    (unsigned)((st.st_mode & 07777) | 0011));
-	}
+	return 0;
+}
+
+/* A VM's owner passes through the state dir to the VM's run dir
+ * (<state>/run/<id>), so it is searchable by all (0711), listable by
+ * none but capsuled. Done once the rest of it has checked out. */
+static int
+open_state_dir(const char *dir, struct cap_err *err)
+{
+	struct stat st;
+
+	if (stat(dir, &st) < 0)
+		return cap_err_set(err, errno, E_INTERNAL, "%s: %s", dir,
+		    strerror(errno));
+	if ((st.st_mode & 0011) == 0011)
+		return 0;
+	if (chmod(dir, (st.st_mode & 07777) | 0011) < 0)
+		return cap_err_set(err, errno, E_INTERNAL, "chmod %s: %s", dir,
+		    strerror(errno));
+	log_info("state directory %s: VMs' owners may now pass through it to "
+	    "their own run dirs (mode %04o)", dir,
+	    (unsigned)((st.st_mode & 07777) | 0011));
 	return 0;
 }
 
@@ -533,8 +545,8 @@ main(int argc, char *argv[])
 	}
 	hv_accel_parse(d.cur.accel, &want);
 	env.image_dir = d.cur.image_dir[0] ? d.cur.image_dir : NULL;
-	if (util_mkdir_p(env.state_dir, 0700, &err) < 0 ||
-	    check_state_dir(env.state_dir, group != (gid_t)-1, &err) < 0) {
+	if (util_mkdir_p(env.state_dir, 0711, &err) < 0 ||
+	    check_state_dir(env.state_dir, &err) < 0) {
 		fprintf(stderr, "capsuled: %s\n", err.msg);
 		return 1;
 	}
@@ -561,7 +573,8 @@ main(int argc, char *argv[])
 		return 1;
 	}
 	env.base = d.base;
-	if (vm_init(&env, &err) < 0) {
+	if (vm_init(&env, &err) < 0 || open_state_dir(env.state_dir,
+	    &err) < 0) {
 		log_error("%s", err.msg);
 		return 1;
 	}

@@ -13,8 +13,9 @@ pkgs=(
 	linux-image-cloud-amd64 busybox-static e2fsprogs cpio gzip
 	# integration tests; fuzzing (libFuzzer comes with clang's runtimes)
 	python3 clang libclang-rt-14-dev
-	# interactive tests drive a real terminal
-	tmux
+	# interactive tests drive a real terminal; the metrics test parses
+	# capsuled's output with Prometheus' own parser
+	tmux python3-prometheus-client
 )
 
 as_root=()

@@ -16,13 +16,18 @@ class LifecycleTest(ct.DaemonTestCase):
         r = ct.run_exec(proxy, ["echo", word], timeout=60)
         self.assertEqual((r.code, r.stdout), (0, word.encode() + b"\n"), r)
 
+    def private_dir(self, vm_id):
+        return os.path.join(self.daemon.state, "vms", vm_id)
+
     def assertGone(self, vm_id, pid, run_dir, proxy):
-        """Nothing of the VM is left: record, process, sockets, run dir."""
+        """Nothing of the VM is left: record, process, sockets, run dir,
+        private dir."""
         self.assertIsNone(self.daemon.vm(vm_id), "VM still listed")
         self.assertFalse(ct.pid_alive(pid), "QEMU pid %d still runs" % pid)
-        self.assertEqual(ct.qemu_procs(run_dir), [])
+        self.assertEqual(ct.qemu_procs(self.private_dir(vm_id)), [])
         self.assertFalse(os.path.exists(proxy), "%s left behind" % proxy)
         self.assertFalse(os.path.exists(run_dir), "%s left behind" % run_dir)
+        self.assertFalse(os.path.exists(self.private_dir(vm_id)))
 
     def stop(self, vm_id, conn=None):
         r = (conn or self.daemon).request({"op": "StopVM", "vm_id": vm_id},
@@ -39,7 +44,8 @@ class LifecycleTest(ct.DaemonTestCase):
         self.assertEqual(v["proxy_socket_path"], proxy, v)
         pid, run_dir = v["pid"], v["run_dir"]
         self.assertTrue(ct.pid_alive(pid), v)
-        self.assertEqual(len(ct.qemu_procs(run_dir)), 1)
+        self.assertEqual([p for p, _ in ct.qemu_procs(
+            self.private_dir(v["vm_id"]))], [pid])
         self.exec_echo(proxy)
         t0 = time.monotonic()
         self.stop(v["vm_id"])
@@ -346,7 +352,10 @@ class DaemonCrashTest(unittest.TestCase):
     """A VM whose capsuled died is cleaned up by the next capsuled, even in
     a run dir the caller chose; and no VM starts once shutdown began."""
 
-    def test_next_daemon_reaps_vm_in_callers_run_dir(self):
+    def test_next_daemon_adopts_vms_in_callers_run_dirs(self):
+        # A killed capsuled's VMs are the next one's: same pids, exec
+        # works, and when they stop, what capsule made goes and what it
+        # did not make stays.
         d = ct.Daemon("crash").start()
         try:
             made = os.path.join(d.dir, "made")      # capsule creates it
@@ -364,10 +373,18 @@ class DaemonCrashTest(unittest.TestCase):
             d2 = ct.Daemon("crash2", socket_path=d.sock,
                            state_dir=d.state).start()
             try:
-                self.assertTrue(ct.wait_for(
-                    lambda: not any(ct.pid_alive(p) for p in pids), 10),
-                    "orphaned QEMU survived")
-                # What capsule made goes; what it did not make stays.
+                for x in (v, w):
+                    y = d2.vm(x["vm_id"])
+                    self.assertEqual((y and y["state"], y and y["pid"]),
+                                     ("running", x["pid"]), y)
+                    r = ct.run_exec(x["proxy_socket_path"], ["echo", "ok"],
+                                    timeout=60)
+                    self.assertEqual((r.code, r.stdout), (0, b"ok\n"), r)
+                for x in (v, w):
+                    r = d2.request({"op": "StopVM", "vm_id": x["vm_id"]},
+                                   timeout=ct.STOP_TIMEOUT)
+                    self.assertEqual(r.get("stopped"), [x["vm_id"]], r)
+                self.assertFalse(any(ct.pid_alive(p) for p in pids))
                 self.assertFalse(os.path.exists(made), "capsule's run dir")
                 self.assertEqual(sorted(os.listdir(mine)), ["keep"])
                 self.assertEqual(d2.vms_dir_entries(), [])

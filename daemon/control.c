@@ -45,9 +45,7 @@ static struct {
 	const struct hv_caps	*caps;
 	control_doctor_fn	*doctor;
 	struct listener		*listener;
-	int			 made_socket;	/* ours to unlink at exit */
-	dev_t			 sock_dev;	/* the socket file we made */
-	ino_t			 sock_ino;
+	struct util_sock	 sock;		/* ours to unlink at exit */
 	uint64_t		 next_id;
 	TAILQ_HEAD(, conn)	 conns;
 } ctl = { .next_id = 1 };
@@ -121,7 +119,8 @@ op_ping(struct conn *c)
 		json_object_set_new(r, J_ACCEL_NOTE,
 		    json_string(ctl.caps->accel_why));
 	json_object_set_new(r, J_HYPERVISOR, json_string(ctl.caps->version));
-	json_object_set_new(r, J_VMS, json_integer(vm_count()));
+	json_object_set_new(r, J_VMS,
+	    json_integer(vm_count_visible(c->who.uid, -1)));
 	conn_done(c, r);
 }
 
@@ -239,7 +238,7 @@ op_events(struct conn *c)
 static void
 op_doctor(struct conn *c)
 {
-	json_t *r = ctl_reply_ok(c->req), *d = ctl.doctor();
+	json_t *r = ctl_reply_ok(c->req), *d = ctl.doctor(c->who.uid);
 
 	json_object_update(r, d);
 	json_decref(d);
@@ -381,32 +380,6 @@ control_accept(int s, void *arg)
  * regular file, a link or anything else at the path is not ours to
  * delete. */
 static int
-control_stale(const char *path, struct cap_err *err)
-{
-	struct stat st;
-
-	if (lstat(path, &st) < 0)
-		return errno == ENOENT ? 0 : cap_err_set(err, errno,
-		    E_INVALID_ARGUMENT, "--socket %s: %s", path,
-		    strerror(errno));
-	if (!S_ISSOCK(st.st_mode))
-		return cap_err_set(err, EEXIST, E_CONFLICT, "--socket %s "
-		    "exists and is not a socket; capsuled replaces only a "
-		    "stale socket of its own", path);
-	if (st.st_uid != geteuid())
-		return cap_err_set(err, EPERM, E_CONFLICT, "--socket %s "
-		    "belongs to uid %u, not to capsuled's uid %u", path,
-		    (unsigned)st.st_uid, (unsigned)geteuid());
-	if (util_unix_alive(path))
-		return cap_err_set(err, EADDRINUSE, E_CONFLICT,
-		    "another capsuled is already listening on %s", path);
-	if (unlink(path) < 0 && errno != ENOENT)
-		return cap_err_set(err, errno, E_INTERNAL, "cannot remove the "
-		    "stale socket %s: %s", path, strerror(errno));
-	return 0;
-}
-
-static int
 control_serve(int fd, struct cap_err *err)
 {
 	if ((ctl.listener = listener_new(ctl.base, fd, "control",
@@ -431,26 +404,19 @@ int
 control_listen(const struct control_cfg *cfg, const char *path, gid_t group,
     struct cap_err *err)
 {
-	struct stat st;
 	int fd;
 
 	control_init(cfg);
-	if ((fd = control_stale(path, err)) < 0)
-		return fd;
 	/* Born 0600, and 0660 only once it belongs to the group. */
-	if ((fd = util_listen_unix(path, 0600, err)) < 0)
+	if ((fd = util_listen_unix_own(path, 0600, &ctl.sock, "--socket",
+	    err)) < 0)
 		return fd;
-	if (lstat(path, &st) == 0) {
-		ctl.sock_dev = st.st_dev;
-		ctl.sock_ino = st.st_ino;
-	}
-	ctl.made_socket = 1;
 	if (group != (gid_t)-1 && (fchownat(AT_FDCWD, path, (uid_t)-1, group,
 	    AT_SYMLINK_NOFOLLOW) < 0 || chmod(path, 0660) < 0)) {
 		int e = errno;
 
 		close(fd);
-		unlink(path);
+		util_unlink_own(path, &ctl.sock);
 		return cap_err_set(err, e, E_INTERNAL, "cannot give %s to group "
 		    "%u: %s", path, (unsigned)group, strerror(e));
 	}
@@ -460,7 +426,16 @@ control_listen(const struct control_cfg *cfg, const char *path, gid_t group,
 int
 control_listen_fd(const struct control_cfg *cfg, int fd, struct cap_err *err)
 {
+	int fl;
+
 	control_init(cfg);
+	/* systemd hands the socket over blocking unless the unit says
+	 * NonBlocking=yes; the listener's accept loop needs it not to. */
+	if ((fl = fcntl(fd, F_GETFL)) < 0 ||
+	    fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
+	    fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
+		return cap_err_set(err, errno, E_INTERNAL, "the socket systemd "
+		    "passed: %s", strerror(errno));
 	return control_serve(fd, err);
 }
 
@@ -468,16 +443,13 @@ void
 control_close(const char *path)
 {
 	struct conn *c;
-	struct stat st;
 
 	if (ctl.listener != NULL) {
 		listener_free(ctl.listener);
 		/* Only the socket we made: someone may have replaced it (and
 		 * one systemd handed us stays systemd's). */
-		if (ctl.made_socket && path != NULL &&
-		    lstat(path, &st) == 0 && S_ISSOCK(st.st_mode) &&
-		    st.st_dev == ctl.sock_dev && st.st_ino == ctl.sock_ino)
-			unlink(path);
+		if (path != NULL)
+			util_unlink_own(path, &ctl.sock);
 	}
 	ctl.listener = NULL;
 	while ((c = TAILQ_FIRST(&ctl.conns)) != NULL)

@@ -25,8 +25,10 @@ static const double start_buckets[] = { 0.1, 0.25, 0.5, 1, 2, 3, 5, 10,
 
 static struct {
 	struct evhttp	*http;
+	char		 sock_path[108];	/* unix: the socket we made */
+	struct util_sock sock;
 	uint64_t	 starts, start_failures, crashes, adopted, stops;
-	uint64_t	 execs, exec_failures;
+	uint64_t	 execs, exec_failures, exec_refused;
 	uint64_t	 bytes[3];
 	uint64_t	 start_count, start_bucket[NBUCKETS];
 	double		 start_sum;
@@ -62,6 +64,12 @@ metrics_event(const char *event, json_t *fields)
 	    json_integer_value(v) == EXIT_CAPSULE_ERROR) {
 		m.exec_failures++;
 	}
+}
+
+void
+metrics_exec_refused(void)
+{
+	m.exec_refused++;
 }
 
 void
@@ -161,6 +169,11 @@ metrics_text(void)
 	    "Commands capsule could not run or lost (exit 125).");
 	fprintf(f, "capsule_exec_failures_total %llu\n",
 	    (unsigned long long)m.exec_failures);
+	HELP(f, "capsule_exec_refused_total", "counter",
+	    "Exec and copy requests turned down before they started (bad "
+	    "request, VM not ready, too many sessions).");
+	fprintf(f, "capsule_exec_refused_total %llu\n",
+	    (unsigned long long)m.exec_refused);
 	HELP(f, "capsule_exec_bytes_total", "counter",
 	    "Bytes through exec streams.");
 	for (int i = 0; i < 3; i++)
@@ -223,11 +236,19 @@ metrics_listen(struct event_base *base, const char *addr, struct cap_err *err)
 	evhttp_set_max_body_size(m.http, 0);
 	evhttp_set_timeout(m.http, 10);
 	if (strncmp(addr, "unix:", 5) == 0) {
-		unlink(addr + 5);	/* as for the control socket, ours */
-		if ((fd = util_listen_unix(addr + 5, 0600, err)) < 0)
+		if (strlen(addr + 5) >= sizeof(m.sock_path)) {
+			cap_err_set(err, ENAMETOOLONG, E_INVALID_ARGUMENT,
+			    "metrics_listen %s: the path is too long", addr);
 			goto fail;
+		}
+		/* As for the control socket: a stale one of ours only. */
+		if ((fd = util_listen_unix_own(addr + 5, 0600, &m.sock,
+		    "metrics_listen", err)) < 0)
+			goto fail;
+		snprintf(m.sock_path, sizeof(m.sock_path), "%s", addr + 5);
 		if (evhttp_accept_socket(m.http, fd) < 0) {
 			close(fd);
+			util_unlink_own(m.sock_path, &m.sock);
 			cap_err_set(err, EIO, E_INTERNAL, "metrics: cannot "
 			    "serve on %s", addr);
 			goto fail;
@@ -267,4 +288,5 @@ metrics_close(void)
 	if (m.http != NULL)
 		evhttp_free(m.http);
 	m.http = NULL;
+	util_unlink_own(m.sock_path, &m.sock);
 }

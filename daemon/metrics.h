@@ -25,6 +25,8 @@ void	metrics_close(void);
 /* Every lifecycle event, with its fields. */
 void	metrics_event(const char *event, json_t *fields);
 void	metrics_bytes(enum metrics_stream s, size_t n);
+/* An exec or copy request turned down before it started. */
+void	metrics_exec_refused(void);
 /* The exposition text (tests). Caller frees. */
 char	*metrics_text(void);
 

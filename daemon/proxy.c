@@ -235,12 +235,14 @@ session_start(struct session *s, char *line, size_t len)
 	char msg[512];
 
 	if (execmsg_parse_request(line, len, &req, &err) < 0) {
+		metrics_exec_refused();
 		session_finish(s, EXIT_CAPSULE_ERROR, 0, err.msg,
 		    strlen(err.msg));
 		return;
 	}
 	if ((a = px->cbs.agent(px->arg, msg, sizeof(msg))) == NULL) {
 		exec_req_free(&req);
+		metrics_exec_refused();
 		session_finish(s, EXIT_CAPSULE_ERROR, 0, msg, strlen(msg));
 		return;
 	}
@@ -280,6 +282,7 @@ session_start(struct session *s, char *line, size_t len)
 	}
 	exec_req_free(&req);
 	if (s->stream == NULL) {
+		metrics_exec_refused();
 		session_finish(s, EXIT_CAPSULE_ERROR, 0, err.msg,
 		    strlen(err.msg));
 		return;
@@ -402,6 +405,7 @@ proxy_refuse(struct proxy *px, int c, const char *msg)
 	char *line, buf[256];
 	size_t n;
 
+	metrics_exec_refused();
 	if ((line = execmsg_encode_exit(EXIT_CAPSULE_ERROR, 0, msg,
 	    strlen(msg), &n)) != NULL) {
 		/* A new socket's buffer takes a short line whole. */

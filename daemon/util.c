@@ -205,6 +205,63 @@ util_unix_alive(const char *path)
 	return 1;
 }
 
+int
+util_unix_clear_stale(const char *path, const char *what, struct cap_err *err)
+{
+	struct stat st;
+
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 0 : cap_err_set(err, errno,
+		    E_INVALID_ARGUMENT, "%s %s: %s", what, path,
+		    strerror(errno));
+	if (!S_ISSOCK(st.st_mode))
+		return cap_err_set(err, EEXIST, E_CONFLICT, "%s %s exists and "
+		    "is not a socket; capsuled replaces only a stale socket of "
+		    "its own", what, path);
+	if (st.st_uid != geteuid())
+		return cap_err_set(err, EPERM, E_CONFLICT, "%s %s belongs to "
+		    "uid %u, not to capsuled's uid %u", what, path,
+		    (unsigned)st.st_uid, (unsigned)geteuid());
+	if (util_unix_alive(path))
+		return cap_err_set(err, EADDRINUSE, E_CONFLICT,
+		    "%s %s: something is already listening there", what, path);
+	if (unlink(path) < 0 && errno != ENOENT)
+		return cap_err_set(err, errno, E_INTERNAL, "cannot remove the "
+		    "stale socket %s: %s", path, strerror(errno));
+	return 0;
+}
+
+int
+util_listen_unix_own(const char *path, unsigned mode, struct util_sock *own,
+    const char *what, struct cap_err *err)
+{
+	struct stat st;
+	int fd;
+
+	own->made = 0;
+	if (util_unix_clear_stale(path, what, err) < 0)
+		return -1;
+	if ((fd = util_listen_unix(path, mode, err)) < 0)
+		return -1;
+	if (lstat(path, &st) == 0) {
+		own->dev = st.st_dev;
+		own->ino = st.st_ino;
+		own->made = 1;
+	}
+	return fd;
+}
+
+void
+util_unlink_own(const char *path, struct util_sock *own)
+{
+	struct stat st;
+
+	if (own->made && lstat(path, &st) == 0 && S_ISSOCK(st.st_mode) &&
+	    st.st_dev == own->dev && st.st_ino == own->ino)
+		unlink(path);
+	own->made = 0;
+}
+
 unsigned
 util_host_cpus(void)
 {

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/queue.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 #include "err.h"
@@ -59,6 +60,22 @@ int	util_listen_unix_at(int dirfd, const char *name, unsigned mode,
 int	util_connect_unix_at(int dirfd, const char *name, struct cap_err *err);
 /* 1 if something accepts connections at path, 0 if not (stale/absent). */
 int	util_unix_alive(const char *path);
+/* A Unix socket capsuled made, known by its inode so that capsuled never
+ * removes one someone else put in its place. */
+struct util_sock {
+	int	 made;
+	dev_t	 dev;
+	ino_t	 ino;
+};
+/* Removes a stale socket of capsuled's own at path (its uid, no one
+ * listening); refuses anything else. `what` names the path in errors. */
+int	util_unix_clear_stale(const char *path, const char *what,
+	    struct cap_err *err);
+/* util_unix_clear_stale, then util_listen_unix, remembering it in own. */
+int	util_listen_unix_own(const char *path, unsigned mode,
+	    struct util_sock *own, const char *what, struct cap_err *err);
+/* Unlinks path only if it is still the socket in own. */
+void	util_unlink_own(const char *path, struct util_sock *own);
 /* Host facts for request limits. */
 unsigned util_host_cpus(void);
 uint64_t util_host_memory_mib(void);

@@ -328,6 +328,9 @@ all_gone(const char *vm_id, void *arg)
 	}
 }
 
+/* After detaching, the last words to exec clients get this long to go. */
+static const struct timeval flush_tv = { 0, 200 * 1000 };
+
 static void
 on_signal(evutil_socket_t sig, short what, void *arg)
 {
@@ -342,7 +345,7 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 		log_info("%s: leaving %d VM(s) running for the next capsuled",
 		    strsignal((int)sig), vm_count());
 		vm_detach_all();
-		event_base_loopexit(d.base, NULL);
+		event_base_loopexit(d.base, &flush_tv);
 		return;
 	}
 	if (d.stopping) {
@@ -582,16 +585,25 @@ main(int argc, char *argv[])
 	 * life, so a second capsuled can never touch a live one's VMs. */
 	if (lock_state_dir(env.state_dir) < 0)
 		return 1;
+	/* Before the VMs are taken over, so a bad address changes nothing. */
+	if (d.cur.metrics_listen[0] != '\0' &&
+	    metrics_listen(d.base, d.cur.metrics_listen, &err) < 0) {
+		log_error("%s", err.msg);
+		return 1;
+	}
 	vm_adopt_all();
 
 	ccfg = (struct control_cfg){ d.base, env.hv, &env.caps,
 	    doctor_report };
-	if ((afd = activated_socket()) == -2)
+	if ((afd = activated_socket()) == -2) {
+		metrics_close();
 		return 1;
+	}
 	if (afd >= 0) {
 		d.activated = 1;
 		if (control_listen_fd(&ccfg, afd, &err) < 0) {
 			log_error("%s", err.msg);
+			metrics_close();
 			return 1;
 		}
 	} else {
@@ -602,22 +614,19 @@ main(int argc, char *argv[])
 			*slash = '\0';
 			if (util_mkdir_p(dir, 0755, &err) < 0) {
 				log_error("%s", err.msg);
+				metrics_close();
 				return 1;
 			}
 		}
 		if (control_listen(&ccfg, d.sock, group, &err) < 0) {
 			log_error("%s", err.msg);
+			metrics_close();
 			return 1;
 		}
 	}
 	denv = (struct doctor_env){ env.hv, &env.caps, env.state_dir,
 	    env.image_dir, d.activated ? NULL : d.sock };
 	doctor_init(&denv);
-	if (d.cur.metrics_listen[0] != '\0' &&
-	    metrics_listen(d.base, d.cur.metrics_listen, &err) < 0) {
-		log_error("%s", err.msg);
-		return 1;
-	}
 	for (int i = 0; i < 3; i++) {
 		sigs[i] = evsignal_new(d.base, signums[i], on_signal, NULL);
 		event_add(sigs[i], NULL);

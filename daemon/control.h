@@ -13,7 +13,7 @@
 #include <jansson.h>
 
 /* The Doctor op's report: checks and capabilities (a new object). */
-typedef json_t *control_doctor_fn(void);
+typedef json_t *control_doctor_fn(uid_t uid);
 
 struct control_cfg {
 	struct event_base	*base;

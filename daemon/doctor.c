@@ -95,7 +95,7 @@ check_socket(json_t *a)
 }
 
 json_t *
-doctor_report(void)
+doctor_report(uid_t uid)
 {
 	json_t *r = json_object(), *a = json_array(), *caps = json_object();
 	char imgdir[PATH_MAX];
@@ -128,9 +128,12 @@ doctor_report(void)
 	check(a, "systemd", booted ? CHECK_PASS : CHECK_WARN, "%s", booted ?
 	    "running: socket activation, notify, watchdog and scopes work" :
 	    "not running on this host: capsuled runs as a plain daemon");
+	/* Only the caller's VMs (root: all), as ListVMs shows them. */
 	check(a, "vms", CHECK_PASS, "%d (%d running, %d unresponsive, %d "
-	    "crashed)", vm_count(), vm_count_state(VM_RUNNING),
-	    vm_count_state(VM_UNRESPONSIVE), vm_count_state(VM_CRASHED));
+	    "crashed)", vm_count_visible(uid, -1),
+	    vm_count_visible(uid, VM_RUNNING),
+	    vm_count_visible(uid, VM_UNRESPONSIVE),
+	    vm_count_visible(uid, VM_CRASHED));
 	json_object_set_new(caps, CAP_EXEC_STREAMING, json_true());
 	json_object_set_new(caps, CAP_FILE_DOWNLOAD, json_true());
 	json_object_set_new(caps, CAP_FILE_UPLOAD, json_true());

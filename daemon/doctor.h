@@ -5,6 +5,8 @@
 #ifndef CAPSULE_DOCTOR_H
 #define CAPSULE_DOCTOR_H
 
+#include <sys/types.h>
+
 #include <jansson.h>
 
 #include "hv.h"
@@ -19,6 +21,6 @@ struct doctor_env {
 
 void	doctor_init(const struct doctor_env *e);
 /* {"checks":[{"name","status","message"}...], "capabilities":{...}} */
-json_t	*doctor_report(void);
+json_t	*doctor_report(uid_t uid);
 
 #endif /* CAPSULE_DOCTOR_H */

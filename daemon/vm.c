@@ -204,6 +204,18 @@ vm_count_state(enum vm_state st)
 	return n;
 }
 
+int
+vm_count_visible(uid_t uid, int st)
+{
+	struct vm *vm;
+	int n = 0;
+
+	TAILQ_FOREACH(vm, &vms, entry)
+		if (vm_visible(vm, uid) && (st < 0 || (int)vm->state == st))
+			n++;
+	return n;
+}
+
 static void
 vm_event(const struct vm *vm, const char *event, json_t *fields)
 {
@@ -508,6 +520,23 @@ vm_proxy_agent(void *arg, char *why, size_t len)
 
 static const struct proxy_cbs vm_proxy_cbs = { .agent = vm_proxy_agent };
 
+/* An adopted VM's exec socket starts serving once it is made again and
+ * the agent has answered (or has been given up on, so that callers hear
+ * why); until then connections wait in its backlog. */
+static void
+vm_adopt_serve(struct vm *vm)
+{
+	struct cap_err err;
+
+	if (vm->proxy != NULL || vm->files.proxy < 0 ||
+	    (!vm->agent_ready && vm->state != VM_UNRESPONSIVE))
+		return;
+	vm->proxy = proxy_new(env.base, TAKE_FD(vm->files.proxy), vm->id,
+	    vm->who.uid, &vm_proxy_cbs, vm, &err);
+	if (vm->proxy == NULL)
+		log_warn("vm %s: %s", vm->id, err.msg);
+}
+
 static void
 vm_agent_ready(struct agent *a, uint32_t guest_boot_ms, void *arg)
 {
@@ -524,6 +553,7 @@ vm_agent_ready(struct agent *a, uint32_t guest_boot_ms, void *arg)
 		}
 		log_info("vm %s: its guest agent answers again", vm->id);
 		vm_event(vm, EV_READY, NULL);
+		vm_adopt_serve(vm);
 		return;
 	}
 	if (vm->state != VM_STARTING || vm->failing)
@@ -643,6 +673,7 @@ vm_timer_cb(evutil_socket_t fd, short what, void *arg)
 	if (vm->adopted && !vm->agent_ready && vm->state == VM_RUNNING) {
 		vm_unresponsive(vm, "its guest agent did not answer after "
 		    "capsuled took the VM over");
+		vm_adopt_serve(vm);
 		return;
 	}
 	if (vm->state != VM_STOPPING || vm->exited)
@@ -869,7 +900,7 @@ vm_rebind_done(struct caller_op *ops, size_t n, const struct cap_err *err,
     void *arg)
 {
 	struct vm *vm = arg;
-	struct cap_err perr, rerr;
+	struct cap_err rerr;
 	struct caller_made *m = NULL;
 	const char *name;
 
@@ -892,11 +923,10 @@ vm_rebind_done(struct caller_op *ops, size_t n, const struct cap_err *err,
 			m = &vm->files.made[i];
 	if (m != NULL)
 		m->id = ops[0].id;
-	vm->proxy = proxy_new(env.base, TAKE_FD(ops[0].fd), vm->id,
-	    vm->who.uid, &vm_proxy_cbs, vm, &perr);
+	closep(&vm->files.proxy);
+	vm->files.proxy = TAKE_FD(ops[0].fd);
 	caller_op_close(&ops[0]);
-	if (vm->proxy == NULL)
-		log_warn("vm %s: %s", vm->id, perr.msg);
+	vm_adopt_serve(vm);
 	if (vm_write_record(vm, &rerr) < 0)
 		log_warn("vm %s: %s", vm->id, rerr.msg);
 }

@@ -113,5 +113,7 @@ json_t	*vm_started_json(const struct vm *vm);
 int	vm_count(void);
 /* How many are in state s. */
 int	vm_count_state(enum vm_state s);
+/* How many uid may see (root: all) in state s, or in any state if s < 0. */
+int	vm_count_visible(uid_t uid, int s);
 
 #endif /* CAPSULE_VM_H */

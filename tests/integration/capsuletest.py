@@ -404,9 +404,18 @@ class Daemon:
         _daemons.append(self)
 
     def argv(self):
+        conf = []
+        if "--config" not in self.extra_args:
+            # An empty file of its own: the host's
+            # /etc/capsule/capsuled.conf never reaches a test.
+            path = os.path.join(self.dir, "capsuled.conf")
+            if not os.path.lexists(path):
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL |
+                                 os.O_NOFOLLOW, 0o600))
+            conf = ["--config", path]
         return [CAPSULED, "--socket", self.sock,
                 "--state-dir", self.state, "--image-dir", IMAGE_DIR,
-                "--log-level", "debug"] + self.extra_args
+                "--log-level", "debug"] + conf + self.extra_args
 
     def start(self, timeout=20):
         self.log = open(self.log_path, "ab")

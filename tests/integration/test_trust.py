@@ -134,17 +134,33 @@ def boot_id():
         return f.read().strip()
 
 
+def exec_adopted(proxy, argv, timeout=15):
+    """run_exec on a VM capsuled has just taken over. Its exec socket is
+    made again just after capsuled answers; until then connecting fails.
+    Once it is there, the first command must run: capsuled holds it until
+    the guest agent has said HELLO again."""
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            return ct.run_exec(proxy, argv, timeout=60)
+        except (ConnectionRefusedError, FileNotFoundError):
+            if time.monotonic() > end:
+                raise
+        time.sleep(0.05)
+
+
 # ---- acting as another user ----
 
-def run_as(uid, gid, fn, *args, timeout=120):
+def run_as(uid, gid, fn, *args, timeout=120, groups=()):
     """fn(*args) in a forked child that is uid/gid with no supplementary
-    groups; its JSON-able result comes back through a pipe."""
+    groups (but groups, if given); its JSON-able result comes back through
+    a pipe."""
     rfd, wfd = os.pipe()
     pid = os.fork()
     if pid == 0:
         try:
             os.close(rfd)
-            os.setgroups([])
+            os.setgroups(list(groups))
             os.setresgid(gid, gid, gid)
             os.setresuid(uid, uid, uid)
             out = {"value": fn(*args)}
@@ -840,8 +856,9 @@ class StartupTest(unittest.TestCase):
 
 class StateRecordTest(unittest.TestCase):
     """What a capsuled killed with SIGKILL leaves, and what the next one on
-    the same state dir does with it: it acts on a record only as far as
-    the kernel confirms it."""
+    the same state dir does with it: it takes a VM over, or acts on a
+    record at all, only as far as the kernel confirms it. (The service
+    side of taking over, with more VMs: test_service.)"""
 
     def setUp(self):
         ct.require_build()
@@ -949,6 +966,12 @@ class StateRecordTest(unittest.TestCase):
                           wrong_uid.pid, log)
             self.assertIn("vm %s: its process ran in an earlier boot" %
                           cases["wrong boot"][1]["vm_id"], log)
+            # A format-1 record (no spec) is never taken over, and what it
+            # named is not listed either.
+            self.assertIn("vm %s: recorded by an older capsuled, so it "
+                          "cannot be taken over" % m_rec["vm_id"], log)
+            self.assertNotIn("taken over (", log)
+            self.assertEqual(d.list_vms(), [])
         finally:
             d.stop()
 
@@ -1124,33 +1147,60 @@ class StateRecordTest(unittest.TestCase):
         pd = os.path.join(d.state, "vms", v["vm_id"])
         with open(os.path.join(pd, "vm.json")) as f:
             rec = json.load(f)
-        # What a killed capsuled leaves is a record that matches QEMU.
+        # What a killed capsuled leaves is a record that matches QEMU, with
+        # (format 2) what the next capsuled needs to take the VM over.
+        exe = os.stat("/proc/%d/exe" % qemu)
         self.assertEqual((rec["format"], rec["backend"], rec["vm_id"],
                           rec["pid"], rec["pid_start"], rec["pid_uid"],
-                          rec["owner_uid"], rec["boot_id"]),
-                         (1, "qemu", v["vm_id"], qemu, proc_start(qemu),
-                          proc_uid(qemu), 0, boot_id()), rec)
+                          rec["owner_uid"], rec["owner_gid"],
+                          rec["boot_id"], rec["hv_exe"]["dev"],
+                          rec["hv_exe"]["ino"], rec["spec"]["run_dir"]),
+                         (2, "qemu", v["vm_id"], qemu, proc_start(qemu),
+                          proc_uid(qemu), 0, 0, boot_id(), exe.st_dev,
+                          exe.st_ino, rd), rec)
         self.assertEqual(sorted(m["name"] for m in rec["made"]),
                          ["console.log", "proxy.sock", "rd"], rec)
         # The pid now names an innocent process whose command line even
-        # mentions the VM's run dir, with QEMU's start time or a wrong one.
-        for start in (rec["pid_start"], proc_start(qemu) + 7):
-            with self.subTest(start=start):
+        # mentions the VM's run dir: with QEMU's start time, with a wrong
+        # one, or forged to match it exactly (pid, start time, uid). None
+        # of them is taken over; only the exact one is acted on, as any
+        # record naming a process exactly is, and it is not QEMU.
+        for how in ("qemu's start", "wrong start", "exact"):
+            with self.subTest(how=how):
                 p = self.innocent(rd, v["proxy_socket_path"])
-                forged = dict(rec, pid=p.pid, pid_start=start, pid_uid=0)
+                start = {"qemu's start": rec["pid_start"],
+                         "wrong start": proc_start(qemu) + 7,
+                         "exact": proc_start(p.pid)}[how]
+                forged = dict(rec, pid=p.pid, pid_start=start,
+                              pid_uid=proc_uid(p.pid))
                 if not os.path.isdir(pd):
                     os.mkdir(pd, 0o700)
-                    rec_path = os.path.join(pd, "vm.json")
-                else:
-                    rec_path = os.path.join(pd, "vm.json")
+                rec_path = os.path.join(pd, "vm.json")
+                if os.path.lexists(rec_path):
                     os.unlink(rec_path)
                 write_file(rec_path, json.dumps(forged).encode())
                 d2 = self.successor(d, "records-swap-2")
                 try:
-                    self.assertAlive(p, "a record named it with a start time "
-                                     "that is not its own")
-                    self.assertIn("pid %d now belongs to another process; "
-                                  "not signalling it" % p.pid, d2.log_text())
+                    log = d2.log_text()
+                    self.assertNotIn("taken over (", log)
+                    if how == "exact":
+                        x = d2.vm(v["vm_id"])
+                        self.assertEqual(
+                            (x and x["state"], x and x.get("error")),
+                            ("crashed", "it could not be taken over: pid %d "
+                             "does not run the QEMU binary recorded for it"
+                             % p.pid), x)
+                        self.assertTrue(ct.wait_for(
+                            lambda: not ct.pid_alive(p.pid), 10),
+                            "the process a record names exactly was not "
+                            "ended")
+                    else:
+                        self.assertAlive(p, "a record named it with a "
+                                         "start time that is not its own")
+                        self.assertIn("pid %d now belongs to another "
+                                      "process; not signalling it" % p.pid,
+                                      log)
+                        self.assertEqual(d2.list_vms(), [])
                     # The record no longer names QEMU: it is not killed.
                     self.assertTrue(ct.pid_alive(qemu))
                     self.assertFalse(os.path.lexists(pd))
@@ -1161,7 +1211,125 @@ class StateRecordTest(unittest.TestCase):
         os.kill(qemu, signal.SIGKILL)
         self.assertTrue(ct.wait_for(lambda: not ct.pid_alive(qemu), 10))
 
-    def test_next_daemon_reaps_what_a_killed_one_left(self):
+    def swap_console_log(self, run_dir):
+        """Someone replaces the console log in a run dir with a file of
+        their own. (The new file is made before the old one goes, so it
+        cannot get the old inode number: see the report on inode reuse.)"""
+        con = os.path.join(run_dir, "console.log")
+        old_ino = os.lstat(con).st_ino
+        tmp = write_file(os.path.join(run_dir, ".swap"), b"not capsule's "
+                         b"any more\n", 0o644)
+        os.rename(tmp, con)
+        swapped = snap(con)
+        self.assertNotEqual(swapped["ino"], old_ino)
+        return con, swapped
+
+    def test_next_daemon_takes_over_what_a_killed_one_left(self):
+        d = self.new_daemon("adopt")
+        made = os.path.join(d.dir, "made")
+        pre = os.path.join(d.dir, "pre")
+        os.mkdir(pre, 0o755)
+        keep = write_file(os.path.join(pre, "keep"), b"the caller's\n", 0o644)
+        d.start()
+        v = d.start_vm(run_dir=made, memory_mib=256, serial_ports=["p"])
+        w = d.start_vm(run_dir=pre, memory_mib=256)
+        pids = [v["pid"], w["pid"]]
+        d.proc.kill()
+        d.proc.wait(10)
+        self.assertTrue(all(ct.pid_alive(p) for p in pids),
+                        "QEMU died with capsuled")
+        con, swapped = self.swap_console_log(pre)
+        d2 = self.successor(d, "adopt-2")
+        try:
+            # The same VMs, the same processes.
+            self.assertEqual(
+                sorted((x["vm_id"], x["state"], x["pid"]) for x in
+                       d2.list_vms()),
+                sorted((x["vm_id"], "running", x["pid"]) for x in (v, w)))
+            log = d2.log_text()
+            for x in (v, w):
+                self.assertIn("vm %s: taken over (pid %d, owner uid 0)" %
+                              (x["vm_id"], x["pid"]), log)
+            self.assertIn("vm %s: its console log %s is not the file it "
+                          "was; console output is dropped" %
+                          (w["vm_id"], con), log)
+            self.assertNotIn("killing its qemu process", log)
+            # Both run commands. What the guests write to their consoles:
+            # W's first, then V's, which reaches V's log (so W's had the
+            # same time to reach the file swapped in, and did not).
+            for x in (w, v):
+                mark = "console-%s" % x["vm_id"]
+                r = exec_adopted(x["proxy_socket_path"], [
+                    "sh", "-c", "echo %s > /dev/console; echo ok" % mark])
+                self.assertEqual((r.code, r.stdout), (0, b"ok\n"), r)
+            self.assertTrue(ct.wait_for(lambda: ("console-%s" % v["vm_id"]).
+                                        encode() in snap(os.path.join(
+                                            made, "console.log"))["data"],
+                                        10),
+                            "the adopted VM's console no longer reaches "
+                            "its log: the test cannot tell anything apart")
+            self.assertEqual(snap(con), swapped, "capsuled wrote to a "
+                             "console log that is not the file it made")
+            for x in (v, w):
+                r = d2.request({"op": "StopVM", "vm_id": x["vm_id"]},
+                               timeout=ct.STOP_TIMEOUT)
+                self.assertEqual(r.get("stopped"), [x["vm_id"]], r)
+            self.assertFalse(any(ct.pid_alive(p) for p in pids))
+            self.assertEqual(ct.qemu_procs(d.dir), [])
+            # What capsule made goes; the swapped-in file and the caller's
+            # own stay as they are.
+            self.assertFalse(os.path.lexists(made), "capsule's run dir left")
+            self.assertEqual(sorted(os.listdir(pre)), ["console.log", "keep"])
+            self.assertEqual(snap(con), swapped)
+            self.assertEqual(snap(keep)["data"], b"the caller's\n")
+            self.assertEqual(d2.vms_dir_entries(), [])
+            self.assertEqual(os.listdir(os.path.join(d.state, "run")), [])
+
+            # The new daemon starts VMs too. Without a run dir, the
+            # caller's files go into <state>/run/<id>, a dir of the
+            # owner's (root here), apart from capsuled's private dir.
+            x = d2.start_vm(memory_mib=256)
+            pd = os.path.join(d.state, "vms", x["vm_id"])
+            rd = os.path.join(d.state, "run", x["vm_id"])
+            self.assertEqual((x["run_dir"], x["proxy_socket_path"],
+                              x["console_log_path"]),
+                             (rd, os.path.join(rd, "proxy.sock"),
+                              os.path.join(rd, "console.log")), x)
+            self.assertEqual(sorted(os.listdir(pd)), PRIVATE_FILES)
+            self.assertEqual(sorted(os.listdir(rd)),
+                             ["console.log", "proxy.sock"])
+            # The state dir (0700 until capsuled started) and run/ are
+            # searchable, not listable; the rest is private.
+            for path, kind, mode in (
+                    (d.state, stat.S_IFDIR, 0o711),
+                    (os.path.join(d.state, "run"), stat.S_IFDIR, 0o711),
+                    (os.path.join(d.state, "vms"), stat.S_IFDIR, 0o700),
+                    (pd, stat.S_IFDIR, 0o700),
+                    (os.path.join(pd, "qemu.log"), stat.S_IFREG, 0o600),
+                    (os.path.join(pd, "rootfs.qcow2"), stat.S_IFREG, 0o600),
+                    (os.path.join(pd, "vm.json"), stat.S_IFREG, 0o600),
+                    (rd, stat.S_IFDIR, 0o700),
+                    (os.path.join(rd, "console.log"), stat.S_IFREG, 0o600),
+                    (os.path.join(rd, "proxy.sock"), stat.S_IFSOCK, 0o600)):
+                st = os.lstat(path)
+                self.assertEqual((stat.S_IFMT(st.st_mode),
+                                  stat.S_IMODE(st.st_mode), st.st_uid),
+                                 (kind, mode, 0), path)
+            r = ct.run_exec(x["proxy_socket_path"], ["echo", "fine"])
+            self.assertEqual((r.code, r.stdout), (0, b"fine\n"), r)
+            r = d2.request({"op": "StopVM", "vm_id": x["vm_id"]},
+                           timeout=ct.STOP_TIMEOUT)
+            self.assertEqual(r.get("stopped"), [x["vm_id"]], r)
+            self.assertFalse(os.path.lexists(pd))
+            self.assertFalse(os.path.lexists(rd))
+        finally:
+            d2.stop()
+
+    def test_next_daemon_reaps_what_it_cannot_take_over(self):
+        # A record of an older capsuled (format 1) and one whose process
+        # no longer runs the QEMU binary recorded: both processes are
+        # ended (they are still the ones recorded), what capsule made
+        # goes, and a file swapped in for one of them stays.
         d = self.new_daemon("reap")
         made = os.path.join(d.dir, "made")
         pre = os.path.join(d.dir, "pre")
@@ -1175,16 +1343,18 @@ class StateRecordTest(unittest.TestCase):
         d.proc.wait(10)
         self.assertTrue(all(ct.pid_alive(p) for p in pids),
                         "QEMU died with capsuled")
-        # Someone replaces the console log in the pre-existing dir. (The new
-        # file is made before the old one goes, so it cannot get the old
-        # inode number: see the report on inode reuse.)
-        con = os.path.join(pre, "console.log")
-        old_ino = os.lstat(con).st_ino
-        tmp = write_file(os.path.join(pre, ".swap"), b"not capsule's any "
-                         b"more\n", 0o644)
-        os.rename(tmp, con)
-        swapped = snap(con)
-        self.assertNotEqual(swapped["ino"], old_ino)
+        con, swapped = self.swap_console_log(pre)
+        for x, change in (
+                (v, lambda r: {k: val for k, val in r.items() if k not in (
+                    "spec", "owner_gid", "owner_groups", "hv_exe",
+                    "console")} | {"format": 1}),
+                (w, lambda r: dict(r, hv_exe=dict(
+                    r["hv_exe"], ino=r["hv_exe"]["ino"] + 1)))):
+            path = os.path.join(d.state, "vms", x["vm_id"], "vm.json")
+            with open(path) as f:
+                rec = json.load(f)
+            os.unlink(path)
+            write_file(path, json.dumps(change(rec)).encode())
         t0 = time.monotonic()
         d2 = self.successor(d, "reap-2")
         try:
@@ -1200,32 +1370,27 @@ class StateRecordTest(unittest.TestCase):
             self.assertEqual(snap(con), swapped)
             self.assertEqual(snap(keep)["data"], b"the caller's\n")
             self.assertEqual(d2.vms_dir_entries(), [])
+            self.assertEqual(os.listdir(os.path.join(d.state, "run")), [])
             log = d2.log_text()
+            self.assertNotIn("taken over (", log)
+            self.assertIn("vm %s: recorded by an older capsuled, so it "
+                          "cannot be taken over" % v["vm_id"], log)
             for x in (v, w):
                 self.assertIn("vm %s: killing its qemu process %d" %
                               (x["vm_id"], x["pid"]), log)
             self.assertIn("%s/console.log is no longer what capsule made; "
                           "left alone" % pre, log)
-            # The new daemon works. Without a run dir, the caller's files
-            # are in the private dir too, as private as the rest.
-            x = d2.start_vm(memory_mib=256)
-            pd = os.path.join(d.state, "vms", x["vm_id"])
-            self.assertEqual(x["run_dir"], pd, x)
-            self.assertEqual(sorted(os.listdir(pd)), sorted(
-                PRIVATE_FILES + ["console.log", "proxy.sock"]))
-            for name, kind in (("", stat.S_IFDIR), ("console.log",
-                               stat.S_IFREG), ("proxy.sock", stat.S_IFSOCK),
-                               ("qemu.log", stat.S_IFREG),
-                               ("rootfs.qcow2", stat.S_IFREG)):
-                st = os.lstat(os.path.join(pd, name))
-                self.assertEqual((stat.S_IFMT(st.st_mode),
-                                  stat.S_IMODE(st.st_mode) & 0o077,
-                                  st.st_uid), (kind, 0, 0), name)
-            r = ct.run_exec(x["proxy_socket_path"], ["echo", "fine"])
-            self.assertEqual((r.code, r.stdout), (0, b"fine\n"), r)
-            r = d2.request({"op": "StopVM", "vm_id": x["vm_id"]},
+            # The one that could not be taken over is listed as crashed,
+            # saying why, until StopVM; the older record is not listed.
+            why = ("it could not be taken over: pid %d does not run the "
+                   "QEMU binary recorded for it" % w["pid"])
+            self.assertEqual([(x["vm_id"], x["state"], x.get("error"))
+                              for x in d2.list_vms()],
+                             [(w["vm_id"], "crashed", why)])
+            r = d2.request({"op": "StopVM", "vm_id": w["vm_id"]},
                            timeout=ct.STOP_TIMEOUT)
-            self.assertEqual(r.get("stopped"), [x["vm_id"]], r)
+            self.assertEqual(r.get("stopped"), [w["vm_id"]], r)
+            self.assertEqual(d2.list_vms(), [])
         finally:
             d2.stop()
 

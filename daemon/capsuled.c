@@ -38,6 +38,7 @@
 #include "proto.h"
 #include "util.h"
 #include "vm.h"
+#include "vmadopt.h"
 
 #define STATUS_EVERY_S	5
 
@@ -344,14 +345,14 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 		 * them over (a VM still starting is ended). */
 		log_info("%s: leaving %d VM(s) running for the next capsuled",
 		    strsignal((int)sig), vm_count());
-		vm_detach_all();
+		vmadopt_detach_all();
 		event_base_loopexit(d.base, &flush_tv);
 		return;
 	}
 	if (d.stopping) {
 		log_warn("second %s: leaving the VMs still stopping as they "
 		    "are", strsignal((int)sig));
-		vm_detach_all();
+		vmadopt_detach_all();
 		event_base_loopbreak(d.base);
 		return;
 	}
@@ -591,7 +592,7 @@ main(int argc, char *argv[])
 		log_error("%s", err.msg);
 		return 1;
 	}
-	vm_adopt_all();
+	vmadopt_all();
 
 	ccfg = (struct control_cfg){ d.base, env.hv, &env.caps,
 	    doctor_report };

@@ -4,8 +4,9 @@
  * The parts a VM is made of live elsewhere: its configuration (vmspec.c),
  * its files (vmfiles.c), its persisted record (record.c), the hypervisor
  * (hv/), the agent channel (agent.c), the exec socket (proxy.c) and its
- * capped logs (sink.c). This file starts them in order, reacts to what
- * they report, and takes them down again.
+ * capped logs (sink.c); taking VMs over from an earlier daemon is
+ * vmadopt.c's. This file starts them in order, reacts to what they
+ * report, and takes them down again.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -27,18 +28,17 @@
 #include "procid.h"
 #include "proto.h"
 #include "proxy.h"
-#include "reap.h"
 #include "record.h"
 #include "sink.h"
 #include "util.h"
 #include "vm.h"
 #include "vmfiles.h"
+#include "vmpriv.h"
 #include "vmspec.h"
 
 #define VM_SHUTDOWN_GRACE_S	10	/* agent syncs and powers off */
 #define VM_QUIT_GRACE_S		5	/* QMP quit, then SIGKILL */
 #define VM_CHAN_LOST_GRACE_S	2	/* channel gone: is QEMU exiting? */
-#define VM_ADOPT_HELLO_S	10	/* taken over: HELLO again by then */
 #define VM_CONSOLE_TAIL		1536
 #define VM_HV_LOG		"qemu.log"	/* the hypervisor's messages */
 #define VM_HV_LOG_MAX		(1024 * 1024)
@@ -50,65 +50,12 @@
 _Static_assert(CTL_MAX_SERIAL_PORTS <= HV_MAX_SERIAL_PORTS,
     "every backend must take as many serial ports as StartVM allows");
 
-struct vm_waiter {
-	vm_gone_cb	 cb;
-	void		*arg;
+struct vm_core vm_core = {
+	.limits = { .console_max = 10 * 1024 * 1024 },
+	.vms = TAILQ_HEAD_INITIALIZER(vm_core.vms),
+	.vms_fd = -1,
+	.run_fd = -1,
 };
-
-struct vm {
-	TAILQ_ENTRY(vm)	 entry;
-	char		 id[37];
-	enum vm_state	 state;
-	uint64_t	 owner;		/* the control connection's id */
-	struct caller	 who;		/* who asked for it */
-	struct vm_spec	 spec;
-	struct vm_files	 files;
-	int		 files_busy;	/* vmfiles_open in flight */
-	int		 have_files;
-
-	struct hv_vm	*hv;
-	uid_t		 uid;		/* the hypervisor's, 0 if unchanged */
-	struct procid	 proc;
-	int		 exited;
-	struct hv_exit	 exit;
-	long long	 created_at;
-	uint64_t	 t0, t_spawn, t_ready;
-	uint32_t	 guest_boot_ms;
-
-	struct agent	*agent;
-	int		 agent_ready;	/* HELLO seen on this channel */
-	int		 adopted;	/* taken over from an earlier daemon */
-	struct caller_job *rebind;	/* adopted: making the exec socket */
-	struct caller_op rebind_op;
-	struct caller_ident console_id;	/* the console log file */
-	struct proxy	*proxy;
-	struct sink	*console;
-	struct sink	*hvlog;
-	struct event	*timer;
-	int		 stop_phase;	/* 0 shutdown sent, 1 quit sent */
-	char		 chan_error[512]; /* agent channel failed while running */
-	int		 failing;	/* will end as crashed / failed start */
-	int		 silent;	/* the agent stopped answering */
-	int		 paused;	/* QEMU paused the guest */
-
-	vm_start_cb	 start_cb;
-	void		*start_arg;
-	struct cap_err	 start_err;
-	struct vm_waiter *waiters;
-	size_t		 nwaiters;
-	char		 error[1024];	/* why it crashed or hangs */
-};
-
-static struct vm_env env;
-static struct vm_limits limits = {
-	.console_max = 10 * 1024 * 1024,
-};
-static TAILQ_HEAD(, vm) vms = TAILQ_HEAD_INITIALIZER(vms);
-static int vms_fd = -1;		/* <state>/vms */
-static int run_fd = -1;		/* <state>/run */
-static int shutting_down;	/* no new VMs once the daemon is stopping */
-
-static void	vm_timer_cb(evutil_socket_t, short, void *);
 
 /* Makes or opens one of capsuled's directories in the state dir: it must
  * be capsuled's, a directory (not a link), and writable by it alone. */
@@ -119,7 +66,7 @@ vm_state_subdir(const char *name, mode_t mode, struct cap_err *err)
 	struct stat st;
 	int fd;
 
-	if (snprintf(dir, sizeof(dir), "%s/%s", env.state_dir, name) >=
+	if (snprintf(dir, sizeof(dir), "%s/%s", vm_core.env.state_dir, name) >=
 	    (int)sizeof(dir))
 		return cap_err_set(err, ENAMETOOLONG, E_INVALID_ARGUMENT,
 		    "state directory path is too long");
@@ -154,21 +101,19 @@ vm_init(const struct vm_env *e, struct cap_err *err)
 {
 	int fd;
 
-	env = *e;
-	if ((vms_fd = vm_state_subdir(VMSPEC_PRIVATE, 0700, err)) < 0)
-		return vms_fd;
+	vm_core.env = *e;
+	if ((vm_core.vms_fd = vm_state_subdir(VMSPEC_PRIVATE, 0700, err)) < 0)
+		return vm_core.vms_fd;
 	if ((fd = vm_state_subdir(VMSPEC_PUBLIC, 0711, err)) < 0)
 		return fd;
-	run_fd = fd;
+	vm_core.run_fd = fd;
 	return 0;
 }
-
-
 
 void
 vm_set_limits(const struct vm_limits *l)
 {
-	limits = *l;
+	vm_core.limits = *l;
 }
 
 void
@@ -176,8 +121,8 @@ vm_ctl_limits(struct ctl_limits *l)
 {
 	l->max_vcpus = util_host_cpus();
 	l->max_memory_mib = util_host_memory_mib();
-	l->default_vcpus = limits.default_vcpus;
-	l->default_memory_mib = limits.default_memory_mib;
+	l->default_vcpus = vm_core.limits.default_vcpus;
+	l->default_memory_mib = vm_core.limits.default_memory_mib;
 }
 
 int
@@ -198,7 +143,7 @@ vm_count_state(enum vm_state st)
 	struct vm *vm;
 	int n = 0;
 
-	TAILQ_FOREACH(vm, &vms, entry)
+	TAILQ_FOREACH(vm, &vm_core.vms, entry)
 		if (vm->state == st)
 			n++;
 	return n;
@@ -210,13 +155,13 @@ vm_count_visible(uid_t uid, int st)
 	struct vm *vm;
 	int n = 0;
 
-	TAILQ_FOREACH(vm, &vms, entry)
+	TAILQ_FOREACH(vm, &vm_core.vms, entry)
 		if (vm_visible(vm, uid) && (st < 0 || (int)vm->state == st))
 			n++;
 	return n;
 }
 
-static void
+void
 vm_event(const struct vm *vm, const char *event, json_t *fields)
 {
 	events_emit(event, vm->id, vm->who.uid, fields);
@@ -234,7 +179,7 @@ vm_check_quota(const struct caller *who, unsigned vcpus, uint64_t mem,
 
 	if (who->uid == 0)
 		return 0;
-	TAILQ_FOREACH(vm, &vms, entry) {
+	TAILQ_FOREACH(vm, &vm_core.vms, entry) {
 		if (vm->who.uid != who->uid || vm->state == VM_STOPPED ||
 		    vm->state == VM_CRASHED)
 			continue;
@@ -242,19 +187,19 @@ vm_check_quota(const struct caller *who, unsigned vcpus, uint64_t mem,
 		cpus += vm->spec.vcpus;
 		mib += vm->spec.memory_mib;
 	}
-	if (limits.user_max_vms > 0 && n > limits.user_max_vms)
+	if (vm_core.limits.user_max_vms > 0 && n > vm_core.limits.user_max_vms)
 		return cap_err_set(err, EDQUOT, E_LIMIT, "uid %u may run at most "
 		    "%u VMs at once (user_max_vms) and runs %u", (unsigned)
-		    who->uid, limits.user_max_vms, n - 1);
-	if (limits.user_max_vcpus > 0 && cpus > limits.user_max_vcpus)
+		    who->uid, vm_core.limits.user_max_vms, n - 1);
+	if (vm_core.limits.user_max_vcpus > 0 && cpus > vm_core.limits.user_max_vcpus)
 		return cap_err_set(err, EDQUOT, E_LIMIT, "uid %u may use at most "
 		    "%u vCPUs at once (user_max_vcpus); this VM would make it "
-		    "%u", (unsigned)who->uid, limits.user_max_vcpus, cpus);
-	if (limits.user_max_memory_mib > 0 && mib > limits.user_max_memory_mib)
+		    "%u", (unsigned)who->uid, vm_core.limits.user_max_vcpus, cpus);
+	if (vm_core.limits.user_max_memory_mib > 0 && mib > vm_core.limits.user_max_memory_mib)
 		return cap_err_set(err, EDQUOT, E_LIMIT, "uid %u may use at most "
 		    "%llu MiB of VM memory at once (user_max_memory_mib); this "
 		    "VM would make it %llu", (unsigned)who->uid,
-		    (unsigned long long)limits.user_max_memory_mib,
+		    (unsigned long long)vm_core.limits.user_max_memory_mib,
 		    (unsigned long long)mib);
 	return 0;
 }
@@ -290,7 +235,7 @@ vm_find(const char *id)
 {
 	struct vm *vm;
 
-	TAILQ_FOREACH(vm, &vms, entry)
+	TAILQ_FOREACH(vm, &vm_core.vms, entry)
 		if (strcmp(vm->id, id) == 0)
 			return vm;
 	return NULL;
@@ -302,12 +247,12 @@ vm_count(void)
 	struct vm *vm;
 	int n = 0;
 
-	TAILQ_FOREACH(vm, &vms, entry)
+	TAILQ_FOREACH(vm, &vm_core.vms, entry)
 		n++;
 	return n;
 }
 
-static void
+void
 vm_free(struct vm *vm)
 {
 	if (vm->timer != NULL)
@@ -358,7 +303,7 @@ vm_describe_failure(struct vm *vm, const char *what, char *buf, size_t len)
 	n = snprintf(buf, len, "%s", what);
 	if (qlog[0] && n >= 0 && (size_t)n < len)
 		n += snprintf(buf + n, len - (size_t)n, "; %s said: %s",
-		    env.hv->name, qlog);
+		    vm_core.env.hv->name, qlog);
 	if (n >= 0 && (size_t)n < len)
 		snprintf(buf + n, len - (size_t)n, "; guest console (%s) "
 		    "ends with: %s", vm->spec.console_path, con[0] ? con :
@@ -367,7 +312,7 @@ vm_describe_failure(struct vm *vm, const char *what, char *buf, size_t len)
 
 /* Releases everything the VM holds but its entry: channel, exec socket,
  * logs, hypervisor, files. The record itself stays until vm_remove. */
-static void
+void
 vm_release(struct vm *vm, const char *why)
 {
 	if (vm->timer != NULL)
@@ -381,7 +326,7 @@ vm_release(struct vm *vm, const char *why)
 		vm->proxy = NULL;
 	}
 	if (vm->hv != NULL) {
-		env.hv->free(vm->hv);
+		vm_core.env.hv->free(vm->hv);
 		vm->hv = NULL;
 	}
 	sink_free(vm->console);
@@ -403,7 +348,7 @@ vm_remove(struct vm *vm)
 	size_t n = vm->nwaiters;
 	char id[37];
 
-	TAILQ_REMOVE(&vms, vm, entry);
+	TAILQ_REMOVE(&vm_core.vms, vm, entry);
 	memcpy(id, vm->id, sizeof(id));
 	vm->waiters = NULL;
 	vm_free(vm);
@@ -430,7 +375,7 @@ vm_add_waiter(struct vm *vm, vm_gone_cb cb, void *arg)
 	vm->nwaiters++;
 }
 
-static void
+void
 vm_arm_timer(struct vm *vm, unsigned seconds)
 {
 	struct timeval tv = { .tv_sec = seconds };
@@ -439,7 +384,7 @@ vm_arm_timer(struct vm *vm, unsigned seconds)
 }
 
 /* Tells the start's requester, once. */
-static void
+void
 vm_report_start(struct vm *vm, const struct cap_err *err)
 {
 	vm_start_cb cb = vm->start_cb;
@@ -475,7 +420,7 @@ vm_fail_start(struct vm *vm, const char *code, const char *what)
 	log_warn("vm %s: start failed: %s", vm->id, msg);
 	vm->state = VM_STOPPING;
 	if (!vm->exited)
-		env.hv->kill(vm->hv);
+		vm_core.env.hv->kill(vm->hv);
 }
 
 /* The VM cannot go on: end its execs with why, and its process. */
@@ -491,8 +436,8 @@ vm_fail_running(struct vm *vm, const char *why)
 	if (vm->agent != NULL)
 		agent_end_streams(vm->agent, why);
 	vm->stop_phase = 1;
-	if (env.hv->quit(vm->hv, NULL) < 0)
-		env.hv->kill(vm->hv);
+	if (vm_core.env.hv->quit(vm->hv, NULL) < 0)
+		vm_core.env.hv->kill(vm->hv);
 	vm_arm_timer(vm, VM_QUIT_GRACE_S);
 }
 
@@ -518,24 +463,7 @@ vm_proxy_agent(void *arg, char *why, size_t len)
 	return NULL;
 }
 
-static const struct proxy_cbs vm_proxy_cbs = { .agent = vm_proxy_agent };
-
-/* An adopted VM's exec socket starts serving once it is made again and
- * the agent has answered (or has been given up on, so that callers hear
- * why); until then connections wait in its backlog. */
-static void
-vm_adopt_serve(struct vm *vm)
-{
-	struct cap_err err;
-
-	if (vm->proxy != NULL || vm->files.proxy < 0 ||
-	    (!vm->agent_ready && vm->state != VM_UNRESPONSIVE))
-		return;
-	vm->proxy = proxy_new(env.base, TAKE_FD(vm->files.proxy), vm->id,
-	    vm->who.uid, &vm_proxy_cbs, vm, &err);
-	if (vm->proxy == NULL)
-		log_warn("vm %s: %s", vm->id, err.msg);
-}
+const struct proxy_cbs vm_proxy_cbs = { .agent = vm_proxy_agent };
 
 static void
 vm_agent_ready(struct agent *a, uint32_t guest_boot_ms, void *arg)
@@ -553,13 +481,13 @@ vm_agent_ready(struct agent *a, uint32_t guest_boot_ms, void *arg)
 		}
 		log_info("vm %s: its guest agent answers again", vm->id);
 		vm_event(vm, EV_READY, NULL);
-		vm_adopt_serve(vm);
+		vmadopt_serve(vm);
 		return;
 	}
 	if (vm->state != VM_STARTING || vm->failing)
 		return;
 	vm->guest_boot_ms = guest_boot_ms;
-	vm->proxy = proxy_new(env.base, TAKE_FD(vm->files.proxy), vm->id,
+	vm->proxy = proxy_new(vm_core.env.base, TAKE_FD(vm->files.proxy), vm->id,
 	    vm->who.uid, &vm_proxy_cbs, vm, &err);
 	if (vm->proxy == NULL) {
 		vm_fail_start(vm, err.code, err.msg);
@@ -569,7 +497,7 @@ vm_agent_ready(struct agent *a, uint32_t guest_boot_ms, void *arg)
 	vm->t_ready = util_now_ms();
 	vm->state = VM_RUNNING;
 	log_info("vm %s: running (pid %d, %s, ready in %llu ms)", vm->id,
-	    (int)vm->proc.pid, hv_accel_name(env.caps.accel),
+	    (int)vm->proc.pid, hv_accel_name(vm_core.env.caps.accel),
 	    (unsigned long long)(vm->t_ready - vm->t0));
 	vm_event(vm, EV_READY, json_pack("{s:I}", T_VM_READY,
 	    (json_int_t)(vm->t_ready - vm->t0)));
@@ -644,14 +572,14 @@ vm_agent_heard(struct agent *a, void *arg)
 	vm_responsive(vm);
 }
 
-static const struct agent_cbs vm_agent_cbs = {
+const struct agent_cbs vm_agent_cbs = {
 	.ready = vm_agent_ready,
 	.failed = vm_agent_failed,
 	.silent = vm_agent_silent,
 	.heard = vm_agent_heard,
 };
 
-static void
+void
 vm_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct vm *vm = arg;
@@ -673,7 +601,7 @@ vm_timer_cb(evutil_socket_t fd, short what, void *arg)
 	if (vm->adopted && !vm->agent_ready && vm->state == VM_RUNNING) {
 		vm_unresponsive(vm, "its guest agent did not answer after "
 		    "capsuled took the VM over");
-		vm_adopt_serve(vm);
+		vmadopt_serve(vm);
 		return;
 	}
 	if (vm->state != VM_STOPPING || vm->exited)
@@ -681,15 +609,15 @@ vm_timer_cb(evutil_socket_t fd, short what, void *arg)
 	if (vm->stop_phase == 0) {
 		log_warn("vm %s: guest did not power off within %d s; "
 		    "asking %s to quit", vm->id, VM_SHUTDOWN_GRACE_S,
-		    env.hv->name);
+		    vm_core.env.hv->name);
 		vm->stop_phase = 1;
-		if (env.hv->quit(vm->hv, NULL) < 0)
-			env.hv->kill(vm->hv);
+		if (vm_core.env.hv->quit(vm->hv, NULL) < 0)
+			vm_core.env.hv->kill(vm->hv);
 		vm_arm_timer(vm, VM_QUIT_GRACE_S);
 	} else {
 		log_warn("vm %s: %s did not quit within %d s; killing pid %d",
-		    vm->id, env.hv->name, VM_QUIT_GRACE_S, (int)vm->proc.pid);
-		env.hv->kill(vm->hv);
+		    vm->id, vm_core.env.hv->name, VM_QUIT_GRACE_S, (int)vm->proc.pid);
+		vm_core.env.hv->kill(vm->hv);
 	}
 }
 
@@ -702,7 +630,7 @@ vm_free_uid(void)
 		struct vm *vm;
 		int taken = 0;
 
-		TAILQ_FOREACH(vm, &vms, entry)
+		TAILQ_FOREACH(vm, &vm_core.vms, entry)
 			if (vm->uid == u)
 				taken = 1;
 		if (!taken)
@@ -711,7 +639,7 @@ vm_free_uid(void)
 	return 0;
 }
 
-static int
+int
 vm_write_record(struct vm *vm, struct cap_err *err)
 {
 	struct record r;
@@ -720,7 +648,7 @@ vm_write_record(struct vm *vm, struct cap_err *err)
 
 	memset(&r, 0, sizeof(r));
 	memcpy(r.vm_id, vm->id, sizeof(r.vm_id));
-	snprintf(r.backend, sizeof(r.backend), "%s", env.hv->name);
+	snprintf(r.backend, sizeof(r.backend), "%s", vm_core.env.hv->name);
 	if (procid_boot_id(r.boot_id) < 0)
 		snprintf(r.boot_id, sizeof(r.boot_id), "%s",
 		    "00000000-0000-0000-0000-000000000000");
@@ -750,7 +678,7 @@ vm_write_record(struct vm *vm, struct cap_err *err)
 	memcpy(r.owner_groups, vm->who.groups,
 	    vm->who.ngroups * sizeof(gid_t));
 	if (vm->hv != NULL)
-		env.hv->exe(vm->hv, &r.hv_exe.dev, &r.hv_exe.ino);
+		vm_core.env.hv->exe(vm->hv, &r.hv_exe.dev, &r.hv_exe.ino);
 	r.console = vm->console_id;
 	rc = record_write(vm->files.private_fd, &r, err);
 	return rc;
@@ -770,8 +698,8 @@ vm_open_hvlog(struct vm *vm, int log_fd, struct cap_err *err)
 		return cap_err_set(err, errno, E_INTERNAL, "cannot create %s: "
 		    "%s", VM_HV_LOG, strerror(errno));
 	}
-	snprintf(what, sizeof(what), "vm %.8s %s log", vm->id, env.hv->name);
-	if ((vm->hvlog = sink_new(env.base, log_fd, fd, VM_HV_LOG_MAX,
+	snprintf(what, sizeof(what), "vm %.8s %s log", vm->id, vm_core.env.hv->name);
+	if ((vm->hvlog = sink_new(vm_core.env.base, log_fd, fd, VM_HV_LOG_MAX,
 	    what)) == NULL)
 		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
 	return 0;
@@ -780,7 +708,7 @@ vm_open_hvlog(struct vm *vm, int log_fd, struct cap_err *err)
 static void	vm_hv_exited(void *arg, const struct hv_exit *ex);
 static void	vm_hv_event(void *arg, enum hv_event ev, const char *detail);
 
-static const struct hv_cbs vm_hv_cbs = {
+const struct hv_cbs vm_hv_cbs = {
 	.exited = vm_hv_exited,
 	.event = vm_hv_event,
 };
@@ -803,7 +731,7 @@ vm_files_done(struct vm_files *f, const struct cap_err *ferr, void *arg)
 		return;
 	}
 	vm->have_files = 1;
-	if (shutting_down) {
+	if (vm_core.shutting_down) {
 		cap_err_set(&err, ECANCELED, E_VM_FAILED, "StopVM was "
 		    "requested while the VM was starting");
 		vm_abort_start(vm, &err);
@@ -834,13 +762,13 @@ vm_files_done(struct vm_files *f, const struct cap_err *ferr, void *arg)
 	cfg.uid = vm->uid;
 	cfg.gid = (gid_t)vm->uid;
 	scope = vmlimits_use_scope();
-	if (!scope && limits.vm_memory_overhead_mib > 0)
+	if (!scope && vm_core.limits.vm_memory_overhead_mib > 0)
 		cfg.rlimit_as_mib = vm->spec.memory_mib +
-		    limits.vm_memory_overhead_mib;
+		    vm_core.limits.vm_memory_overhead_mib;
 	/* Tasks of its uid: each VM has its own only as root. */
 	if (!scope && vm->uid != 0)
-		cfg.rlimit_nproc = limits.vm_tasks_max;
-	if ((r = env.hv->start(env.base, &cfg, &vm_hv_cbs, vm, &vm->hv, &ch,
+		cfg.rlimit_nproc = vm_core.limits.vm_tasks_max;
+	if ((r = vm_core.env.hv->start(vm_core.env.base, &cfg, &vm_hv_cbs, vm, &vm->hv, &ch,
 	    &err)) < 0) {
 		vm_abort_start(vm, &err);
 		return;
@@ -855,18 +783,18 @@ vm_files_done(struct vm_files *f, const struct cap_err *ferr, void *arg)
 		closep(&f->ports[i]);
 	/* Its identity for the record: the uid is the one it runs as once
 	 * it has dropped root (-runas), moments from now. */
-	if (procid_read(env.hv->pid(vm->hv), &vm->proc) < 0)
-		vm->proc.pid = env.hv->pid(vm->hv);
+	if (procid_read(vm_core.env.hv->pid(vm->hv), &vm->proc) < 0)
+		vm->proc.pid = vm_core.env.hv->pid(vm->hv);
 	vm->proc.uid = vm->uid != 0 ? vm->uid : geteuid();
 	snprintf(what, sizeof(what), "vm %.8s console log", vm->id);
 	caller_ident_at(f->console, "", &vm->console_id, NULL);
-	vm->console = sink_new(env.base, ch.console, TAKE_FD(f->console),
+	vm->console = sink_new(vm_core.env.base, ch.console, TAKE_FD(f->console),
 	    vm->spec.console_max, what);
-	vm->agent = agent_new(env.base, ch.agent, &vm_agent_cbs, vm);
+	vm->agent = agent_new(vm_core.env.base, ch.agent, &vm_agent_cbs, vm);
 	log_info("vm %s: starting (pid %d, %u vCPU, %llu MiB, %s)", vm->id,
 	    (int)vm->proc.pid, vm->spec.vcpus,
 	    (unsigned long long)vm->spec.memory_mib,
-	    hv_accel_name(env.caps.accel));
+	    hv_accel_name(vm_core.env.caps.accel));
 	vm_event(vm, EV_STARTED, json_pack("{s:i}", J_PID, (int)vm->proc.pid));
 	if (vm->console == NULL || vm->agent == NULL) {
 		if (vm->agent == NULL)
@@ -881,313 +809,28 @@ vm_files_done(struct vm_files *f, const struct cap_err *ferr, void *arg)
 		return;
 	}
 	/* Limits the admin asked for are not optional. */
-	if (scope && (limits.vm_memory_overhead_mib > 0 ||
-	    limits.vm_cpu_quota > 0 || limits.vm_tasks_max > 0) &&
-	    vmlimits_scope(env.hv->pid(vm->hv), vm->id,
-	    limits.vm_memory_overhead_mib > 0 ? vm->spec.memory_mib +
-	    limits.vm_memory_overhead_mib : 0, limits.vm_cpu_quota,
-	    limits.vm_tasks_max, &err) < 0) {
+	if (scope && (vm_core.limits.vm_memory_overhead_mib > 0 ||
+	    vm_core.limits.vm_cpu_quota > 0 || vm_core.limits.vm_tasks_max > 0) &&
+	    vmlimits_scope(vm_core.env.hv->pid(vm->hv), vm->id,
+	    vm_core.limits.vm_memory_overhead_mib > 0 ? vm->spec.memory_mib +
+	    vm_core.limits.vm_memory_overhead_mib : 0, vm_core.limits.vm_cpu_quota,
+	    vm_core.limits.vm_tasks_max, &err) < 0) {
 		vm_fail_start(vm, err.code, err.msg);
 		return;
 	}
 	vm_arm_timer(vm, vm->spec.launch_seconds);
 }
 
-/* ---- VMs an earlier daemon left running ---- */
-
-static void
-vm_rebind_done(struct caller_op *ops, size_t n, const struct cap_err *err,
-    void *arg)
-{
-	struct vm *vm = arg;
-	struct cap_err rerr;
-	struct caller_made *m = NULL;
-	const char *name;
-
-	vm->rebind = NULL;
-	if (err != NULL) {
-		snprintf(vm->error, sizeof(vm->error), "its exec socket could "
-		    "not be made again after capsuled restarted: %.900s",
-		    err->msg);
-		log_warn("vm %s: %s", vm->id, vm->error);
-		return;
-	}
-	/* The made entry for the socket now names the new one. */
-	name = caller_basename(vm->spec.proxy_path);
-	for (size_t i = 0; name != NULL && i < vm->files.nmade; i++)
-		if (vm->files.made[i].type == S_IFSOCK &&
-		    strcmp(vm->files.made[i].name, name) == 0 &&
-		    vm->files.made[i].dir_fd >= 0 &&
-		    caller_ident_same(&vm->files.made[i].dir_id,
-		    &ops[0].dir_id))
-			m = &vm->files.made[i];
-	if (m != NULL)
-		m->id = ops[0].id;
-	closep(&vm->files.proxy);
-	vm->files.proxy = TAKE_FD(ops[0].fd);
-	caller_op_close(&ops[0]);
-	vm_adopt_serve(vm);
-	if (vm_write_record(vm, &rerr) < 0)
-		log_warn("vm %s: %s", vm->id, rerr.msg);
-}
-
-/* Makes the exec socket again, as its owner (the old one's listener went
- * with the old daemon); replaces the stale socket only if it is still
- * the one recorded. */
-static void
-vm_rebind(struct vm *vm)
-{
-	const char *name = caller_basename(vm->spec.proxy_path);
-	struct caller_op *op = &vm->rebind_op;
-	struct cap_err err;
-
-	caller_op_init(op, CALLER_BIND, J_PROXY_SOCKET_PATH,
-	    vm->spec.proxy_path, -1);
-	for (size_t i = 0; name != NULL && i < vm->files.nmade; i++)
-		if (vm->files.made[i].type == S_IFSOCK &&
-		    strcmp(vm->files.made[i].name, name) == 0) {
-			op->replace_set = 1;
-			op->replace = vm->files.made[i].id;
-		}
-	vm->rebind = caller_run(env.base, &vm->who, op, 1, vm_rebind_done, vm,
-	    &err);
-	if (vm->rebind == NULL)
-		log_warn("vm %s: %s", vm->id, err.msg);
-}
-
-/* The console log, opened again by its recorded path: only if it is
- * still the very file recorded (a link or another file put there in the
- * meantime is never written). */
-static int
-vm_reopen_console(struct vm *vm, const struct caller_ident *want)
-{
-	struct caller_ident now;
-	struct stat st;
-	int fd;
-
-	fd = open(vm->spec.console_path, O_RDWR | O_NOFOLLOW | O_NONBLOCK |
-	    O_NOCTTY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
-	    caller_ident_at(fd, "", &now, NULL) < 0 ||
-	    !caller_ident_same(&now, want)) {
-		close(fd);
-		return -ESTALE;
-	}
-	fcntl(fd, F_SETFL, 0);
-	vm->console_id = now;
-	return fd;
-}
-
-/* A record whose VM cannot be served: listed as crashed until StopVM. */
-static void
-vm_list_gone(struct record *r, const char *why)
-{
-	struct vm *vm;
-
-	if ((vm = calloc(1, sizeof(*vm))) == NULL)
-		return;
-	memcpy(vm->id, r->vm_id, sizeof(vm->id));
-	vm->state = VM_CRASHED;
-	vm->who.uid = r->owner_uid;
-	vm->who.gid = r->owner_gid;
-	vm->proc = r->proc;
-	vm->created_at = r->created_at;
-	vm->exited = 1;
-	vm->spec = r->spec;
-	r->have_spec = 0;
-	vm->timer = evtimer_new(env.base, vm_timer_cb, vm);
-	snprintf(vm->error, sizeof(vm->error), "%.1000s", why);
-	log_warn("vm %s: %s", vm->id, vm->error);
-	vm_event(vm, EV_CRASHED, json_pack("{s:s}", J_ERROR, vm->error));
-	TAILQ_INSERT_TAIL(&vms, vm, entry);
-}
-
-/* Not taken over after all: the spec goes back to the record. Made
- * entries stay with the record too (reap.c removes them). */
-static void
-vm_give_back(struct vm *vm, struct record *r)
-{
-	r->spec = vm->spec;
-	r->have_spec = 1;
-	memset(&vm->spec, 0, sizeof(vm->spec));
-	vm_free(vm);
-}
-
-static int
-vm_adopt(struct record *r, int private_fd, int alive, void *arg)
-{
-	struct caller_made made[VMFILES_MAX];
-	struct hv_adopt a;
-	struct hv_chans ch = { -1, -1, -1 };
-	struct cap_err err;
-	char why[1200], what[64];
-	struct vm *vm;
-	int fd, rc;
-
-	if (!r->have_spec) {
-		log_warn("vm %s: recorded by an older capsuled, so it cannot be "
-		    "taken over", r->vm_id);
-		return -1;
-	}
-	if (!alive) {
-		snprintf(why, sizeof(why), "its %s (pid %d) ended while "
-		    "capsuled was not running", r->backend, (int)r->proc.pid);
-		vm_list_gone(r, why);
-		return -1;
-	}
-	if (strcmp(r->backend, env.hv->name) != 0) {
-		snprintf(why, sizeof(why), "it was started with backend %s; "
-		    "this capsuled runs %s", r->backend, env.hv->name);
-		vm_list_gone(r, why);
-		return -1;
-	}
-	if ((vm = calloc(1, sizeof(*vm))) == NULL)
-		return -1;
-	memcpy(vm->id, r->vm_id, sizeof(vm->id));
-	vm->state = VM_RUNNING;
-	vm->adopted = 1;
-	vm->who.uid = r->owner_uid;
-	vm->who.gid = r->owner_gid;
-	vm->who.ngroups = r->owner_ngroups;
-	memcpy(vm->who.groups, r->owner_groups, r->owner_ngroups *
-	    sizeof(gid_t));
-	vm->proc = r->proc;
-	vm->uid = geteuid() == 0 ? r->proc.uid : 0;
-	vm->created_at = r->created_at;
-	vm->t0 = vm->t_spawn = vm->t_ready = util_now_ms();
-	vm->spec = r->spec;
-	r->have_spec = 0;
-	vm->spec.private_dir = util_strdup_printf("%s/%s/%s", env.state_dir,
-	    VMSPEC_PRIVATE, vm->id);
-	vm->timer = evtimer_new(env.base, vm_timer_cb, vm);
-	/* What it made outside its dirs, each with its directory held. */
-	for (size_t i = 0; i < r->nmade; i++) {
-		struct record_made *rm = &r->made[i];
-
-		made[i] = (struct caller_made){ .dir_fd = -1,
-		    .dir_path = strdup(rm->dir), .dir_id = { rm->dir_dev,
-		    rm->dir_ino, rm->dir_btime }, .name = strdup(rm->name),
-		    .id = { rm->dev, rm->ino, rm->btime }, .type = rm->type };
-		if (made[i].dir_path != NULL && made[i].name != NULL &&
-		    caller_made_reopen(&made[i]) < 0)
-			log_warn("vm %s: %s is no longer the directory it was; "
-			    "what capsule made there stays", vm->id,
-			    made[i].dir_path);
-	}
-	if ((fd = fcntl(private_fd, F_DUPFD_CLOEXEC, 0)) < 0 ||
-	    vm->timer == NULL || vm->spec.private_dir == NULL ||
-	    vmfiles_adopt(&vm->files, fd, vms_fd, run_fd, vm->id,
-	    !vm->spec.run_dir_named, made, r->nmade) < 0) {
-		for (size_t i = 0; i < r->nmade; i++)
-			caller_made_free(&made[i]);
-		vm_give_back(vm, r);
-		vm_list_gone(r, "out of memory while taking it over");
-		return -1;
-	}
-	vm->have_files = 1;
-	a = (struct hv_adopt){ .vm_id = vm->id, .dir_fd = private_fd,
-	    .pid = r->proc.pid, .start = r->proc.start, .uid = r->proc.uid,
-	    .exe_dev = r->hv_exe.dev, .exe_ino = r->hv_exe.ino };
-	if ((rc = env.hv->adopt(env.base, &a, &vm_hv_cbs, vm, &vm->hv, &ch,
-	    &err)) < 0) {
-		snprintf(why, sizeof(why), "it could not be taken over: %s",
-		    err.msg);
-		/* Its files stay for reap.c, which kills what runs. */
-		vmfiles_close(&vm->files);
-		vm_give_back(vm, r);
-		vm_list_gone(r, why);
-		return -1;
-	}
-	if ((fd = vm_reopen_console(vm, &r->console)) < 0)
-		log_warn("vm %s: its console log %s is not the file it was; "
-		    "console output is dropped", vm->id, vm->spec.console_path);
-	else {
-		lseek(fd, 0, SEEK_END);
-		snprintf(what, sizeof(what), "vm %.8s console log", vm->id);
-		vm->console = sink_new(env.base, ch.console, fd,
-		    vm->spec.console_max, what);
-		ch.console = -1;
-	}
-	closep(&ch.console);	/* unread: QEMU drops what nobody reads */
-	closep(&ch.log);
-	vm->agent = agent_new(env.base, ch.agent, &vm_agent_cbs, vm);
-	if (vm->agent == NULL)
-		close(ch.agent);
-	TAILQ_INSERT_TAIL(&vms, vm, entry);
-	/* Its agent says HELLO again as soon as we are connected. */
-	vm_arm_timer(vm, VM_ADOPT_HELLO_S);
-	vm_rebind(vm);
-	log_info("vm %s: taken over (pid %d, owner uid %u)", vm->id,
-	    (int)vm->proc.pid, (unsigned)vm->who.uid);
-	vm_event(vm, EV_ADOPTED, json_pack("{s:i}", J_PID, (int)vm->proc.pid));
-	if (vm->spec.stop_on_disconnect) {
-		log_info("vm %s: its client went with the old capsuled; "
-		    "stopping it (stop_on_disconnect)", vm->id);
-		vm_stop(vm, NULL, NULL);
-	}
-	return 0;
-}
-
-void
-vm_adopt_all(void)
-{
-	if (vms_fd >= 0)
-		reap_all(vms_fd, run_fd, vm_adopt, NULL);
-}
-
-/* The daemon goes, the VMs stay: let go of each without ending it. */
-void
-vm_detach_all(void)
-{
-	struct vm *vm;
-
-	shutting_down = 1;
-	while ((vm = TAILQ_FIRST(&vms)) != NULL) {
-		TAILQ_REMOVE(&vms, vm, entry);
-		if (vm->state == VM_STARTING) {
-			/* Half started: nobody waits for it any more. */
-			if (vm->hv != NULL)
-				env.hv->kill(vm->hv);
-			vm_release(vm, "capsuled is stopping");
-		} else if (vm->state != VM_STOPPED && vm->state != VM_CRASHED) {
-			if (vm->rebind != NULL)
-				caller_cancel(vm->rebind);
-			if (vm->agent != NULL)
-				agent_free(vm->agent, "capsuled is restarting; "
-				    "the VM keeps running");
-			proxy_free(vm->proxy, "capsuled is restarting; the VM "
-			    "keeps running");
-			sink_free(vm->console);
-			sink_free(vm->hvlog);
-			if (vm->hv != NULL)
-				env.hv->detach(vm->hv);
-			vmfiles_close(&vm->files);
-			log_info("vm %s: left running (pid %d)", vm->id,
-			    (int)vm->proc.pid);
-		}
-		if (vm->start_cb != NULL) {
-			struct cap_err err;
-
-			cap_err_set(&err, ESHUTDOWN, E_UNAVAILABLE,
-			    "capsuled is stopping");
-			vm_report_start(vm, &err);
-		}
-		vm_free(vm);
-	}
-}
-
 int
 vm_start(const struct ctl_start *req, uint64_t owner, const struct caller *who,
     vm_start_cb cb, void *arg, struct cap_err *err)
 {
-	struct vmspec_env se = { env.state_dir, env.image_dir,
-	    limits.console_max };
+	struct vmspec_env se = { vm_core.env.state_dir, vm_core.env.image_dir,
+	    vm_core.limits.console_max };
 	struct vm *vm;
 	int r;
 
-	if (shutting_down)
+	if (vm_core.shutting_down)
 		return cap_err_set(err, ESHUTDOWN, E_UNAVAILABLE,
 		    "capsuled is shutting down");
 	if ((r = vm_check_quota(who, req->vcpus, req->memory_mib, err)) < 0)
@@ -1200,7 +843,7 @@ vm_start(const struct ctl_start *req, uint64_t owner, const struct caller *who,
 	vm->who = *who;
 	vm->created_at = (long long)time(NULL);
 	vm->t0 = util_now_ms();
-	vm->timer = evtimer_new(env.base, vm_timer_cb, vm);
+	vm->timer = evtimer_new(vm_core.env.base, vm_timer_cb, vm);
 	if (vm->timer == NULL) {
 		vm_free(vm);
 		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
@@ -1209,7 +852,7 @@ vm_start(const struct ctl_start *req, uint64_t owner, const struct caller *who,
 		vm_free(vm);
 		return r;
 	}
-	if ((r = vmfiles_open(&vm->files, env.base, &vm->spec, who, env.hv,
+	if ((r = vmfiles_open(&vm->files, vm_core.env.base, &vm->spec, who, vm_core.env.hv,
 	    vm_files_done, vm, err)) < 0) {
 		vm_free(vm);
 		return r;
@@ -1217,7 +860,7 @@ vm_start(const struct ctl_start *req, uint64_t owner, const struct caller *who,
 	vm->files_busy = 1;
 	vm->start_cb = cb;
 	vm->start_arg = arg;
-	TAILQ_INSERT_TAIL(&vms, vm, entry);
+	TAILQ_INSERT_TAIL(&vm_core.vms, vm, entry);
 	vm_event(vm, EV_CREATED, json_pack("{s:i, s:I}", J_VCPUS,
 	    (int)vm->spec.vcpus, J_MEMORY_MIB,
 	    (json_int_t)vm->spec.memory_mib));
@@ -1259,12 +902,12 @@ vm_settle(struct vm *vm)
 	if (ex->have_status && WIFEXITED(ex->wstatus) &&
 	    WEXITSTATUS(ex->wstatus) == 0 && ex->end != HV_END_SIGNAL) {
 		vm->state = VM_STOPPED;
-		snprintf(vm->error, sizeof(vm->error), "%s %s", env.hv->name,
+		snprintf(vm->error, sizeof(vm->error), "%s %s", vm_core.env.hv->name,
 		    how);
 		return;
 	}
 	vm->state = VM_CRASHED;
-	snprintf(msg, sizeof(msg), "%s %s unexpectedly%s", env.hv->name, how,
+	snprintf(msg, sizeof(msg), "%s %s unexpectedly%s", vm_core.env.hv->name, how,
 	    ex->end == HV_END_SIGNAL ? " (a signal told it to end)" : "");
 	vm_describe_failure(vm, msg, vm->error, sizeof(vm->error));
 }
@@ -1281,7 +924,7 @@ vm_hv_exited(void *arg, const struct hv_exit *ex)
 	vm_exit_text(ex, how, sizeof(how));
 	if (vm->state == VM_STARTING && !vm->failing) {
 		snprintf(msg, sizeof(msg), "%s %s before the guest agent was "
-		    "ready", env.hv->name, how);
+		    "ready", vm_core.env.hv->name, how);
 		vm_fail_start(vm, E_VM_FAILED, msg);
 	}
 	if (vm->start_cb != NULL) {
@@ -1384,8 +1027,8 @@ vm_stop(struct vm *vm, vm_gone_cb cb, void *arg)
 		vm_arm_timer(vm, VM_SHUTDOWN_GRACE_S);
 	} else {
 		vm->stop_phase = 1;
-		if (env.hv->quit(vm->hv, NULL) < 0)
-			env.hv->kill(vm->hv);
+		if (vm_core.env.hv->quit(vm->hv, NULL) < 0)
+			vm_core.env.hv->kill(vm->hv);
 		vm_arm_timer(vm, VM_QUIT_GRACE_S);
 	}
 }
@@ -1397,10 +1040,10 @@ vm_stop_owned(uint64_t owner, vm_gone_cb cb, void *arg)
 	int n = 0;
 
 	/* Count first: a VM that is already gone calls back at once. */
-	TAILQ_FOREACH(vm, &vms, entry)
+	TAILQ_FOREACH(vm, &vm_core.vms, entry)
 		if (vm->owner == owner)
 			n++;
-	TAILQ_FOREACH_SAFE(vm, &vms, entry, next)
+	TAILQ_FOREACH_SAFE(vm, &vm_core.vms, entry, next)
 		if (vm->owner == owner)
 			vm_stop(vm, cb, arg);
 	return n;
@@ -1412,10 +1055,10 @@ vm_stop_visible(uid_t uid, vm_gone_cb cb, void *arg)
 	struct vm *vm, *next;
 	int n = 0;
 
-	TAILQ_FOREACH(vm, &vms, entry)
+	TAILQ_FOREACH(vm, &vm_core.vms, entry)
 		if (vm_visible(vm, uid))
 			n++;
-	TAILQ_FOREACH_SAFE(vm, &vms, entry, next)
+	TAILQ_FOREACH_SAFE(vm, &vm_core.vms, entry, next)
 		if (vm_visible(vm, uid))
 			vm_stop(vm, cb, arg);
 	return n;
@@ -1427,8 +1070,8 @@ vm_stop_all(vm_gone_cb cb, void *arg)
 	struct vm *vm, *next;
 	int n = vm_count();
 
-	shutting_down = 1;
-	TAILQ_FOREACH_SAFE(vm, &vms, entry, next)
+	vm_core.shutting_down = 1;
+	TAILQ_FOREACH_SAFE(vm, &vm_core.vms, entry, next)
 		vm_stop(vm, cb, arg);
 	return n;
 }
@@ -1438,7 +1081,7 @@ vm_owner_gone(uint64_t owner)
 {
 	struct vm *vm, *next;
 
-	TAILQ_FOREACH_SAFE(vm, &vms, entry, next) {
+	TAILQ_FOREACH_SAFE(vm, &vm_core.vms, entry, next) {
 		if (vm->owner != owner)
 			continue;
 		vm->owner = 0;
@@ -1464,8 +1107,8 @@ vm_describe(const struct vm *vm, struct ctl_vm *v)
 	v->vcpus = vm->spec.vcpus;
 	v->memory_mib = vm->spec.memory_mib;
 	v->created_at = vm->created_at;
-	v->accel = hv_accel_name(env.caps.accel);
-	v->backend = env.hv->name;
+	v->accel = hv_accel_name(vm_core.env.caps.accel);
+	v->backend = vm_core.env.hv->name;
 	v->kernel_path = vm->spec.kernel ? vm->spec.kernel : "";
 	v->rootfs_path = vm->spec.rootfs ? vm->spec.rootfs : "";
 	v->run_dir = vm->spec.run_dir ? vm->spec.run_dir : "";
@@ -1503,7 +1146,7 @@ vm_list_json(uid_t uid)
 	json_t *a = json_array();
 	struct vm *vm;
 
-	TAILQ_FOREACH(vm, &vms, entry)
+	TAILQ_FOREACH(vm, &vm_core.vms, entry)
 		if (vm_visible(vm, uid))
 			json_array_append_new(a, vm_json(vm));
 	return a;

@@ -76,12 +76,6 @@ int	vm_init(const struct vm_env *env, struct cap_err *err);
 void	vm_set_limits(const struct vm_limits *l);
 /* StartVM's limits and defaults for ctl_parse_start. */
 void	vm_ctl_limits(struct ctl_limits *l);
-/* Takes over the VMs a previous capsuled left running, and cleans up
- * after the rest (reap.h). */
-void	vm_adopt_all(void);
-/* Lets go of every VM without ending it, for a later daemon to adopt
- * (VMs still starting are ended). */
-void	vm_detach_all(void);
 /* Resolves the request and starts the VM; files the request names are
  * opened with `who`'s rights. Returns 0 when the callback will report the
  * outcome. */

@@ -1,0 +1,95 @@
+/*
+ * vmpriv.h — what vm.c shares with vmadopt.c, and no one else: a VM's
+ * fields, the registry and the parts of the state machine that taking a
+ * VM over re-enters.
+ */
+#ifndef CAPSULE_VMPRIV_H
+#define CAPSULE_VMPRIV_H
+
+#include <sys/queue.h>
+
+#include "agent.h"
+#include "caller.h"
+#include "proxy.h"
+#include "sink.h"
+#include "vm.h"
+#include "vmfiles.h"
+#include "vmspec.h"
+
+struct vm_waiter {
+	vm_gone_cb	 cb;
+	void		*arg;
+};
+
+struct vm {
+	TAILQ_ENTRY(vm)	 entry;
+	char		 id[37];
+	enum vm_state	 state;
+	uint64_t	 owner;		/* the control connection's id */
+	struct caller	 who;		/* who asked for it */
+	struct vm_spec	 spec;
+	struct vm_files	 files;
+	int		 files_busy;	/* vmfiles_open in flight */
+	int		 have_files;
+
+	struct hv_vm	*hv;
+	uid_t		 uid;		/* the hypervisor's, 0 if unchanged */
+	struct procid	 proc;
+	int		 exited;
+	struct hv_exit	 exit;
+	long long	 created_at;
+	uint64_t	 t0, t_spawn, t_ready;
+	uint32_t	 guest_boot_ms;
+
+	struct agent	*agent;
+	int		 agent_ready;	/* HELLO seen on this channel */
+	int		 adopted;	/* taken over from an earlier daemon */
+	struct caller_job *rebind;	/* adopted: making the exec socket */
+	struct caller_op rebind_op;
+	struct caller_ident console_id;	/* the console log file */
+	struct proxy	*proxy;
+	struct sink	*console;
+	struct sink	*hvlog;
+	struct event	*timer;
+	int		 stop_phase;	/* 0 shutdown sent, 1 quit sent */
+	char		 chan_error[512]; /* agent channel failed while running */
+	int		 failing;	/* will end as crashed / failed start */
+	int		 silent;	/* the agent stopped answering */
+	int		 paused;	/* QEMU paused the guest */
+
+	vm_start_cb	 start_cb;
+	void		*start_arg;
+	struct cap_err	 start_err;
+	struct vm_waiter *waiters;
+	size_t		 nwaiters;
+	char		 error[1024];	/* why it crashed or hangs */
+};
+
+/* The registry: every VM capsuled knows, and what they share. */
+struct vm_core {
+	struct vm_env	 env;
+	struct vm_limits limits;
+	TAILQ_HEAD(, vm) vms;
+	int		 vms_fd;	/* <state>/vms */
+	int		 run_fd;	/* <state>/run */
+	int		 shutting_down;	/* no new VMs once capsuled stops */
+};
+extern struct vm_core vm_core;
+
+extern const struct agent_cbs vm_agent_cbs;
+extern const struct hv_cbs vm_hv_cbs;
+extern const struct proxy_cbs vm_proxy_cbs;
+
+void	vm_event(const struct vm *vm, const char *event, json_t *fields);
+void	vm_arm_timer(struct vm *vm, unsigned seconds);
+void	vm_timer_cb(evutil_socket_t fd, short what, void *arg);
+int	vm_write_record(struct vm *vm, struct cap_err *err);
+void	vm_report_start(struct vm *vm, const struct cap_err *err);
+void	vm_release(struct vm *vm, const char *why);
+void	vm_free(struct vm *vm);
+
+/* vmadopt.c: an adopted VM's exec socket serves from now on, if it is
+ * ready to (made again, and the agent answered or was given up on). */
+void	vmadopt_serve(struct vm *vm);
+
+#endif /* CAPSULE_VMPRIV_H */

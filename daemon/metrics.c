@@ -111,6 +111,13 @@ open_fds(void)
 #define HELP(f, name, type, help) fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", \
 	    name, help, name, type)
 
+static void
+counter(FILE *f, const char *name, const char *help, uint64_t v)
+{
+	HELP(f, name, "counter", help);
+	fprintf(f, "%s %llu\n", name, (unsigned long long)v);
+}
+
 char *
 metrics_text(void)
 {
@@ -133,25 +140,15 @@ metrics_text(void)
 	for (size_t i = 0; i < sizeof(states) / sizeof(states[0]); i++)
 		fprintf(f, "capsule_vms{state=\"%s\"} %d\n", states[i].name,
 		    vm_count_state(states[i].st));
-	HELP(f, "capsule_vm_starts_total", "counter",
-	    "VMs that started and answered.");
-	fprintf(f, "capsule_vm_starts_total %llu\n",
-	    (unsigned long long)m.starts);
-	HELP(f, "capsule_vm_start_failures_total", "counter",
-	    "StartVM requests that failed after they were accepted.");
-	fprintf(f, "capsule_vm_start_failures_total %llu\n",
-	    (unsigned long long)m.start_failures);
-	HELP(f, "capsule_vm_crashes_total", "counter",
-	    "VMs that ended on their own, not cleanly.");
-	fprintf(f, "capsule_vm_crashes_total %llu\n",
-	    (unsigned long long)m.crashes);
-	HELP(f, "capsule_vm_stops_total", "counter", "VMs that stopped.");
-	fprintf(f, "capsule_vm_stops_total %llu\n",
-	    (unsigned long long)m.stops);
-	HELP(f, "capsule_vms_adopted_total", "counter",
-	    "VMs taken over from an earlier capsuled.");
-	fprintf(f, "capsule_vms_adopted_total %llu\n",
-	    (unsigned long long)m.adopted);
+	counter(f, "capsule_vm_starts_total", "VMs that started and answered.",
+	    m.starts);
+	counter(f, "capsule_vm_start_failures_total", "StartVM requests that "
+	    "failed after they were accepted.", m.start_failures);
+	counter(f, "capsule_vm_crashes_total", "VMs that ended on their own, "
+	    "not cleanly.", m.crashes);
+	counter(f, "capsule_vm_stops_total", "VMs that stopped.", m.stops);
+	counter(f, "capsule_vms_adopted_total", "VMs taken over from an "
+	    "earlier capsuled.", m.adopted);
 	HELP(f, "capsule_vm_start_seconds", "histogram",
 	    "From StartVM to the guest agent's answer.");
 	for (size_t i = 0; i < NBUCKETS; i++)
@@ -162,18 +159,14 @@ metrics_text(void)
 	fprintf(f, "capsule_vm_start_seconds_sum %.3f\n", m.start_sum);
 	fprintf(f, "capsule_vm_start_seconds_count %llu\n",
 	    (unsigned long long)m.start_count);
-	HELP(f, "capsule_execs_total", "counter",
-	    "Commands and copies started in VMs.");
-	fprintf(f, "capsule_execs_total %llu\n", (unsigned long long)m.execs);
-	HELP(f, "capsule_exec_failures_total", "counter",
-	    "Commands capsule could not run or lost (exit 125).");
-	fprintf(f, "capsule_exec_failures_total %llu\n",
-	    (unsigned long long)m.exec_failures);
-	HELP(f, "capsule_exec_refused_total", "counter",
-	    "Exec and copy requests turned down before they started (bad "
-	    "request, VM not ready, too many sessions).");
-	fprintf(f, "capsule_exec_refused_total %llu\n",
-	    (unsigned long long)m.exec_refused);
+	counter(f, "capsule_execs_total", "Commands and copies started in VMs.",
+	    m.execs);
+	counter(f, "capsule_exec_failures_total", "Commands and copies that "
+	    "started, then were lost or could not run (exit 125).",
+	    m.exec_failures);
+	counter(f, "capsule_exec_refused_total", "Exec and copy requests "
+	    "turned down before they started (bad request, VM not ready, too "
+	    "many sessions).", m.exec_refused);
 	HELP(f, "capsule_exec_bytes_total", "counter",
 	    "Bytes through exec streams.");
 	for (int i = 0; i < 3; i++)

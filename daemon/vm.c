@@ -173,6 +173,7 @@ static int
 vm_check_quota(const struct caller *who, unsigned vcpus, uint64_t mem,
     struct cap_err *err)
 {
+	const struct vm_limits *l = &vm_core.limits;
 	unsigned n = 1, cpus = vcpus;
 	uint64_t mib = mem;
 	struct vm *vm;
@@ -187,19 +188,19 @@ vm_check_quota(const struct caller *who, unsigned vcpus, uint64_t mem,
 		cpus += vm->spec.vcpus;
 		mib += vm->spec.memory_mib;
 	}
-	if (vm_core.limits.user_max_vms > 0 && n > vm_core.limits.user_max_vms)
+	if (l->user_max_vms > 0 && n > l->user_max_vms)
 		return cap_err_set(err, EDQUOT, E_LIMIT, "uid %u may run at most "
 		    "%u VMs at once (user_max_vms) and runs %u", (unsigned)
-		    who->uid, vm_core.limits.user_max_vms, n - 1);
-	if (vm_core.limits.user_max_vcpus > 0 && cpus > vm_core.limits.user_max_vcpus)
+		    who->uid, l->user_max_vms, n - 1);
+	if (l->user_max_vcpus > 0 && cpus > l->user_max_vcpus)
 		return cap_err_set(err, EDQUOT, E_LIMIT, "uid %u may use at most "
 		    "%u vCPUs at once (user_max_vcpus); this VM would make it "
-		    "%u", (unsigned)who->uid, vm_core.limits.user_max_vcpus, cpus);
-	if (vm_core.limits.user_max_memory_mib > 0 && mib > vm_core.limits.user_max_memory_mib)
+		    "%u", (unsigned)who->uid, l->user_max_vcpus, cpus);
+	if (l->user_max_memory_mib > 0 && mib > l->user_max_memory_mib)
 		return cap_err_set(err, EDQUOT, E_LIMIT, "uid %u may use at most "
 		    "%llu MiB of VM memory at once (user_max_memory_mib); this "
 		    "VM would make it %llu", (unsigned)who->uid,
-		    (unsigned long long)vm_core.limits.user_max_memory_mib,
+		    (unsigned long long)l->user_max_memory_mib,
 		    (unsigned long long)mib);
 	return 0;
 }
@@ -487,8 +488,8 @@ vm_agent_ready(struct agent *a, uint32_t guest_boot_ms, void *arg)
 	if (vm->state != VM_STARTING || vm->failing)
 		return;
 	vm->guest_boot_ms = guest_boot_ms;
-	vm->proxy = proxy_new(vm_core.env.base, TAKE_FD(vm->files.proxy), vm->id,
-	    vm->who.uid, &vm_proxy_cbs, vm, &err);
+	vm->proxy = proxy_new(vm_core.env.base, TAKE_FD(vm->files.proxy),
+	    vm->id, vm->who.uid, &vm_proxy_cbs, vm, &err);
 	if (vm->proxy == NULL) {
 		vm_fail_start(vm, err.code, err.msg);
 		return;
@@ -616,7 +617,8 @@ vm_timer_cb(evutil_socket_t fd, short what, void *arg)
 		vm_arm_timer(vm, VM_QUIT_GRACE_S);
 	} else {
 		log_warn("vm %s: %s did not quit within %d s; killing pid %d",
-		    vm->id, vm_core.env.hv->name, VM_QUIT_GRACE_S, (int)vm->proc.pid);
+		    vm->id, vm_core.env.hv->name, VM_QUIT_GRACE_S,
+		    (int)vm->proc.pid);
 		vm_core.env.hv->kill(vm->hv);
 	}
 }
@@ -698,7 +700,8 @@ vm_open_hvlog(struct vm *vm, int log_fd, struct cap_err *err)
 		return cap_err_set(err, errno, E_INTERNAL, "cannot create %s: "
 		    "%s", VM_HV_LOG, strerror(errno));
 	}
-	snprintf(what, sizeof(what), "vm %.8s %s log", vm->id, vm_core.env.hv->name);
+	snprintf(what, sizeof(what), "vm %.8s %s log", vm->id,
+	    vm_core.env.hv->name);
 	if ((vm->hvlog = sink_new(vm_core.env.base, log_fd, fd, VM_HV_LOG_MAX,
 	    what)) == NULL)
 		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
@@ -717,6 +720,7 @@ const struct hv_cbs vm_hv_cbs = {
 static void
 vm_files_done(struct vm_files *f, const struct cap_err *ferr, void *arg)
 {
+	const struct vm_limits *l = &vm_core.limits;
 	struct vm *vm = arg;
 	struct hv_serial_port ports[CTL_MAX_SERIAL_PORTS];
 	struct hv_vm_config cfg;
@@ -762,14 +766,14 @@ vm_files_done(struct vm_files *f, const struct cap_err *ferr, void *arg)
 	cfg.uid = vm->uid;
 	cfg.gid = (gid_t)vm->uid;
 	scope = vmlimits_use_scope();
-	if (!scope && vm_core.limits.vm_memory_overhead_mib > 0)
+	if (!scope && l->vm_memory_overhead_mib > 0)
 		cfg.rlimit_as_mib = vm->spec.memory_mib +
-		    vm_core.limits.vm_memory_overhead_mib;
+		    l->vm_memory_overhead_mib;
 	/* Tasks of its uid: each VM has its own only as root. */
 	if (!scope && vm->uid != 0)
-		cfg.rlimit_nproc = vm_core.limits.vm_tasks_max;
-	if ((r = vm_core.env.hv->start(vm_core.env.base, &cfg, &vm_hv_cbs, vm, &vm->hv, &ch,
-	    &err)) < 0) {
+		cfg.rlimit_nproc = l->vm_tasks_max;
+	if ((r = vm_core.env.hv->start(vm_core.env.base, &cfg, &vm_hv_cbs, vm,
+	    &vm->hv, &ch, &err)) < 0) {
 		vm_abort_start(vm, &err);
 		return;
 	}
@@ -788,8 +792,8 @@ vm_files_done(struct vm_files *f, const struct cap_err *ferr, void *arg)
 	vm->proc.uid = vm->uid != 0 ? vm->uid : geteuid();
 	snprintf(what, sizeof(what), "vm %.8s console log", vm->id);
 	caller_ident_at(f->console, "", &vm->console_id, NULL);
-	vm->console = sink_new(vm_core.env.base, ch.console, TAKE_FD(f->console),
-	    vm->spec.console_max, what);
+	vm->console = sink_new(vm_core.env.base, ch.console,
+	    TAKE_FD(f->console), vm->spec.console_max, what);
 	vm->agent = agent_new(vm_core.env.base, ch.agent, &vm_agent_cbs, vm);
 	log_info("vm %s: starting (pid %d, %u vCPU, %llu MiB, %s)", vm->id,
 	    (int)vm->proc.pid, vm->spec.vcpus,
@@ -809,12 +813,11 @@ vm_files_done(struct vm_files *f, const struct cap_err *ferr, void *arg)
 		return;
 	}
 	/* Limits the admin asked for are not optional. */
-	if (scope && (vm_core.limits.vm_memory_overhead_mib > 0 ||
-	    vm_core.limits.vm_cpu_quota > 0 || vm_core.limits.vm_tasks_max > 0) &&
-	    vmlimits_scope(vm_core.env.hv->pid(vm->hv), vm->id,
-	    vm_core.limits.vm_memory_overhead_mib > 0 ? vm->spec.memory_mib +
-	    vm_core.limits.vm_memory_overhead_mib : 0, vm_core.limits.vm_cpu_quota,
-	    vm_core.limits.vm_tasks_max, &err) < 0) {
+	if (scope && (l->vm_memory_overhead_mib > 0 || l->vm_cpu_quota > 0 ||
+	    l->vm_tasks_max > 0) && vmlimits_scope(vm_core.env.hv->pid(vm->hv),
+	    vm->id, l->vm_memory_overhead_mib > 0 ? vm->spec.memory_mib +
+	    l->vm_memory_overhead_mib : 0, l->vm_cpu_quota, l->vm_tasks_max,
+	    &err) < 0) {
 		vm_fail_start(vm, err.code, err.msg);
 		return;
 	}
@@ -852,8 +855,8 @@ vm_start(const struct ctl_start *req, uint64_t owner, const struct caller *who,
 		vm_free(vm);
 		return r;
 	}
-	if ((r = vmfiles_open(&vm->files, vm_core.env.base, &vm->spec, who, vm_core.env.hv,
-	    vm_files_done, vm, err)) < 0) {
+	if ((r = vmfiles_open(&vm->files, vm_core.env.base, &vm->spec, who,
+	    vm_core.env.hv, vm_files_done, vm, err)) < 0) {
 		vm_free(vm);
 		return r;
 	}
@@ -902,13 +905,14 @@ vm_settle(struct vm *vm)
 	if (ex->have_status && WIFEXITED(ex->wstatus) &&
 	    WEXITSTATUS(ex->wstatus) == 0 && ex->end != HV_END_SIGNAL) {
 		vm->state = VM_STOPPED;
-		snprintf(vm->error, sizeof(vm->error), "%s %s", vm_core.env.hv->name,
-		    how);
+		snprintf(vm->error, sizeof(vm->error), "%s %s",
+		    vm_core.env.hv->name, how);
 		return;
 	}
 	vm->state = VM_CRASHED;
-	snprintf(msg, sizeof(msg), "%s %s unexpectedly%s", vm_core.env.hv->name, how,
-	    ex->end == HV_END_SIGNAL ? " (a signal told it to end)" : "");
+	snprintf(msg, sizeof(msg), "%s %s unexpectedly%s",
+	    vm_core.env.hv->name, how, ex->end == HV_END_SIGNAL ?
+	    " (a signal told it to end)" : "");
 	vm_describe_failure(vm, msg, vm->error, sizeof(vm->error));
 }
 

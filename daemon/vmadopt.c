@@ -94,8 +94,8 @@ vmadopt_rebind(struct vm *vm)
 			op->replace_set = 1;
 			op->replace = vm->files.made[i].id;
 		}
-	vm->rebind = caller_run(vm_core.env.base, &vm->who, op, 1, vmadopt_rebind_done, vm,
-	    &err);
+	vm->rebind = caller_run(vm_core.env.base, &vm->who, op, 1,
+	    vmadopt_rebind_done, vm, &err);
 	if (vm->rebind == NULL)
 		log_warn("vm %s: %s", vm->id, err.msg);
 }
@@ -172,8 +172,8 @@ vmadopt_one(struct record *r, int private_fd, int alive, void *arg)
 	int fd, rc;
 
 	if (!r->have_spec) {
-		log_warn("vm %s: recorded by an older capsuled, so it cannot be "
-		    "taken over", r->vm_id);
+		log_warn("vm %s: recorded by an older capsuled, so it cannot "
+		    "be taken over", r->vm_id);
 		return -1;
 	}
 	if (!alive) {
@@ -204,8 +204,8 @@ vmadopt_one(struct record *r, int private_fd, int alive, void *arg)
 	vm->t0 = vm->t_spawn = vm->t_ready = util_now_ms();
 	vm->spec = r->spec;
 	r->have_spec = 0;
-	vm->spec.private_dir = util_strdup_printf("%s/%s/%s", vm_core.env.state_dir,
-	    VMSPEC_PRIVATE, vm->id);
+	vm->spec.private_dir = util_strdup_printf("%s/%s/%s",
+	    vm_core.env.state_dir, VMSPEC_PRIVATE, vm->id);
 	vm->timer = evtimer_new(vm_core.env.base, vm_timer_cb, vm);
 	/* What it made outside its dirs, each with its directory held. */
 	for (size_t i = 0; i < r->nmade; i++) {
@@ -223,8 +223,8 @@ vmadopt_one(struct record *r, int private_fd, int alive, void *arg)
 	}
 	if ((fd = fcntl(private_fd, F_DUPFD_CLOEXEC, 0)) < 0 ||
 	    vm->timer == NULL || vm->spec.private_dir == NULL ||
-	    vmfiles_adopt(&vm->files, fd, vm_core.vms_fd, vm_core.run_fd, vm->id,
-	    !vm->spec.run_dir_named, made, r->nmade) < 0) {
+	    vmfiles_adopt(&vm->files, fd, vm_core.vms_fd, vm_core.run_fd,
+	    vm->id, !vm->spec.run_dir_named, made, r->nmade) < 0) {
 		for (size_t i = 0; i < r->nmade; i++)
 			caller_made_free(&made[i]);
 		vmadopt_give_back(vm, r);
@@ -235,8 +235,8 @@ vmadopt_one(struct record *r, int private_fd, int alive, void *arg)
 	a = (struct hv_adopt){ .vm_id = vm->id, .dir_fd = private_fd,
 	    .pid = r->proc.pid, .start = r->proc.start, .uid = r->proc.uid,
 	    .exe_dev = r->hv_exe.dev, .exe_ino = r->hv_exe.ino };
-	if ((rc = vm_core.env.hv->adopt(vm_core.env.base, &a, &vm_hv_cbs, vm, &vm->hv, &ch,
-	    &err)) < 0) {
+	if ((rc = vm_core.env.hv->adopt(vm_core.env.base, &a, &vm_hv_cbs, vm,
+	    &vm->hv, &ch, &err)) < 0) {
 		snprintf(why, sizeof(why), "it could not be taken over: %s",
 		    err.msg);
 		/* Its files stay for reap.c, which kills what runs. */

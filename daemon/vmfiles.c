@@ -386,8 +386,9 @@ vmfiles_cancel(struct vm_files *f)
 	vmfiles_release(f);
 }
 
-void
-vmfiles_release(struct vm_files *f)
+/* What the VM's process was handed, and the deferred step. */
+static void
+vmfiles_close_fds(struct vm_files *f)
 {
 	if (f->defer != NULL) {
 		event_free(f->defer);
@@ -400,6 +401,12 @@ vmfiles_release(struct vm_files *f)
 	closep(&f->proxy);
 	for (size_t i = 0; i < CTL_MAX_SERIAL_PORTS; i++)
 		closep(&f->ports[i]);
+}
+
+void
+vmfiles_release(struct vm_files *f)
+{
+	vmfiles_close_fds(f);
 	for (size_t i = 0; i < f->nmade; i++) {
 		int r = caller_made_remove(&f->made[i]);
 
@@ -424,17 +431,7 @@ vmfiles_release(struct vm_files *f)
 void
 vmfiles_close(struct vm_files *f)
 {
-	if (f->defer != NULL) {
-		event_free(f->defer);
-		f->defer = NULL;
-	}
-	closep(&f->kernel);
-	closep(&f->initrd);
-	closep(&f->rootfs);
-	closep(&f->console);
-	closep(&f->proxy);
-	for (size_t i = 0; i < CTL_MAX_SERIAL_PORTS; i++)
-		closep(&f->ports[i]);
+	vmfiles_close_fds(f);
 	for (size_t i = 0; i < f->nmade; i++)
 		caller_made_free(&f->made[i]);
 	f->nmade = 0;

@@ -52,7 +52,7 @@ struct vm {
 	struct sink	*hvlog;
 	struct event	*timer;
 	int		 stop_phase;	/* 0 shutdown sent, 1 quit sent */
-	char		 chan_error[512]; /* agent channel failed while running */
+	char		 chan_error[512]; /* the channel failed while running */
 	int		 failing;	/* will end as crashed / failed start */
 	int		 silent;	/* the agent stopped answering */
 	int		 paused;	/* QEMU paused the guest */

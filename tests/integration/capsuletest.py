@@ -120,6 +120,25 @@ def pid_alive(pid):
         return False
 
 
+def procs_of_uid(uid):
+    """Live pids whose real uid is uid (a throwaway user's: all ours)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/status" % d) as f:
+                for line in f:
+                    if line.startswith("Uid:"):
+                        if int(line.split()[1]) == uid and \
+                                pid_alive(int(d)):
+                            out.append(int(d))
+                        break
+        except OSError:
+            continue
+    return out
+
+
 def wait_for(pred, timeout, interval=0.1):
     """Polls pred() until it returns something true; returns that or None."""
     end = time.monotonic() + timeout
@@ -384,6 +403,26 @@ def run_exec(proxy_path, command, stdin=None, timeout=120, **kw):
         if errors:
             raise AssertionError("exec: writing stdin failed: %r" % errors)
     return r
+
+
+def http_get_unix(path, target="/metrics"):
+    """GET target over HTTP/1.0 on a Unix socket: (status, body)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    try:
+        s.connect(path)
+        s.sendall(b"GET %s HTTP/1.0\r\nHost: capsule\r\n\r\n" %
+                  target.encode())
+        data = b""
+        while True:
+            c = s.recv(65536)
+            if not c:
+                break
+            data += c
+    finally:
+        s.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body.decode()
 
 
 class Daemon:

@@ -355,7 +355,7 @@ class DiskFullTest(unittest.TestCase):
             left = sorted(os.path.relpath(os.path.join(dp, n), mnt)
                           for dp, dns, fns in os.walk(mnt) for n in dns + fns)
             self.assertEqual(left, ["state", "state/capsuled.lock",
-                                    "state/vms"])
+                                    "state/run", "state/vms"])
             st = os.statvfs(mnt)
             used = (st.f_blocks - st.f_bfree) * st.f_frsize
             self.assertLess(used, MiB, "%d bytes still used" % used)

@@ -48,25 +48,6 @@ def proc_cmdline(pid):
         return []
 
 
-def procs_of_uid(uid):
-    """Live pids whose real uid is uid (a throwaway user's: all ours)."""
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/status" % d) as f:
-                for line in f:
-                    if line.startswith("Uid:"):
-                        if int(line.split()[1]) == uid and \
-                                ct.pid_alive(int(d)):
-                            out.append(int(d))
-                        break
-        except OSError:
-            continue
-    return out
-
-
 def procs_mentioning(needle):
     """Live capsuled processes whose command line mentions needle (a temp
     dir of this test)."""
@@ -110,25 +91,6 @@ def fnv1a64(s):
     for b in s.encode():
         h = ((h ^ b) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
     return "%016x" % h
-
-
-def http_get_unix(path, target="/metrics"):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(10)
-    try:
-        s.connect(path)
-        s.sendall(b"GET %s HTTP/1.0\r\nHost: capsule\r\n\r\n" %
-                  target.encode())
-        data = b""
-        while True:
-            c = s.recv(65536)
-            if not c:
-                break
-            data += c
-    finally:
-        s.close()
-    head, _, body = data.partition(b"\r\n\r\n")
-    return head.split(b"\r\n")[0].decode(), body.decode()
 
 
 class ConfigDaemon(ct.Daemon):
@@ -303,8 +265,8 @@ class TakeOverTest(unittest.TestCase):
         for k, v in sorted(vms.items()):
             self.assertIn("vm %s: taken over (pid %d, owner uid 0)" %
                           (v["vm_id"], v["pid"]), log)
-        status, body = http_get_unix(metrics)
-        self.assertEqual(status, "HTTP/1.0 200 OK")
+        status, body = ct.http_get_unix(metrics)
+        self.assertEqual(status, 200)
         self.assertIn("\ncapsule_vms_adopted_total 5\n", body)
         self.assertIn('\ncapsule_vms{state="running"} 5\n', body)
 
@@ -517,7 +479,7 @@ class ConfigTest(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         if cls.user is not None:
-            kill_pids(procs_of_uid(cls.user.uid))
+            kill_pids(ct.procs_of_uid(cls.user.uid))
             cls.user.remove()
 
     def setUp(self):
@@ -985,7 +947,7 @@ class UserTestCase(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         if cls.user is not None:
-            kill_pids(procs_of_uid(cls.user.uid))
+            kill_pids(ct.procs_of_uid(cls.user.uid))
             cls.user.remove()
 
     def setUp(self):
@@ -993,7 +955,7 @@ class UserTestCase(unittest.TestCase):
         self.dir = tempfile.mkdtemp(prefix="cap", dir="/tmp")
         self.addCleanup(ct.rmtree, self.dir)
         # Runs first: nothing of the user's outlives the test.
-        self.addCleanup(lambda: kill_pids(procs_of_uid(u.uid)))
+        self.addCleanup(lambda: kill_pids(ct.procs_of_uid(u.uid)))
         chmod_nofollow(self.dir, 0o711)
         self.home = mkdir_owned(os.path.join(self.dir, "home"), u.uid, u.gid)
         self.xdg_state = mkdir_owned(os.path.join(self.dir, "st"), u.uid,
@@ -1163,7 +1125,7 @@ class CleanroomTest(UserTestCase):
                 self.assertEqual((stat.S_IMODE(st.st_mode), st.st_uid),
                                  (0o711, u.uid))
         self.assertEqual(sorted(os.listdir(sockets)), hashes)
-        self.assertEqual(procs_of_uid(u.uid), [])
+        self.assertEqual(ct.procs_of_uid(u.uid), [])
         self.assertEqual(ct.qemu_procs(self.dir), [])
 
 
@@ -1199,7 +1161,7 @@ class AutostartTest(UserTestCase):
         p = self.as_user([ct.CAPSULE, "ping", "--json"])
         self.assertEqual((p.returncode, p.stderr), (0, b""), p)
         self.assertEqual(peer_pid(sock), pid)
-        self.assertEqual(procs_of_uid(u.uid), [pid])
+        self.assertEqual(ct.procs_of_uid(u.uid), [pid])
         # A user's capsuled serves that user and root only.
         chmod_nofollow(self.xdg_run, 0o711)
         chmod_nofollow(os.path.dirname(sock), 0o711)
@@ -1224,13 +1186,13 @@ class AutostartTest(UserTestCase):
         self.assertIn("Start it with `capsuled --daemon`", err)
         self.assertNotIn("starting capsuled", err)
         self.assertFalse(os.path.lexists(sock))
-        self.assertEqual(procs_of_uid(u.uid), [])
+        self.assertEqual(ct.procs_of_uid(u.uid), [])
         # A socket named some other way is never a reason to start one.
         other = os.path.join(self.xdg_run, "other.sock")
         p = self.as_user([ct.CAPSULE, "ping"], env={"CAPSULE_SOCKET": other})
         self.assertNotEqual(p.returncode, 0, p)
         self.assertNotIn("starting capsuled", p.stderr.decode())
-        self.assertEqual(procs_of_uid(u.uid), [])
+        self.assertEqual(ct.procs_of_uid(u.uid), [])
 
 
 def _syscall(pid):

@@ -227,19 +227,21 @@ def _unlink(path):
 
 
 class TestUser:
-    """A throwaway system user; remove() deletes it."""
+    """A throwaway system user (in group, a TestGroup, if given); remove()
+    deletes it."""
 
-    def __init__(self):
+    def __init__(self, group=None):
         if shutil.which("useradd") is None or shutil.which("userdel") is None:
             raise unittest.SkipTest("useradd/userdel not found: cannot make "
                                     "a non-root user to send requests as")
         if os.geteuid() != 0:
             raise unittest.SkipTest("not root: cannot add a user")
         self.name = "capsule-t7-" + secrets.token_hex(3)
+        extra = ["--groups", group.name] if group is not None else []
         p = subprocess.run(["useradd", "--system", "--no-create-home",
-                            "--shell", "/usr/sbin/nologin", self.name],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           timeout=60)
+                            "--shell", "/usr/sbin/nologin"] + extra +
+                           [self.name], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=60)
         if p.returncode != 0:
             raise unittest.SkipTest("useradd %s failed (%d): %s" % (
                 self.name, p.returncode, p.stderr.decode().strip()))
@@ -249,6 +251,7 @@ class TestUser:
             self.remove()
             raise
         self.uid, self.gid = pw.pw_uid, pw.pw_gid
+        self.groups = [group.gid] if group is not None else []
 
     def remove(self):
         p = subprocess.run(["userdel", self.name], stdout=subprocess.PIPE,
@@ -1224,8 +1227,11 @@ class StateRecordTest(unittest.TestCase):
         self.assertNotEqual(swapped["ino"], old_ino)
         return con, swapped
 
-    def test_next_daemon_takes_over_what_a_killed_one_left(self):
-        d = self.new_daemon("adopt")
+    def two_vms_left(self, name):
+        """Two VMs, in a run dir capsule makes and in one that exists, left
+        running by a capsuled killed with SIGKILL; then someone swaps the
+        console log in the existing run dir."""
+        d = self.new_daemon(name)
         made = os.path.join(d.dir, "made")
         pre = os.path.join(d.dir, "pre")
         os.mkdir(pre, 0o755)
@@ -1239,6 +1245,11 @@ class StateRecordTest(unittest.TestCase):
         self.assertTrue(all(ct.pid_alive(p) for p in pids),
                         "QEMU died with capsuled")
         con, swapped = self.swap_console_log(pre)
+        return d, made, pre, keep, v, w, pids, con, swapped
+
+    def test_next_daemon_takes_over_what_a_killed_one_left(self):
+        d, made, pre, keep, v, w, pids, con, swapped = \
+            self.two_vms_left("adopt")
         d2 = self.successor(d, "adopt-2")
         try:
             # The same VMs, the same processes.
@@ -1330,20 +1341,8 @@ class StateRecordTest(unittest.TestCase):
         # no longer runs the QEMU binary recorded: both processes are
         # ended (they are still the ones recorded), what capsule made
         # goes, and a file swapped in for one of them stays.
-        d = self.new_daemon("reap")
-        made = os.path.join(d.dir, "made")
-        pre = os.path.join(d.dir, "pre")
-        os.mkdir(pre, 0o755)
-        keep = write_file(os.path.join(pre, "keep"), b"the caller's\n", 0o644)
-        d.start()
-        v = d.start_vm(run_dir=made, memory_mib=256, serial_ports=["p"])
-        w = d.start_vm(run_dir=pre, memory_mib=256)
-        pids = [v["pid"], w["pid"]]
-        d.proc.kill()
-        d.proc.wait(10)
-        self.assertTrue(all(ct.pid_alive(p) for p in pids),
-                        "QEMU died with capsuled")
-        con, swapped = self.swap_console_log(pre)
+        d, made, pre, keep, v, w, pids, con, swapped = \
+            self.two_vms_left("reap")
         for x, change in (
                 (v, lambda r: {k: val for k, val in r.items() if k not in (
                     "spec", "owner_gid", "owner_groups", "hv_exe",

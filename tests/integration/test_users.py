@@ -13,7 +13,6 @@ run this test's Python). At most three VMs at a time, 256 MiB each."""
 import http.client
 import json
 import os
-import pwd
 import grp
 import re
 import secrets
@@ -26,7 +25,8 @@ import time
 import unittest
 
 import capsuletest as ct
-from test_trust import chmod_nofollow, mkdir_owned, run_as, write_file
+from test_trust import (TestUser, _exec, _request, chmod_nofollow, mkdir_owned,
+                        run_as, write_file)
 
 USER_MAX_VMS = 1
 USER_MAX_MEMORY_MIB = 512
@@ -91,63 +91,11 @@ class TestGroup:
                                  (self.name, p.stderr.decode()))
 
 
-class Member:
-    """A throwaway system user in group."""
-
-    def __init__(self, group):
-        self.name = "capsule-t8-" + secrets.token_hex(3)
-        p = _run(["useradd", "--system", "--no-create-home", "--shell",
-                  "/usr/sbin/nologin", "--groups", group.name, self.name])
-        if p.returncode != 0:
-            raise AssertionError("useradd %s failed (%d): %s" % (
-                self.name, p.returncode, p.stderr.decode().strip()))
-        try:
-            pw = pwd.getpwnam(self.name)
-        except KeyError:
-            self.remove()
-            raise
-        self.uid, self.gid = pw.pw_uid, pw.pw_gid
-        self.groups = [group.gid]
-
-    def remove(self):
-        p = _run(["userdel", self.name])
-        if p.returncode != 0:
-            raise AssertionError("userdel %s failed: %s" %
-                                 (self.name, p.stderr.decode()))
-
-
-def procs_of_uid(uid):
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/status" % d) as f:
-                for line in f:
-                    if line.startswith("Uid:"):
-                        if int(line.split()[1]) == uid and \
-                                ct.pid_alive(int(d)):
-                            out.append(int(d))
-                        break
-        except OSError:
-            continue
-    return out
-
 
 # ---- as a user ----
 
 def as_user(user, fn, *args):
     return run_as(user.uid, user.gid, fn, *args, groups=user.groups)
-
-
-def _request(sock, req):
-    with ct.Conn(sock, timeout=ct.START_TIMEOUT) as c:
-        return c.request(req)
-
-
-def _exec(proxy, argv):
-    r = ct.run_exec(proxy, argv, timeout=60)
-    return {"exit": r.exit, "stdout": r.stdout.decode("utf-8", "replace")}
 
 
 def _connect_errno(path):
@@ -258,25 +206,6 @@ def scrape_tcp(port, target="/metrics"):
         c.close()
 
 
-def scrape_unix(path, target="/metrics"):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(10)
-    try:
-        s.connect(path)
-        s.sendall(b"GET %s HTTP/1.0\r\nHost: capsule\r\n\r\n" %
-                  target.encode())
-        data = b""
-        while True:
-            c = s.recv(65536)
-            if not c:
-                break
-            data += c
-    finally:
-        s.close()
-    head, _, body = data.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body.decode()
-
-
 class UsersTest(ct.DaemonTestCase):
     """One root capsuled, --socket-group, limits in its config file, a VM
     of root's for the whole class."""
@@ -291,7 +220,7 @@ class UsersTest(ct.DaemonTestCase):
         cls.group = TestGroup()
         cls.users = []
         try:
-            cls.users = [Member(cls.group), Member(cls.group)]
+            cls.users = [TestUser(cls.group), TestUser(cls.group)]
             cls.port = free_port()
             d = cls.daemon = ct.Daemon(cls.__name__)
             cls.conf = write_file(os.path.join(d.dir, "capsuled.conf"), (
@@ -334,7 +263,7 @@ class UsersTest(ct.DaemonTestCase):
         finally:
             try:
                 for u in cls.users:
-                    for pid in procs_of_uid(u.uid):
+                    for pid in ct.procs_of_uid(u.uid):
                         os.kill(pid, signal.SIGKILL)
             finally:
                 try:
@@ -759,7 +688,7 @@ class UsersTest(ct.DaemonTestCase):
         st = os.lstat(path)
         self.assertEqual((stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode),
                           st.st_uid), (stat.S_IFSOCK, 0o600, 0))
-        status, text = scrape_unix(path)
+        status, text = ct.http_get_unix(path)
         self.assertEqual(status, 200)
         s0 = parse_metrics(text)["samples"]
         self.assertEqual((s0["capsule_vm_starts_total"],
@@ -771,7 +700,7 @@ class UsersTest(ct.DaemonTestCase):
         r = d.request({"op": "StopVM", "vm_id": v["vm_id"]},
                       timeout=ct.STOP_TIMEOUT)
         self.assertEqual(r.get("stopped"), [v["vm_id"]], r)
-        status, text = scrape_unix(path)
+        status, text = ct.http_get_unix(path)
         s1 = parse_metrics(text)["samples"]
         self.assertEqual((s1["capsule_vm_starts_total"],
                           s1["capsule_execs_total"],
@@ -832,7 +761,7 @@ class UsersTest(ct.DaemonTestCase):
                                                         "run"))),
                          [self.root_vm["vm_id"]])
         for u in self.users:
-            self.assertEqual(procs_of_uid(u.uid), [])
+            self.assertEqual(ct.procs_of_uid(u.uid), [])
         self.assertNoLeaks()
 
 

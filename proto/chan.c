@@ -2,6 +2,7 @@
  * chan.c — codec and credit accounting for the agent channel (see chan.h).
  * Pure: no I/O, no allocation. Linked by capsuled and capsule-agent.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <string.h>
 
@@ -41,7 +42,8 @@ chan_kind_valid(unsigned kind)
 {
 	switch (kind) {
 	case CHAN_HELLO: case CHAN_ERROR: case CHAN_SHUTDOWN:
-	case CHAN_PING: case CHAN_PONG:
+	case CHAN_PING: case CHAN_PONG: case CHAN_NET: case CHAN_NET_DONE:
+	case CHAN_OPEN: case CHAN_OPENED: case CHAN_RESET: case CHAN_DATA:
 	case CHAN_EXEC: case CHAN_STDIN: case CHAN_EOF: case CHAN_RESIZE:
 	case CHAN_SIGNAL: case CHAN_CLOSE: case CHAN_COPY_IN: case CHAN_COPY_OUT:
 	case CHAN_STDOUT: case CHAN_STDERR: case CHAN_EXIT: case CHAN_STARTED:
@@ -60,6 +62,12 @@ chan_kind_name(unsigned kind)
 	case CHAN_SHUTDOWN:	return "SHUTDOWN";
 	case CHAN_PING:		return "PING";
 	case CHAN_PONG:		return "PONG";
+	case CHAN_NET:		return "NET";
+	case CHAN_NET_DONE:	return "NET_DONE";
+	case CHAN_OPEN:		return "OPEN";
+	case CHAN_OPENED:	return "OPENED";
+	case CHAN_RESET:	return "RESET";
+	case CHAN_DATA:		return "DATA";
 	case CHAN_EXEC:		return "EXEC";
 	case CHAN_STDIN:	return "STDIN";
 	case CHAN_EOF:		return "EOF";
@@ -96,12 +104,13 @@ chan_hdr_decode(const uint8_t in[CHAN_HDR_LEN], struct chan_hdr *h)
 	h->flags = in[3];
 	h->stream = get32(in + 4);
 	h->len = get32(in + 8);
-	if (!chan_kind_valid(h->kind) || h->flags != 0)
+	if ((h->stream == 0 && !chan_kind_valid(h->kind)) || h->flags != 0)
 		return -EBADMSG;
 	if (h->len > CHAN_MAX_PAYLOAD)
 		return -EMSGSIZE;
 	if ((h->kind == CHAN_STDIN || h->kind == CHAN_STDOUT ||
-	    h->kind == CHAN_STDERR) && h->len > CHAN_MAX_DATA)
+	    h->kind == CHAN_STDERR || h->kind == CHAN_DATA) &&
+	    h->len > CHAN_MAX_DATA)
 		return -EMSGSIZE;
 	return 0;
 }
@@ -123,10 +132,14 @@ chan_frame_ready(const uint8_t *buf, size_t have, struct chan_hdr *h)
 int
 chan_hello_encode(uint8_t *out, size_t cap, const struct chan_hello *h)
 {
-	if (cap < CHAN_HELLO_LEN)
+	/* A version 4 peer's layout has no features. */
+	if (cap < (h->version < 5 ? CHAN_HELLO_V4_LEN : CHAN_HELLO_LEN))
 		return -EMSGSIZE;
 	put32(out, h->version);
 	put32(out + 4, h->boot_ms);
+	if (h->version < 5)
+		return CHAN_HELLO_V4_LEN;
+	put32(out + 8, h->features);
 	return CHAN_HELLO_LEN;
 }
 
@@ -139,7 +152,223 @@ chan_hello_decode(const uint8_t *p, size_t len, struct chan_hello *h)
 	if (len < 4)
 		return -EBADMSG;
 	h->version = get32(p);
-	h->boot_ms = len >= CHAN_HELLO_LEN ? get32(p + 4) : 0;
+	h->boot_ms = len >= CHAN_HELLO_V4_LEN ? get32(p + 4) : 0;
+	h->features = h->version >= 5 && len >= CHAN_HELLO_LEN ?
+	    get32(p + 8) : 0;
+	return 0;
+}
+
+int
+chan_name_check(const char *name, size_t len)
+{
+	size_t label = 0;
+
+	if (len == 0 || len > CHAN_MAX_NAME || name[0] == '.' ||
+	    name[len - 1] == '.')
+		return -EBADMSG;
+	for (size_t i = 0; i < len; i++) {
+		char c = name[i];
+
+		if (c == '.') {
+			if (label == 0 || name[i - 1] == '-')
+				return -EBADMSG;
+			label = 0;
+			continue;
+		}
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		    c == '-' || c == '_') || (c == '-' && label == 0) ||
+		    ++label > 63)
+			return -EBADMSG;
+	}
+	return name[len - 1] == '-' ? -EBADMSG : 0;
+}
+
+long
+chan_open_encode(uint8_t *out, size_t cap, const struct chan_open *o)
+{
+	size_t n;
+
+	switch (o->type) {
+	case CHAN_OPEN_CONNECT:
+	case CHAN_OPEN_DNS:
+		if ((o->type == CHAN_OPEN_CONNECT && o->port == 0) ||
+		    (o->type == CHAN_OPEN_DNS && o->qtype == 0))
+			return -EINVAL;
+		if (o->type == CHAN_OPEN_DNS || o->addr_kind == CHAN_ADDR_NAME) {
+			if (chan_name_check(o->name, o->name_len) < 0)
+				return -EINVAL;
+			n = 8 + o->name_len;
+		} else if (o->addr_kind == CHAN_ADDR_IPV4) {
+			n = 12;
+		} else {
+			return -EINVAL;
+		}
+		if (cap < n)
+			return -EMSGSIZE;
+		put16(out, o->type);
+		put16(out + 2, 0);
+		if (o->type == CHAN_OPEN_DNS) {
+			put16(out + 4, o->qtype);
+			put16(out + 6, 0);
+		} else {
+			put16(out + 4, o->port);
+			out[6] = o->addr_kind;
+			out[7] = 0;
+		}
+		if (n == 12 && o->type == CHAN_OPEN_CONNECT &&
+		    o->addr_kind == CHAN_ADDR_IPV4)
+			memcpy(out + 8, o->ipv4, 4);
+		else
+			memcpy(out + 8, o->name, o->name_len);
+		return (long)n;
+	case CHAN_OPEN_FORWARD:
+		if (o->port == 0)
+			return -EINVAL;
+		if (cap < 8)
+			return -EMSGSIZE;
+		put16(out, o->type);
+		put16(out + 2, 0);
+		put16(out + 4, o->port);
+		put16(out + 6, 0);
+		return 8;
+	}
+	return -EINVAL;
+}
+
+int
+chan_open_decode(const uint8_t *p, size_t len, struct chan_open *o)
+{
+	memset(o, 0, sizeof(*o));
+	if (len < 4 || get16(p + 2) != 0)
+		return -EBADMSG;
+	o->type = get16(p);
+	switch (o->type) {
+	case CHAN_OPEN_CONNECT:
+		if (len < 8 || p[7] != 0 || (o->port = get16(p + 4)) == 0)
+			return -EBADMSG;
+		o->addr_kind = p[6];
+		if (o->addr_kind == CHAN_ADDR_IPV4) {
+			if (len != 12)
+				return -EBADMSG;
+			memcpy(o->ipv4, p + 8, 4);
+			return 0;
+		}
+		if (o->addr_kind != CHAN_ADDR_NAME)
+			return -EBADMSG;
+		break;
+	case CHAN_OPEN_DNS:
+		if (len < 8 || get16(p + 6) != 0 ||
+		    (o->qtype = get16(p + 4)) == 0)
+			return -EBADMSG;
+		o->addr_kind = CHAN_ADDR_NAME;
+		break;
+	case CHAN_OPEN_FORWARD:
+		if (len != 8 || get16(p + 6) != 0 ||
+		    (o->port = get16(p + 4)) == 0)
+			return -EBADMSG;
+		return 0;
+	default:
+		o->unknown = 1;
+		return 0;
+	}
+	o->name = (const char *)(p + 8);
+	o->name_len = (uint32_t)(len - 8);
+	return chan_name_check(o->name, o->name_len);
+}
+
+int
+chan_status_encode(uint8_t *out, size_t cap, const struct chan_status *st)
+{
+	uint32_t n = st->msg_len > CHAN_MAX_MSG ? CHAN_MAX_MSG : st->msg_len;
+
+	/* Nothing the decoder would refuse: a negative errno passed by
+	 * mistake must not go out as a malformed RESET. */
+	if (st->code > 4095)
+		return -EINVAL;
+	if (cap < 4 + (size_t)n)
+		return -EMSGSIZE;
+	put32(out, st->code);
+	if (n)
+		memcpy(out + 4, st->msg, n);
+	return (int)(4 + n);
+}
+
+int
+chan_status_decode(const uint8_t *p, size_t len, struct chan_status *st)
+{
+	if (len < 4 || len > 4 + CHAN_MAX_MSG)
+		return -EBADMSG;
+	st->code = get32(p);
+	if (st->code > 4095)
+		return -EBADMSG;
+	st->msg = (const char *)(p + 4);
+	st->msg_len = (uint32_t)(len - 4);
+	return 0;
+}
+
+/* net/prefix names a network: no bits set past the prefix. */
+static int
+chan_prefix_ok(uint32_t net_be, uint8_t prefix)
+{
+	uint32_t host = ntohl(net_be);
+
+	if (prefix > 32)
+		return 0;
+	return prefix == 32 || (host & (0xffffffffu >> prefix)) == 0;
+}
+
+long
+chan_net_encode(uint8_t *out, size_t cap, const struct chan_net *n)
+{
+	size_t len = CHAN_NET_FIXED + 8 * (size_t)n->nroutes;
+
+	if (n->mode > CHAN_NET_ALLOW || n->nroutes > CHAN_NET_MAX_ROUTES ||
+	    n->prefix > 32 || (n->mode != CHAN_NET_ALLOW && n->nroutes != 0))
+		return -EINVAL;
+	if (cap < len)
+		return -EMSGSIZE;
+	memset(out, 0, len);
+	out[0] = n->mode;
+	out[1] = n->prefix;
+	put16(out + 2, n->nroutes);
+	memcpy(out + 4, &n->addr, 4);
+	memcpy(out + 8, &n->gateway, 4);
+	memcpy(out + 12, &n->dns, 4);
+	for (uint16_t i = 0; i < n->nroutes; i++) {
+		if (!chan_prefix_ok(n->routes[i].net, n->routes[i].prefix))
+			return -EINVAL;
+		memcpy(out + CHAN_NET_FIXED + 8 * i, &n->routes[i].net, 4);
+		out[CHAN_NET_FIXED + 8 * i + 4] = n->routes[i].prefix;
+	}
+	return (long)len;
+}
+
+int
+chan_net_decode(const uint8_t *p, size_t len, struct chan_net *n)
+{
+	memset(n, 0, sizeof(*n));
+	if (len < CHAN_NET_FIXED)
+		return -EBADMSG;
+	n->mode = p[0];
+	n->prefix = p[1];
+	n->nroutes = get16(p + 2);
+	if (n->mode > CHAN_NET_ALLOW || n->prefix > 32 ||
+	    n->nroutes > CHAN_NET_MAX_ROUTES ||
+	    len != CHAN_NET_FIXED + 8 * (size_t)n->nroutes ||
+	    (n->mode != CHAN_NET_ALLOW && n->nroutes != 0))
+		return -EBADMSG;
+	memcpy(&n->addr, p + 4, 4);
+	memcpy(&n->gateway, p + 8, 4);
+	memcpy(&n->dns, p + 12, 4);
+	for (uint16_t i = 0; i < n->nroutes; i++) {
+		const uint8_t *r = p + CHAN_NET_FIXED + 8 * i;
+
+		memcpy(&n->routes[i].net, r, 4);
+		n->routes[i].prefix = r[4];
+		if (r[5] != 0 || get16(r + 6) != 0 ||
+		    !chan_prefix_ok(n->routes[i].net, r[4]))
+			return -EBADMSG;
+	}
 	return 0;
 }
 

@@ -7,21 +7,49 @@
  *	u16 magic (CHAN_MAGIC)   u8 kind   u8 flags (0)
  *	u32 stream               u32 len
  *
- * Stream 0 is the control stream (HELLO, SHUTDOWN, ERROR, PING, PONG); every
- * exec is a stream the host numbers from 1 and never reuses within one VM.
+ * Stream 0 is the control stream (HELLO, SHUTDOWN, ERROR, PING, PONG, NET).
+ * Every other stream is opened by one side and numbered by it, never
+ * reused within one connection: the host numbers its streams from 1 with
+ * CHAN_STREAM_GUEST clear, the agent its own with CHAN_STREAM_GUEST set.
+ *
+ * Handshake: once the port is connected the agent sends HELLO (its
+ * version, when the guest became ready, its feature bits) and the host
+ * answers with its own HELLO. Each side then uses only the features both
+ * named; a peer of version CHAN_VERSION_MIN (before feature bits) has
+ * none. A second HELLO from the agent on one connection means the guest
+ * started over (a reboot the hypervisor did not stop, a restarted agent).
  *
  * Heartbeat: once ready, the host sends PING (a u32 sequence number) now
  * and then, and the agent answers each with a PONG carrying the same
  * number. A guest that says nothing at all for a while is not answering.
- * A second HELLO from the agent on one connection means the guest started
- * over (a reboot the hypervisor did not stop, a restarted agent).
  *
- * Flow control is per stream and per direction: a sender may have at most
- * CHAN_WINDOW data bytes (STDIN, or STDOUT+STDERR) that the receiver has not
- * handed back with a CREDIT frame. The receiver grants credit only once the
- * bytes have left it (written to the pipe, the client socket, ...), so a
- * stalled reader stalls only its own stream and nobody buffers more than a
- * window per stream.
+ * Streams (CHAN_FEAT_STREAMS). Besides the exec-shaped streams the host
+ * opens with EXEC, COPY_IN and COPY_OUT (below), either side opens a
+ * stream with OPEN: a type and a body for that type. The other side
+ * answers OPENED (the stream is up) or RESET (refused, with an errno value
+ * and why). A byte stream then carries DATA both ways, each way ended by
+ * EOF (a half-close); it is over once both ways have ended, or at once
+ * when either side sends RESET, after which neither sends more for it. A
+ * frame of a kind the receiver does not know, on a stream other than 0,
+ * is answered with RESET for that stream (EPROTONOSUPPORT), never by
+ * ending the channel; an OPEN of an unknown type likewise. RESET from the
+ * host on an exec stream ends it as CLOSE does (the command is killed).
+ *
+ * Flow control is per stream and per direction, for every data kind: a
+ * sender may have at most CHAN_WINDOW data bytes (STDIN, STDOUT+STDERR,
+ * or DATA) that the receiver has not handed back with a CREDIT frame. The
+ * receiver grants credit only once the bytes have left it (written to the
+ * pipe, the socket, ...), so a stalled reader stalls only its own stream
+ * and nobody buffers more than a window per stream.
+ *
+ * Network (CHAN_FEAT_NET): right after the handshake the host sends NET
+ * with the VM's network mode; the agent sets the guest up and answers
+ * NET_DONE (0, or an errno value and why). The host does not call the VM
+ * ready before a successful NET_DONE. NET comes once per guest boot: a
+ * capsuled that takes a running VM over does not send it again. The OPEN types CONNECT and DNS
+ * (guest to host) carry the guest's outbound connections and name
+ * lookups in "allow" mode; FORWARD (host to guest) carries a published
+ * port's connections. docs/network.md describes the modes.
  *
  * Everything here is pure: it encodes into and decodes from caller buffers.
  * The agent links this file and libc only.
@@ -32,15 +60,25 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CHAN_VERSION		4	/* 2: EXEC user/timeout/detach, COPY, STARTED
+#define CHAN_VERSION		5	/* 2: EXEC user/timeout/detach, COPY, STARTED
 					 * 3: PING/PONG heartbeat
-					 * 4: EXEC entropy seed */
+					 * 4: EXEC entropy seed
+					 * 5: HELLO feature bits */
+#define CHAN_VERSION_MIN	4	/* the oldest peer still understood */
 #define CHAN_MAGIC		0xCA75
 #define CHAN_HDR_LEN		12
 #define CHAN_MAX_PAYLOAD	(1024 * 1024 + 65536)	/* EXEC carries argv+env */
 #define CHAN_MAX_DATA		32768	/* STDIN/STDOUT/STDERR payload */
 #define CHAN_WINDOW		(256 * 1024)
-#define CHAN_MAX_MSG		4096	/* ERROR and EXIT message text */
+#define CHAN_MAX_MSG		4096	/* ERROR, EXIT, RESET, NET_DONE text */
+
+/* Feature bits in HELLO (CHAN_VERSION 5 on). */
+#define CHAN_FEAT_STREAMS	0x00000001u	/* OPEN/OPENED/RESET/DATA,
+						 * guest-opened streams */
+#define CHAN_FEAT_NET		0x00000002u	/* NET, CONNECT, DNS, FORWARD */
+#define CHAN_FEATURES		(CHAN_FEAT_STREAMS | CHAN_FEAT_NET)
+
+#define CHAN_STREAM_GUEST	0x80000000u	/* set on guest-opened ids */
 
 enum chan_kind {
 	/* stream 0 */
@@ -49,20 +87,28 @@ enum chan_kind {
 	CHAN_SHUTDOWN	= 3,	/* host->agent: sync and power off */
 	CHAN_PING	= 4,	/* host->agent: u32 sequence number */
 	CHAN_PONG	= 5,	/* agent->host: the PING's number */
+	CHAN_NET	= 6,	/* host->agent: struct chan_net */
+	CHAN_NET_DONE	= 7,	/* agent->host: struct chan_status */
 	/* exec streams, host->agent */
 	CHAN_EXEC	= 16,	/* start a command: struct chan_exec */
 	CHAN_STDIN	= 17,
-	CHAN_EOF	= 18,	/* no more stdin */
+	CHAN_EOF	= 18,	/* no more stdin; on byte streams, either way:
+				 * no more DATA this way */
 	CHAN_RESIZE	= 19,	/* u16 cols, u16 rows */
 	CHAN_SIGNAL	= 20,	/* u32 signal number */
 	CHAN_CLOSE	= 21,	/* client is gone: kill the process group */
 	CHAN_COPY_IN	= 22,	/* receive a cpio archive (STDIN) into a path */
 	CHAN_COPY_OUT	= 23,	/* send a path as a cpio archive (STDOUT) */
+	/* any stream, either way (CHAN_FEAT_STREAMS) */
+	CHAN_OPEN	= 24,	/* struct chan_open: opens the stream */
+	CHAN_OPENED	= 25,	/* the OPEN succeeded; empty */
+	CHAN_RESET	= 26,	/* struct chan_status: refused or aborted */
 	/* exec streams, agent->host */
 	CHAN_STDOUT	= 32,
 	CHAN_STDERR	= 33,
 	CHAN_EXIT	= 34,	/* struct chan_exit; last frame of a stream */
 	CHAN_STARTED	= 35,	/* struct chan_started; ends a detached EXEC */
+	CHAN_DATA	= 36,	/* either way: a byte stream's bytes */
 	/* both ways */
 	CHAN_CREDIT	= 48,	/* u32 bytes the sender may send again */
 };
@@ -74,12 +120,96 @@ struct chan_hdr {
 	uint32_t	len;
 };
 
-/* HELLO payload. */
+/* HELLO payload: u32 version, u32 boot_ms, u32 features (version 5 on;
+ * a version 4 peer sends the first two only). */
 struct chan_hello {
 	uint32_t	version;
 	uint32_t	boot_ms;	/* agent: guest CLOCK_BOOTTIME at ready */
+	uint32_t	features;	/* CHAN_FEAT_* */
 };
-#define CHAN_HELLO_LEN	8
+#define CHAN_HELLO_LEN	12
+#define CHAN_HELLO_V4_LEN 8
+
+/* OPEN payload: u16 type, u16 0, then the type's body.
+ *
+ *   CONNECT (guest->host): u16 port (1..65535), u8 address kind, u8 0, then
+ *	CHAN_ADDR_NAME: a host name, 1..CHAN_MAX_NAME bytes of [a-z0-9.-]
+ *	(lower case, no NUL), as the guest's resolver asked for it; or
+ *	CHAN_ADDR_IPV4: 4 bytes, network order.
+ *	The host connects (or refuses, per the VM's policy) and answers
+ *	OPENED or RESET; then DATA both ways.
+ *   DNS (guest->host): u16 query type (1 A, 28 AAAA, ...), u16 0, then the
+ *	name as for CONNECT. A question, not a stream: the host answers
+ *	OPENED if the name may be used (the agent then answers the guest
+ *	with an address of its own), or RESET with ENOENT (no such name),
+ *	EACCES (not allowed: nothing was asked upstream) or EAGAIN (could
+ *	not be looked up now). Nothing else is sent on it.
+ *   FORWARD (host->guest): u16 port, u16 0. The agent connects to
+ *	127.0.0.1:port in the guest and answers OPENED or RESET; then DATA
+ *	both ways. */
+enum chan_open_type {
+	CHAN_OPEN_CONNECT	= 1,
+	CHAN_OPEN_DNS		= 2,
+	CHAN_OPEN_FORWARD	= 3,
+};
+#define CHAN_ADDR_NAME		0
+#define CHAN_ADDR_IPV4		4
+#define CHAN_MAX_NAME		253
+
+struct chan_open {
+	uint16_t	type;
+	uint16_t	port;		/* CONNECT, FORWARD */
+	uint16_t	qtype;		/* DNS */
+	uint8_t		addr_kind;	/* CONNECT: CHAN_ADDR_* (DNS: NAME) */
+	uint8_t		ipv4[4];	/* CHAN_ADDR_IPV4 */
+	const char	*name;		/* CHAN_ADDR_NAME; not terminated,
+					 * points into the payload */
+	uint32_t	name_len;
+	/* An OPEN of an unknown type decodes with only `type` set and
+	 * unknown = 1, so the receiver can refuse just that stream. */
+	int		unknown;
+};
+
+/* RESET and NET_DONE payload: u32 code (0, or a positive errno value),
+ * then message bytes (no NUL) up to CHAN_MAX_MSG. */
+struct chan_status {
+	uint32_t	code;
+	const char	*msg;		/* points into the payload */
+	uint32_t	msg_len;
+};
+
+/* NET payload: u8 mode, u8 prefix, u16 nroutes, u32 addr, u32 gateway,
+ * u32 dns, then nroutes x (u32 net, u8 prefix, u8 0, u16 0); addresses in
+ * network order.
+ *   CHAN_NET_NONE: no NIC; the agent keeps only lo.
+ *   CHAN_NET_NAT: configure the one NIC as addr/prefix with a default
+ *	route via gateway and dns as the resolver.
+ *   CHAN_NET_ALLOW: no NIC; the agent answers the guest's DNS itself
+ *	(asking the host with DNS opens) and carries TCP connections to
+ *	its synthetic addresses (CHAN_NET_SYNTH) and to the routes given
+ *	(the policy's address ranges) to the host as CONNECT opens. */
+enum chan_net_mode {
+	CHAN_NET_NONE	= 0,
+	CHAN_NET_NAT	= 1,
+	CHAN_NET_ALLOW	= 2,
+};
+#define CHAN_NET_FIXED		16
+#define CHAN_NET_MAX_ROUTES	256
+#define CHAN_NET_SYNTH		0x7f400000u	/* 127.64.0.0/10, host order */
+#define CHAN_NET_SYNTH_PREFIX	10
+
+struct chan_route {
+	uint32_t	net;		/* network order */
+	uint8_t		prefix;		/* 0..32; bits past it are zero */
+};
+
+struct chan_net {
+	uint8_t		mode;
+	uint8_t		prefix;
+	uint32_t	addr, gateway, dns;	/* network order */
+	uint16_t	nroutes;
+	struct chan_route routes[CHAN_NET_MAX_ROUTES];
+};
 
 /* EXEC payload: u8 tty, u8 flags, u16 cols, u16 rows, u16 0, u32 argc,
  * u32 envc, u32 timeout_ms (0: none), u32 seed_len, then NUL-terminated
@@ -130,9 +260,11 @@ struct chan_exit {
 	uint32_t	msg_len;
 };
 
-/* Header codec. chan_hdr_decode returns 0, or -EBADMSG for a bad magic,
- * unknown kind or non-zero flags, -EMSGSIZE for len over CHAN_MAX_PAYLOAD
- * (or over CHAN_MAX_DATA for data kinds). */
+/* Header codec. chan_hdr_decode returns 0, or -EBADMSG for a bad magic or
+ * non-zero flags (or, on stream 0, an unknown kind), -EMSGSIZE for len
+ * over CHAN_MAX_PAYLOAD (or over CHAN_MAX_DATA for data kinds). A frame of
+ * an unknown kind on another stream decodes: chan_kind_valid() tells the
+ * receiver to refuse that stream with RESET. */
 void	chan_hdr_encode(uint8_t out[CHAN_HDR_LEN], const struct chan_hdr *h);
 int	chan_hdr_decode(const uint8_t in[CHAN_HDR_LEN], struct chan_hdr *h);
 int	chan_kind_valid(unsigned kind);
@@ -148,8 +280,18 @@ long	chan_frame_ready(const uint8_t *buf, size_t have, struct chan_hdr *h);
 
 /* Payload codecs. Encoders return the payload length, or -EMSGSIZE if it
  * does not fit `cap`. Decoders return 0 or -EBADMSG/-E2BIG. */
+/* Encodes the layout of h->version (8 bytes for version 4). */
 int	chan_hello_encode(uint8_t *out, size_t cap, const struct chan_hello *h);
+/* A version 4 HELLO decodes with features 0. */
 int	chan_hello_decode(const uint8_t *p, size_t len, struct chan_hello *h);
+long	chan_open_encode(uint8_t *out, size_t cap, const struct chan_open *o);
+int	chan_open_decode(const uint8_t *p, size_t len, struct chan_open *o);
+int	chan_status_encode(uint8_t *out, size_t cap, const struct chan_status *s);
+int	chan_status_decode(const uint8_t *p, size_t len, struct chan_status *s);
+long	chan_net_encode(uint8_t *out, size_t cap, const struct chan_net *n);
+int	chan_net_decode(const uint8_t *p, size_t len, struct chan_net *n);
+/* Is this a valid CONNECT/DNS name (see CHAN_OPEN_CONNECT)? */
+int	chan_name_check(const char *name, size_t len);
 long	chan_exec_encode(uint8_t *out, size_t cap, const struct chan_exec *x);
 /* argv/envp must have room for max_args/max_env entries. */
 int	chan_exec_decode(const uint8_t *p, size_t len, struct chan_exec *x,

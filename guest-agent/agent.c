@@ -1,11 +1,12 @@
 /*
- * agent.c — capsule-agent: PID 1 of the guest, serving exec streams for
- * capsuled over one virtio-serial port (see proto/chan.h).
+ * agent.c — capsule-agent: PID 1 of the guest, serving exec and byte
+ * streams for capsuled over one virtio-serial port (see proto/chan.h).
  *
  * One thread and one poll(2) loop: the channel, a signalfd for SIGCHLD,
- * and every stream's stdin, stdout and stderr; its timeout is the nearest
- * command's deadline. The stream table lives here; what a stream does with
- * its fds lives in exec.c.
+ * every stream's stdin, stdout and stderr, and whatever sockets net.c,
+ * dns.c and sock.c hand it (agent_poll_fd); its timeout is the nearest
+ * deadline any of them has. The exec stream table lives here; what a
+ * stream does with its fds lives in exec.c, byte streams in sock.c.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE	/* pipe2, ptsname_r, signalfd: CMake defines it too */
@@ -30,6 +31,10 @@
 #include "proto.h"
 
 #define AGENT_MODULES		"/etc/capsule/modules"
+/* More modules for a network mode, named by capsule.net= on the kernel
+ * command line: only the VMs that use them pay for loading them. */
+#define AGENT_MODULES_NAT	"/etc/capsule/modules-nat"
+#define AGENT_MODULES_ALLOW	"/etc/capsule/modules-allow"
 #define AGENT_ROOT		"/dev/vda"
 #define AGENT_WAIT_MS		10000	/* root device, agent port */
 #define AGENT_RECHECK_MS	200	/* host disconnected: poll period */
@@ -46,6 +51,7 @@ enum agent_hello {
 enum agent_role {
 	AGENT_ROLE_SIGNAL,
 	AGENT_ROLE_CHAN,
+	AGENT_ROLE_FN,		/* agent_poll_fd(): the slot's fn says */
 	AGENT_ROLE_STDIN,
 	AGENT_ROLE_OUT,		/* + EXEC_STDOUT or EXEC_STDERR */
 };
@@ -53,19 +59,23 @@ enum agent_role {
 struct agent_slot {
 	struct stream	*s;
 	int		 role;
+	agent_io_fn	*fn;
+	void		*obj;
 };
 
 static struct {
 	struct chanio	  chan;
 	int		  sigfd;
 	enum agent_hello  hello;
+	uint32_t	  features;	/* CHAN_FEAT_* both sides named */
+	uint32_t	  next_guest;	/* the next stream id we open */
 	uint32_t	  ready_ms;	/* boot clock once the port is open */
 	struct stream	**streams;	/* includes orphans until reaped */
 	size_t		  nstreams, cap;
 	struct pollfd	 *pfd;
 	struct agent_slot *slot;
-	size_t		  pcap;
-} A;
+	size_t		  npfd, pcap;
+} A = { .next_guest = 1 };
 
 /* EXEC decoding targets; the decoded strings point into the frame. */
 static const char *agent_argv[AGENT_MAX_ARGS + 1];
@@ -197,6 +207,30 @@ agent_active(void)
 	return n;
 }
 
+int
+agent_streams_full(void)
+{
+	return agent_active() + sock_count() >= AGENT_MAX_STREAMS;
+}
+
+uint32_t
+agent_features(void)
+{
+	return A.chan.up && A.hello == AGENT_HELLO_OK ? A.features : 0;
+}
+
+/* Never reused while the VM runs: a late frame for an old stream must
+ * not land on a new one. */
+uint32_t
+agent_guest_id(void)
+{
+	uint32_t id = A.next_guest++;
+
+	if (A.next_guest == CHAN_STREAM_GUEST)
+		A.next_guest = 1;	/* 2^31 streams on: cannot happen */
+	return id | CHAN_STREAM_GUEST;
+}
+
 static int
 agent_add(struct stream *s)
 {
@@ -229,6 +263,17 @@ agent_sweep(void)
 	A.nstreams = j;
 }
 
+/* Ends a command for good: no EXIT will follow (the host is gone, or
+ * the stream was reset). */
+static void
+agent_orphan(struct stream *s)
+{
+	exec_abort(s);
+	s->id = 0;
+	if (s->reaped)
+		s->dead = 1;
+}
+
 /* The host is gone: nobody is left to see the output, so fail closed.
  * Detached commands were never the host's to see: they run on. */
 static void
@@ -241,10 +286,7 @@ agent_orphan_all(void)
 
 		if (s->dead || s->detached)
 			continue;
-		exec_abort(s);
-		s->id = 0;
-		if (s->reaped)
-			s->dead = 1;
+		agent_orphan(s);
 	}
 }
 
@@ -312,9 +354,9 @@ agent_new_stream(uint32_t id)
 	char err[CHAN_MAX_MSG];
 	struct stream *s;
 
-	if (agent_active() >= AGENT_MAX_STREAMS) {
+	if (agent_streams_full()) {
 		snprintf(err, sizeof(err), "capsule-agent: too many concurrent "
-		    "commands (limit %d)", AGENT_MAX_STREAMS);
+		    "streams (limit %d)", AGENT_MAX_STREAMS);
 		exec_send_exit(&A.chan, id, EXIT_CAPSULE_ERROR, 0, err);
 		return NULL;
 	}
@@ -327,10 +369,19 @@ agent_new_stream(uint32_t id)
 	return s;
 }
 
+/* May the host open a stream with this id? If not, ERROR says why: a
+ * RESET or an EXIT could end the stream that already has it. */
 static int
 agent_stream_unused(const struct chan_hdr *h)
 {
-	if (agent_find(h->stream) == NULL)
+	if ((A.features & CHAN_FEAT_STREAMS) &&
+	    (h->stream & CHAN_STREAM_GUEST)) {
+		chanio_send_error(&A.chan, h->stream, "%s on stream %u, an id "
+		    "only the agent gives out", chan_kind_name(h->kind),
+		    h->stream);
+		return 0;
+	}
+	if (agent_find(h->stream) == NULL && sock_find(h->stream) == NULL)
 		return 1;
 	chanio_send_error(&A.chan, h->stream, "%s on stream %u, which is "
 	    "already in use", chan_kind_name(h->kind), h->stream);
@@ -459,6 +510,13 @@ agent_stream_frame(struct stream *s, const struct chan_hdr *h,
 	case CHAN_CLOSE:
 		exec_abort(s);
 		break;
+	case CHAN_RESET:
+		/* The host gave up on it: no EXIT is wanted any more. */
+		agent_orphan(s);
+		break;
+	case CHAN_OPENED: case CHAN_DATA:
+		agent_violation(s, "a byte stream's frame on a command's");
+		break;
 	case CHAN_CREDIT:
 		if (chan_u32_decode(p, h->len, &v) < 0)
 			agent_violation(s, "bad CREDIT payload");
@@ -486,15 +544,86 @@ agent_hello(const struct chan_hdr *h, const uint8_t *p)
 		chanio_send_error(&A.chan, 0, "bad HELLO payload");
 		return;
 	}
-	if (hello.version != CHAN_VERSION) {
-		agent_log("host speaks channel version %u, we speak %u",
-		    hello.version, CHAN_VERSION);
+	if (hello.version < CHAN_VERSION_MIN || hello.version > CHAN_VERSION) {
+		agent_log("host speaks channel version %u, we speak %u to %u",
+		    hello.version, CHAN_VERSION_MIN, CHAN_VERSION);
 		chanio_send_error(&A.chan, 0, "capsule-agent speaks channel "
-		    "version %u, host speaks %u", CHAN_VERSION, hello.version);
+		    "version %u to %u, host speaks %u", CHAN_VERSION_MIN,
+		    CHAN_VERSION, hello.version);
 		A.hello = AGENT_HELLO_BAD;
 		return;
 	}
+	/* A version 4 host decodes with none: the agent is then a v4 one. */
+	A.features = hello.features & CHAN_FEATURES;
 	A.hello = AGENT_HELLO_OK;
+}
+
+/* Ends whatever stream has this id, and tells the host with RESET. */
+static void
+agent_refuse(uint32_t id, uint32_t code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+agent_refuse(uint32_t id, uint32_t code, const char *fmt, ...)
+{
+	char msg[CHAN_MAX_MSG];
+	struct stream *s;
+	struct sock *k;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if ((s = agent_find(id)) != NULL)
+		agent_orphan(s);
+	else if ((k = sock_find(id)) != NULL)
+		sock_end(k);
+	else
+		dns_end(id);
+	chanio_send_status(&A.chan, CHAN_RESET, id, code, "%s", msg);
+}
+
+/* The host opens a stream. Only FORWARD is the host's to open. */
+static void
+agent_open(const struct chan_hdr *h, const uint8_t *p)
+{
+	struct chan_open o;
+
+	if (!agent_stream_unused(h))
+		return;
+	if (chan_open_decode(p, h->len, &o) < 0)
+		chanio_send_status(&A.chan, CHAN_RESET, h->stream, EBADMSG,
+		    "capsule-agent: malformed OPEN");
+	else if (o.unknown)
+		chanio_send_status(&A.chan, CHAN_RESET, h->stream,
+		    EPROTONOSUPPORT, "capsule-agent does not know stream "
+		    "type %u", o.type);
+	else if (o.type == CHAN_OPEN_CONNECT || o.type == CHAN_OPEN_DNS)
+		chanio_send_status(&A.chan, CHAN_RESET, h->stream, EPERM,
+		    "only the guest opens %s streams",
+		    o.type == CHAN_OPEN_DNS ? "DNS" : "CONNECT");
+	else if (!(A.features & CHAN_FEAT_NET))
+		chanio_send_status(&A.chan, CHAN_RESET, h->stream,
+		    EPROTONOSUPPORT, "FORWARD needs the NET feature, which "
+		    "the host did not name");
+	else
+		sock_forward(&A.chan, h->stream, o.port);
+}
+
+/* A frame for a stream that is already open, whoever opened it. */
+static void
+agent_stream_any(const struct chan_hdr *h, const uint8_t *p)
+{
+	struct stream *s;
+	struct sock *k;
+
+	if ((s = agent_find(h->stream)) != NULL)
+		agent_stream_frame(s, h, p);
+	else if ((k = sock_find(h->stream)) != NULL)
+		sock_frame(&A.chan, k, h, p);
+	else if (h->stream & CHAN_STREAM_GUEST)
+		dns_frame(&A.chan, h, p);
+	/* Else one that is over (or never was): the host catching up. */
 }
 
 /* The host's ERROR text is untrusted: show a bounded, printable copy. */
@@ -522,8 +651,6 @@ agent_host_error(const struct chan_hdr *h, const uint8_t *p)
 static void
 agent_frame(void *arg, const struct chan_hdr *h, const uint8_t *p)
 {
-	struct stream *s;
-
 	(void)arg;
 	if (h->kind == CHAN_SHUTDOWN && h->stream == 0)
 		agent_shutdown();
@@ -549,9 +676,24 @@ agent_frame(void *arg, const struct chan_hdr *h, const uint8_t *p)
 		chanio_send(&A.chan, CHAN_PONG, 0, p, h->len < 4 ? h->len : 4);
 		return;
 	}
+	if (h->kind == CHAN_NET && h->stream == 0 &&
+	    (A.features & CHAN_FEAT_NET)) {
+		net_frame(&A.chan, p, h->len);
+		return;
+	}
 	if (h->stream == 0) {
 		chanio_send_error(&A.chan, 0, "%s on stream 0",
 		    chan_kind_name(h->kind));
+		return;
+	}
+	/* Newer than us: refuse that stream, keep the channel. */
+	if (!chan_kind_valid(h->kind)) {
+		if (A.features & CHAN_FEAT_STREAMS)
+			agent_refuse(h->stream, EPROTONOSUPPORT, "capsule-agent "
+			    "does not know frame kind %u", h->kind);
+		else
+			chanio_send_error(&A.chan, h->stream, "unknown frame "
+			    "kind %u", h->kind);
 		return;
 	}
 	switch (h->kind) {
@@ -561,14 +703,24 @@ agent_frame(void *arg, const struct chan_hdr *h, const uint8_t *p)
 	case CHAN_COPY_IN: case CHAN_COPY_OUT:
 		agent_copy(h, p);
 		break;
+	case CHAN_OPEN:
+		if (!(A.features & CHAN_FEAT_STREAMS))
+			goto unexpected;
+		agent_open(h, p);
+		break;
+	case CHAN_OPENED: case CHAN_RESET: case CHAN_DATA:
+		if (!(A.features & CHAN_FEAT_STREAMS))
+			goto unexpected;
+		agent_stream_any(h, p);
+		break;
 	case CHAN_STDIN: case CHAN_EOF: case CHAN_RESIZE: case CHAN_SIGNAL:
 	case CHAN_CLOSE: case CHAN_CREDIT:
 		/* Frames for streams we do not know (finished, or never
 		 * started) are the host catching up: not an error. */
-		if ((s = agent_find(h->stream)) != NULL)
-			agent_stream_frame(s, h, p);
+		agent_stream_any(h, p);
 		break;
 	default:
+	unexpected:
 		chanio_send_error(&A.chan, h->stream, "unexpected %s from the "
 		    "host", chan_kind_name(h->kind));
 		break;
@@ -578,14 +730,20 @@ agent_frame(void *arg, const struct chan_hdr *h, const uint8_t *p)
 static void
 agent_link(void *arg, int up)
 {
-	struct chan_hello hello = { CHAN_VERSION, A.ready_ms };
+	struct chan_hello hello = { .version = CHAN_VERSION,
+	    .boot_ms = A.ready_ms, .features = CHAN_FEATURES };
 	uint8_t p[CHAN_HELLO_LEN];
 	int n;
 
 	(void)arg;
 	A.hello = AGENT_HELLO_WAIT;
+	A.features = 0;
 	if (!up) {
+		/* Fail closed: connections out and answers wait on a host
+		 * that is not there. */
 		agent_orphan_all();
+		sock_link(0);
+		dns_link(0);
 		return;
 	}
 	if ((n = chan_hello_encode(p, sizeof(p), &hello)) > 0)
@@ -610,37 +768,47 @@ agent_broken(int r)
 
 /* ---- the loop ---- */
 
+/* A stream left out of the set would stall: no room is fatal. */
 static void
-agent_poll_add(size_t *n, int fd, short events, struct stream *s, int role)
+agent_poll_add(int fd, short events, struct stream *s, int role,
+    agent_io_fn *fn, void *obj)
 {
-	A.pfd[*n] = (struct pollfd){ .fd = fd, .events = events };
-	A.slot[*n] = (struct agent_slot){ .s = s, .role = role };
-	(*n)++;
-}
-
-static size_t
-agent_poll_set(void)
-{
-	size_t n = 0, i, need = 2 + EXEC_NOUT * 2 * A.nstreams;
-	int j, room;
-
-	/* Room for every fd up front: a stream left out would stall. */
-	if (need > A.pcap) {
-		struct pollfd *pfd = realloc(A.pfd, need * sizeof(*pfd));
+	if (A.npfd == A.pcap) {
+		size_t cap = A.pcap ? A.pcap * 2 : 64;
+		struct pollfd *pfd = realloc(A.pfd, cap * sizeof(*pfd));
 		struct agent_slot *slot;
 
 		if (pfd != NULL)
 			A.pfd = pfd;
 		if (pfd == NULL ||
-		    (slot = realloc(A.slot, need * sizeof(*slot))) == NULL)
+		    (slot = realloc(A.slot, cap * sizeof(*slot))) == NULL)
 			agent_fatal("out of memory");
 		A.slot = slot;
-		A.pcap = need;
+		A.pcap = cap;
 	}
-	agent_poll_add(&n, A.sigfd, POLLIN, NULL, AGENT_ROLE_SIGNAL);
+	A.pfd[A.npfd] = (struct pollfd){ .fd = fd, .events = events };
+	A.slot[A.npfd] = (struct agent_slot){ .s = s, .role = role,
+	    .fn = fn, .obj = obj };
+	A.npfd++;
+}
+
+void
+agent_poll_fd(int fd, short events, agent_io_fn *fn, void *obj)
+{
+	agent_poll_add(fd, events, NULL, AGENT_ROLE_FN, fn, obj);
+}
+
+static size_t
+agent_poll_set(void)
+{
+	size_t i;
+	int j, room;
+
+	A.npfd = 0;
+	agent_poll_add(A.sigfd, POLLIN, NULL, AGENT_ROLE_SIGNAL, NULL, NULL);
 	if (A.chan.up)
-		agent_poll_add(&n, A.chan.fd, chanio_events(&A.chan), NULL,
-		    AGENT_ROLE_CHAN);
+		agent_poll_add(A.chan.fd, chanio_events(&A.chan), NULL,
+		    AGENT_ROLE_CHAN, NULL, NULL);
 	room = A.chan.up && chanio_queued(&A.chan) < AGENT_QUEUE_HIGH;
 	for (i = 0; i < A.nstreams; i++) {
 		struct stream *s = A.streams[i];
@@ -648,8 +816,8 @@ agent_poll_set(void)
 		if (s->dead || s->id == 0)
 			continue;
 		if (s->in_fd >= 0 && (s->in_len > 0 || (s->eof && !s->eof_done)))
-			agent_poll_add(&n, s->in_fd, POLLOUT, s,
-			    AGENT_ROLE_STDIN);
+			agent_poll_add(s->in_fd, POLLOUT, s, AGENT_ROLE_STDIN,
+			    NULL, NULL);
 		/* Output waits for credit; after the leader's exit it is
 		 * drained by agent_pump() instead. */
 		if (!room || s->reaped || s->closed ||
@@ -657,10 +825,12 @@ agent_poll_set(void)
 			continue;
 		for (j = 0; j < EXEC_NOUT; j++)
 			if (s->out_fd[j] >= 0)
-				agent_poll_add(&n, s->out_fd[j], POLLIN, s,
-				    AGENT_ROLE_OUT + j);
+				agent_poll_add(s->out_fd[j], POLLIN, s,
+				    AGENT_ROLE_OUT + j, NULL, NULL);
 	}
-	return n;
+	sock_poll(&A.chan);
+	dns_poll();
+	return A.npfd;
 }
 
 static void
@@ -676,6 +846,9 @@ agent_poll_event(size_t k)
 	case AGENT_ROLE_CHAN:
 		if ((r = chanio_handle(&A.chan, A.pfd[k].revents)) < 0)
 			agent_broken(r);
+		return;
+	case AGENT_ROLE_FN:
+		A.slot[k].fn(&A.chan, A.slot[k].obj, fd, A.pfd[k].revents);
 		return;
 	}
 	/* An earlier event in this round may have closed or reused the fd. */
@@ -702,12 +875,19 @@ static int
 agent_expire(void)
 {
 	long now = agent_now_ms(), next = -1, left;
+	long more[3];
 	size_t i;
 
 	for (i = 0; i < A.nstreams; i++)
 		if ((left = exec_expire(A.streams[i], now)) >= 0 &&
 		    (next < 0 || left < next))
 			next = left;
+	more[0] = sock_expire(&A.chan, now);
+	more[1] = dns_expire(&A.chan, now);
+	more[2] = net_expire(&A.chan, now);
+	for (i = 0; i < 3; i++)
+		if (more[i] >= 0 && (next < 0 || more[i] < next))
+			next = more[i];
 	if (!A.chan.up && (next < 0 || next > AGENT_RECHECK_MS))
 		next = AGENT_RECHECK_MS;
 	return next > INT_MAX ? INT_MAX : (int)next;
@@ -722,6 +902,8 @@ agent_loop(void)
 
 		agent_pump();
 		agent_sweep();
+		sock_sweep();
+		dns_sweep();
 		if (!A.chan.up && chanio_check(&A.chan) < 0)
 			agent_fatal("channel: %s", strerror(errno));
 		ms = agent_expire();
@@ -740,7 +922,7 @@ agent_loop(void)
 int
 main(void)
 {
-	char root[256] = AGENT_ROOT;
+	char root[256] = AGENT_ROOT, net[16];
 	sigset_t mask;
 	int fd, r;
 
@@ -759,6 +941,14 @@ main(void)
 	if ((r = init_early()) < 0)
 		agent_fatal("early mounts: %s", strerror(-r));
 	init_modules(AGENT_MODULES);
+	if (init_cmdline("capsule.net", net, sizeof(net)) == 0) {
+		if (strcmp(net, "nat") == 0)
+			init_modules(AGENT_MODULES_NAT);
+		else if (strcmp(net, "allow") == 0)
+			init_modules(AGENT_MODULES_ALLOW);
+		else
+			agent_log("capsule.net=%s: no such mode", net);
+	}
 	if (init_cmdline("capsule.root", root, sizeof(root)) < 0 ||
 	    strncmp(root, "/dev/", 5) != 0)
 		snprintf(root, sizeof(root), "%s", AGENT_ROOT);
@@ -766,6 +956,8 @@ main(void)
 		agent_fatal("cannot mount the root file system %s: %s", root,
 		    strerror(-r));
 	init_late();
+	if ((r = net_lo_up()) < 0)
+		agent_log("bring up lo: %s", strerror(-r));
 	if ((r = exec_init()) < 0)
 		agent_log("raise RLIMIT_NOFILE: %s", strerror(-r));
 

@@ -4,7 +4,9 @@
  * init.c brings the guest up (mounts, modules, root switch, the port),
  * chanio.c owns the virtio-serial channel, exec.c runs one command (or one
  * copy) per stream, user.c finds who it runs as, agent.c holds the stream
- * table and the poll loop.
+ * table and the poll loop. net.c sets up the network the host asks for,
+ * dns.c is the resolver stub of "allow" mode and sock.c carries byte
+ * streams (outbound connections, forwarded ports) over the channel.
  *
  * Everything returns 0 or a negative errno.
  */
@@ -25,6 +27,15 @@
  * a host that does not drain the port costs us bounded memory. */
 #define AGENT_QUEUE_HIGH	(512 * 1024)
 #define AGENT_NOFILE		16384
+/* "allow" mode: nftables sends every TCP connection to a synthetic
+ * address or a policy range here (see net.c). Port 1 (tcpmux, unused for
+ * decades) is privileged, so no user program can have it, and none
+ * expects to serve there; the agent binds it before any command runs. */
+#define AGENT_EGRESS_PORT	1
+#define AGENT_DNS_PORT		53	/* the stub, on 127.0.0.1 */
+
+struct chanio;
+typedef void agent_io_fn(struct chanio *c, void *obj, int fd, short revents);
 
 /* ---- agent.c ---- */
 void	agent_log(const char *fmt, ...)
@@ -34,6 +45,12 @@ _Noreturn void agent_fatal(const char *fmt, ...)
 _Noreturn void agent_poweroff(void);
 uint32_t agent_boot_ms(void);
 long	agent_now_ms(void);		/* CLOCK_MONOTONIC, for deadlines */
+/* Polls fd this round; fn gets the events. obj must stay allocated until
+ * the next round (free between rounds, in a *_sweep). */
+void	agent_poll_fd(int fd, short events, agent_io_fn *fn, void *obj);
+uint32_t agent_features(void);		/* in use now; 0 while the host is away */
+uint32_t agent_guest_id(void);		/* a fresh id for a stream we open */
+int	agent_streams_full(void);	/* AGENT_MAX_STREAMS reached */
 
 /* ---- init.c ---- */
 int	init_early(void);
@@ -44,7 +61,6 @@ int	init_late(void);
 int	init_open_port(const char *name, int timeout_ms);
 
 /* ---- chanio.c ---- */
-struct chanio;
 typedef void chanio_frame_fn(void *arg, const struct chan_hdr *h,
     const uint8_t *payload);
 typedef void chanio_link_fn(void *arg, int up);
@@ -72,6 +88,9 @@ int	chanio_send(struct chanio *c, unsigned kind, uint32_t stream,
 	    const void *p, size_t len);
 int	chanio_send_error(struct chanio *c, uint32_t stream, const char *fmt,
 	    ...) __attribute__((format(printf, 3, 4)));
+int	chanio_send_status(struct chanio *c, unsigned kind, uint32_t stream,
+	    uint32_t code, const char *fmt, ...)
+	    __attribute__((format(printf, 5, 6)));
 uint8_t	*chanio_reserve(struct chanio *c, size_t max);
 int	chanio_commit(struct chanio *c, unsigned kind, uint32_t stream,
 	    size_t len);
@@ -144,5 +163,39 @@ int	exec_kill(struct stream *s, int sig);
 void	exec_abort(struct stream *s);
 int	exec_send_exit(struct chanio *c, uint32_t id, int32_t code,
 	    int32_t sig, const char *msg);
+
+/* ---- net.c ---- */
+int	net_lo_up(void);
+void	net_frame(struct chanio *c, const uint8_t *p, size_t len);
+long	net_expire(struct chanio *c, long now);
+
+/* ---- dns.c ---- */
+int	dns_start(char *err, size_t errlen);
+/* The name a synthetic address (host order) stands for, or NULL. */
+const char *dns_name_of(uint32_t addr);
+/* A frame on a stream of ours that may be a DNS question: returns 0 if
+ * it was not one of them. */
+int	dns_frame(struct chanio *c, const struct chan_hdr *h,
+	    const uint8_t *p);
+int	dns_end(uint32_t id);
+void	dns_poll(void);
+long	dns_expire(struct chanio *c, long now);
+void	dns_sweep(void);
+void	dns_link(int up);
+
+/* ---- sock.c ---- */
+struct sock;
+
+int	sock_listen(char *err, size_t errlen);
+int	sock_forward(struct chanio *c, uint32_t id, uint16_t port);
+struct sock *sock_find(uint32_t id);
+void	sock_frame(struct chanio *c, struct sock *s, const struct chan_hdr *h,
+	    const uint8_t *p);
+void	sock_end(struct sock *s);
+size_t	sock_count(void);
+void	sock_poll(struct chanio *c);
+long	sock_expire(struct chanio *c, long now);
+void	sock_sweep(void);
+void	sock_link(int up);
 
 #endif /* CAPSULE_AGENT_H */

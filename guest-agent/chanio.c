@@ -315,3 +315,25 @@ chanio_send_error(struct chanio *c, uint32_t stream, const char *fmt, ...)
 		n = sizeof(msg) - 1;
 	return chanio_send(c, CHAN_ERROR, stream, msg, (size_t)n);
 }
+
+/* RESET or NET_DONE: an errno value (0: fine) and why. */
+int
+chanio_send_status(struct chanio *c, unsigned kind, uint32_t stream,
+    uint32_t code, const char *fmt, ...)
+{
+	char msg[CHAN_MAX_MSG];
+	uint8_t p[4 + CHAN_MAX_MSG];
+	struct chan_status st = { .code = code, .msg = msg };
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		n = 0;
+	st.msg_len = (size_t)n < sizeof(msg) ? (uint32_t)n : sizeof(msg) - 1;
+	if ((n = chan_status_encode(p, sizeof(p), &st)) < 0)
+		return n;
+	return chanio_send(c, kind, stream, p, (size_t)n);
+}

@@ -2,6 +2,11 @@
 # build-image.sh — build capsule's guest image: kernel, initramfs with
 # capsule-agent as /init, and a busybox root file system.
 #
+# The initramfs names the modules the agent loads in /etc/capsule/modules,
+# and those only a network mode needs in /etc/capsule/modules-nat and
+# /etc/capsule/modules-allow, which the agent loads when the kernel
+# command line says capsule.net=nat or capsule.net=allow.
+#
 #   build-image.sh --agent PATH --out DIR [--kernel-version VER]
 #
 # Writes DIR/vmlinuz, DIR/initramfs.img and DIR/rootfs.ext4. Everything is
@@ -17,6 +22,11 @@ modules_wanted=(virtio_mmio virtio_console virtio_blk virtio_rng overlay
 	pvpanic_mmio)
 # Without these the guest cannot boot or reach the host.
 modules_required=(virtio_mmio virtio_console virtio_blk)
+# nat: the NIC on QEMU's user-mode network.
+modules_nat=(virtio_net)
+# allow: nftables' nat chain and redirect, which send the guest's TCP to
+# the agent; conntrack, which they pull in, tells it where each went.
+modules_allow=(nft_chain_nat nft_redir)
 rootfs_size=1G
 
 die() { printf '%s: %s\n' "$prog" "$*" >&2; exit 1; }
@@ -117,6 +127,7 @@ if [ -f "$moddir/modules.builtin" ]; then
 	done <"$moddir/modules.builtin"
 fi
 
+# visit PATH: PATH's dependencies, then PATH, onto `order`, each once.
 order=()
 visit() {
 	local p=$1 d
@@ -127,38 +138,77 @@ visit() {
 	done
 	order+=("$p")
 }
-for m in "${modules_wanted[@]}"; do
-	if [ -n "${builtin[$m]:-}" ]; then
-		note "$m is built into $kver, skipped"
-	elif [ -n "${path_of[$m]:-}" ]; then
-		visit "${path_of[$m]}"
-	elif printf '%s\n' "${modules_required[@]}" | grep -qx "$m"; then
-		die "kernel $kver has no $m module and does not build it in"
-	else
-		note "kernel $kver has no $m module, skipped"
-	fi
-done
+
+# resolve WHAT NAME...: the modules NAME... need, in load order, in
+# `order`, leaving out those already in `seen`.
+resolve() {
+	local what=$1 m
+	shift
+	order=()
+	for m in "$@"; do
+		if [ -n "${builtin[$m]:-}" ]; then
+			note "$m is built into $kver, skipped"
+		elif [ -n "${path_of[$m]:-}" ]; then
+			visit "${path_of[$m]}"
+		elif printf '%s\n' "${modules_required[@]}" | grep -qx "$m"; then
+			die "kernel $kver has no $m module and does not build it in"
+		else
+			note "kernel $kver has no $m module: $what will not work"
+		fi
+	done
+}
+
+# install_list FILE: copies the modules in `order` into the initramfs
+# (once, whichever lists name them) and names them in FILE, in order.
+declare -A copied=()
+install_list() {
+	local list=$1 p src name dst
+	: >"$list"
+	for p in ${order[@]+"${order[@]}"}; do
+		src=$moddir/$p
+		[ -f "$src" ] || die "$src is listed in modules.dep but missing"
+		name=${p##*/}
+		name=${name%%.ko*}.ko
+		dst=$initdir/lib/modules/$name
+		if [ -z "${copied[$p]:-}" ]; then
+			[ ! -e "$dst" ] || die "two modules named $name"
+			case $p in
+			*.ko) cp "$src" "$dst" ;;
+			*.ko.xz) command -v xz >/dev/null ||
+					die "$p is xz-compressed (install xz-utils)"
+				xz -dc "$src" >"$dst" ;;
+			*.ko.zst) command -v zstd >/dev/null ||
+					die "$p is zstd-compressed (install zstd)"
+				zstd -qdc "$src" >"$dst" ;;
+			*.ko.gz) gzip -dc "$src" >"$dst" ;;
+			*) die "unsupported module file: $p" ;;
+			esac
+			copied[$p]=1
+		fi
+		printf 'lib/modules/%s\n' "$name" >>"$list"
+	done
+}
 
 mkdir -p "$initdir/lib/modules" "$initdir/etc/capsule"
-: >"$initdir/etc/capsule/modules"
-for p in ${order[@]+"${order[@]}"}; do
-	src=$moddir/$p
-	[ -f "$src" ] || die "$src is listed in modules.dep but missing"
-	name=${p##*/}
-	name=${name%%.ko*}.ko
-	dst=$initdir/lib/modules/$name
-	[ ! -e "$dst" ] || die "two modules named $name"
-	case $p in
-	*.ko) cp "$src" "$dst" ;;
-	*.ko.xz) command -v xz >/dev/null || die "$p is xz-compressed (install xz-utils)"
-		xz -dc "$src" >"$dst" ;;
-	*.ko.zst) command -v zstd >/dev/null || die "$p is zstd-compressed (install zstd)"
-		zstd -qdc "$src" >"$dst" ;;
-	*.ko.gz) gzip -dc "$src" >"$dst" ;;
-	*) die "unsupported module file: $p" ;;
-	esac
-	printf 'lib/modules/%s\n' "$name" >>"$initdir/etc/capsule/modules"
-done
+resolve "the guest" "${modules_wanted[@]}"
+install_list "$initdir/etc/capsule/modules"
+nmod_base=${#order[@]}
+declare -A base_seen=()
+for p in "${!seen[@]}"; do base_seen[$p]=1; done
+# mode_list MODE NAME...: /etc/capsule/modules-MODE, without what the base
+# list has loaded already.
+mode_list() {
+	local mode=$1 p
+	shift
+	seen=()
+	for p in "${!base_seen[@]}"; do seen[$p]=1; done
+	resolve "network mode $mode" "$@"
+	install_list "$initdir/etc/capsule/modules-$mode"
+}
+mode_list nat "${modules_nat[@]}"
+nmod_nat=${#order[@]}
+mode_list allow "${modules_allow[@]}"
+nmod_allow=${#order[@]}
 
 # ---- initramfs ----
 install -m 0755 "$agent" "$initdir/init"
@@ -243,5 +293,6 @@ done
 
 size() { du -h --apparent-size "$1" | cut -f1; }
 echo "$prog: kernel $kver: $out/vmlinuz ($(size "$out/vmlinuz"))," \
-	"$out/initramfs.img ($(size "$out/initramfs.img"), ${#order[@]} modules)," \
+	"$out/initramfs.img ($(size "$out/initramfs.img"), $nmod_base modules" \
+	"+ $nmod_nat for nat + $nmod_allow for allow)," \
 	"$out/rootfs.ext4 ($(size "$out/rootfs.ext4") sparse, $(du -h "$out/rootfs.ext4" | cut -f1) used)"

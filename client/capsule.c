@@ -18,7 +18,9 @@ static const struct {
 } commands[] = {
 	{ "ping", cmd_ping, "ping [--json]" },
 	{ "start", cmd_start, "start [--cpus N] [--memory MiB] [--kernel P] "
-	    "[--rootfs P] [--json]" },
+	    "[--rootfs P]\n                [--network none|nat|allow] "
+	    "[--allow ENTRY]... [--publish [ADDR:]PORT:PORT]...\n"
+	    "                [--json]" },
 	{ "stop", cmd_stop, "stop [--json] ID... | --all" },
 	{ "ps", cmd_ps, "ps [--json]" },
 	{ "exec", cmd_exec, "exec [-t] [-d] [-u USER] [-w DIR] [-e K=V]... "

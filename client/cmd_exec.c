@@ -374,7 +374,9 @@ exec_usage(const char *cmd)
 {
 	if (strcmp(cmd, "run") == 0)
 		cli_error("usage: capsule run " EXEC_OPTS " [--cpus N] "
-		    "[--memory MiB] [--kernel P] [--rootfs P] -- CMD [ARG...]");
+		    "[--memory MiB] [--kernel P] [--rootfs P] [--network "
+		    "none|nat|allow] [--allow ENTRY]... [--publish "
+		    "[ADDR:]HOSTPORT:GUESTPORT]... -- CMD [ARG...]");
 	else if (strcmp(cmd, "shell") == 0)
 		cli_error("usage: capsule shell [-u USER] [-w DIR] [-e K=V]... "
 		    "ID");

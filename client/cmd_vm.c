@@ -73,6 +73,44 @@ parse_uint(const char *opt, const char *s, long long lo, long long hi,
 	return 0;
 }
 
+/* --network MODE, --allow ENTRY (implies allow), --publish SPEC: the
+ * daemon checks the values, and names a bad one. */
+static int
+net_option(json_t *req, int argc, char **argv, int *i)
+{
+	json_t *net, *list;
+	const char *opt = argv[*i];
+
+	if (strcmp(opt, "--network") != 0 && strcmp(opt, "--allow") != 0 &&
+	    strcmp(opt, "--publish") != 0)
+		return 0;
+	if (*i + 1 >= argc) {
+		cli_error("%s needs a value", opt);
+		return -1;
+	}
+	(*i)++;
+	if (strcmp(opt, "--publish") == 0) {
+		if ((list = json_object_get(req, J_PUBLISH)) == NULL)
+			json_object_set_new(req, J_PUBLISH,
+			    list = json_array());
+		json_array_append_new(list, json_string(argv[*i]));
+		return 1;
+	}
+	if ((net = json_object_get(req, J_NETWORK)) == NULL)
+		json_object_set_new(req, J_NETWORK, net = json_object());
+	if (strcmp(opt, "--network") == 0) {
+		json_object_set_new(net, J_NET_MODE, json_string(argv[*i]));
+		return 1;
+	}
+	if (json_object_get(net, J_NET_MODE) == NULL)
+		json_object_set_new(net, J_NET_MODE,
+		    json_string(NETMODE_ALLOW));
+	if ((list = json_object_get(net, J_NET_ALLOW)) == NULL)
+		json_object_set_new(net, J_NET_ALLOW, list = json_array());
+	json_array_append_new(list, json_string(argv[*i]));
+	return 1;
+}
+
 int
 start_option(json_t *req, int argc, char **argv, int *i)
 {
@@ -91,7 +129,10 @@ start_option(json_t *req, int argc, char **argv, int *i)
 	};
 	char abs[4096];
 	long long v;
+	int r;
 
+	if ((r = net_option(req, argc, argv, i)) != 0)
+		return r;
 	for (size_t k = 0; k < sizeof(opts) / sizeof(opts[0]); k++) {
 		if (strcmp(argv[*i], opts[k].opt) != 0)
 			continue;
@@ -138,7 +179,9 @@ cmd_start(int argc, char **argv)
 		else {
 			cli_error("usage: capsule start [--cpus N] [--memory "
 			    "MiB] [--kernel P] [--rootfs P] [--initrd P] "
-			    "[--boot-args S] [--launch-timeout S] [--json]");
+			    "[--boot-args S] [--launch-timeout S] [--network "
+			    "none|nat|allow] [--allow ENTRY]... [--publish "
+			    "[ADDR:]HOSTPORT:GUESTPORT]... [--json]");
 			json_decref(req);
 			return CLI_EXIT_USAGE;
 		}
@@ -211,6 +254,31 @@ cmd_stop(int argc, char **argv)
 	return rc;
 }
 
+/* A line on the VM's network, when it has one or publishes ports. */
+static void
+ps_network(json_t *vm)
+{
+	json_t *net = json_object_get(vm, J_NETWORK), *eg, *p, *v;
+	const char *mode = str(net, J_NET_MODE);
+	size_t i;
+
+	p = json_object_get(vm, J_PUBLISH);
+	if ((mode[0] == '\0' || strcmp(mode, NETMODE_NONE) == 0) &&
+	    json_array_size(p) == 0)
+		return;
+	printf("    network %s", mode[0] ? mode : NETMODE_NONE);
+	if ((eg = json_object_get(vm, J_EGRESS)) != NULL)
+		printf(" (%lld connections allowed, %lld denied; %lld names "
+		    "denied)",
+		    json_integer_value(json_object_get(eg, J_EG_ALLOWED)),
+		    json_integer_value(json_object_get(eg, J_EG_DENIED)),
+		    json_integer_value(json_object_get(eg, J_EG_DNS_DENIED)));
+	json_array_foreach(p, i, v)
+		printf("%s%s", i == 0 ? "; publish " : ", ",
+		    json_string_value(v));
+	printf("\n");
+}
+
 int
 cmd_ps(int argc, char **argv)
 {
@@ -245,6 +313,7 @@ cmd_ps(int argc, char **argv)
 		    str(vm, J_ACCEL), str(vm, J_CREATED_AT));
 		if (str(vm, J_ERROR)[0])
 			printf("    %s\n", str(vm, J_ERROR));
+		ps_network(vm);
 	}
 	json_decref(r);
 	return 0;

@@ -2,6 +2,8 @@
  * agent.c — frames to and from a VM's guest agent (see agent.h).
  */
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
@@ -16,16 +18,23 @@
 #include "util.h"
 
 #define AGENT_LOG_BURST	5
+#define AGENT_GUEST_STREAMS	1024	/* guest-opened streams at once */
 
 struct agent_stream {
 	TAILQ_ENTRY(agent_stream) entry;
 	struct agent		*agent;
 	uint32_t		 id;
-	struct chan_tx_window	 tx;	/* stdin we may send */
-	struct chan_rx_window	 rx;	/* output we hold */
-	struct agent_stream_cbs	 cbs;
+	struct chan_tx_window	 tx;	/* bytes we may send */
+	struct chan_rx_window	 rx;	/* bytes we hold */
+	struct agent_stream_cbs	 cbs;	/* exec streams */
+	struct agent_bytes_cbs	 bcbs;	/* byte streams */
 	void			*arg;
 	int			 detach;	/* STARTED may end it */
+	int			 bytes;		/* a byte stream */
+	int			 taken;		/* guest-opened: owner took it */
+	int			 pending;	/* OPEN not yet answered */
+	int			 eof_in;	/* the agent ended its way */
+	int			 eof_out;	/* we ended ours */
 };
 
 struct agent {
@@ -33,6 +42,8 @@ struct agent {
 	struct agent_cbs	 cbs;
 	void			*arg;
 	uint32_t		 next_stream;
+	uint32_t		 features;	/* CHAN_FEAT_* both speak */
+	unsigned		 nguest;	/* guest-opened streams */
 	int			 ready;
 	int			 failed;
 	struct event		*ping;		/* heartbeat timer */
@@ -82,14 +93,68 @@ agent_stream_find(struct agent *a, uint32_t id)
 }
 
 static void
-agent_stream_end(struct agent_stream *s, int code, int sig, const char *msg,
-    size_t len)
+agent_stream_unlink(struct agent_stream *s)
 {
 	struct agent *a = s->agent;
 
 	TAILQ_REMOVE(&a->streams, s, entry);
+	if (s->id & CHAN_STREAM_GUEST)
+		a->nguest--;
+}
+
+/* An exec stream is over: its owner hears the exit, and it is freed. */
+static void
+agent_stream_end(struct agent_stream *s, int code, int sig, const char *msg,
+    size_t len)
+{
+	agent_stream_unlink(s);
 	s->cbs.exit(s, code, sig, msg, len, s->arg);
 	free(s);
+}
+
+/* A byte stream is over (code 0: cleanly): its owner hears why, and it is
+ * freed. A guest-opened stream nobody took has no owner to tell. */
+static void
+agent_bytes_end(struct agent_stream *s, uint32_t code, const char *msg,
+    size_t len)
+{
+	agent_stream_unlink(s);
+	if (s->taken || !(s->id & CHAN_STREAM_GUEST))
+		s->bcbs.end(s, code, msg, len, s->arg);
+	free(s);
+}
+
+static void
+agent_send_status(struct agent *a, uint8_t kind, uint32_t stream,
+    uint32_t code, const char *msg)
+{
+	struct chan_status st = { code, msg, (uint32_t)strlen(msg) };
+	uint8_t p[4 + CHAN_MAX_MSG];
+	int n = chan_status_encode(p, sizeof(p), &st);
+
+	if (n > 0)
+		agent_send(a, kind, stream, p, (size_t)n);
+}
+
+/* Ends any stream for a reason of capsuled's (the channel is going, the
+ * VM does not answer, the agent broke the rules): exec streams with exit
+ * 125, byte streams with `code`; the agent is told (CLOSE or RESET) if
+ * tell is set. */
+static void
+agent_stream_abort(struct agent_stream *s, uint32_t code, const char *why,
+    int tell)
+{
+	struct agent *a = s->agent;
+
+	if (s->bytes) {
+		if (tell)
+			agent_send_status(a, CHAN_RESET, s->id, code, why);
+		agent_bytes_end(s, code, why, strlen(why));
+	} else {
+		if (tell)
+			agent_send(a, CHAN_CLOSE, s->id, NULL, 0);
+		agent_stream_end(s, EXIT_CAPSULE_ERROR, 0, why, strlen(why));
+	}
 }
 
 static void
@@ -141,8 +206,7 @@ agent_stream_violation(struct agent_stream *s, const char *what)
 
 	snprintf(msg, sizeof(msg), "guest agent protocol error: %s", what);
 	log_warn("stream %u: %s", s->id, msg);
-	agent_send(s->agent, CHAN_CLOSE, s->id, NULL, 0);
-	agent_stream_end(s, EXIT_CAPSULE_ERROR, 0, msg, strlen(msg));
+	agent_stream_abort(s, EPROTO, msg, 1);
 }
 
 /* Text from the guest goes to our log printable-only (no forged log
@@ -175,7 +239,8 @@ agent_log_guest(struct agent *a, const uint8_t *p, size_t len)
 static void
 agent_on_hello(struct agent *a, const uint8_t *p, size_t len)
 {
-	struct chan_hello h, mine = { .version = CHAN_VERSION };
+	struct chan_hello h, mine = { .version = CHAN_VERSION,
+	    .features = CHAN_FEATURES };
 	uint8_t out[CHAN_HELLO_LEN];
 	char detail[160];
 
@@ -183,10 +248,11 @@ agent_on_hello(struct agent *a, const uint8_t *p, size_t len)
 		agent_fail(a, "%s", "guest agent sent a malformed HELLO");
 		return;
 	}
-	if (h.version != CHAN_VERSION) {
+	if (h.version < CHAN_VERSION_MIN || h.version > CHAN_VERSION) {
 		snprintf(detail, sizeof(detail), "guest agent speaks channel "
-		    "version %u but capsuled speaks %u; rebuild the guest "
-		    "image with this capsule", h.version, CHAN_VERSION);
+		    "version %u but capsuled speaks %u to %u; rebuild the "
+		    "guest image with this capsule", h.version,
+		    CHAN_VERSION_MIN, CHAN_VERSION);
 		agent_fail(a, "%s", detail);
 		return;
 	}
@@ -196,10 +262,145 @@ agent_on_hello(struct agent *a, const uint8_t *p, size_t len)
 		return;
 	}
 	a->ready = 1;
+	/* An older agent hears its own version, in its own layout. */
+	mine.version = h.version;
+	a->features = h.features & CHAN_FEATURES;
 	agent_send(a, CHAN_HELLO, 0, out, (size_t)chan_hello_encode(out,
 	    sizeof(out), &mine));
 	agent_arm_ping(a);
 	a->cbs.ready(a, h.boot_ms, a->arg);
+}
+
+static void
+agent_on_net_done(struct agent *a, const uint8_t *p, size_t len)
+{
+	struct chan_status st;
+
+	if (chan_status_decode(p, len, &st) < 0) {
+		agent_fail(a, "%s", "guest agent sent a malformed NET_DONE");
+		return;
+	}
+	if (a->cbs.net_done != NULL)
+		a->cbs.net_done(a, st.code, st.msg, st.msg_len, a->arg);
+}
+
+static struct agent_stream *
+agent_stream_new(struct agent *a, uint32_t id)
+{
+	struct agent_stream *s;
+
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return NULL;
+	s->agent = a;
+	s->id = id;
+	chan_tx_init(&s->tx);
+	chan_rx_init(&s->rx);
+	TAILQ_INSERT_TAIL(&a->streams, s, entry);
+	if (id & CHAN_STREAM_GUEST)
+		a->nguest++;
+	return s;
+}
+
+/* The guest opens a stream: its owner-to-be decides. */
+static void
+agent_on_open(struct agent *a, uint32_t id, const uint8_t *p, size_t len)
+{
+	struct agent_stream *s;
+	struct chan_open o;
+	const char *why = NULL;
+	uint32_t code = 0;
+
+	if (chan_open_decode(p, len, &o) < 0) {
+		code = EBADMSG;
+		why = "malformed OPEN";
+	} else if (o.unknown) {
+		code = EPROTONOSUPPORT;
+		why = "capsuled does not know this kind of stream";
+	} else if (o.type == CHAN_OPEN_FORWARD) {
+		code = EPERM;
+		why = "only capsuled opens FORWARD streams";
+	} else if (a->nguest >= AGENT_GUEST_STREAMS) {
+		code = EMFILE;
+		why = "too many streams open at once";
+	}
+	if (why == NULL && (s = agent_stream_new(a, id)) == NULL) {
+		code = ENOMEM;
+		why = "out of memory";
+	}
+	if (why != NULL) {
+		agent_send_status(a, CHAN_RESET, id, code, why);
+		return;
+	}
+	s->bytes = 1;
+	s->pending = 1;
+	if (a->cbs.open != NULL)
+		a->cbs.open(a, s, &o, a->arg);
+	/* Still there and nobody took it: refused. */
+	if ((s = agent_stream_find(a, id)) != NULL && !s->taken) {
+		agent_send_status(a, CHAN_RESET, id, EPERM, "capsuled does "
+		    "not serve this stream here");
+		agent_bytes_end(s, EPERM, NULL, 0);
+	}
+}
+
+/* A frame on a byte stream. */
+static void
+agent_bytes_frame(struct agent_stream *s, const struct chan_hdr *h,
+    const uint8_t *p)
+{
+	struct chan_status st;
+	uint32_t v;
+
+	switch (h->kind) {
+	case CHAN_OPENED:
+		if (!s->pending || (s->id & CHAN_STREAM_GUEST) || h->len != 0) {
+			agent_stream_violation(s, "unexpected OPENED");
+			return;
+		}
+		s->pending = 0;
+		s->bcbs.opened(s, s->arg);
+		break;
+	case CHAN_DATA:
+		if (s->pending || s->eof_in) {
+			agent_stream_violation(s, "DATA out of turn");
+			return;
+		}
+		if (chan_rx_receive(&s->rx, h->len) < 0) {
+			agent_stream_violation(s, "DATA beyond its window");
+			return;
+		}
+		if (h->len > 0)
+			s->bcbs.data(s, p, h->len, s->arg);
+		break;
+	case CHAN_EOF:
+		if (s->pending || s->eof_in || h->len != 0) {
+			agent_stream_violation(s, "EOF out of turn");
+			return;
+		}
+		s->eof_in = 1;
+		if (s->eof_out)
+			agent_bytes_end(s, 0, NULL, 0);
+		else
+			s->bcbs.eof(s, s->arg);
+		break;
+	case CHAN_CREDIT:
+		if (chan_u32_decode(p, h->len, &v) < 0 ||
+		    chan_tx_grant(&s->tx, v) < 0) {
+			agent_stream_violation(s, "bad CREDIT");
+			return;
+		}
+		s->bcbs.credit(s, s->arg);
+		break;
+	case CHAN_RESET:
+		if (chan_status_decode(p, h->len, &st) < 0 || st.code == 0) {
+			agent_stream_violation(s, "malformed RESET");
+			return;
+		}
+		agent_bytes_end(s, st.code, st.msg, st.msg_len);
+		break;
+	default:
+		agent_stream_violation(s, chan_kind_name(h->kind));
+	}
 }
 
 static void
@@ -227,6 +428,9 @@ agent_on_frame(struct agent *a, const struct chan_hdr *h, const uint8_t *p)
 			break;
 		case CHAN_PONG:
 			break;		/* hearing it was the point */
+		case CHAN_NET_DONE:
+			agent_on_net_done(a, p, h->len);
+			break;
 		default:
 			log_warn("guest agent sent %s on stream 0; ignored",
 			    chan_kind_name(h->kind));
@@ -235,8 +439,28 @@ agent_on_frame(struct agent *a, const struct chan_hdr *h, const uint8_t *p)
 	}
 	if (!a->ready)
 		return;
-	if ((s = agent_stream_find(a, h->stream)) == NULL)
-		return;		/* a stream we already let go of */
+	if ((s = agent_stream_find(a, h->stream)) == NULL) {
+		if ((h->stream & CHAN_STREAM_GUEST) && h->kind == CHAN_OPEN &&
+		    (a->features & CHAN_FEAT_STREAMS))
+			agent_on_open(a, h->stream, p, h->len);
+		return;		/* else a stream we already let go of */
+	}
+	if (!chan_kind_valid(h->kind) && (a->features & CHAN_FEAT_STREAMS)) {
+		/* Newer than us: refuse the stream, keep the channel. */
+		char msg[64];
+
+		snprintf(msg, sizeof(msg), "capsuled does not know frame kind "
+		    "%u", h->kind);
+		/* RESET ends an exec stream too: the agent kills its
+		 * command as for CLOSE. */
+		agent_send_status(a, CHAN_RESET, s->id, EPROTONOSUPPORT, msg);
+		agent_stream_abort(s, EPROTONOSUPPORT, msg, 0);
+		return;
+	}
+	if (s->bytes) {
+		agent_bytes_frame(s, h, p);
+		return;
+	}
 	switch (h->kind) {
 	case CHAN_STDOUT:
 	case CHAN_STDERR:
@@ -282,6 +506,22 @@ agent_on_frame(struct agent *a, const struct chan_hdr *h, const uint8_t *p)
 		    (const char *)p);
 
 		agent_send(a, CHAN_CLOSE, s->id, NULL, 0);
+		agent_stream_end(s, EXIT_CAPSULE_ERROR, 0, msg, (size_t)n <
+		    sizeof(msg) ? (size_t)n : sizeof(msg) - 1);
+		break;
+	}
+	case CHAN_RESET: {
+		/* The agent refused the stream (a kind it does not know). */
+		struct chan_status rs;
+		char msg[CHAN_MAX_MSG + 32];
+		int n;
+
+		if (chan_status_decode(p, h->len, &rs) < 0) {
+			agent_stream_violation(s, "malformed RESET");
+			return;
+		}
+		n = snprintf(msg, sizeof(msg), "guest agent: %.*s",
+		    (int)rs.msg_len, rs.msg);
 		agent_stream_end(s, EXIT_CAPSULE_ERROR, 0, msg, (size_t)n <
 		    sizeof(msg) ? (size_t)n : sizeof(msg) - 1);
 		break;
@@ -375,7 +615,7 @@ agent_free(struct agent *a, const char *why)
 		return;
 	a->failed = 1;
 	while ((s = TAILQ_FIRST(&a->streams)) != NULL)
-		agent_stream_end(s, EXIT_CAPSULE_ERROR, 0, why, strlen(why));
+		agent_stream_abort(s, EPIPE, why, 0);
 	if (a->ping != NULL)
 		event_free(a->ping);
 	bufferevent_free(a->bev);
@@ -387,10 +627,8 @@ agent_end_streams(struct agent *a, const char *why)
 {
 	struct agent_stream *s;
 
-	while ((s = TAILQ_FIRST(&a->streams)) != NULL) {
-		agent_send(a, CHAN_CLOSE, s->id, NULL, 0);
-		agent_stream_end(s, EXIT_CAPSULE_ERROR, 0, why, strlen(why));
-	}
+	while ((s = TAILQ_FIRST(&a->streams)) != NULL)
+		agent_stream_abort(s, EPIPE, why, 1);
 }
 
 void
@@ -425,17 +663,15 @@ agent_stream_open(struct agent *a, uint8_t kind, const void *p, size_t len,
 		    "the guest agent is not connected");
 		return NULL;
 	}
-	if ((s = calloc(1, sizeof(*s))) == NULL) {
+	/* Host ids stay below CHAN_STREAM_GUEST. */
+	if (a->next_stream >= CHAN_STREAM_GUEST ||
+	    (s = agent_stream_new(a, a->next_stream)) == NULL) {
 		cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
 		return NULL;
 	}
-	s->agent = a;
-	s->id = a->next_stream++;
+	a->next_stream++;
 	s->cbs = *cbs;
 	s->arg = arg;
-	chan_tx_init(&s->tx);
-	chan_rx_init(&s->rx);
-	TAILQ_INSERT_TAIL(&a->streams, s, entry);
 	agent_send(a, kind, s->id, p, len);
 	return s;
 }
@@ -539,4 +775,147 @@ agent_stream_close(struct agent_stream *s)
 	agent_send(a, CHAN_CLOSE, s->id, NULL, 0);
 	TAILQ_REMOVE(&a->streams, s, entry);
 	free(s);
+}
+
+uint32_t
+agent_features(const struct agent *a)
+{
+	return a->ready ? a->features : 0;
+}
+
+int
+agent_net(struct agent *a, const struct chan_net *n, struct cap_err *err)
+{
+	uint8_t buf[CHAN_NET_FIXED + 8 * CHAN_NET_MAX_ROUTES];
+	long len;
+
+	if (a->failed || !a->ready)
+		return cap_err_set(err, EPIPE, E_UNAVAILABLE,
+		    "the guest agent is not connected");
+	if (!(a->features & CHAN_FEAT_NET))
+		return cap_err_set(err, ENOTSUP, E_VM_FAILED, "the guest "
+		    "agent is too old for network modes; rebuild the guest "
+		    "image with this capsule");
+	if ((len = chan_net_encode(buf, sizeof(buf), n)) < 0)
+		return cap_err_set(err, EINVAL, E_INTERNAL, "cannot encode "
+		    "the VM's network");
+	agent_send(a, CHAN_NET, 0, buf, (size_t)len);
+	return 0;
+}
+
+struct agent_stream *
+agent_forward(struct agent *a, uint16_t port,
+    const struct agent_bytes_cbs *cbs, void *arg, struct cap_err *err)
+{
+	struct chan_open o = { .type = CHAN_OPEN_FORWARD, .port = port };
+	struct agent_stream *s;
+	uint8_t buf[16];
+	long n;
+
+	if (a->failed || !a->ready) {
+		cap_err_set(err, EPIPE, E_UNAVAILABLE,
+		    "the guest agent is not connected");
+		return NULL;
+	}
+	if ((a->features & (CHAN_FEAT_STREAMS | CHAN_FEAT_NET)) !=
+	    (CHAN_FEAT_STREAMS | CHAN_FEAT_NET)) {
+		cap_err_set(err, ENOTSUP, E_VM_FAILED, "the guest agent is "
+		    "too old to forward ports");
+		return NULL;
+	}
+	if ((n = chan_open_encode(buf, sizeof(buf), &o)) < 0) {
+		cap_err_set(err, EINVAL, E_INVALID_ARGUMENT, "bad port %u",
+		    (unsigned)port);
+		return NULL;
+	}
+	/* Host ids stay below CHAN_STREAM_GUEST. */
+	if (a->next_stream >= CHAN_STREAM_GUEST ||
+	    (s = agent_stream_new(a, a->next_stream)) == NULL) {
+		cap_err_set(err, ENOMEM, E_INTERNAL, "out of streams");
+		return NULL;
+	}
+	a->next_stream++;
+	s->bytes = 1;
+	s->pending = 1;
+	s->bcbs = *cbs;
+	s->arg = arg;
+	agent_send(a, CHAN_OPEN, s->id, buf, (size_t)n);
+	return s;
+}
+
+void
+agent_bytes_take(struct agent_stream *s, const struct agent_bytes_cbs *cbs,
+    void *arg)
+{
+	s->taken = 1;
+	s->bcbs = *cbs;
+	s->arg = arg;
+}
+
+void
+agent_bytes_opened(struct agent_stream *s)
+{
+	if (!s->pending)
+		return;
+	s->pending = 0;
+	agent_send(s->agent, CHAN_OPENED, s->id, NULL, 0);
+}
+
+void
+agent_bytes_answer(struct agent_stream *s)
+{
+	agent_send(s->agent, CHAN_OPENED, s->id, NULL, 0);
+	agent_stream_unlink(s);
+	free(s);
+}
+
+void
+agent_bytes_reset(struct agent_stream *s, uint32_t code, const char *fmt,
+    ...)
+{
+	char msg[CHAN_MAX_MSG];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	agent_send_status(s->agent, CHAN_RESET, s->id, code ? code : EPIPE,
+	    msg);
+	agent_stream_unlink(s);
+	free(s);
+}
+
+size_t
+agent_bytes_write(struct agent_stream *s, const uint8_t *buf, size_t len)
+{
+	size_t done = 0;
+
+	if (s->pending || s->eof_out)
+		return 0;
+	while (done < len) {
+		uint32_t want = len - done > CHAN_MAX_DATA ? CHAN_MAX_DATA :
+		    (uint32_t)(len - done);
+		uint32_t n = chan_tx_allow(&s->tx, want);
+
+		if (n == 0)
+			break;
+		agent_send(s->agent, CHAN_DATA, s->id, buf + done, n);
+		chan_tx_consume(&s->tx, n);
+		done += n;
+	}
+	return done;
+}
+
+int
+agent_bytes_eof(struct agent_stream *s)
+{
+	if (s->eof_out)
+		return 0;
+	s->eof_out = 1;
+	agent_send(s->agent, CHAN_EOF, s->id, NULL, 0);
+	if (!s->eof_in)
+		return 0;
+	agent_stream_unlink(s);
+	free(s);
+	return 1;
 }

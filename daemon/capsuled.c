@@ -30,6 +30,7 @@
 #include "control.h"
 #include "ctl.h"
 #include "doctor.h"
+#include "egress.h"
 #include "hv.h"
 #include "log.h"
 #include "metrics.h"
@@ -64,7 +65,8 @@ usage(FILE *f)
 "                [--state-dir DIR] [--image-dir DIR] [--accel auto|kvm|tcg]\n"
 "                [--log-level error|warn|info|debug] [--console-log-max MiB]\n"
 "                [--request-timeout S] [--client-input-max MiB]\n"
-"                [--metrics-listen ADDR] [--daemon]\n"
+"                [--metrics-listen ADDR] [--dns-server ADDR[:PORT]]\n"
+"                [--daemon]\n"
 "\n"
 "Runs commands in hardware-isolated Linux microVMs, driven over a Unix\n"
 "socket speaking newline-delimited JSON. Stays in the foreground (systemd,\n"
@@ -92,6 +94,8 @@ usage(FILE *f)
 "                    more is closed\n"
 "  --metrics-listen ADDR  serve Prometheus metrics at http://ADDR/metrics\n"
 "                    (HOST:PORT, or unix:/PATH)\n"
+"  --dns-server ADDR[:PORT]  resolve names for VMs in network mode allow\n"
+"                    there (default: the host's resolver)\n"
 "  --daemon          detach once listening, logging to DIR/capsuled.log\n"
 "\n"
 "SIGTERM leaves the VMs running for the next capsuled to take over;\n"
@@ -270,6 +274,7 @@ apply(const struct config *c, int reloading)
 		F(CK_SOCKET, socket), F(CK_SOCKET_GROUP, socket_group),
 		F(CK_STATE_DIR, state_dir), F(CK_IMAGE_DIR, image_dir),
 		F(CK_ACCEL, accel), F(CK_METRICS_LISTEN, metrics_listen),
+		F(CK_DNS_SERVER, dns_server),
 #undef F
 	};
 
@@ -432,6 +437,7 @@ parse_flags(int argc, char *argv[])
 		{ "request-timeout", required_argument, NULL, 'r' },
 		{ "client-input-max", required_argument, NULL, 'b' },
 		{ "metrics-listen", required_argument, NULL, 'm' },
+		{ "dns-server", required_argument, NULL, 'n' },
 		{ "daemon", no_argument, NULL, 'D' },
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "help", no_argument, NULL, 'h' },
@@ -450,6 +456,7 @@ parse_flags(int argc, char *argv[])
 		{ 'r', CK_REQUEST_TIMEOUT, "--request-timeout" },
 		{ 'b', CK_CLIENT_INPUT_MAX_MIB, "--client-input-max" },
 		{ 'm', CK_METRICS_LISTEN, "--metrics-listen" },
+		{ 'n', CK_DNS_SERVER, "--dns-server" },
 	};
 	struct cap_err err;
 	char abs[PATH_MAX];
@@ -587,9 +594,14 @@ main(int argc, char *argv[])
 	if (lock_state_dir(env.state_dir) < 0)
 		return 1;
 	/* Before the VMs are taken over, so a bad address changes nothing. */
+	if (egress_init(d.base, d.cur.dns_server, &err) < 0) {
+		log_error("%s", err.msg);
+		return 1;
+	}
 	if (d.cur.metrics_listen[0] != '\0' &&
 	    metrics_listen(d.base, d.cur.metrics_listen, &err) < 0) {
 		log_error("%s", err.msg);
+		egress_fini();
 		return 1;
 	}
 	vmadopt_all();
@@ -598,6 +610,7 @@ main(int argc, char *argv[])
 	    doctor_report };
 	if ((afd = activated_socket()) == -2) {
 		metrics_close();
+		egress_fini();
 		return 1;
 	}
 	if (afd >= 0) {
@@ -605,6 +618,7 @@ main(int argc, char *argv[])
 		if (control_listen_fd(&ccfg, afd, &err) < 0) {
 			log_error("%s", err.msg);
 			metrics_close();
+			egress_fini();
 			return 1;
 		}
 	} else {
@@ -616,12 +630,14 @@ main(int argc, char *argv[])
 			if (util_mkdir_p(dir, 0755, &err) < 0) {
 				log_error("%s", err.msg);
 				metrics_close();
+				egress_fini();
 				return 1;
 			}
 		}
 		if (control_listen(&ccfg, d.sock, group, &err) < 0) {
 			log_error("%s", err.msg);
 			metrics_close();
+			egress_fini();
 			return 1;
 		}
 	}
@@ -662,6 +678,7 @@ main(int argc, char *argv[])
 
 	metrics_close();
 	control_close(d.activated ? NULL : d.sock);
+	egress_fini();
 	event_free(tick);
 	for (int i = 0; i < 3; i++)
 		event_free(sigs[i]);

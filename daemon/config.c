@@ -36,6 +36,7 @@ static const struct config_item {
 	S(CK_IMAGE_DIR, "image_dir", image_dir, CT_PATH),
 	C(CK_ACCEL, "accel", accel, "auto|kvm|tcg"),
 	S(CK_METRICS_LISTEN, "metrics_listen", metrics_listen, CT_STRING),
+	S(CK_DNS_SERVER, "dns_server", dns_server, CT_STRING),
 	C(CK_LOG_LEVEL, "log_level", log_level, "error|warn|info|debug"),
 	N(CK_DEFAULT_VCPUS, "default_vcpus", default_vcpus, CT_UINT, 1, 256),
 	N(CK_DEFAULT_MEMORY_MIB, "default_memory_mib", default_memory_mib,

@@ -35,6 +35,7 @@ struct config {
 	char		image_dir[PATH_MAX];
 	char		accel[8];		/* auto, kvm, tcg */
 	char		metrics_listen[128];	/* "" = no metrics */
+	char		dns_server[64];		/* "" = the host's resolver */
 	/* Reloadable. */
 	char		log_level[8];
 	unsigned	default_vcpus;
@@ -61,7 +62,7 @@ enum config_key {
 	CK_DEFAULT_MEMORY_MIB, CK_CONSOLE_LOG_MAX_MIB, CK_REQUEST_TIMEOUT,
 	CK_CLIENT_INPUT_MAX_MIB, CK_USER_MAX_VMS, CK_USER_MAX_VCPUS,
 	CK_USER_MAX_MEMORY_MIB, CK_VM_CPU_QUOTA, CK_VM_TASKS_MAX,
-	CK_VM_MEMORY_OVERHEAD_MIB,
+	CK_VM_MEMORY_OVERHEAD_MIB, CK_DNS_SERVER,
 };
 
 void	config_defaults(struct config *c);

@@ -139,11 +139,15 @@ doctor_report(uid_t uid)
 	json_object_set_new(caps, CAP_FILE_UPLOAD, json_true());
 	json_object_set_new(caps, CAP_SANDBOX_PERSISTENT, json_false());
 	json_object_set_new(caps, CAP_SANDBOX_SNAPSHOT, json_false());
-	/* No NIC at all: nothing leaves a VM. */
+	/*
+	 * docs/network.md: "none" (no NIC) by default, "allow" (egress only
+	 * through capsuled, DNS answered by the agent's stub) and "nat" (a
+	 * NIC on QEMU's user network).
+	 */
 	json_object_set_new(caps, CAP_NET_DEFAULT_DENY, json_true());
-	json_object_set_new(caps, CAP_NET_ALLOWLIST, json_false());
-	json_object_set_new(caps, CAP_NET_GUEST_IF, json_false());
-	json_object_set_new(caps, CAP_DNS_CONTROL, json_false());
+	json_object_set_new(caps, CAP_NET_ALLOWLIST, json_true());
+	json_object_set_new(caps, CAP_NET_GUEST_IF, json_true());
+	json_object_set_new(caps, CAP_DNS_CONTROL, json_true());
 	json_object_set_new(r, J_CHECKS, a);
 	json_object_set_new(r, J_CAPABILITIES, caps);
 	return r;

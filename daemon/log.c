@@ -7,6 +7,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <event2/event.h>
+
 #include "log.h"
 
 static enum log_level log_level = LOG_LVL_INFO;
@@ -14,11 +16,23 @@ static int log_tty;
 
 static const char *const log_names[] = { "error", "warn", "info", "debug" };
 
+/* libevent's own messages (the resolver's above all) join ours. */
+static void
+log_libevent(int severity, const char *msg)
+{
+	enum log_level l = severity >= EVENT_LOG_ERR ? LOG_LVL_ERROR :
+	    severity == EVENT_LOG_WARN ? LOG_LVL_WARN :
+	    severity == EVENT_LOG_MSG ? LOG_LVL_INFO : LOG_LVL_DEBUG;
+
+	log_msg(l, "libevent: %s", msg);
+}
+
 void
 log_init(enum log_level level)
 {
 	log_level = level;
 	log_tty = isatty(STDERR_FILENO);
+	event_set_log_callback(log_libevent);
 }
 
 int

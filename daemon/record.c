@@ -69,6 +69,8 @@
 #define S_PORTS		"serial_ports"
 #define S_PORT_NAME	"name"
 #define S_PORT_PATH	"path"
+#define S_NETWORK	"network"	/* absent: none (older records) */
+#define S_PUBLISH	"publish"
 
 int
 record_id_ok(const char *s)
@@ -137,6 +139,12 @@ spec_json(const struct vm_spec *s)
 	    u64(s->console_max), S_PORTS, ports);
 	if (o != NULL && s->boot_args != NULL)
 		json_object_set_new(o, S_BOOT_ARGS, json_string(s->boot_args));
+	if (o != NULL) {
+		json_object_set_new(o, S_NETWORK,
+		    ctl_network_json(&s->network));
+		json_object_set_new(o, S_PUBLISH, ctl_publish_json(s->publish,
+		    s->npublish));
+	}
 	return o;
 }
 
@@ -418,6 +426,12 @@ decode_spec(json_t *o, struct vm_spec *s, struct cap_err *err)
 		    &s->port_paths[i], err)) < 0)
 			return r;
 	}
+	/* The same checks as a request's: the record is read as untrusted. */
+	if ((r = ctl_parse_network(json_object_get(o, S_NETWORK), &s->network,
+	    err)) < 0 ||
+	    (r = ctl_parse_publish(json_object_get(o, S_PUBLISH), s->publish,
+	    &s->npublish, err)) < 0)
+		return cap_err_wrap(err, "%s", R_SPEC);
 	return 0;
 }
 

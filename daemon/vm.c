@@ -8,6 +8,7 @@
  * vmadopt.c's. This file starts them in order, reacts to what they
  * report, and takes them down again.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -258,6 +259,8 @@ vm_free(struct vm *vm)
 {
 	if (vm->timer != NULL)
 		event_free(vm->timer);
+	publish_free(vm->publish);
+	egress_free(vm->egress);
 	vmspec_free(&vm->spec);
 	free(vm->waiters);
 	free(vm);
@@ -325,6 +328,13 @@ vm_release(struct vm *vm, const char *why)
 	if (vm->proxy != NULL) {
 		proxy_free(vm->proxy, why);
 		vm->proxy = NULL;
+	}
+	publish_free(vm->publish);
+	vm->publish = NULL;
+	if (vm->egress != NULL) {
+		egress_stats(vm->egress, &vm->egress_last);
+		egress_free(vm->egress);
+		vm->egress = NULL;
 	}
 	if (vm->hv != NULL) {
 		vm_core.env.hv->free(vm->hv);
@@ -466,6 +476,48 @@ vm_proxy_agent(void *arg, char *why, size_t len)
 
 const struct proxy_cbs vm_proxy_cbs = { .agent = vm_proxy_agent };
 
+static int	vm_send_net(struct vm *, struct cap_err *);
+static void	vm_running(struct vm *);
+
+/* A stream the guest opened: its network's business. */
+static void
+vm_agent_open(struct agent *a, struct agent_stream *s,
+    const struct chan_open *o, void *arg)
+{
+	struct vm *vm = arg;
+
+	if (vm->egress != NULL &&
+	    (vm->state == VM_RUNNING || vm->state == VM_STARTING))
+		egress_open(vm->egress, s, o);
+	/* Else not taken: refused. A VM without "allow" has no way out. */
+}
+
+static struct agent *
+vm_publish_agent(void *arg)
+{
+	struct vm *vm = arg;
+
+	return vm->state == VM_RUNNING && vm->agent_ready ? vm->agent : NULL;
+}
+
+const struct publish_cbs vm_publish_cbs = { .agent = vm_publish_agent };
+
+int
+vm_net_open(struct vm *vm, struct cap_err *err)
+{
+	int r;
+
+	if (vm->spec.network.mode == NETPOL_ALLOW &&
+	    (vm->egress = egress_new(vm_core.env.base, vm->id,
+	    &vm->spec.network)) == NULL)
+		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
+	if (vm->spec.npublish > 0 && (r = publish_open(vm_core.env.base,
+	    vm->id, vm->spec.publish, vm->spec.npublish, vm->who.uid,
+	    &vm_publish_cbs, vm, &vm->publish, err)) < 0)
+		return r;
+	return 0;
+}
+
 static void
 vm_agent_ready(struct agent *a, uint32_t guest_boot_ms, void *arg)
 {
@@ -488,12 +540,86 @@ vm_agent_ready(struct agent *a, uint32_t guest_boot_ms, void *arg)
 	if (vm->state != VM_STARTING || vm->failing)
 		return;
 	vm->guest_boot_ms = guest_boot_ms;
+	if (vm->spec.network.mode != NETPOL_NONE) {
+		/* Ready once the guest's network is set up (fail closed). */
+		if (vm_send_net(vm, &err) < 0)
+			vm_fail_start(vm, err.code, err.msg);
+		return;
+	}
+	vm_running(vm);
+}
+
+/* The agent set the guest's network up, or could not. */
+static void
+vm_agent_net_done(struct agent *a, uint32_t code, const char *msg,
+    size_t len, void *arg)
+{
+	struct vm *vm = arg;
+	char why[CHAN_MAX_MSG + 128];
+
+	if (!vm->net_sent || vm->state != VM_STARTING || vm->failing) {
+		log_warn("vm %s: the guest agent answered a NET it was not "
+		    "sent", vm->id);
+		return;
+	}
+	vm->net_sent = 0;
+	if (code != 0) {
+		snprintf(why, sizeof(why), "the guest could not set up network "
+		    "mode %s: %.*s", netpol_mode_name(vm->spec.network.mode),
+		    (int)len, len > 0 ? msg : strerror((int)code));
+		vm_fail_start(vm, E_VM_FAILED, why);
+		return;
+	}
+	vm_running(vm);
+}
+
+/* The guest's half of allow and nat: sent once per guest boot. */
+static int
+vm_send_net(struct vm *vm, struct cap_err *err)
+{
+	struct chan_net n;
+	const struct netpol *p = &vm->spec.network;
+
+	memset(&n, 0, sizeof(n));
+	if (p->mode == NETPOL_NAT) {
+		n.mode = CHAN_NET_NAT;
+		n.addr = htonl(0x0a00020f);	/* 10.0.2.15, slirp's */
+		n.prefix = 24;
+		n.gateway = htonl(0x0a000202);
+		n.dns = htonl(0x0a000203);
+	} else {
+		n.mode = CHAN_NET_ALLOW;
+		/* Address entries: routed to the agent, then to us. */
+		for (size_t i = 0; i < p->nentries; i++) {
+			const struct netpol_entry *e = &p->entries[i];
+
+			if (e->kind != NETPOL_CIDR ||
+			    n.nroutes >= CHAN_NET_MAX_ROUTES)
+				continue;
+			n.routes[n.nroutes].net = htonl(e->net);
+			n.routes[n.nroutes].prefix = e->prefix;
+			n.nroutes++;
+		}
+	}
+	if (agent_net(vm->agent, &n, err) < 0)
+		return -1;
+	vm->net_sent = 1;
+	return 0;
+}
+
+/* Starting is done: the exec socket serves, published ports accept. */
+static void
+vm_running(struct vm *vm)
+{
+	struct cap_err err;
+
 	vm->proxy = proxy_new(vm_core.env.base, TAKE_FD(vm->files.proxy),
 	    vm->id, vm->who.uid, &vm_proxy_cbs, vm, &err);
 	if (vm->proxy == NULL) {
 		vm_fail_start(vm, err.code, err.msg);
 		return;
 	}
+	publish_start(vm->publish);
 	event_del(vm->timer);
 	vm->t_ready = util_now_ms();
 	vm->state = VM_RUNNING;
@@ -578,6 +704,8 @@ const struct agent_cbs vm_agent_cbs = {
 	.failed = vm_agent_failed,
 	.silent = vm_agent_silent,
 	.heard = vm_agent_heard,
+	.open = vm_agent_open,
+	.net_done = vm_agent_net_done,
 };
 
 void
@@ -759,6 +887,11 @@ vm_files_done(struct vm_files *f, const struct cap_err *ferr, void *arg)
 	cfg.rootfs_fd = f->rootfs;
 	cfg.rootfs_size = f->rootfs_size;
 	cfg.boot_args = vm->spec.boot_args;
+	/* The agent loads the modules its network mode needs at boot. */
+	cfg.agent_args = vm->spec.network.mode == NETPOL_NAT ?
+	    "capsule.net=nat" : vm->spec.network.mode == NETPOL_ALLOW ?
+	    "capsule.net=allow" : NULL;
+	cfg.nat = vm->spec.network.mode == NETPOL_NAT;
 	cfg.vcpus = vm->spec.vcpus;
 	cfg.memory_mib = vm->spec.memory_mib;
 	cfg.ports = ports;
@@ -851,7 +984,8 @@ vm_start(const struct ctl_start *req, uint64_t owner, const struct caller *who,
 		vm_free(vm);
 		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
 	}
-	if ((r = vmspec_resolve(req, &se, vm->id, &vm->spec, err)) < 0) {
+	if ((r = vmspec_resolve(req, &se, vm->id, &vm->spec, err)) < 0 ||
+	    (r = vm_net_open(vm, err)) < 0) {
 		vm_free(vm);
 		return r;
 	}
@@ -1133,6 +1267,24 @@ vm_describe(const struct vm *vm, struct ctl_vm *v)
 	v->ms_ready = vm->t_ready - vm->t0;
 	v->ms_spawn = vm->t_spawn - vm->t0;
 	v->ms_guest_boot = vm->guest_boot_ms;
+	v->network = &vm->spec.network;
+	v->publish = vm->spec.publish;
+	v->npublish = vm->spec.npublish;
+	if (vm->spec.network.mode == NETPOL_ALLOW) {
+		struct egress_stats st = vm->egress_last;
+
+		if (vm->egress != NULL)
+			egress_stats(vm->egress, &st);
+		v->have_egress = 1;
+		v->eg_dns_allowed = st.dns_allowed;
+		v->eg_dns_denied = st.dns_denied;
+		v->eg_allowed = st.conns_allowed;
+		v->eg_denied = st.conns_denied;
+		v->eg_failed = st.conns_failed;
+		v->eg_open = st.open;
+		v->eg_bytes_out = st.bytes_out;
+		v->eg_bytes_in = st.bytes_in;
+	}
 }
 
 json_t *

@@ -37,8 +37,8 @@ vmadopt_serve(struct vm *vm)
 	    vm->id, vm->who.uid, &vm_proxy_cbs, vm, &err);
 	if (vm->proxy == NULL)
 		log_warn("vm %s: %s", vm->id, err.msg);
+	publish_start(vm->publish);
 }
-
 
 static void
 vmadopt_rebind_done(struct caller_op *ops, size_t n, const struct cap_err *err,
@@ -232,6 +232,10 @@ vmadopt_one(struct record *r, int private_fd, int alive, void *arg)
 		return -1;
 	}
 	vm->have_files = 1;
+	/* Its network as before (the guest's half is still set up); a host
+	 * port taken in the meantime is lost, not fatal. */
+	if (vm_net_open(vm, &err) < 0)
+		log_warn("vm %s: %s", vm->id, err.msg);
 	a = (struct hv_adopt){ .vm_id = vm->id, .dir_fd = private_fd,
 	    .pid = r->proc.pid, .start = r->proc.start, .uid = r->proc.uid,
 	    .exe_dev = r->hv_exe.dev, .exe_ino = r->hv_exe.ino };

@@ -10,6 +10,8 @@
 
 #include "agent.h"
 #include "caller.h"
+#include "egress.h"
+#include "publish.h"
 #include "proxy.h"
 #include "sink.h"
 #include "vm.h"
@@ -48,6 +50,10 @@ struct vm {
 	struct caller_op rebind_op;
 	struct caller_ident console_id;	/* the console log file */
 	struct proxy	*proxy;
+	struct egress	*egress;	/* network mode allow */
+	struct egress_stats egress_last; /* ... its counts once it went */
+	struct publish	*publish;	/* published ports, if any */
+	int		 net_sent;	/* NET sent, NET_DONE awaited */
 	struct sink	*console;
 	struct sink	*hvlog;
 	struct event	*timer;
@@ -87,6 +93,11 @@ int	vm_write_record(struct vm *vm, struct cap_err *err);
 void	vm_report_start(struct vm *vm, const struct cap_err *err);
 void	vm_release(struct vm *vm, const char *why);
 void	vm_free(struct vm *vm);
+
+/* The VM's network parts (egress, published ports) for its spec;
+ * publishing binds its host ports now. */
+int	vm_net_open(struct vm *vm, struct cap_err *err);
+extern const struct publish_cbs vm_publish_cbs;
 
 /* vmadopt.c: an adopted VM's exec socket serves from now on, if it is
  * ready to (made again, and the agent answered or was given up on). */

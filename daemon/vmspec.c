@@ -117,6 +117,18 @@ vmspec_resolve(const struct ctl_start *req, const struct vmspec_env *e,
 		    err)) < 0)
 			goto fail;
 	}
+	s->network.mode = req->network.mode;
+	if (req->network.nentries > 0) {
+		s->network.entries = calloc(req->network.nentries,
+		    sizeof(*s->network.entries));
+		if (s->network.entries == NULL)
+			goto nomem;
+		memcpy(s->network.entries, req->network.entries,
+		    req->network.nentries * sizeof(*s->network.entries));
+		s->network.nentries = req->network.nentries;
+	}
+	memcpy(s->publish, req->publish, req->npublish * sizeof(s->publish[0]));
+	s->npublish = req->npublish;
 	return 0;
 nomem:
 	r = oom(err);
@@ -140,5 +152,6 @@ vmspec_free(struct vm_spec *s)
 		free(s->port_names[i]);
 		free(s->port_paths[i]);
 	}
+	netpol_free(&s->network);
 	memset(s, 0, sizeof(*s));
 }

@@ -54,6 +54,10 @@ struct vm_spec {
 	char		*port_names[CTL_MAX_SERIAL_PORTS];
 	char		*port_paths[CTL_MAX_SERIAL_PORTS];
 	unsigned	 nports;
+	/* Network mode and policy; published ports (docs/network.md). */
+	struct netpol	 network;
+	struct netpub	 publish[NETPOL_MAX_PUBLISH];
+	unsigned	 npublish;
 };
 
 struct vmspec_env {

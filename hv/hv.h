@@ -58,12 +58,19 @@ struct hv_vm_config {
 	int		 initrd_fd;
 	int		 rootfs_fd;	/* base image, never written */
 	uint64_t	 rootfs_size;	/* bytes */
-	const char	*boot_args;	/* the caller's, after the backend's own;
-					 * may be NULL */
+	const char	*agent_args;	/* capsule's words to its agent (e.g.
+					 * capsule.net=allow), after the
+					 * backend's own; may be NULL */
+	const char	*boot_args;	/* the caller's, after those; may be
+					 * NULL */
 	unsigned	 vcpus;
 	uint64_t	 memory_mib;
 	const struct hv_serial_port *ports;	/* nports of them */
 	unsigned	 nports;
+	/* A NIC on the backend's own NAT network (network mode "nat"):
+	 * guest 10.0.2.15/24, gateway (the host) 10.0.2.2, resolver
+	 * 10.0.2.3. Without it the guest has no NIC at all. */
+	int		 nat;
 	/* Unprivileged identity for the hypervisor process once it has
 	 * opened its files (0: keep the daemon's). One per VM, so a
 	 * compromised hypervisor cannot touch another VM's. */

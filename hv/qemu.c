@@ -254,9 +254,10 @@ qemu_cmdline(const struct hv_vm_config *cfg)
 	if (qemu_caps.accel == HV_ACCEL_TCG && qemu_caps.tsc_khz > 0)
 		snprintf(tsc, sizeof(tsc), " tsc_early_khz=%u",
 		    qemu_caps.tsc_khz);
-	return util_strdup_printf("console=ttyS0 quiet panic=-1 reboot=t%s%s%s",
-	    tsc, cfg->boot_args ? " " : "", cfg->boot_args ? cfg->boot_args :
-	    "");
+	return util_strdup_printf("console=ttyS0 quiet panic=-1 "
+	    "reboot=t%s%s%s%s%s", tsc, cfg->agent_args ? " " : "",
+	    cfg->agent_args ? cfg->agent_args : "", cfg->boot_args ? " " : "",
+	    cfg->boot_args ? cfg->boot_args : "");
 }
 
 /* The VM's writable layer: a qcow2 file capsuled creates (O_EXCL, 0600)
@@ -599,6 +600,12 @@ qemu_start(struct event_base *base, const struct hv_vm_config *cfg,
 	ARG("-device"); ARG("virtio-blk-device,drive=root");
 	ARG("-device"); ARG("virtio-rng-device");
 	ARG("-device"); ARG("pvpanic");
+	if (cfg->nat) {
+		/* QEMU's own user-mode NAT (slirp): the guest's connections
+		 * leave as QEMU's, from the host. No IPv6. */
+		ARG("-netdev"); ARG("user,id=net0,ipv6=off");
+		ARG("-device"); ARG("virtio-net-device,netdev=net0");
+	}
 	/* Confine QEMU itself: no new processes, and (unless it has to drop
 	 * root itself, which the filter would otherwise forbid) no privilege
 	 * changes. With -runas QEMU opens every file and device first, then

@@ -16,6 +16,9 @@ pkgs=(
 	# interactive tests drive a real terminal; the metrics test parses
 	# capsuled's output with Prometheus' own parser
 	tmux python3-prometheus-client
+	# network tests: a DNS server for the test names (the binary only,
+	# no system service) and ip(8) for their namespaces
+	dnsmasq-base iproute2
 )
 
 as_root=()

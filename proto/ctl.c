@@ -149,12 +149,21 @@ show_value(const char *s, size_t len, char *out, size_t cap)
 			memcpy(out + o, "...", 4);
 			return;
 		}
-		if (c >= 0x20 && c < 0x7f && c != '\\')
+		if (c >= 0x20 && c < 0x7f && c != '\\' && c != '"')
 			out[o++] = (char)c;
 		else
 			o += (size_t)snprintf(out + o, cap - o, "\\x%02x", c);
 	}
 	out[o] = '\0';
+}
+
+/* show_value, in double quotes. */
+static void
+show_quoted(const char *s, size_t len, char *out, size_t cap)
+{
+	out[0] = '"';
+	show_value(s, len, out + 1, cap - 2);
+	strcat(out, "\"");
 }
 
 int
@@ -221,6 +230,167 @@ parse_serial_ports(json_t *req, struct ctl_start *s, struct cap_err *err)
 }
 
 int
+ctl_parse_network(json_t *v, struct netpol *p, struct cap_err *err)
+{
+	char shown[NETPOL_MAX_ENTRY_LEN + 16];
+	const char *key;
+	json_t *e, *list = NULL;
+	size_t i;
+	int mode, r;
+
+	memset(p, 0, sizeof(*p));
+	if (v == NULL || json_is_null(v))
+		return 0;
+	strcpy(shown, "a non-string");
+	if (json_is_string(v)) {
+		show_quoted(json_string_value(v), json_string_length(v), shown,
+		    sizeof(shown));
+		mode = netpol_mode_parse(json_string_value(v));
+	} else if (json_is_object(v)) {
+		json_object_foreach(v, key, e)
+			if (strcmp(key, J_NET_MODE) != 0 &&
+			    strcmp(key, J_NET_ALLOW) != 0) {
+				show_value(key, strlen(key), shown,
+				    sizeof(shown));
+				return cap_err_set(err, EINVAL,
+				    E_INVALID_ARGUMENT, "\"%s\" has an unknown "
+				    "field \"%s\" (known: %s, %s)", J_NETWORK,
+				    shown, J_NET_MODE, J_NET_ALLOW);
+			}
+		e = json_object_get(v, J_NET_MODE);
+		if (json_is_string(e))
+			show_quoted(json_string_value(e), json_string_length(e),
+			    shown, sizeof(shown));
+		mode = json_is_string(e) ? netpol_mode_parse(
+		    json_string_value(e)) : -1;
+		list = json_object_get(v, J_NET_ALLOW);
+	} else {
+		mode = -1;
+	}
+	if (mode < 0)
+		return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT, "\"%s\" "
+		    "mode %s is not one of \"%s\", \"%s\" or {\"%s\":\"%s\","
+		    "\"%s\":[...]}", J_NETWORK, shown, NETMODE_NONE,
+		    NETMODE_NAT, J_NET_MODE, NETMODE_ALLOW, J_NET_ALLOW);
+	p->mode = (enum netpol_mode)mode;
+	if (list == NULL || json_is_null(list))
+		return 0;
+	if (mode != NETPOL_ALLOW)
+		return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT, "\"%s\": "
+		    "\"%s\" goes with mode \"%s\" only", J_NETWORK,
+		    J_NET_ALLOW, NETMODE_ALLOW);
+	if (!json_is_array(list))
+		return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT, "\"%s\".%s "
+		    "must be an array of strings, e.g. [\"pypi.org\", "
+		    "\"*.github.com:22\"]", J_NETWORK, J_NET_ALLOW);
+	if (json_array_size(list) > NETPOL_MAX_ENTRIES)
+		return cap_err_set(err, E2BIG, E_INVALID_ARGUMENT, "\"%s\".%s "
+		    "has %zu entries; the limit is %d", J_NETWORK, J_NET_ALLOW,
+		    json_array_size(list), NETPOL_MAX_ENTRIES);
+	json_array_foreach(list, i, e) {
+		if (!json_is_string(e)) {
+			r = cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
+			    "\"%s\".%s[%zu] must be a string", J_NETWORK,
+			    J_NET_ALLOW, i);
+			goto fail;
+		}
+		show_value(json_string_value(e), json_string_length(e), shown,
+		    sizeof(shown));
+		if (strlen(json_string_value(e)) != json_string_length(e) ||
+		    (r = netpol_add(p, json_string_value(e), err)) < 0) {
+			if (strlen(json_string_value(e)) !=
+			    json_string_length(e))
+				r = cap_err_set(err, EINVAL,
+				    E_INVALID_ARGUMENT, "it holds a NUL byte");
+			cap_err_wrap(err, "\"%s\".%s[%zu] \"%s\"", J_NETWORK,
+			    J_NET_ALLOW, i, shown);
+			goto fail;
+		}
+	}
+	return 0;
+fail:
+	netpol_free(p);
+	return r;
+}
+
+json_t *
+ctl_network_json(const struct netpol *p)
+{
+	char text[NETPOL_MAX_ENTRY_LEN + 1];
+	json_t *o, *list;
+
+	o = json_pack("{s:s}", J_NET_MODE, netpol_mode_name(p->mode));
+	if (o == NULL || p->mode != NETPOL_ALLOW)
+		return o;
+	list = json_array();
+	for (size_t i = 0; i < p->nentries; i++)
+		if (netpol_entry_format(&p->entries[i], text,
+		    sizeof(text)) > 0)
+			json_array_append_new(list, json_string(text));
+	json_object_set_new(o, J_NET_ALLOW, list);
+	return o;
+}
+
+int
+ctl_parse_publish(json_t *v, struct netpub *out, unsigned *n,
+    struct cap_err *err)
+{
+	char shown[80];
+	json_t *e;
+	size_t i;
+	int r;
+
+	*n = 0;
+	if (v == NULL || json_is_null(v))
+		return 0;
+	if (!json_is_array(v))
+		return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT, "\"%s\" "
+		    "must be an array like [\"8080:80\", "
+		    "\"127.0.0.1:8443:443\"]", J_PUBLISH);
+	if (json_array_size(v) > NETPOL_MAX_PUBLISH)
+		return cap_err_set(err, E2BIG, E_INVALID_ARGUMENT, "\"%s\" "
+		    "has %zu entries; the limit is %d", J_PUBLISH,
+		    json_array_size(v), NETPOL_MAX_PUBLISH);
+	json_array_foreach(v, i, e) {
+		if (!json_is_string(e) || strlen(json_string_value(e)) !=
+		    json_string_length(e))
+			return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
+			    "\"%s\"[%zu] must be a string "
+			    "\"[HOSTADDR:]HOSTPORT:GUESTPORT\"", J_PUBLISH, i);
+		show_value(json_string_value(e), json_string_length(e), shown,
+		    sizeof(shown));
+		if ((r = netpub_parse(json_string_value(e), &out[i],
+		    err)) < 0) {
+			cap_err_wrap(err, "\"%s\"[%zu] \"%s\"", J_PUBLISH, i,
+			    shown);
+			return r;
+		}
+		for (size_t j = 0; j < i; j++)
+			if (out[j].host_port == out[i].host_port &&
+			    (out[j].host_addr == out[i].host_addr ||
+			    out[j].host_addr == 0 || out[i].host_addr == 0))
+				return cap_err_set(err, EINVAL,
+				    E_INVALID_ARGUMENT, "\"%s\"[%zu] \"%s\" "
+				    "uses host port %u again", J_PUBLISH, i,
+				    shown, (unsigned)out[i].host_port);
+		(*n)++;
+	}
+	return 0;
+}
+
+json_t *
+ctl_publish_json(const struct netpub *p, unsigned n)
+{
+	json_t *a = json_array();
+	char text[64];
+
+	for (unsigned i = 0; a != NULL && i < n; i++)
+		if (netpub_format(&p[i], text, sizeof(text)) > 0)
+			json_array_append_new(a, json_string(text));
+	return a;
+}
+
+int
 ctl_parse_start(json_t *req, const struct ctl_limits *lim,
     struct ctl_start *s, struct cap_err *err)
 {
@@ -228,7 +398,8 @@ ctl_parse_start(json_t *req, const struct ctl_limits *lim,
 		J_KERNEL_PATH, J_ROOTFS_PATH, J_BOOT_ARGS, J_VCPUS,
 		J_MEMORY_MIB, J_GUEST_PORT, J_LAUNCH_SECONDS, J_RUN_DIR,
 		J_PROXY_SOCKET_PATH, J_CONSOLE_LOG_PATH, J_INITRD_PATH,
-		J_STOP_ON_DISCONNECT, J_SERIAL_PORTS, NULL,
+		J_STOP_ON_DISCONNECT, J_SERIAL_PORTS, J_NETWORK, J_PUBLISH,
+		NULL,
 	};
 	char unit[64];
 	uint64_t n, dm;
@@ -293,7 +464,11 @@ ctl_parse_start(json_t *req, const struct ctl_limits *lim,
 		}
 		s->stop_on_disconnect = json_is_true(v);
 	}
-	if ((r = parse_serial_ports(req, s, err)) < 0)
+	if ((r = parse_serial_ports(req, s, err)) < 0 ||
+	    (r = ctl_parse_network(json_object_get(req, J_NETWORK),
+	    &s->network, err)) < 0 ||
+	    (r = ctl_parse_publish(json_object_get(req, J_PUBLISH),
+	    s->publish, &s->npublish, err)) < 0)
 		goto fail;
 	return 0;
 fail:
@@ -313,6 +488,7 @@ ctl_start_free(struct ctl_start *s)
 	free(s->console_log_path);
 	for (unsigned i = 0; i < s->nserial_ports; i++)
 		free(s->serial_ports[i]);
+	netpol_free(&s->network);
 	memset(s, 0, sizeof(*s));
 }
 
@@ -386,6 +562,22 @@ ctl_vm_json(const struct ctl_vm *v)
 		    json_integer(v->exit_status));
 	if (v->error != NULL)
 		json_object_set_new(o, J_ERROR, json_string(v->error));
+	if (v->network != NULL)
+		json_object_set_new(o, J_NETWORK,
+		    ctl_network_json(v->network));
+	json_object_set_new(o, J_PUBLISH, ctl_publish_json(v->publish,
+	    v->npublish));
+	if (v->have_egress)
+		json_object_set_new(o, J_EGRESS, json_pack("{s:I, s:I, s:I, "
+		    "s:I, s:I, s:I, s:I, s:I}",
+		    J_EG_DNS_ALLOWED, (json_int_t)v->eg_dns_allowed,
+		    J_EG_DNS_DENIED, (json_int_t)v->eg_dns_denied,
+		    J_EG_ALLOWED, (json_int_t)v->eg_allowed,
+		    J_EG_DENIED, (json_int_t)v->eg_denied,
+		    J_EG_FAILED, (json_int_t)v->eg_failed,
+		    J_EG_OPEN, (json_int_t)v->eg_open,
+		    J_EG_BYTES_OUT, (json_int_t)v->eg_bytes_out,
+		    J_EG_BYTES_IN, (json_int_t)v->eg_bytes_in));
 	return o;
 }
 

@@ -13,6 +13,7 @@
 #include <jansson.h>
 
 #include "err.h"
+#include "netpolicy.h"
 
 #define CTL_DEFAULT_VCPUS		1
 #define CTL_DEFAULT_MEMORY_MIB		512
@@ -50,6 +51,11 @@ struct ctl_start {
 	/* Raw virtio-serial ports: valid, unique names, none the agent's. */
 	char		*serial_ports[CTL_MAX_SERIAL_PORTS];
 	unsigned	nserial_ports;
+	/* Network mode and "allow" entries; ports to publish, host ports
+	 * unique. */
+	struct netpol	network;
+	struct netpub	publish[NETPOL_MAX_PUBLISH];
+	unsigned	npublish;
 };
 
 /* Parses one request line: a JSON object with a string "op". On success
@@ -64,6 +70,14 @@ void	ctl_start_free(struct ctl_start *s);
  * caller may see, else this connection's VMs. */
 int	ctl_parse_stop(json_t *req, const char **vm_id, int *all,
 	    struct cap_err *err);
+/* "network" (absent or null: none) into p, which the caller frees with
+ * netpol_free; errors name the entry. */
+int	ctl_parse_network(json_t *v, struct netpol *p, struct cap_err *err);
+json_t	*ctl_network_json(const struct netpol *p);
+/* "publish" (absent or null: none). */
+int	ctl_parse_publish(json_t *v, struct netpub *out, unsigned *n,
+	    struct cap_err *err);
+json_t	*ctl_publish_json(const struct netpub *p, unsigned n);
 /* Is s[0..len) a raw serial port name: 1-64 of a-z 0-9 . _ - ? */
 int	ctl_port_name_ok(const char *s, size_t len);
 /* Rejects any field of req other than op, id and the NULL-terminated list. */
@@ -94,6 +108,14 @@ struct ctl_vm {
 	int		 have_exit_status;
 	int		 exit_status;
 	const char	*error;			/* NULL: nothing to say */
+	const struct netpol *network;		/* NULL: none */
+	const struct netpub *publish;		/* npublish of them */
+	unsigned	 npublish;
+	/* What an "allow" VM's egress did (have_egress). */
+	int		 have_egress;
+	uint64_t	 eg_dns_allowed, eg_dns_denied;
+	uint64_t	 eg_allowed, eg_denied, eg_failed, eg_open;
+	uint64_t	 eg_bytes_out, eg_bytes_in;
 	/* StartVM: milliseconds from the request */
 	uint64_t	 ms_ready, ms_spawn, ms_guest_boot;
 };

@@ -58,6 +58,26 @@
 /* capsule extension: raw virtio-serial ports; a list of names in StartVM,
  * an object name -> host socket path in replies */
 #define J_SERIAL_PORTS		"serial_ports"
+/* capsule extension: the VM's network (docs/network.md): "none", "nat",
+ * or {"mode":"allow","allow":[ENTRY, ...]}; replies give the object. */
+#define J_NETWORK		"network"
+#define J_NET_MODE		"mode"
+#define J_NET_ALLOW		"allow"
+#define NETMODE_NONE		"none"
+#define NETMODE_ALLOW		"allow"
+#define NETMODE_NAT		"nat"
+/* capsule extension: ["[HOSTADDR:]HOSTPORT:GUESTPORT", ...] */
+#define J_PUBLISH		"publish"
+/* ListVMs: what an "allow" VM's egress did */
+#define J_EGRESS		"egress"
+#define J_EG_DNS_ALLOWED	"dns_allowed"
+#define J_EG_DNS_DENIED		"dns_denied"
+#define J_EG_ALLOWED		"connections_allowed"
+#define J_EG_DENIED		"connections_denied"
+#define J_EG_FAILED		"connections_failed"
+#define J_EG_OPEN		"connections_open"
+#define J_EG_BYTES_OUT		"bytes_out"
+#define J_EG_BYTES_IN		"bytes_in"
 
 /* StartVM reply, StopVM request, ListVMs entries */
 #define J_VM_ID			"vm_id"

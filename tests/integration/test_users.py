@@ -37,8 +37,8 @@ CAPABILITIES = {
     "exec.streaming": True, "sandbox.file_download": True,
     "sandbox.file_upload": True, "sandbox.persistent": False,
     "sandbox.snapshot": False, "network.default_deny": True,
-    "network.allowlist_egress": False, "network.guest_interface": False,
-    "dns_control_or_equivalent": False}
+    "network.allowlist_egress": True, "network.guest_interface": True,
+    "dns_control_or_equivalent": True}
 CHECKS = ["hypervisor", "acceleration", "guest_image", "state_dir",
           "control_socket", "resource_limits", "cgroups", "systemd", "vms"]
 TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")

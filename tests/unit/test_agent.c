@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <arpa/inet.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -38,6 +39,21 @@ struct fixture {
 	int			 silent_calls;
 	unsigned		 silent_ms;
 	int			 heard_calls;
+	/* channel v5 */
+	int			 take_opens;	/* open callback takes streams */
+	struct agent_stream	*opened_stream;
+	struct chan_open	 last_open;
+	char			 open_name[CHAN_MAX_NAME + 1];
+	int			 bytes_opened;
+	size_t			 bytes_in;
+	int			 bytes_eof;
+	int			 bytes_credit;
+	int			 bytes_ended;
+	uint32_t		 bytes_code;
+	char			 bytes_msg[256];
+	int			 net_done;
+	uint32_t		 net_code;
+	char			 net_msg[256];
 };
 
 static void
@@ -72,8 +88,80 @@ on_heard(struct agent *a, void *arg)
 	((struct fixture *)arg)->heard_calls++;
 }
 
+static void	on_open(struct agent *, struct agent_stream *,
+		    const struct chan_open *, void *);
+
+static void
+on_net_done(struct agent *a, uint32_t code, const char *msg, size_t len,
+    void *arg)
+{
+	struct fixture *f = arg;
+
+	f->net_done++;
+	f->net_code = code;
+	snprintf(f->net_msg, sizeof(f->net_msg), "%.*s", (int)len, msg);
+}
+
 static const struct agent_cbs cbs = { on_ready, on_failed, on_silent,
-	on_heard };
+	on_heard, on_open, on_net_done };
+
+static void
+on_bytes_opened(struct agent_stream *s, void *arg)
+{
+	((struct fixture *)arg)->bytes_opened++;
+}
+
+static void
+on_bytes_data(struct agent_stream *s, const uint8_t *buf, size_t len,
+    void *arg)
+{
+	((struct fixture *)arg)->bytes_in += len;	/* held on purpose */
+}
+
+static void
+on_bytes_eof(struct agent_stream *s, void *arg)
+{
+	((struct fixture *)arg)->bytes_eof++;
+}
+
+static void
+on_bytes_credit(struct agent_stream *s, void *arg)
+{
+	((struct fixture *)arg)->bytes_credit++;
+}
+
+static void
+on_bytes_end(struct agent_stream *s, uint32_t code, const char *msg,
+    size_t len, void *arg)
+{
+	struct fixture *f = arg;
+
+	f->bytes_ended++;
+	f->bytes_code = code;
+	snprintf(f->bytes_msg, sizeof(f->bytes_msg), "%.*s", (int)len,
+	    msg != NULL ? msg : "");
+	if (f->opened_stream == s)
+		f->opened_stream = NULL;
+}
+
+static const struct agent_bytes_cbs bcbs = { on_bytes_opened, on_bytes_data,
+	on_bytes_eof, on_bytes_credit, on_bytes_end };
+
+static void
+on_open(struct agent *a, struct agent_stream *s, const struct chan_open *o,
+    void *arg)
+{
+	struct fixture *f = arg;
+
+	f->last_open = *o;
+	snprintf(f->open_name, sizeof(f->open_name), "%.*s",
+	    (int)o->name_len, o->name != NULL ? o->name : "");
+	f->last_open.name = NULL;
+	if (!f->take_opens)
+		return;
+	agent_bytes_take(s, &bcbs, f);
+	f->opened_stream = s;
+}
 
 static void
 on_output(struct agent_stream *s, int kind, const uint8_t *buf, size_t len,
@@ -496,6 +584,283 @@ test_second_hello_means_the_guest_started_over(void **state)
 	assert_non_null(strstr(f->failed, "started over"));
 }
 
+/* ---- channel v5 ---- */
+
+static void
+guest_hello_v(struct fixture *f, uint32_t version, uint32_t features)
+{
+	struct chan_hello h = { .version = version, .boot_ms = 1234,
+	    .features = features };
+	uint8_t p[CHAN_HELLO_LEN];
+	int n = chan_hello_encode(p, sizeof(p), &h);
+
+	guest_send(f, CHAN_HELLO, 0, p, (size_t)n);
+}
+
+static void
+guest_open(struct fixture *f, uint32_t id, const struct chan_open *o)
+{
+	uint8_t p[512];
+	long n = chan_open_encode(p, sizeof(p), o);
+
+	assert_true(n > 0);
+	guest_send(f, CHAN_OPEN, id, p, (size_t)n);
+}
+
+/* The next frame must be RESET on stream id with code; returns it. */
+static void
+expect_reset(struct fixture *f, uint32_t id, uint32_t code)
+{
+	struct chan_status st;
+	struct chan_hdr h;
+	uint8_t p[CHAN_MAX_MSG + 8];
+
+	assert_int_equal(guest_recv(f, &h, p, sizeof(p)), CHAN_RESET);
+	assert_int_equal(h.stream, id);
+	assert_int_equal(chan_status_decode(p, h.len, &st), 0);
+	assert_int_equal(st.code, code);
+	assert_true(st.msg_len > 0);
+}
+
+static void
+test_v4_agent_still_runs_commands(void **state)
+{
+	struct fixture *f = *state;
+	struct chan_open o = { .type = CHAN_OPEN_DNS, .qtype = 1,
+	    .name = "a.test", .name_len = 6 };
+	struct chan_net net = { .mode = CHAN_NET_NONE };
+	struct chan_hello hello;
+	struct cap_err err;
+	struct chan_hdr h;
+	static uint8_t p[CHAN_MAX_PAYLOAD];
+	uint32_t id;
+
+	/* A VM started before this capsuled: its agent speaks version 4,
+	 * in version 4's 8-byte HELLO, and hears its own version back. */
+	guest_hello_v(f, 4, 0);
+	assert_true(f->ready);
+	assert_int_equal(guest_recv(f, &h, p, sizeof(p)), CHAN_HELLO);
+	assert_int_equal(h.len, CHAN_HELLO_V4_LEN);
+	assert_int_equal(chan_hello_decode(p, h.len, &hello), 0);
+	assert_int_equal(hello.version, 4);
+	assert_int_equal(agent_features(f->agent), 0);
+	/* No network, no forwards; said plainly. */
+	assert_true(agent_net(f->agent, &net, &err) < 0);
+	assert_non_null(strstr(err.msg, "too old"));
+	assert_null(agent_forward(f->agent, 80, &bcbs, f, &err));
+	assert_non_null(strstr(err.msg, "too old"));
+	/* A guest OPEN is not understood by a v4 peer: ignored. */
+	f->take_opens = 1;
+	guest_open(f, CHAN_STREAM_GUEST | 1, &o);
+	assert_int_equal(f->last_open.type, 0);
+	/* Commands still run. */
+	f->exited = 0;
+	{
+		const char *argv[] = { "true" };
+		struct chan_exec x = { .argc = 1, .argv = argv, .dir = "" };
+
+		assert_non_null(agent_exec(f->agent, &x, &scbs, f, &err));
+	}
+	assert_int_equal(guest_recv(f, &h, p, sizeof(p)), CHAN_EXEC);
+	id = h.stream;
+	{
+		struct chan_exit ex = { .exit_code = 0 };
+		uint8_t e[16];
+		int n = chan_exit_encode(e, sizeof(e), &ex);
+
+		guest_send(f, CHAN_EXIT, id, e, (size_t)n);
+	}
+	assert_true(f->exited);
+	assert_int_equal(f->exit_code, 0);
+	assert_string_equal(f->failed, "");
+}
+
+static void
+test_features_are_what_both_speak(void **state)
+{
+	struct fixture *f = *state;
+	struct chan_hello hello;
+	struct chan_hdr h;
+	uint8_t p[64];
+
+	guest_hello_v(f, CHAN_VERSION, CHAN_FEAT_STREAMS | 0x80000000u);
+	assert_int_equal(guest_recv(f, &h, p, sizeof(p)), CHAN_HELLO);
+	assert_int_equal(h.len, CHAN_HELLO_LEN);
+	assert_int_equal(chan_hello_decode(p, h.len, &hello), 0);
+	assert_int_equal(hello.version, CHAN_VERSION);
+	assert_int_equal(hello.features, CHAN_FEATURES);
+	/* An unknown bit of the guest's is not ours; NET it did not say. */
+	assert_int_equal(agent_features(f->agent), CHAN_FEAT_STREAMS);
+}
+
+static void
+test_unknown_kind_refuses_only_its_stream(void **state)
+{
+	struct fixture *f = *state;
+	const char *argv[] = { "true" };
+	struct chan_exec x = { .argc = 1, .argv = argv, .dir = "" };
+	struct chan_exit ex = { .exit_code = 3 };
+	struct cap_err err;
+	struct chan_hdr h;
+	static uint8_t p[CHAN_MAX_PAYLOAD];
+	uint8_t e[16];
+	uint32_t a, b;
+	int n;
+
+	guest_hello_v(f, CHAN_VERSION, CHAN_FEATURES);
+	assert_int_equal(guest_recv(f, &h, p, sizeof(p)), CHAN_HELLO);
+	assert_non_null(agent_exec(f->agent, &x, &scbs, f, &err));
+	assert_int_equal(guest_recv(f, &h, p, sizeof(p)), CHAN_EXEC);
+	a = h.stream;
+	assert_non_null(agent_exec(f->agent, &x, &scbs, f, &err));
+	assert_int_equal(guest_recv(f, &h, p, sizeof(p)), CHAN_EXEC);
+	b = h.stream;
+	/* Kind 99 from a newer agent on stream a: a is refused... */
+	guest_send(f, 99, a, "xyz", 3);
+	expect_reset(f, a, EPROTONOSUPPORT);
+	assert_true(f->exited);
+	assert_int_equal(f->exit_code, 125);
+	assert_non_null(strstr(f->exit_msg, "99"));
+	/* ... and b, and the channel, go on. */
+	f->exited = 0;
+	n = chan_exit_encode(e, sizeof(e), &ex);
+	guest_send(f, CHAN_EXIT, b, e, (size_t)n);
+	assert_true(f->exited);
+	assert_int_equal(f->exit_code, 3);
+	assert_string_equal(f->failed, "");
+}
+
+static void
+test_guest_opens_nobody_takes_are_refused(void **state)
+{
+	struct fixture *f = *state;
+	struct chan_open o = { .type = CHAN_OPEN_CONNECT, .port = 443,
+	    .addr_kind = CHAN_ADDR_NAME, .name = "pypi.org", .name_len = 8 };
+	struct chan_open fw = { .type = CHAN_OPEN_FORWARD, .port = 80 };
+	struct chan_hdr h;
+	uint8_t p[64];
+	uint8_t bad[8] = { 77, 0, 0, 0, 1, 2, 3, 4 };	/* type 77 */
+	uint8_t junk[6] = { CHAN_OPEN_CONNECT, 0, 0, 0, 0, 0 };
+
+	guest_hello_v(f, CHAN_VERSION, CHAN_FEATURES);
+	assert_int_equal(guest_recv(f, &h, p, sizeof(p)), CHAN_HELLO);
+	guest_open(f, CHAN_STREAM_GUEST | 1, &o);
+	assert_int_equal(f->last_open.type, CHAN_OPEN_CONNECT);
+	assert_int_equal(f->last_open.port, 443);
+	assert_string_equal(f->open_name, "pypi.org");
+	expect_reset(f, CHAN_STREAM_GUEST | 1, EPERM);
+	guest_open(f, CHAN_STREAM_GUEST | 2, &fw);
+	expect_reset(f, CHAN_STREAM_GUEST | 2, EPERM);
+	guest_send(f, CHAN_OPEN, CHAN_STREAM_GUEST | 3, bad, sizeof(bad));
+	expect_reset(f, CHAN_STREAM_GUEST | 3, EPROTONOSUPPORT);
+	guest_send(f, CHAN_OPEN, CHAN_STREAM_GUEST | 4, junk, sizeof(junk));
+	expect_reset(f, CHAN_STREAM_GUEST | 4, EBADMSG);
+	assert_string_equal(f->failed, "");
+}
+
+static void
+test_guest_stream_data_eof_and_window(void **state)
+{
+	struct fixture *f = *state;
+	struct chan_open o = { .type = CHAN_OPEN_CONNECT, .port = 80,
+	    .addr_kind = CHAN_ADDR_IPV4, .ipv4 = { 203, 0, 113, 7 } };
+	static uint8_t data[CHAN_MAX_DATA];
+	struct chan_hdr h;
+	uint8_t p[64];
+	uint32_t id = CHAN_STREAM_GUEST | 9;
+
+	f->take_opens = 1;
+	guest_hello_v(f, CHAN_VERSION, CHAN_FEATURES);
+	assert_int_equal(guest_recv(f, &h, p, sizeof(p)), CHAN_HELLO);
+	guest_open(f, id, &o);
+	assert_non_null(f->opened_stream);
+	assert_memory_equal(f->last_open.ipv4, o.ipv4, 4);
+	agent_bytes_opened(f->opened_stream);
+	assert_int_equal(guest_recv(f, &h, p, sizeof(p)), CHAN_OPENED);
+	assert_int_equal(h.stream, id);
+	/* Our DATA goes out; then the guest's comes in. */
+	assert_int_equal(agent_bytes_write(f->opened_stream,
+	    (const uint8_t *)"hello", 5), 5);
+	assert_int_equal(guest_recv(f, &h, p, sizeof(p)), CHAN_DATA);
+	assert_int_equal(h.len, 5);
+	for (size_t sent = 0; sent < CHAN_WINDOW; sent += sizeof(data))
+		guest_send(f, CHAN_DATA, id, data, sizeof(data));
+	assert_int_equal(f->bytes_in, CHAN_WINDOW);
+	/* One byte more than the window: the stream ends, not the channel. */
+	guest_send(f, CHAN_DATA, id, data, 1);
+	expect_reset(f, id, EPROTO);
+	assert_int_equal(f->bytes_ended, 1);
+	assert_int_equal(f->bytes_code, EPROTO);
+	assert_string_equal(f->failed, "");
+
+	/* Another: EOF both ways ends it cleanly. */
+	f->bytes_ended = 0;
+	guest_open(f, id + 1, &o);
+	agent_bytes_opened(f->opened_stream);
+	assert_int_equal(guest_recv(f, &h, p, sizeof(p)), CHAN_OPENED);
+	guest_send(f, CHAN_EOF, id + 1, NULL, 0);
+	assert_int_equal(f->bytes_eof, 1);
+	assert_int_equal(f->bytes_ended, 0);
+	assert_int_equal(agent_bytes_eof(f->opened_stream), 1);
+	assert_int_equal(guest_recv(f, &h, p, sizeof(p)), CHAN_EOF);
+	/* Freed by agent_bytes_eof, without a callback. */
+	assert_int_equal(f->bytes_ended, 0);
+}
+
+static void
+test_forward_and_net(void **state)
+{
+	struct fixture *f = *state;
+	struct chan_net net = { .mode = CHAN_NET_ALLOW, .nroutes = 1,
+	    .routes = { { htonl(0xcb007100), 24 } } }, got;
+	struct chan_status st = { .code = 0 };
+	struct chan_open o;
+	struct cap_err err;
+	struct chan_hdr h;
+	uint8_t p[CHAN_MAX_MSG + 64];
+	struct agent_stream *s;
+	int n;
+
+	guest_hello_v(f, CHAN_VERSION, CHAN_FEATURES);
+	assert_int_equal(guest_recv(f, &h, p, sizeof(p)), CHAN_HELLO);
+	/* NET goes on stream 0; NET_DONE comes back to net_done. */
+	assert_int_equal(agent_net(f->agent, &net, &err), 0);
+	assert_int_equal(guest_recv(f, &h, p, sizeof(p)), CHAN_NET);
+	assert_int_equal(h.stream, 0);
+	assert_int_equal(chan_net_decode(p, h.len, &got), 0);
+	assert_int_equal(got.nroutes, 1);
+	st.code = ENODEV;
+	st.msg = "no nf_tables";
+	st.msg_len = 12;
+	n = chan_status_encode(p, sizeof(p), &st);
+	guest_send(f, CHAN_NET_DONE, 0, p, (size_t)n);
+	assert_int_equal(f->net_done, 1);
+	assert_int_equal(f->net_code, ENODEV);
+	assert_string_equal(f->net_msg, "no nf_tables");
+
+	/* A forward: OPEN FORWARD, answered OPENED, then refused data. */
+	s = agent_forward(f->agent, 8080, &bcbs, f, &err);
+	assert_non_null(s);
+	assert_int_equal(guest_recv(f, &h, p, sizeof(p)), CHAN_OPEN);
+	assert_true(h.stream > 0 && h.stream < CHAN_STREAM_GUEST);
+	assert_int_equal(chan_open_decode(p, h.len, &o), 0);
+	assert_int_equal(o.type, CHAN_OPEN_FORWARD);
+	assert_int_equal(o.port, 8080);
+	/* Nothing may be written before it is up. */
+	assert_int_equal(agent_bytes_write(s, (const uint8_t *)"x", 1), 0);
+	guest_send(f, CHAN_OPENED, h.stream, NULL, 0);
+	assert_int_equal(f->bytes_opened, 1);
+	st.code = ECONNREFUSED;
+	st.msg = "nothing listens on port 8080";
+	st.msg_len = 28;
+	n = chan_status_encode(p, sizeof(p), &st);
+	guest_send(f, CHAN_RESET, h.stream, p, (size_t)n);
+	assert_int_equal(f->bytes_ended, 1);
+	assert_int_equal(f->bytes_code, ECONNREFUSED);
+	assert_string_equal(f->bytes_msg, "nothing listens on port 8080");
+	assert_string_equal(f->failed, "");
+}
+
 int
 main(void)
 {
@@ -526,6 +891,18 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_second_hello_means_the_guest_started_over, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_v4_agent_still_runs_commands, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_features_are_what_both_speak, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_unknown_kind_refuses_only_its_stream, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_guest_opens_nobody_takes_are_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_guest_stream_data_eof_and_window, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_forward_and_net, setup,
 		    teardown),
 	};
 

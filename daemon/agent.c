@@ -18,7 +18,15 @@
 #include "util.h"
 
 #define AGENT_LOG_BURST	5
-#define AGENT_GUEST_STREAMS	1024	/* guest-opened streams at once */
+#define AGENT_GUEST_STREAMS	256	/* guest-opened streams at once */
+#define AGENT_HOST_BYTES	256	/* host-opened byte streams at once */
+/*
+ * While more than this waits to go to the guest, the channel is not read:
+ * a guest that sends without reading (each refused OPEN costs a RESET)
+ * cannot make capsuled queue without end. Reading resumes at half of it.
+ * DATA is bounded apart from this, by each stream's credit.
+ */
+#define AGENT_OUT_HIGH	(1024 * 1024)
 
 struct agent_stream {
 	TAILQ_ENTRY(agent_stream) entry;
@@ -44,6 +52,8 @@ struct agent {
 	uint32_t		 next_stream;
 	uint32_t		 features;	/* CHAN_FEAT_* both speak */
 	unsigned		 nguest;	/* guest-opened streams */
+	unsigned		 nhostbytes;	/* host-opened byte streams */
+	int			 rd_paused;	/* too much queued for it */
 	int			 ready;
 	int			 failed;
 	struct event		*ping;		/* heartbeat timer */
@@ -100,6 +110,8 @@ agent_stream_unlink(struct agent_stream *s)
 	TAILQ_REMOVE(&a->streams, s, entry);
 	if (s->id & CHAN_STREAM_GUEST)
 		a->nguest--;
+	else if (s->bytes)
+		a->nhostbytes--;
 }
 
 /* An exec stream is over: its owner hears the exit, and it is freed. */
@@ -546,6 +558,12 @@ agent_read_cb(struct bufferevent *bev, void *arg)
 
 		if (have < CHAN_HDR_LEN)
 			return;
+		if (evbuffer_get_length(bufferevent_get_output(bev)) >
+		    AGENT_OUT_HIGH) {
+			a->rd_paused = 1;
+			bufferevent_disable(bev, EV_READ);
+			return;
+		}
 		buf = evbuffer_pullup(in, CHAN_HDR_LEN);
 		total = chan_frame_ready(buf, have, &h);
 		if (total < 0) {
@@ -563,6 +581,20 @@ agent_read_cb(struct bufferevent *bev, void *arg)
 			return;
 		evbuffer_drain(in, (size_t)total);
 	}
+}
+
+/* The guest took enough of what was queued for it: read it again,
+ * starting with the frames that waited in the input. */
+static void
+agent_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct agent *a = arg;
+
+	if (!a->rd_paused || a->failed)
+		return;
+	a->rd_paused = 0;
+	bufferevent_enable(bev, EV_READ);
+	agent_read_cb(bev, a);
 }
 
 static void
@@ -599,9 +631,11 @@ agent_new(struct event_base *base, int fd, const struct agent_cbs *cbs,
 		free(a);
 		return NULL;
 	}
-	bufferevent_setcb(a->bev, agent_read_cb, NULL, agent_event_cb, a);
+	bufferevent_setcb(a->bev, agent_read_cb, agent_write_cb,
+	    agent_event_cb, a);
 	bufferevent_setwatermark(a->bev, EV_READ, 0,
 	    CHAN_HDR_LEN + CHAN_MAX_PAYLOAD);
+	bufferevent_setwatermark(a->bev, EV_WRITE, AGENT_OUT_HIGH / 2, 0);
 	bufferevent_enable(a->bev, EV_READ | EV_WRITE);
 	return a;
 }
@@ -828,6 +862,12 @@ agent_forward(struct agent *a, uint16_t port,
 		    (unsigned)port);
 		return NULL;
 	}
+	if (a->nhostbytes >= AGENT_HOST_BYTES) {
+		cap_err_set(err, EMFILE, E_LIMIT, "%d forwarded "
+		    "connections are open to this VM already",
+		    AGENT_HOST_BYTES);
+		return NULL;
+	}
 	/* Host ids stay below CHAN_STREAM_GUEST. */
 	if (a->next_stream >= CHAN_STREAM_GUEST ||
 	    (s = agent_stream_new(a, a->next_stream)) == NULL) {
@@ -835,6 +875,7 @@ agent_forward(struct agent *a, uint16_t port,
 		return NULL;
 	}
 	a->next_stream++;
+	a->nhostbytes++;
 	s->bytes = 1;
 	s->pending = 1;
 	s->bcbs = *cbs;

@@ -758,6 +758,68 @@ test_guest_opens_nobody_takes_are_refused(void **state)
 	assert_string_equal(f->failed, "");
 }
 
+/*
+ * A guest that keeps opening (each refused OPEN costs capsuled a RESET)
+ * and never reads: capsuled stops reading once about a MiB waits for the
+ * guest, so the guest's writes block; once the guest reads, every OPEN
+ * it sent is answered.
+ */
+static void
+test_guest_that_does_not_read_is_not_queued_for(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t frame[CHAN_HDR_LEN + 4], p[256];
+	uint8_t body[4] = { 77, 0, 0, 0 };	/* an unknown type: refused */
+	struct chan_hdr h = { .kind = CHAN_OPEN, .len = sizeof(body) };
+	unsigned sent = 0, resets = 0;
+	int blocked = 0;
+
+	guest_hello_v(f, CHAN_VERSION, CHAN_FEATURES);
+	assert_int_equal(guest_recv(f, &h, p, sizeof(p)), CHAN_HELLO);
+	h = (struct chan_hdr){ .kind = CHAN_OPEN, .len = sizeof(body) };
+	/* 200,000 refusals would be ~12 MiB of RESETs. */
+	while (sent < 200000 && !blocked) {
+		size_t off = 0;
+
+		h.stream = CHAN_STREAM_GUEST | (sent % 100000 + 1);
+		chan_hdr_encode(frame, &h);
+		memcpy(frame + CHAN_HDR_LEN, body, sizeof(body));
+		while (off < sizeof(frame)) {
+			ssize_t n = write(f->guest, frame + off,
+			    sizeof(frame) - off);
+
+			if (n > 0) {
+				off += (size_t)n;
+				continue;
+			}
+			assert_int_equal(errno, EAGAIN);
+			/* Let capsuled read what it will, then look again. */
+			spin(f);
+			if ((n = write(f->guest, frame + off,
+			    sizeof(frame) - off)) > 0) {
+				off += (size_t)n;
+				continue;
+			}
+			if (off == 0) {
+				blocked = 1;
+				break;
+			}
+			/* Half a frame is in: the next spin takes it. */
+		}
+		if (!blocked)
+			sent++;
+		if (sent % 1000 == 0)
+			event_base_loop(f->base, EVLOOP_NONBLOCK);
+	}
+	assert_true(blocked);
+	assert_true(sent < 200000);
+	/* Reading resumes as the guest drains: every OPEN is answered. */
+	while (resets < sent && guest_recv(f, &h, p, sizeof(p)) == CHAN_RESET)
+		resets++;
+	assert_int_equal(resets, sent);
+	assert_string_equal(f->failed, "");
+}
+
 static void
 test_guest_stream_data_eof_and_window(void **state)
 {
@@ -900,6 +962,9 @@ main(void)
 		    test_unknown_kind_refuses_only_its_stream, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_guest_opens_nobody_takes_are_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_guest_that_does_not_read_is_not_queued_for, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_guest_stream_data_eof_and_window, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_forward_and_net, setup,

@@ -193,7 +193,10 @@ publish_accept(int fd, void *arg)
 	TAILQ_INSERT_TAIL(&p->conns, c, entry);
 	if ((s = agent_forward(a, pp->pub.guest_port, &relay_stream_cbs,
 	    c->relay, &err)) == NULL) {
-		log_warn("vm %.8s: %s: %s", p->vm_id, pp->what, err.msg);
+		/* At the limit, clients may retry in a loop: not the log's
+		 * business but at debug level. */
+		log_msg(err.errnum == EMFILE ? LOG_LVL_DEBUG : LOG_LVL_WARN,
+		    "vm %.8s: %s: %s", p->vm_id, pp->what, err.msg);
 		relay_abort(c->relay, err.msg);
 		publish_conn_free(c);
 		return;

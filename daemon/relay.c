@@ -12,6 +12,10 @@
 #include "relay.h"
 #include "util.h"
 
+/* How far the socket is read ahead of the agent's credit. The credit
+ * window, not this, sets the pace; this bounds what waits in between. */
+#define RELAY_READ_AHEAD	(64 * 1024)
+
 struct relay {
 	struct bufferevent	*bev;
 	struct evbuffer_cb_entry *out_cb;
@@ -90,13 +94,13 @@ relay_push(struct relay *r)
 		r->st.to_guest += n;
 	}
 	/*
-	 * A window ahead of the agent's credit, stop reading until it grants
-	 * more (relay_credit). Merely sitting at the high watermark is not
+	 * Read ahead as far as RELAY_READ_AHEAD, stop reading until the agent
+	 * grants more (relay_credit). Merely sitting at the high watermark is not
 	 * enough: libevent calls the read callback again and again while
 	 * the input stays at the mark and reading is enabled.
 	 */
 	if (!r->sock_eof) {
-		if (evbuffer_get_length(in) >= CHAN_WINDOW)
+		if (evbuffer_get_length(in) >= RELAY_READ_AHEAD)
 			bufferevent_disable(r->bev, EV_READ);
 		else
 			bufferevent_enable(r->bev, EV_READ);
@@ -180,8 +184,7 @@ relay_new(struct bufferevent *bev, relay_done_fn *done, void *arg)
 	}
 	bufferevent_setcb(bev, relay_read_cb, relay_write_cb, relay_event_cb,
 	    r);
-	/* Read no more than a window ahead of the agent's credit. */
-	bufferevent_setwatermark(bev, EV_READ, 0, CHAN_WINDOW);
+	bufferevent_setwatermark(bev, EV_READ, 0, RELAY_READ_AHEAD);
 	bufferevent_disable(bev, EV_READ);
 	bufferevent_enable(bev, EV_WRITE);
 	return r;

@@ -4,12 +4,18 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <ifaddrs.h>
+#include <net/if.h>
 #include <netinet/in.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/fsuid.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <event2/bufferevent.h>
 #include <event2/dns.h>
@@ -23,6 +29,7 @@
 #define EGRESS_CONNECT_S	10	/* to connect to one address */
 #define EGRESS_MAX_ADDRS	8	/* answers tried, in order */
 #define EGRESS_MAX_CONNS	256	/* per VM, lookups included */
+#define EGRESS_LOG_BURST	50	/* decisions logged per VM and second */
 
 struct egress_conn {
 	TAILQ_ENTRY(egress_conn) entry;
@@ -43,7 +50,10 @@ struct egress_conn {
 struct egress {
 	struct event_base	*base;
 	char			 vm_id[37];
+	uid_t			 owner;
 	const struct netpol	*policy;
+	time_t			 log_second;	/* rate limit of the log */
+	unsigned		 log_count, log_dropped;
 	struct egress_stats	 st;
 	TAILQ_HEAD(, egress_conn) conns;
 };
@@ -83,7 +93,7 @@ egress_fini(void)
 }
 
 struct egress *
-egress_new(struct event_base *base, const char *vm_id,
+egress_new(struct event_base *base, const char *vm_id, uid_t owner,
     const struct netpol *policy)
 {
 	struct egress *e;
@@ -91,6 +101,7 @@ egress_new(struct event_base *base, const char *vm_id,
 	if ((e = calloc(1, sizeof(*e))) == NULL)
 		return NULL;
 	e->base = base;
+	e->owner = owner;
 	snprintf(e->vm_id, sizeof(e->vm_id), "%s", vm_id);
 	e->policy = policy;
 	TAILQ_INIT(&e->conns);
@@ -122,6 +133,42 @@ egress_conn_free(struct egress_conn *c)
 	free(c);
 }
 
+static void egress_log(struct egress *e, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/*
+ * A decision, logged: at most EGRESS_LOG_BURST a second per VM, so that a
+ * guest looping on refused lookups cannot fill the host's disk. What was
+ * left out is counted in the next line that gets through (the counters in
+ * ListVMs count everything).
+ */
+static void
+egress_log(struct egress *e, const char *fmt, ...)
+{
+	char line[768];
+	time_t now = time(NULL);
+	va_list ap;
+
+	if (now != e->log_second) {
+		e->log_second = now;
+		e->log_count = 0;
+	}
+	if (++e->log_count > EGRESS_LOG_BURST) {
+		e->log_dropped++;
+		return;
+	}
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (e->log_dropped > 0) {
+		log_info("vm %.8s: %u more egress decisions were not logged "
+		    "(over %d a second)", e->vm_id, e->log_dropped,
+		    EGRESS_LOG_BURST);
+		e->log_dropped = 0;
+	}
+	log_info("vm %.8s: %s", e->vm_id, line);
+}
+
 /* Refuses or fails the guest's stream, logs why, and ends c. */
 static void
 egress_refuse(struct egress_conn *c, uint32_t code, const char *why)
@@ -131,10 +178,9 @@ egress_refuse(struct egress_conn *c, uint32_t code, const char *why)
 	const char *how = code == EACCES ? "denied" : "failed";
 
 	if (c->dns)
-		log_info("vm %.8s: dns %s %s: %s", e->vm_id, c->target, how,
-		    why);
+		egress_log(e, "dns %s %s: %s", c->target, how, why);
 	else
-		log_info("vm %.8s: egress %s:%u %s: %s", e->vm_id, c->target,
+		egress_log(e, "egress %s:%u %s: %s", c->target,
 		    (unsigned)c->port, how, why);
 	if (c->s != NULL)
 		agent_bytes_reset(c->s, code, "%s", why);
@@ -153,8 +199,8 @@ egress_relay_done(const char *why, const struct relay_stats *st, void *arg)
 	c->relay = NULL;
 	e->st.bytes_out += st->from_guest;
 	e->st.bytes_in += st->to_guest;
-	log_info("vm %.8s: egress %s:%u (%s) closed: %llu bytes out, %llu "
-	    "in, %llu ms%s%s", e->vm_id, c->target, (unsigned)c->port,
+	egress_log(e, "egress %s:%u (%s) closed: %llu bytes out, %llu "
+	    "in, %llu ms%s%s", c->target, (unsigned)c->port,
 	    c->addr_text, (unsigned long long)st->from_guest,
 	    (unsigned long long)st->to_guest, (unsigned long long)st->ms,
 	    why != NULL ? ": " : "", why != NULL ? why : "");
@@ -180,8 +226,8 @@ egress_connect_cb(struct bufferevent *bev, short what, void *arg)
 		}
 		c->relay = r;
 		e->st.conns_allowed++;
-		log_info("vm %.8s: egress %s:%u allowed: connected to %s",
-		    e->vm_id, c->target, (unsigned)c->port, c->addr_text);
+		egress_log(e, "egress %s:%u allowed: connected to %s",
+		    c->target, (unsigned)c->port, c->addr_text);
 		agent_bytes_take(c->s, &relay_stream_cbs, r);
 		agent_bytes_opened(c->s);
 		relay_attach(r, c->s, 1);
@@ -208,6 +254,8 @@ egress_try(struct egress_conn *c)
 {
 	struct timeval tv = { EGRESS_CONNECT_S, 0 };
 	struct sockaddr_in sin;
+	char why[128];
+	int fd, e;
 
 	memset(&sin, 0, sizeof(sin));
 	sin.sin_family = AF_INET;
@@ -215,8 +263,21 @@ egress_try(struct egress_conn *c)
 	sin.sin_addr.s_addr = htonl(c->addrs[c->next]);
 	netpol_ipv4_format(c->addrs[c->next], c->addr_text);
 	c->next++;
-	c->bev = bufferevent_socket_new(c->e->base, -1, BEV_OPT_CLOSE_ON_FREE);
+	/* The socket is the owner's, as the host's firewall sees it. */
+	setfsuid(c->e->owner);
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	e = errno;
+	setfsuid(0);
+	if (fd < 0) {
+		snprintf(why, sizeof(why), "cannot make a socket: %s",
+		    strerror(e));
+		c->e->st.conns_failed++;
+		egress_refuse(c, (uint32_t)e, why);
+		return;
+	}
+	c->bev = bufferevent_socket_new(c->e->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (c->bev == NULL) {
+		close(fd);
 		egress_refuse(c, ENOMEM, "out of memory");
 		return;
 	}
@@ -230,6 +291,54 @@ egress_try(struct egress_conn *c)
 		egress_connect_cb(c->bev, BEV_EVENT_ERROR, c);
 }
 
+/*
+ * The host's own interfaces: an address of one of them, or of a network
+ * one is attached to (no wider than /8), is as much inside as 10/8.
+ */
+static const char *
+egress_host_net(uint32_t a, uint8_t *prefix)
+{
+	struct ifaddrs *ifs, *i;
+	const char *why = NULL;
+
+	if (getifaddrs(&ifs) < 0)
+		return NULL;
+	for (i = ifs; i != NULL && why == NULL; i = i->ifa_next) {
+		uint32_t ia, m;
+
+		if (i->ifa_addr == NULL || i->ifa_addr->sa_family != AF_INET ||
+		    !(i->ifa_flags & IFF_UP))
+			continue;
+		ia = ntohl(((struct sockaddr_in *)i->ifa_addr)->sin_addr.s_addr);
+		m = i->ifa_netmask != NULL ? ntohl(((struct sockaddr_in *)
+		    i->ifa_netmask)->sin_addr.s_addr) : 0xffffffff;
+		if (a == ia) {
+			why = "an address of this host";
+			*prefix = 32;
+		} else if ((m & 0xff000000) == 0xff000000 &&
+		    (a & m) == (ia & m)) {
+			why = "on a network this host is attached to";
+			*prefix = (uint8_t)__builtin_popcount(m);
+		}
+	}
+	freeifaddrs(ifs);
+	return why;
+}
+
+/* Why the guest may not be connected to a:port (port 0: any), or NULL. */
+static const char *
+egress_inside(const struct egress *e, uint32_t a, uint16_t port)
+{
+	uint8_t prefix;
+	const char *why = netpol_special(a, &prefix);
+
+	if (why == NULL)
+		why = egress_host_net(a, &prefix);
+	if (why == NULL || netpol_unlocks(e->policy, a, prefix, port))
+		return NULL;
+	return why;
+}
+
 /* Keeps the answers the guest may be sent to; says why if none. */
 static int
 egress_filter(struct egress_conn *c, const uint32_t *addrs, int n,
@@ -241,9 +350,9 @@ egress_filter(struct egress_conn *c, const uint32_t *addrs, int n,
 	c->naddrs = 0;
 	for (int i = 0; i < n && c->naddrs < EGRESS_MAX_ADDRS; i++) {
 		uint32_t a = ntohl(addrs[i]);
-		const char *kind = netpol_special(a);
+		const char *kind = egress_inside(c->e, a, c->dns ? 0 : c->port);
 
-		if (kind != NULL && !netpol_covers_ipv4(c->e->policy, a)) {
+		if (kind != NULL) {
 			if (special == NULL) {
 				special = kind;
 				netpol_ipv4_format(a, text);
@@ -309,8 +418,8 @@ egress_resolved(int result, char type, int count, int ttl, void *addresses,
 	if (c->dns) {
 		e->st.dns_allowed++;
 		netpol_ipv4_format(c->addrs[0], c->addr_text);
-		log_info("vm %.8s: dns %s allowed (%s%s)", e->vm_id,
-		    c->target, c->addr_text, c->naddrs > 1 ? ", ..." : "");
+		egress_log(e, "dns %s allowed (%s%s)", c->target,
+		    c->addr_text, c->naddrs > 1 ? ", ..." : "");
 		agent_bytes_answer(c->s);
 		c->s = NULL;
 		egress_conn_free(c);
@@ -355,6 +464,8 @@ egress_open(struct egress *e, struct agent_stream *s,
     const struct chan_open *o)
 {
 	struct egress_conn *c;
+	const char *inside;
+	char why[512];
 	uint32_t addr = 0;
 	int allowed;
 
@@ -397,9 +508,18 @@ egress_open(struct egress *e, struct agent_stream *s,
 		    "VM's network policy");
 		return;
 	}
+	if (o->addr_kind == CHAN_ADDR_IPV4 &&
+	    (inside = egress_inside(e, addr, c->port)) != NULL) {
+		/* Under an entry wider than the host network it is in. */
+		e->st.conns_denied++;
+		snprintf(why, sizeof(why), "%s is %s; only an address entry "
+		    "naming that network allows it", c->target, inside);
+		egress_refuse(c, EACCES, why);
+		return;
+	}
 	agent_bytes_take(s, &egress_pending_cbs, c);
 	if (o->addr_kind == CHAN_ADDR_IPV4) {
-		/* An address entry named it: no lookup, no rebinding check. */
+		/* An address entry named it: no lookup. */
 		c->addrs[0] = addr;
 		c->naddrs = 1;
 		egress_try(c);

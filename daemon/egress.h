@@ -7,9 +7,11 @@
  * policy is refused without any query leaving the host. An allowed name
  * is resolved by capsuled (the host's resolver, or --dns-server), and
  * answers inside the host's own networks (loopback, private, link-local,
- * cloud metadata, ...) are refused unless an address entry of the policy
- * covers them: a name cannot be pointed at what the policy did not name
- * (DNS rebinding). capsuled then connects itself and relays (relay.h).
+ * cloud metadata, ..., and the networks of the host's interfaces) are
+ * refused unless an address entry of the policy names them: a name
+ * cannot be pointed at what the policy did not name (DNS rebinding). The
+ * same holds for a literal address under a wide entry. capsuled then
+ * connects itself and relays (relay.h).
  *
  * Every decision is logged and counted per VM.
  */
@@ -17,6 +19,7 @@
 #define CAPSULE_EGRESS_H
 
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <event2/event.h>
 
@@ -33,15 +36,17 @@ struct egress_stats {
 	unsigned	open;			/* connections now */
 };
 
-/* One resolver for the daemon: the host's (/etc/resolv.conf and
- * /etc/hosts), or dns_server ("ADDR" or "ADDR:PORT") alone. */
+/* One resolver for the daemon: the servers of the host's
+ * /etc/resolv.conf, or dns_server ("ADDR" or "ADDR:PORT") alone. */
 int	egress_init(struct event_base *base, const char *dns_server,
 	    struct cap_err *err);
 void	egress_fini(void);
 
-/* policy is borrowed and must outlive the egress. */
+/* policy is borrowed and must outlive the egress. Sockets are made with
+ * the VM owner's uid as their file-system uid, so that the host's
+ * owner-matching firewall rules see the owner, not capsuled's root. */
 struct egress *egress_new(struct event_base *base, const char *vm_id,
-	    const struct netpol *policy);
+	    uid_t owner, const struct netpol *policy);
 /* Ends every connection and lookup. */
 void	egress_free(struct egress *e);
 /* A stream the guest opened (the agent's open callback): taken and

@@ -508,7 +508,7 @@ vm_net_open(struct vm *vm, struct cap_err *err)
 	int r;
 
 	if (vm->spec.network.mode == NETPOL_ALLOW &&
-	    (vm->egress = egress_new(vm_core.env.base, vm->id,
+	    (vm->egress = egress_new(vm_core.env.base, vm->id, vm->who.uid,
 	    &vm->spec.network)) == NULL)
 		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
 	if (vm->spec.npublish > 0 && (r = publish_open(vm_core.env.base,

@@ -539,13 +539,22 @@ netpol_allows_ipv4(const struct netpol *p, uint32_t addr, uint16_t port)
 }
 
 int
-netpol_covers_ipv4(const struct netpol *p, uint32_t addr)
+netpol_unlocks(const struct netpol *p, uint32_t addr, uint8_t prefix,
+    uint16_t port)
 {
-	return netpol_allows_ipv4(p, addr, 0);
+	for (size_t i = 0; i < p->nentries; i++) {
+		const struct netpol_entry *e = &p->entries[i];
+		uint32_t m = netpol_mask(e->prefix);
+
+		if (e->kind == NETPOL_CIDR && e->prefix >= prefix &&
+		    (addr & m) == (e->net & m) && netpol_port_ok(e->port, port))
+			return 1;
+	}
+	return 0;
 }
 
 const char *
-netpol_special(uint32_t addr)
+netpol_special(uint32_t addr, uint8_t *prefix)
 {
 	static const struct {
 		uint32_t	 net;
@@ -569,8 +578,11 @@ netpol_special(uint32_t addr)
 	};
 
 	for (size_t i = 0; i < sizeof(ranges) / sizeof(ranges[0]); i++)
-		if ((addr & netpol_mask(ranges[i].prefix)) == ranges[i].net)
+		if ((addr & netpol_mask(ranges[i].prefix)) == ranges[i].net) {
+			*prefix = ranges[i].prefix;
 			return ranges[i].why;
+		}
+	*prefix = 0;
 	return NULL;
 }
 

@@ -85,15 +85,22 @@ int	netpol_allows_name(const struct netpol *p, const char *name,
 /* May the guest reach addr:port? CIDR entries only. */
 int	netpol_allows_ipv4(const struct netpol *p, uint32_t addr,
 	    uint16_t port);
-/* Does a CIDR entry (any port) cover addr? Such a range is allowed even
- * when netpol_special() names it. */
-int	netpol_covers_ipv4(const struct netpol *p, uint32_t addr);
+/*
+ * An address inside one of the host's own networks (netpol_special, or
+ * the host's interfaces) is reached only if the policy names it
+ * explicitly: an address entry that holds addr, allows port (0: any) and
+ * is no wider than that network (its prefix >= prefix). So 10.1.2.0/24
+ * unlocks 10.1.2.3 (private, /8) but 0.0.0.0/0 unlocks nothing special.
+ */
+int	netpol_unlocks(const struct netpol *p, uint32_t addr, uint8_t prefix,
+	    uint16_t port);
 
-/* Why addr must not be reached for a name (DNS rebinding): "loopback",
+/* Why addr must not be reached unless the policy names it (DNS
+ * rebinding; literal addresses under wide entries): "loopback",
  * "private", "link-local", "cloud metadata", "carrier-grade NAT",
- * "multicast", "reserved", "this network", "broadcast"; NULL if it is an
- * ordinary public address. */
-const char *netpol_special(uint32_t addr);
+ * "multicast", "reserved", "this network", "broadcast", and the prefix
+ * of that range in *prefix; NULL if it is an ordinary public address. */
+const char *netpol_special(uint32_t addr, uint8_t *prefix);
 
 /* Dotted quad -> host order; -EINVAL unless exactly a.b.c.d. */
 int	netpol_ipv4_parse(const char *s, uint32_t *addr);

@@ -143,13 +143,19 @@ check_addresses(const struct netpol *p, const uint8_t *data, size_t size)
 		    (uint32_t)data[i + 1] << 16 | (uint32_t)data[i + 2] << 8 |
 		    data[i + 3];
 		uint16_t port = (uint16_t)(data[i + 4] << 8 | data[i + 5]);
-		const char *why = netpol_special(a);
+		uint8_t prefix;
+		const char *why = netpol_special(a, &prefix);
 
-		if (netpol_allows_ipv4(p, a, port) && !netpol_covers_ipv4(p, a))
+		/* Unlocking is allowing, narrowed: never more. */
+		if (netpol_unlocks(p, a, prefix, port) &&
+		    !netpol_allows_ipv4(p, a, port))
 			abort();
-		if (netpol_covers_ipv4(p, a) != netpol_allows_ipv4(p, a, 0))
+		if (netpol_unlocks(p, a, 0, port) !=
+		    netpol_allows_ipv4(p, a, port))
 			abort();
-		if (why != NULL && why[0] == '\0')
+		if (why != NULL && (why[0] == '\0' || prefix < 4))
+			abort();
+		if (why == NULL && prefix != 0)
 			abort();
 	}
 }

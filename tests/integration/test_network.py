@@ -270,6 +270,44 @@ class AllowModeTest(NetDaemonTestCase):
         self.assertEqual(out.split(), ["lo"])
 
 
+class WideEntriesTest(NetDaemonTestCase):
+    """What a wide entry does not open: the host's own networks need an
+    entry no wider than they are, and an address entry's port holds when
+    a name leads to it."""
+
+    @classmethod
+    def setUpVMs(cls):
+        cls.vm = cls.start(network={"mode": "allow", "allow": [
+            "0.0.0.0/0:7", "*.test", "10.9.8.7:5432"]})
+
+    def test_public_addresses_pass(self):
+        code, out, err = sh(self.vm, "echo x | nc %s 7" % nettest.WEB)
+        self.assertEqual((code, out), (0, "x\n"), err)
+
+    def test_the_hosts_own_networks_do_not(self):
+        mark = len(self.daemon.log_text())
+        for addr, why in ((nettest.HOST_ADDR, "an address of this host"),
+                          ("198.51.100.77",
+                           "on a network this host is attached to"),
+                          ("10.1.2.3", "private"),
+                          ("169.254.169.254", "cloud metadata")):
+            code, out, err = sh(self.vm, "echo x | nc -w 5 %s 7" % addr)
+            self.assertNotEqual(code, 0, (addr, out, err))
+            self.assertIn("egress %s:7 denied: %s is %s" % (addr, addr, why),
+                          self.log_since(mark))
+
+    def test_an_address_entrys_port_holds_for_names(self):
+        # private.test is 10.9.8.7, named with port 5432 only: the name
+        # resolves (the entry names the address), port 80 stays shut.
+        mark = len(self.daemon.log_text())
+        code, out, _ = sh(self.vm, "timeout 10 wget -qO- "
+                          "http://private.test/")
+        self.assertNotEqual(code, 0, out)
+        self.assertIn("egress private.test:80 denied: private.test resolves "
+                      "only to addresses the policy does not name (10.9.8.7 "
+                      "is private)", self.log_since(mark))
+
+
 class PolicyErrorTest(NetDaemonTestCase):
     """A malformed policy fails StartVM, naming the entry, and leaves
     nothing behind."""
@@ -602,6 +640,88 @@ class ChannelBreakTest(unittest.TestCase):
                        timeout=ct.STOP_TIMEOUT)
         self.assertEqual(r.get("stopped"), [v["vm_id"]], r)
         d2.stop()
+
+
+def _detach(proxy, script):
+    r = ct.run_exec(proxy, None, first={"command": ["sh", "-c", script],
+                                        "detach": True})
+    return r.code
+
+
+def _tcp_owners(remote):
+    """uids of the host's established TCP sockets to remote (a.b.c.d, port)
+    from /proc/net/tcp."""
+    want = "%08X:%04X" % (int.from_bytes(socket.inet_aton(remote[0]),
+                                         "little"), remote[1])
+    with open("/proc/net/tcp") as f:
+        rows = [line.split() for line in f.readlines()[1:]]
+    return [int(r[7]) for r in rows if r[2] == want and r[3] == "01"]
+
+
+class OwnerTest(unittest.TestCase):
+    """A user's VM: what capsuled connects for it is the user's as the
+    host's firewall sees it (owner match), not root's; and a user may not
+    publish a port below 1024."""
+
+    @classmethod
+    def setUpClass(cls):
+        from test_trust import TestUser, chmod_nofollow
+        from test_users import TestGroup
+        ct.require_build()
+        cls.group = TestGroup()
+        cls.user = cls.daemon = None
+        try:
+            cls.user = TestUser(cls.group)
+            cls.daemon = ct.Daemon(cls.__name__, extra_args=[
+                "--dns-server", nettest.DNS_ADDR, "--socket-group",
+                cls.group.name])
+            chmod_nofollow(cls.daemon.dir, 0o711)
+            cls.daemon.start()
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            if cls.daemon is not None and cls.daemon.proc is not None:
+                cls.daemon.request({"op": "StopVM", "all": True},
+                                   timeout=ct.STOP_TIMEOUT)
+                cls.daemon.stop()
+        finally:
+            if cls.user is not None:
+                cls.user.remove()
+            cls.group.remove()
+
+    def as_user(self, fn, *args):
+        from test_trust import run_as
+        return run_as(self.user.uid, self.user.gid, fn, *args,
+                      groups=self.user.groups)
+
+    def ask(self, req):
+        from test_trust import _request
+        return self.as_user(_request, self.daemon.sock, req)
+
+    def test_egress_sockets_are_the_owners(self):
+        r = self.ask({"op": "StartVM", "memory_mib": 256, "network": {
+            "mode": "allow", "allow": ["allowed.test:7"]}})
+        self.assertIs(r.get("ok"), True, r)
+        code = self.as_user(_detach, r["proxy_socket_path"],
+                            "(sleep 10; echo x) | nc allowed.test 7")
+        self.assertEqual(code, 0)
+        self.assertTrue(ct.wait_for(
+            lambda: _tcp_owners((nettest.WEB, 7)) != [], 20))
+        self.assertEqual(_tcp_owners((nettest.WEB, 7)), [self.user.uid])
+        r = self.daemon.request({"op": "StopVM", "vm_id": r["vm_id"]},
+                                timeout=ct.STOP_TIMEOUT)
+        self.assertIs(r.get("ok"), True, r)
+
+    def test_no_privileged_ports(self):
+        r = self.ask({"op": "StartVM", "memory_mib": 256,
+                      "publish": ["127.0.0.1:1000:80"]})
+        self.assertEqual(r.get("code"), "permission_denied", r)
+        self.assertIn("1000", r.get("error", ""))
+        self.assertEqual(self.daemon.list_vms(), [])
 
 
 if __name__ == "__main__":

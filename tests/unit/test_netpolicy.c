@@ -728,15 +728,21 @@ test_allows_ipv4(void **state)
 	    8080));
 	assert_false(netpol_allows_ipv4(&upper, IP(128, 0, 0, 0), 443));
 
-	/* Covering is about the range alone, whatever its port. */
-	assert_true(netpol_covers_ipv4(&p, IP(198, 51, 100, 77)));
-	assert_true(netpol_covers_ipv4(&p, IP(10, 9, 8, 7)));
-	assert_true(netpol_covers_ipv4(&p, IP(203, 0, 113, 7)));
-	assert_false(netpol_covers_ipv4(&p, IP(10, 9, 8, 6)));
-	assert_false(netpol_covers_ipv4(&p, IP(192, 0, 2, 1)));
-	assert_true(netpol_covers_ipv4(&everything, IP(169, 254, 169, 254)));
-	assert_true(netpol_covers_ipv4(&upper, IP(224, 0, 0, 1)));
-	assert_false(netpol_covers_ipv4(&upper, IP(10, 0, 0, 1)));
+	/* Unlocking a special address takes an entry no wider than its
+	 * range, holding it, with the port. */
+	assert_true(netpol_unlocks(&p, IP(10, 9, 8, 7), 8, 22));
+	assert_true(netpol_unlocks(&p, IP(10, 9, 8, 7), 8, 0));
+	assert_false(netpol_unlocks(&p, IP(10, 9, 8, 7), 8, 443));
+	assert_false(netpol_unlocks(&p, IP(10, 9, 8, 6), 8, 22));
+	assert_true(netpol_unlocks(&p, IP(198, 51, 100, 77), 24, 5432));
+	assert_false(netpol_unlocks(&p, IP(198, 51, 100, 77), 25, 5432));
+	assert_false(netpol_unlocks(&p, IP(192, 0, 2, 1), 24, 443));
+	/* 0.0.0.0/0 and 128.0.0.0/1 are wider than any special range. */
+	assert_false(netpol_unlocks(&everything, IP(169, 254, 169, 254), 32,
+	    443));
+	assert_false(netpol_unlocks(&everything, IP(127, 0, 0, 1), 8, 443));
+	assert_false(netpol_unlocks(&upper, IP(224, 0, 0, 1), 4, 8080));
+	assert_true(netpol_unlocks(&everything, IP(1, 2, 3, 4), 0, 443));
 
 	netpol_free(&p);
 	netpol_free(&everything);
@@ -816,13 +822,19 @@ test_special(void **state)
 		"broadcast",
 	};
 	uint32_t a;
+	uint8_t prefix;
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		const char *why;
 
 		assert_int_equal(netpol_ipv4_parse(cases[i].addr, &a), 0);
-		why = netpol_special(a);
+		why = netpol_special(a, &prefix);
+		/* The prefix is that of a range holding a. */
+		if (why != NULL)
+			assert_true(prefix >= 4 && prefix <= 32);
+		else
+			assert_int_equal(prefix, 0);
 		if (cases[i].why == NULL && why != NULL)
 			fail_msg("%s: \"%s\", want public", cases[i].addr, why);
 		if (cases[i].why != NULL && (why == NULL ||
@@ -833,7 +845,7 @@ test_special(void **state)
 	/* Whatever it says is one of the words the header promises. */
 	rng_state = 0xabcdef;
 	for (int i = 0; i < 100000; i++) {
-		const char *why = netpol_special(rng());
+		const char *why = netpol_special(rng(), &prefix);
 		size_t j;
 
 		if (why == NULL)

@@ -9,6 +9,7 @@ veth pair), the host routes to it, the processes.
 
     host  198.51.100.1  ---veth---  198.51.100.2  the namespace: DNS :53
                                        203.0.113.10-13, .200 on its lo
+                                       (and 10.9.8.7, nothing on it)
 
 (192.0.2.0/24 is left alone: some machines here use it for real.) If the
 host already routes either range, the tests are skipped rather than
@@ -37,7 +38,11 @@ WILD = "203.0.113.12"         # wild.test
 SUB_WILD = "203.0.113.13"     # sub.wild.test
 UNNAMED = "203.0.113.200"     # no name; outside 203.0.113.0/25
 SERVER_ADDRS = (WEB, WEB2, WILD, SUB_WILD, UNNAMED)
-ROUTES = ("203.0.113.0/24",)
+# private.test's address: refused by every policy the tests use, but should
+# anything ever connect to it, it is routed into the namespace too, where
+# nothing listens on it.
+PRIVATE = "10.9.8.7"
+ROUTES = ("203.0.113.0/24", PRIVATE + "/32")
 
 # name -> the address dnsmasq answers (anything else under .test: NXDOMAIN)
 NAMES = {
@@ -45,7 +50,7 @@ NAMES = {
     "other.test": WEB2,
     "wild.test": WILD,
     "sub.wild.test": SUB_WILD,
-    "private.test": "10.9.8.7",
+    "private.test": PRIVATE,
     "meta.test": "169.254.169.254",
     "loop.test": "127.0.0.1",
 }
@@ -136,7 +141,7 @@ class TestNet:
         _ip(*nsx, "link", "set", "lo", "up")
         _ip(*nsx, "addr", "add", DNS_ADDR + "/24", "dev", self.vn)
         _ip(*nsx, "link", "set", self.vn, "up")
-        for a in SERVER_ADDRS:
+        for a in SERVER_ADDRS + (PRIVATE,):
             _ip(*nsx, "addr", "add", a + "/32", "dev", "lo")
         for r in ROUTES:
             _ip("route", "add", r, "via", DNS_ADDR, "dev", self.vh)

@@ -133,8 +133,9 @@ struct chan_hello {
 /* OPEN payload: u16 type, u16 0, then the type's body.
  *
  *   CONNECT (guest->host): u16 port (1..65535), u8 address kind, u8 0, then
- *	CHAN_ADDR_NAME: a host name, 1..CHAN_MAX_NAME bytes of [a-z0-9.-]
- *	(lower case, no NUL), as the guest's resolver asked for it; or
+ *	CHAN_ADDR_NAME: a host name, 1..CHAN_MAX_NAME bytes of [a-z0-9_.-]
+ *	(lower case, no NUL; labels of 1..63, no empty label, no leading
+ *	or trailing '-' or '.'), as the guest's resolver asked for it; or
  *	CHAN_ADDR_IPV4: 4 bytes, network order.
  *	The host connects (or refuses, per the VM's policy) and answers
  *	OPENED or RESET; then DATA both ways.

@@ -355,13 +355,25 @@ agent_on_open(struct agent *a, uint32_t id, const uint8_t *p, size_t len)
 	}
 }
 
+/* A CREDIT frame: 0, or -1 once the stream has been failed for it. */
+static int
+agent_stream_grant(struct agent_stream *s, const uint8_t *p, uint32_t len)
+{
+	uint32_t v;
+
+	if (chan_u32_decode(p, len, &v) < 0 || chan_tx_grant(&s->tx, v) < 0) {
+		agent_stream_violation(s, "bad CREDIT");
+		return -1;
+	}
+	return 0;
+}
+
 /* A frame on a byte stream. */
 static void
 agent_bytes_frame(struct agent_stream *s, const struct chan_hdr *h,
     const uint8_t *p)
 {
 	struct chan_status st;
-	uint32_t v;
 
 	switch (h->kind) {
 	case CHAN_OPENED:
@@ -396,12 +408,8 @@ agent_bytes_frame(struct agent_stream *s, const struct chan_hdr *h,
 			s->bcbs.eof(s, s->arg);
 		break;
 	case CHAN_CREDIT:
-		if (chan_u32_decode(p, h->len, &v) < 0 ||
-		    chan_tx_grant(&s->tx, v) < 0) {
-			agent_stream_violation(s, "bad CREDIT");
-			return;
-		}
-		s->bcbs.credit(s, s->arg);
+		if (agent_stream_grant(s, p, h->len) == 0)
+			s->bcbs.credit(s, s->arg);
 		break;
 	case CHAN_RESET:
 		if (chan_status_decode(p, h->len, &st) < 0 || st.code == 0) {
@@ -421,7 +429,6 @@ agent_on_frame(struct agent *a, const struct chan_hdr *h, const uint8_t *p)
 	struct agent_stream *s;
 	struct chan_started st;
 	struct chan_exit ex;
-	uint32_t v;
 
 	a->last_rx = util_now_ms();
 	if (a->silent) {
@@ -486,12 +493,8 @@ agent_on_frame(struct agent *a, const struct chan_hdr *h, const uint8_t *p)
 			agent_stream_release(s, 0);
 		break;
 	case CHAN_CREDIT:
-		if (chan_u32_decode(p, h->len, &v) < 0 ||
-		    chan_tx_grant(&s->tx, v) < 0) {
-			agent_stream_violation(s, "bad CREDIT");
-			return;
-		}
-		s->cbs.credit(s, s->arg);
+		if (agent_stream_grant(s, p, h->len) == 0)
+			s->cbs.credit(s, s->arg);
 		break;
 	case CHAN_STARTED:
 		if (!s->detach || chan_started_decode(p, h->len, &st) < 0) {
@@ -752,8 +755,11 @@ agent_copy(struct agent *a, int out, const char *path,
 	    len, cbs, arg, err);
 }
 
-size_t
-agent_stream_write(struct agent_stream *s, const uint8_t *buf, size_t len)
+/* Sends buf in frames of kind, as far as the stream's credit goes;
+ * returns how much went. */
+static size_t
+agent_send_credited(struct agent_stream *s, uint8_t kind, const uint8_t *buf,
+    size_t len)
 {
 	size_t done = 0;
 
@@ -764,11 +770,17 @@ agent_stream_write(struct agent_stream *s, const uint8_t *buf, size_t len)
 
 		if (n == 0)
 			break;
-		agent_send(s->agent, CHAN_STDIN, s->id, buf + done, n);
+		agent_send(s->agent, kind, s->id, buf + done, n);
 		chan_tx_consume(&s->tx, n);
 		done += n;
 	}
 	return done;
+}
+
+size_t
+agent_stream_write(struct agent_stream *s, const uint8_t *buf, size_t len)
+{
+	return agent_send_credited(s, CHAN_STDIN, buf, len);
 }
 
 void
@@ -929,22 +941,9 @@ agent_bytes_reset(struct agent_stream *s, uint32_t code, const char *fmt,
 size_t
 agent_bytes_write(struct agent_stream *s, const uint8_t *buf, size_t len)
 {
-	size_t done = 0;
-
 	if (s->pending || s->eof_out)
 		return 0;
-	while (done < len) {
-		uint32_t want = len - done > CHAN_MAX_DATA ? CHAN_MAX_DATA :
-		    (uint32_t)(len - done);
-		uint32_t n = chan_tx_allow(&s->tx, want);
-
-		if (n == 0)
-			break;
-		agent_send(s->agent, CHAN_DATA, s->id, buf + done, n);
-		chan_tx_consume(&s->tx, n);
-		done += n;
-	}
-	return done;
+	return agent_send_credited(s, CHAN_DATA, buf, len);
 }
 
 int

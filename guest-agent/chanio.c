@@ -299,21 +299,31 @@ chanio_send(struct chanio *c, unsigned kind, uint32_t stream, const void *p,
 	return chanio_commit(c, kind, stream, len);
 }
 
+/* fmt, ap into msg (CHAN_MAX_MSG bytes), cut to fit; returns the length
+ * (0 if it cannot be formatted). */
+static uint32_t
+chanio_format(char *msg, const char *fmt, va_list ap)
+{
+	int n = vsnprintf(msg, CHAN_MAX_MSG, fmt, ap);
+
+	if (n < 0) {
+		msg[0] = '\0';
+		return 0;
+	}
+	return (size_t)n < CHAN_MAX_MSG ? (uint32_t)n : CHAN_MAX_MSG - 1;
+}
+
 int
 chanio_send_error(struct chanio *c, uint32_t stream, const char *fmt, ...)
 {
 	char msg[CHAN_MAX_MSG];
+	uint32_t n;
 	va_list ap;
-	int n;
 
 	va_start(ap, fmt);
-	n = vsnprintf(msg, sizeof(msg), fmt, ap);
+	n = chanio_format(msg, fmt, ap);
 	va_end(ap);
-	if (n < 0)
-		return -EINVAL;
-	if ((size_t)n >= sizeof(msg))
-		n = sizeof(msg) - 1;
-	return chanio_send(c, CHAN_ERROR, stream, msg, (size_t)n);
+	return chanio_send(c, CHAN_ERROR, stream, msg, n);
 }
 
 /* RESET or NET_DONE: an errno value (0: fine) and why. */
@@ -328,11 +338,8 @@ chanio_send_status(struct chanio *c, unsigned kind, uint32_t stream,
 	int n;
 
 	va_start(ap, fmt);
-	n = vsnprintf(msg, sizeof(msg), fmt, ap);
+	st.msg_len = chanio_format(msg, fmt, ap);
 	va_end(ap);
-	if (n < 0)
-		n = 0;
-	st.msg_len = (size_t)n < sizeof(msg) ? (uint32_t)n : sizeof(msg) - 1;
 	if ((n = chan_status_encode(p, sizeof(p), &st)) < 0)
 		return n;
 	return chanio_send(c, kind, stream, p, (size_t)n);

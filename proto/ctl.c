@@ -134,35 +134,12 @@ opt_uint(json_t *req, const char *field, uint64_t lo, uint64_t hi,
 	return 0;
 }
 
-/* A request's value for an error message: printable ASCII as it is,
- * anything else as \xNN, cut short with "..." (a bad name may hold
- * anything, NUL bytes and newlines included). */
-static void
-show_value(const char *s, size_t len, char *out, size_t cap)
-{
-	size_t o = 0;
-
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-
-		if (o + 8 >= cap) {
-			memcpy(out + o, "...", 4);
-			return;
-		}
-		if (c >= 0x20 && c < 0x7f && c != '\\' && c != '"')
-			out[o++] = (char)c;
-		else
-			o += (size_t)snprintf(out + o, cap - o, "\\x%02x", c);
-	}
-	out[o] = '\0';
-}
-
-/* show_value, in double quotes. */
+/* cap_show, in double quotes. */
 static void
 show_quoted(const char *s, size_t len, char *out, size_t cap)
 {
 	out[0] = '"';
-	show_value(s, len, out + 1, cap - 2);
+	cap_show(s, len, out + 1, cap - 2);
 	strcat(out, "\"");
 }
 
@@ -206,7 +183,7 @@ parse_serial_ports(json_t *req, struct ctl_start *s, struct cap_err *err)
 			return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
 			    "\"%s\"[%zu] must be a string (a port name)",
 			    J_SERIAL_PORTS, i);
-		show_value(name, len, shown, sizeof(shown));
+		cap_show(name, len, shown, sizeof(shown));
 		if (!ctl_port_name_ok(name, len))
 			return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
 			    "\"%s\"[%zu] \"%s\" is not a valid port name: "
@@ -250,7 +227,7 @@ ctl_parse_network(json_t *v, struct netpol *p, struct cap_err *err)
 		json_object_foreach(v, key, e)
 			if (strcmp(key, J_NET_MODE) != 0 &&
 			    strcmp(key, J_NET_ALLOW) != 0) {
-				show_value(key, strlen(key), shown,
+				cap_show(key, strlen(key), shown,
 				    sizeof(shown));
 				return cap_err_set(err, EINVAL,
 				    E_INVALID_ARGUMENT, "\"%s\" has an unknown "
@@ -294,7 +271,7 @@ ctl_parse_network(json_t *v, struct netpol *p, struct cap_err *err)
 			    J_NET_ALLOW, i);
 			goto fail;
 		}
-		show_value(json_string_value(e), json_string_length(e), shown,
+		cap_show(json_string_value(e), json_string_length(e), shown,
 		    sizeof(shown));
 		if (strlen(json_string_value(e)) != json_string_length(e) ||
 		    (r = netpol_add(p, json_string_value(e), err)) < 0) {
@@ -357,7 +334,7 @@ ctl_parse_publish(json_t *v, struct netpub *out, unsigned *n,
 			return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
 			    "\"%s\"[%zu] must be a string "
 			    "\"[HOSTADDR:]HOSTPORT:GUESTPORT\"", J_PUBLISH, i);
-		show_value(json_string_value(e), json_string_length(e), shown,
+		cap_show(json_string_value(e), json_string_length(e), shown,
 		    sizeof(shown));
 		if ((r = netpub_parse(json_string_value(e), &out[i],
 		    err)) < 0) {

@@ -104,3 +104,23 @@ cap_err_clear(struct cap_err *err)
 	if (err != NULL)
 		memset(err, 0, sizeof(*err));
 }
+
+void
+cap_show(const char *s, size_t len, char *out, size_t cap)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (o + 8 >= cap) {
+			memcpy(out + o, "...", 4);
+			return;
+		}
+		if (c >= 0x20 && c < 0x7f && c != '\\' && c != '"')
+			out[o++] = (char)c;
+		else
+			o += (size_t)snprintf(out + o, cap - o, "\\x%02x", c);
+	}
+	out[o] = '\0';
+}

@@ -30,5 +30,10 @@ void	cap_err_clear(struct cap_err *err);
  * with '?', so that any text can go into JSON. cap_err_set and cap_err_wrap
  * do this to err->msg (snprintf can cut a multi-byte character in two). */
 void	cap_utf8_scrub(char *s, size_t len);
+/* A caller's text for an error message, in out (cap bytes, >= 12):
+ * printable ASCII as it is, anything else (and \ and ") as \xNN, cut
+ * short with "..." (a bad name may hold anything, NUL bytes and newlines
+ * included). */
+void	cap_show(const char *s, size_t len, char *out, size_t cap);
 
 #endif /* CAPSULE_ERR_H */

@@ -20,29 +20,6 @@
 
 #define NETPOL_LOCALHOST	0x7f000001u	/* publish's default */
 
-/* Text from a request for an error message: printable ASCII as it is,
- * anything else as \xNN, cut short with "..." (as ctl.c's show_value). */
-static void
-netpol_show(const char *s, size_t len, char out[NETPOL_SHOW])
-{
-	size_t o = 0;
-
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-
-		if (o + 8 >= NETPOL_SHOW) {
-			memcpy(out + o, "...", 4);
-			return;
-		}
-		if (c >= 0x20 && c < 0x7f && c != '\\')
-			out[o++] = (char)c;
-		else
-			o += (size_t)snprintf(out + o, NETPOL_SHOW - o,
-			    "\\x%02x", c);
-	}
-	out[o] = '\0';
-}
-
 static int
 netpol_isdigit(char c)
 {
@@ -176,7 +153,7 @@ netpol_port_parse(const char *s, size_t len, uint16_t *port,
 	char shown[NETPOL_SHOW];
 	unsigned long v = 0;
 
-	netpol_show(s, len, shown);
+	cap_show(s, len, shown, sizeof(shown));
 	if (len == 0)
 		return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
 		    "the %s is empty", what);
@@ -294,12 +271,12 @@ netpol_cidr_parse(const char *s, size_t len, size_t slash,
 	unsigned prefix = 0;
 	uint32_t net;
 
-	netpol_show(s, len, shown);
+	cap_show(s, len, shown, sizeof(shown));
 	if (slash == 0)
 		return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
 		    "\"%s\" has no address before '/'", shown);
 	if (netpol_ipv4_parse_n(s, slash, &net) < 0) {
-		netpol_show(s, slash, shown);
+		cap_show(s, slash, shown, sizeof(shown));
 		return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
 		    "\"%s\" is not a valid IPv4 address; a range is written "
 		    "a.b.c.d/N, as in 203.0.113.0/24", shown);
@@ -307,7 +284,7 @@ netpol_cidr_parse(const char *s, size_t len, size_t slash,
 	if (plen == 0)
 		return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
 		    "\"%s\" has no prefix length after '/'", shown);
-	netpol_show(pfx, plen, shown);
+	cap_show(pfx, plen, shown, sizeof(shown));
 	for (size_t i = 0; i < plen; i++) {
 		if (!netpol_isdigit(pfx[i]) || i >= 2)
 			return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
@@ -339,7 +316,7 @@ netpol_host_parse(const char *s, size_t len, struct netpol_entry *e,
 {
 	char shown[NETPOL_SHOW];
 
-	netpol_show(s, len, shown);
+	cap_show(s, len, shown, sizeof(shown));
 	if (memchr(s, '*', len) == NULL) {
 		e->kind = NETPOL_NAME;
 		return netpol_name_check(s, len, shown, e->name, err);
@@ -375,7 +352,7 @@ netpol_entry_parse(const char *s, struct netpol_entry *e,
 		return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
 		    "an entry may not be empty");
 	len = strlen(s);
-	netpol_show(s, len, shown);
+	cap_show(s, len, shown, sizeof(shown));
 	if (len > NETPOL_MAX_ENTRY_LEN)
 		return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
 		    "\"%s\" is %zu characters long; an entry has at most %d",
@@ -404,7 +381,7 @@ netpol_entry_parse(const char *s, struct netpol_entry *e,
 		return netpol_cidr_parse(s, hlen, (size_t)(slash - s), e,
 		    err);
 	if (netpol_numeric(s, hlen)) {
-		netpol_show(s, hlen, shown);
+		cap_show(s, hlen, shown, sizeof(shown));
 		if (netpol_ipv4_parse_n(s, hlen, &e->net) < 0)
 			return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
 			    "\"%s\" is not a valid IPv4 address (write four "
@@ -600,7 +577,7 @@ netpub_parse(const char *s, struct netpub *p, struct cap_err *err)
 		    "a published port may not be empty; write "
 		    "[HOSTADDR:]HOSTPORT:GUESTPORT, as in 8080:80");
 	len = strlen(s);
-	netpol_show(s, len, shown);
+	cap_show(s, len, shown, sizeof(shown));
 	for (size_t i = 0; i < len; i++)
 		ncolons += s[i] == ':';
 	if (strchr(s, '[') != NULL || ncolons > 2)
@@ -618,7 +595,7 @@ netpub_parse(const char *s, struct netpub *p, struct cap_err *err)
 	if (c1 != c2) {
 		char as[NETPOL_SHOW];
 
-		netpol_show(s, (size_t)(c1 - s), as);
+		cap_show(s, (size_t)(c1 - s), as, sizeof(as));
 		if (c1 == s)
 			return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
 			    "\"%s\" has an empty host address before the "

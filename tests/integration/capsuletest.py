@@ -405,6 +405,16 @@ def run_exec(proxy_path, command, stdin=None, timeout=120, **kw):
     return r
 
 
+def recv_all(s):
+    """Everything s receives until the peer ends its side."""
+    data = b""
+    while True:
+        b = s.recv(65536)
+        if not b:
+            return data
+        data += b
+
+
 def http_get_unix(path, target="/metrics"):
     """GET target over HTTP/1.0 on a Unix socket: (status, body)."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -413,12 +423,7 @@ def http_get_unix(path, target="/metrics"):
         s.connect(path)
         s.sendall(b"GET %s HTTP/1.0\r\nHost: capsule\r\n\r\n" %
                   target.encode())
-        data = b""
-        while True:
-            c = s.recv(65536)
-            if not c:
-                break
-            data += c
+        data = recv_all(s)
     finally:
         s.close()
     head, _, body = data.partition(b"\r\n\r\n")

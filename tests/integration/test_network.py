@@ -484,12 +484,7 @@ class PublishTest(NetDaemonTestCase):
             try:
                 c.sendall(payload)
                 c.shutdown(socket.SHUT_WR)
-                got = b""
-                while True:
-                    b = c.recv(65536)
-                    if not b:
-                        break
-                    got += b
+                got = ct.recv_all(c)
             finally:
                 c.close()
             self.assertEqual(got, payload, size)

@@ -9,8 +9,9 @@ pkgs=(
 	libevent-dev libjansson-dev libsystemd-dev libcmocka-dev
 	# run: the hypervisor and its disk tool
 	qemu-system-x86 qemu-utils
-	# guest image: kernel + modules, userland, ext4 without root tools
-	linux-image-cloud-amd64 busybox-static e2fsprogs cpio gzip
+	# guest image: kernel + modules, userland, ext4 without root tools;
+	# the Debian image (build target image-debian)
+	linux-image-cloud-amd64 busybox-static e2fsprogs cpio gzip mmdebstrap
 	# integration tests; fuzzing (libFuzzer comes with clang's runtimes)
 	python3 clang libclang-rt-14-dev
 	# interactive tests drive a real terminal; the metrics test parses

@@ -55,6 +55,18 @@ def require_build(image=True):
             "CAPSULE_BUILD_DIR to the build directory)" % ", ".join(missing))
 
 
+DEBIAN_ROOTFS = os.path.join(IMAGE_DIR, "debian.ext4")
+
+
+def require_debian():
+    """Fails (never skips) when the Debian root file system is missing."""
+    require_build()
+    if not os.path.isfile(DEBIAN_ROOTFS):
+        raise AssertionError(
+            "missing %s\n  build it with: cmake --build build --target "
+            "image-debian (as root; needs mmdebstrap)" % DEBIAN_ROOTFS)
+
+
 def qemu_procs(needle):
     """[(pid, cmdline)] of live qemu-system processes that belong to needle
     (a directory): QEMU gets no paths on its command line, only fds, so a

@@ -370,6 +370,10 @@ dns_query(struct chanio *c, const uint8_t *p, size_t len, int tcp,
 	long idx;
 	int r;
 
+	/* A response (QR set) is never answered: an answer to one sent to
+	 * ourselves would come back, and so on for ever. */
+	if (len >= 3 && (p[2] & 0x80))
+		return;
 	if ((r = dnsmsg_parse_query(p, len, &q)) < 0) {
 		/* Without even a header there is no one to answer. */
 		if (dnsmsg_header_id(p, len, &id) == 0)
@@ -528,7 +532,11 @@ dns_conn_read(struct chanio *c, struct dns_conn *k)
 		return;
 	}
 	k->inlen += (size_t)n;
-	k->idle = agent_now_ms() + DNS_CONN_IDLE_MS;
+	/* Only a whole query counts as activity: a client that trickles a
+	 * byte at a time does not keep its slot. */
+	need = k->inlen >= 2 ? 2 + ((size_t)k->in[0] << 8 | k->in[1]) : 2;
+	if (k->inlen >= need)
+		k->idle = agent_now_ms() + DNS_CONN_IDLE_MS;
 	dns_conn_parse(c, k);
 }
 
@@ -636,7 +644,9 @@ dns_expire(struct chanio *c, long now)
 		/* Queries held back while too many of its own waited. */
 		if (!k->dead && k->inlen >= 2 && k->nwait < DNS_CONN_WAITS)
 			dns_conn_parse(c, k);
-		if (k->dead || k->nwait > 0 || k->outlen > k->outoff)
+		/* Waiting on the host is bounded by DNS_ASK_MS; answers the
+		 * client does not read are not: they count as idle. */
+		if (k->dead || k->nwait > 0)
 			continue;
 		if ((l = k->idle - now) <= 0)
 			dns_conn_close(k);

@@ -2,7 +2,8 @@
  * net.c — the guest's network: lo at boot, then, once, what the host's NET
  * asks for. "none": nothing more. "nat": the one NIC gets its address, a
  * default route and the resolver. "allow": still no NIC, but the agent's
- * own plumbing on lo: the DNS stub (dns.c), the egress listener (sock.c),
+ * own plumbing on lo: 127.0.0.2 (so that glibc sees IPv4 configured), the
+ * DNS stub (dns.c), the egress listener (sock.c),
  * a route via lo for each of the policy's address ranges, and nftables
  * rules that send TCP for the synthetic range and for those ranges to the
  * listener, which reads where each connection was going from conntrack
@@ -123,6 +124,34 @@ net_sin(struct sockaddr *sa, uint32_t addr_be)
 
 	sin.sin_addr.s_addr = addr_be;
 	memcpy(sa, &sin, sizeof(sin));
+}
+
+/*
+ * allow: a second address on lo, 127.0.0.2/8 (label lo:1). glibc's
+ * AI_ADDRCONFIG counts IPv4 as configured only when an address other than
+ * 127.0.0.1 is, so with lo alone getaddrinfo(AF_INET, AI_ADDRCONFIG)
+ * (getent ahostsv4, curl -4, wget -4) fails without asking the stub.
+ */
+static int
+net_lo_second(char *err, size_t errlen)
+{
+	struct ifreq ifr;
+	int fd, r = 0;
+
+	if ((fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0)
+		r = -errno;
+	if (r == 0) {
+		memset(&ifr, 0, sizeof(ifr));
+		snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo:1");
+		net_sin(&ifr.ifr_addr, htonl(INADDR_LOOPBACK + 1));
+		if (ioctl(fd, SIOCSIFADDR, &ifr) < 0 && errno != EEXIST)
+			r = -errno;
+		close(fd);
+	}
+	if (r < 0)
+		snprintf(err, errlen, "cannot add 127.0.0.2 to lo: %s",
+		    strerror(-r));
+	return r;
 }
 
 static uint32_t
@@ -762,6 +791,7 @@ net_allow(struct chanio *c, char *err, size_t errlen)
 		return -EPROTONOSUPPORT;
 	}
 	if ((r = net_resolv(htonl(INADDR_LOOPBACK), err, errlen)) < 0 ||
+	    (r = net_lo_second(err, errlen)) < 0 ||
 	    (r = dns_start(err, errlen)) < 0 ||
 	    (r = sock_listen(err, errlen)) < 0 ||
 	    (r = net_routes(&N.want, err, errlen)) < 0 ||

@@ -129,6 +129,64 @@ class DebianAllowTest(DebianCase):
         self.assertEqual((code, out), (0, "hello from %s:80\n" %
                                        nettest.WEB), err)
 
+    def test_ipv4_only_lookups(self):
+        # glibc's AI_ADDRCONFIG counts IPv4 as configured only if some
+        # address other than 127.0.0.1 is: getent ahostsv4 and wget -4
+        # ask for it.
+        code, out, err = self.run_in(["getent", "ahostsv4", "allowed.test"])
+        self.assertEqual(code, 0, (out, err))
+        self.assertRegex(out, r"^127\.")
+        code, out, err = self.run_in(["curl", "-4sS", "--max-time", "20",
+                                      "http://allowed.test/"])
+        self.assertEqual((code, out), (0, "hello from %s:80\n" %
+                                       nettest.WEB), err)
+
+    def test_dns_over_tcp_trickle_is_cut_off(self):
+        # A query announced as 256 bytes, sent a byte a second, never
+        # completes: the stub closes the connection after its 10 s of
+        # idleness rather than keep one of its 64 slots for ever.
+        code, out, err = self.run_in(["python3", "-c", (
+            "import socket, time\n"
+            "s = socket.create_connection(('127.0.0.1', 53))\n"
+            "s.settimeout(1)\n"
+            "s.sendall(b'\\x01\\x00')\n"
+            "t = time.time()\n"
+            "state = 'open'\n"
+            "while time.time() - t < 16:\n"
+            "    try:\n"
+            "        s.send(b'a')\n"
+            "        if s.recv(1) == b'':\n"
+            "            state = 'closed'\n"
+            "            break\n"
+            "    except socket.timeout:\n"
+            "        pass\n"
+            "    except OSError:\n"
+            "        state = 'closed'\n"
+            "        break\n"
+            "print(state, int(time.time() - t))\n")], timeout=60)
+        self.assertEqual(code, 0, err)
+        state, secs = out.split()
+        self.assertEqual(state, "closed", out)
+        self.assertLess(int(secs), 14, out)
+
+    def test_dns_responses_are_not_answered(self):
+        # A message with QR set is a response: answering it (FORMERR) would
+        # let one packet spoofed from the stub's own address loop for ever.
+        code, out, err = self.run_in(["python3", "-c", (
+            "import socket\n"
+            "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+            "s.settimeout(2)\n"
+            "s.sendto(b'\\x12\\x34\\x81\\x80' + bytes(8), "
+            "('127.0.0.1', 53))\n"
+            "try:\n"
+            "    s.recv(512)\n"
+            "    print('answered')\n"
+            "except socket.timeout:\n"
+            "    print('silent')\n")])
+        self.assertEqual((code, out), (0, "silent\n"), err)
+        code, out, err = self.run_in(["getent", "hosts", "allowed.test"])
+        self.assertEqual(code, 0, (out, err))
+
     def test_nothing_else(self):
         code, out, err = self.run_in(["python3", "-c", (
             "import socket\n"

@@ -20,7 +20,8 @@ Lines:
             connection) shows what the guest's processes cost alone.
   download  an HTTP GET of --size MiB, wall time: the host with Python,
             a guest with busybox wget to /dev/null (exec round trip
-            included, a few ms).
+            included, a few ms), with the CPU seconds capsuled and the
+            VM's QEMU spent meanwhile.
   publish   the host fetching --size MiB (and a 2-byte page, per
             connection) from busybox httpd in a guest through a
             published port, beside the same from the namespace's server.
@@ -62,7 +63,14 @@ def host_connects(addr, port, n):
             got += b
         c.close()
         times.append((time.perf_counter() - t) * 1000)
-    return times
+    return statistics.mean(times), n
+
+
+def cpu_s(pid):
+    """CPU seconds pid has used (all its threads)."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def host_gets(url, n):
@@ -71,7 +79,7 @@ def host_gets(url, n):
         t = time.perf_counter()
         urllib.request.urlopen(url, timeout=30).read()
         times.append((time.perf_counter() - t) * 1000)
-    return times
+    return statistics.mean(times), n
 
 
 def guest_connects(vm, host, port, n):
@@ -81,7 +89,7 @@ def guest_connects(vm, host, port, n):
              "echo x | nc %s %d >/dev/null || exit 1; i=$((i+1)); done; "
              "read b _ < /proc/uptime; echo $a $b" % (n, host, port))
     a, b = (float(x) for x in out.split())
-    return [(b - a) * 1000 / n] * n
+    return (b - a) * 1000 / n, n
 
 
 def host_download(url):
@@ -96,31 +104,36 @@ def host_download(url):
     return n, time.perf_counter() - t
 
 
-def guest_download(vm, url, size):
+def guest_download(vm, url, size, daemon_pid):
     """wget to /dev/null (a pipe to `wc -c` would time busybox's stdio);
-    the byte count comes from a second, untimed fetch."""
+    the byte count comes from a second, untimed fetch. Also the CPU
+    seconds capsuled and the VM's QEMU spent meanwhile."""
+    c0, q0 = cpu_s(daemon_pid), cpu_s(vm["pid"])
     t = time.perf_counter()
     sh(vm, "wget -qO /dev/null %s" % url)
     took = time.perf_counter() - t
+    cpu = (cpu_s(daemon_pid) - c0, cpu_s(vm["pid"]) - q0)
     out = sh(vm, "wget -qO- %s | wc -c" % url)
     if int(out) != size:
         raise RuntimeError("guest got %s bytes of %d" % (out.strip(), size))
-    return size, took
+    return size, took, cpu
 
 
-def show_connect(name, ms, base=None):
-    mean = statistics.mean(ms)
+def show_connect(name, result, base=None):
+    mean, n = result
     ratio = "" if base is None else "   x%.1f" % (mean / base)
-    print("  %-34s mean %7.2f ms  (n=%d)%s" % (name, mean, len(ms), ratio))
+    print("  %-34s mean %7.2f ms  (n=%d)%s" % (name, mean, n, ratio))
     return mean
 
 
 def show_rate(name, result, base=None):
-    n, secs = result
+    n, secs = result[:2]
     rate = n / secs / (1 << 20)
     ratio = "" if base is None else "   x%.2f" % (rate / base)
-    print("  %-34s %8.1f MiB/s  (%d MiB in %.2f s)%s" % (
-        name, rate, n >> 20, secs, ratio))
+    cpu = "" if len(result) < 3 else "   CPU s: capsuled %.2f, QEMU %.2f" % (
+        result[2])
+    print("  %-34s %8.1f MiB/s  (%d MiB in %.2f s)%s%s" % (
+        name, rate, n >> 20, secs, ratio, cpu))
     return rate
 
 
@@ -181,9 +194,10 @@ def main():
         url = "http://%s/bytes/%d" % (nettest.WEB, size)
         base = show_rate("host <- server (direct)", host_download(url))
         natr = show_rate("nat guest <- server",
-                         guest_download(nat, url, size), base)
+                         guest_download(nat, url, size, d.proc.pid), base)
         allr = show_rate("allow guest <- allowed.test", guest_download(
-            allow, "http://allowed.test/bytes/%d" % size, size), base)
+            allow, "http://allowed.test/bytes/%d" % size, size, d.proc.pid),
+            base)
         print("  allow / nat: x%.2f" % (allr / natr))
 
         print("publish (host -> busybox httpd in the guest):")

@@ -292,18 +292,16 @@ egress_try(struct egress_conn *c)
 }
 
 /*
- * The host's own interfaces: an address of one of them, or of a network
- * one is attached to (no wider than /8), is as much inside as 10/8.
+ * The host's own interfaces (ifs, from getifaddrs): an address of one of
+ * them, or of a network one is attached to (no wider than /8), is as much
+ * inside as 10/8.
  */
 static const char *
-egress_host_net(uint32_t a, uint8_t *prefix)
+egress_host_net(const struct ifaddrs *ifs, uint32_t a, uint8_t *prefix)
 {
-	struct ifaddrs *ifs, *i;
-	const char *why = NULL;
+	const struct ifaddrs *i;
 
-	if (getifaddrs(&ifs) < 0)
-		return NULL;
-	for (i = ifs; i != NULL && why == NULL; i = i->ifa_next) {
+	for (i = ifs; i != NULL; i = i->ifa_next) {
 		uint32_t ia, m;
 
 		if (i->ifa_addr == NULL || i->ifa_addr->sa_family != AF_INET ||
@@ -313,27 +311,28 @@ egress_host_net(uint32_t a, uint8_t *prefix)
 		m = i->ifa_netmask != NULL ? ntohl(((struct sockaddr_in *)
 		    i->ifa_netmask)->sin_addr.s_addr) : 0xffffffff;
 		if (a == ia) {
-			why = "an address of this host";
 			*prefix = 32;
-		} else if ((m & 0xff000000) == 0xff000000 &&
-		    (a & m) == (ia & m)) {
-			why = "on a network this host is attached to";
+			return "an address of this host";
+		}
+		if ((m & 0xff000000) == 0xff000000 && (a & m) == (ia & m)) {
 			*prefix = (uint8_t)__builtin_popcount(m);
+			return "on a network this host is attached to";
 		}
 	}
-	freeifaddrs(ifs);
-	return why;
+	return NULL;
 }
 
-/* Why the guest may not be connected to a:port (port 0: any), or NULL. */
+/* Why the guest may not be connected to a:port (port 0: any), or NULL.
+ * ifs: the host's interfaces, read once per decision. */
 static const char *
-egress_inside(const struct egress *e, uint32_t a, uint16_t port)
+egress_inside(const struct egress *e, const struct ifaddrs *ifs, uint32_t a,
+    uint16_t port)
 {
 	uint8_t prefix;
 	const char *why = netpol_special(a, &prefix);
 
 	if (why == NULL)
-		why = egress_host_net(a, &prefix);
+		why = egress_host_net(ifs, a, &prefix);
 	if (why == NULL || netpol_unlocks(e->policy, a, prefix, port))
 		return NULL;
 	return why;
@@ -345,12 +344,20 @@ egress_filter(struct egress_conn *c, const uint32_t *addrs, int n,
     char *why, size_t len)
 {
 	const char *special = NULL;
+	struct ifaddrs *ifs = NULL;
 	char text[16];
 
+	/* Without the interfaces, every answer counts as the host's own. */
+	if (getifaddrs(&ifs) < 0) {
+		snprintf(why, len, "cannot list the host's interfaces: %s",
+		    strerror(errno));
+		return -1;
+	}
 	c->naddrs = 0;
 	for (int i = 0; i < n && c->naddrs < EGRESS_MAX_ADDRS; i++) {
 		uint32_t a = ntohl(addrs[i]);
-		const char *kind = egress_inside(c->e, a, c->dns ? 0 : c->port);
+		const char *kind = egress_inside(c->e, ifs, a, c->dns ? 0 :
+		    c->port);
 
 		if (kind != NULL) {
 			if (special == NULL) {
@@ -361,6 +368,7 @@ egress_filter(struct egress_conn *c, const uint32_t *addrs, int n,
 		}
 		c->addrs[c->naddrs++] = a;
 	}
+	freeifaddrs(ifs);
 	if (c->naddrs > 0)
 		return 0;
 	snprintf(why, len, "%s resolves only to addresses the policy does "
@@ -464,7 +472,8 @@ egress_open(struct egress *e, struct agent_stream *s,
     const struct chan_open *o)
 {
 	struct egress_conn *c;
-	const char *inside;
+	struct ifaddrs *ifs;
+	const char *inside = NULL;
 	char why[512];
 	uint32_t addr = 0;
 	int allowed;
@@ -508,8 +517,14 @@ egress_open(struct egress *e, struct agent_stream *s,
 		    "VM's network policy");
 		return;
 	}
-	if (o->addr_kind == CHAN_ADDR_IPV4 &&
-	    (inside = egress_inside(e, addr, c->port)) != NULL) {
+	if (o->addr_kind == CHAN_ADDR_IPV4 && getifaddrs(&ifs) == 0) {
+		inside = egress_inside(e, ifs, addr, c->port);
+		freeifaddrs(ifs);
+	} else if (o->addr_kind == CHAN_ADDR_IPV4) {
+		inside = "possibly the host's own (its interfaces cannot be "
+		    "listed)";
+	}
+	if (inside != NULL) {
 		/* Under an entry wider than the host network it is in. */
 		e->st.conns_denied++;
 		snprintf(why, sizeof(why), "%s is %s; only an address entry "

@@ -21,14 +21,12 @@
 #include "relay.h"
 
 #define PUBLISH_BACKLOG		128
-#define PUBLISH_MAX_CONNS	256	/* per published port, at once */
 
 struct publish_port {
 	struct publish		*p;
 	struct netpub		 pub;
 	int			 fd;		/* listening, until started */
 	struct listener		*listener;
-	unsigned		 nconns;
 	char			 what[80];
 };
 
@@ -145,7 +143,6 @@ static void
 publish_conn_free(struct publish_conn *c)
 {
 	TAILQ_REMOVE(&c->port->p->conns, c, entry);
-	c->port->nconns--;
 	free(c);
 }
 
@@ -171,8 +168,8 @@ publish_accept(int fd, void *arg)
 	struct agent *a;
 	struct cap_err err;
 
-	if (pp->nconns >= PUBLISH_MAX_CONNS ||
-	    (a = p->cbs.agent(p->arg)) == NULL ||
+	/* How many at once is the agent's to say (agent_forward). */
+	if ((a = p->cbs.agent(p->arg)) == NULL ||
 	    (c = calloc(1, sizeof(*c))) == NULL) {
 		close(fd);
 		return;
@@ -189,7 +186,6 @@ publish_accept(int fd, void *arg)
 		return;
 	}
 	c->port = pp;
-	pp->nconns++;
 	TAILQ_INSERT_TAIL(&p->conns, c, entry);
 	if ((s = agent_forward(a, pp->pub.guest_port, &relay_stream_cbs,
 	    c->relay, &err)) == NULL) {

@@ -186,7 +186,8 @@ class TestNet:
             self.dns.wait(10)
 
     def dns_queries(self):
-        """The names dnsmasq was asked for, in order."""
+        """The names dnsmasq was asked for, in order, in lower case (a
+        resolver may randomise the case of what it asks, as evdns does)."""
         try:
             with open(self.dns_log) as f:
                 lines = f.read().splitlines()
@@ -196,7 +197,7 @@ class TestNet:
         for line in lines:
             # "... dnsmasq[N]: query[A] allowed.test from 192.0.2.1"
             if "query[" in line:
-                out.append(line.split("query[", 1)[1].split()[1])
+                out.append(line.split("query[", 1)[1].split()[1].lower())
         return out
 
     def udp_count(self):

@@ -1,0 +1,56 @@
+/*
+ * oci.h — the parts of an OCI image layout capsule reads: index.json,
+ * the image manifest and the image config (image-spec v1; a docker save
+ * archive arrives converted by skopeo).
+ *
+ * Pure (jansson, no I/O): buffers in, validated values out, errors that
+ * name what was wrong. An image is untrusted input: every count and
+ * length is bounded and every string checked before it goes anywhere.
+ */
+#ifndef CAPSULE_OCI_H
+#define CAPSULE_OCI_H
+
+#include <stddef.h>
+
+#include <jansson.h>
+
+#include "err.h"
+
+#define OCI_DIGEST_LEN		71	/* "sha256:" + 64 hex */
+#define OCI_MAX_JSON		(4 * 1024 * 1024)	/* any one of them */
+#define OCI_MAX_LAYERS		256
+#define OCI_MAX_STR		4096	/* WorkingDir, User, one argv entry */
+
+struct oci_manifest {
+	char	config[OCI_DIGEST_LEN + 1];
+	char	layers[OCI_MAX_LAYERS][OCI_DIGEST_LEN + 1];
+	size_t	nlayers;
+};
+
+/* What an image's config says about running it; absent is NULL/0. */
+struct oci_config {
+	char	**env;		/* "K=V", NULL-terminated (if not NULL) */
+	size_t	envc;
+	char	**entrypoint, **cmd;
+	size_t	entrypointc, cmdc;
+	char	*working_dir;
+	char	*user;
+};
+
+/* Is s "sha256:" and 64 lowercase hex digits? */
+int	oci_digest_ok(const char *s);
+/* index.json: the one image manifest it lists (a layout capsule's own
+ * skopeo wrote, so exactly one), its digest into out. */
+int	oci_parse_index(const char *buf, size_t len,
+	    char out[OCI_DIGEST_LEN + 1], struct cap_err *err);
+int	oci_parse_manifest(const char *buf, size_t len, struct oci_manifest *m,
+	    struct cap_err *err);
+int	oci_parse_config(const char *buf, size_t len, struct oci_config *c,
+	    struct cap_err *err);
+void	oci_config_free(struct oci_config *c);
+/* As capsule keeps and reports it: {"env":[...],"working_dir":...}. */
+json_t	*oci_config_json(const struct oci_config *c);
+int	oci_config_from_json(json_t *o, struct oci_config *c,
+	    struct cap_err *err);
+
+#endif /* CAPSULE_OCI_H */

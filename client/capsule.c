@@ -18,7 +18,7 @@ static const struct {
 } commands[] = {
 	{ "ping", cmd_ping, "ping [--json]" },
 	{ "start", cmd_start, "start [--cpus N] [--memory MiB] [--kernel P] "
-	    "[--rootfs P]\n                [--network none|nat|allow] "
+	    "[--rootfs P | --image NAME]\n                [--network none|nat|allow] "
 	    "[--allow ENTRY]... [--publish [ADDR:]PORT:PORT]...\n"
 	    "                [--json]" },
 	{ "stop", cmd_stop, "stop [--json] ID... | --all" },
@@ -29,6 +29,9 @@ static const struct {
 	{ "cp", cmd_cp, "cp SRC ID:DST | cp ID:SRC DST  (- for a cpio "
 	    "stream)" },
 	{ "run", cmd_run, "run [exec options] [start options] -- CMD..." },
+	{ "image", cmd_image, "image import PATH | pull REF [--name NAME] "
+	    "[--json]\n                | ls [--json] | inspect NAME | rm NAME... "
+	    "| prune" },
 	{ "events", cmd_events, "events [--json]" },
 	{ "doctor", cmd_doctor, "doctor [--json]" },
 };

@@ -23,6 +23,8 @@ int	conn_open(const char *path, const char *what);
 /* Sends req (taking the reference), waits for one reply line. NULL on a
  * broken connection (message printed). */
 json_t	*conn_call(int fd, json_t *req);
+/* The next line from capsuled (a progress line, or the reply). */
+json_t	*conn_read(int fd);
 /* One request on a fresh connection; prints the error reply and returns
  * NULL if it failed. */
 json_t	*conn_request(json_t *req);
@@ -60,6 +62,9 @@ int	exec_session(const char *proxy_path, struct exec_req *req,
 /* The ListVMs entry of a running VM and its exec socket; NULL (message
  * printed) if there is no such VM or it is not running. */
 json_t	*cli_running_vm(const char *id, const char **proxy);
+
+/* cmd_image.c */
+int	cmd_image(int argc, char **argv);
 
 /* cmd_cp.c */
 int	cmd_cp(int argc, char **argv);

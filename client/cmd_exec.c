@@ -374,9 +374,11 @@ exec_usage(const char *cmd)
 {
 	if (strcmp(cmd, "run") == 0)
 		cli_error("usage: capsule run " EXEC_OPTS " [--cpus N] "
-		    "[--memory MiB] [--kernel P] [--rootfs P] [--network "
-		    "none|nat|allow] [--allow ENTRY]... [--publish "
-		    "[ADDR:]HOSTPORT:GUESTPORT]... -- CMD [ARG...]");
+		    "[--memory MiB] [--kernel P] [--rootfs P | --image NAME] "
+		    "[--network none|nat|allow] [--allow ENTRY]... [--publish "
+		    "[ADDR:]HOSTPORT:GUESTPORT]... -- CMD [ARG...]\n"
+		    "       (with --image, no CMD runs the image's Entrypoint "
+		    "and Cmd)");
 	else if (strcmp(cmd, "shell") == 0)
 		cli_error("usage: capsule shell [-u USER] [-w DIR] [-e K=V]... "
 		    "ID");
@@ -572,12 +574,12 @@ exec_options(int argc, char **argv, struct exec_req *req, json_t *start,
 
 static int
 exec_prepare(int argc, char **argv, int first, struct exec_req *req,
-    struct exec_env *env)
+    struct exec_env *env, int no_cmd_ok)
 {
 	const char *term = getenv("TERM");
 	static char termvar[256];
 
-	if (first < 0 || first >= argc)
+	if (first < 0 || (first >= argc && !no_cmd_ok))
 		return -1;
 	if (req->detach && req->tty) {
 		cli_error("-d and -t cannot be combined: a detached command "
@@ -667,7 +669,7 @@ exec_in_vm(const char *cmd, int argc, char **argv, int shell)
 			argv = sh;
 		}
 	}
-	if (id == NULL || exec_prepare(argc, argv, first, &req, &env) < 0) {
+	if (id == NULL || exec_prepare(argc, argv, first, &req, &env, 0) < 0) {
 		exec_usage(cmd);
 		goto out;
 	}
@@ -718,7 +720,8 @@ cmd_run(int argc, char **argv)
 		    "ends (use start, then exec -d)");
 		goto out;
 	}
-	if (exec_prepare(argc, argv, first, &req, &env) < 0) {
+	if (exec_prepare(argc, argv, first, &req, &env,
+	    json_object_get(start, J_IMAGE) != NULL) < 0) {
 		exec_usage("run");
 		goto out;
 	}

@@ -123,6 +123,7 @@ start_option(json_t *req, int argc, char **argv, int *i)
 		{ "--memory", J_MEMORY_MIB, 1 },
 		{ "--kernel", J_KERNEL_PATH, 0 },
 		{ "--rootfs", J_ROOTFS_PATH, 0 },
+		{ "--image", J_IMAGE, 0 },
 		{ "--initrd", J_INITRD_PATH, 0 },
 		{ "--boot-args", J_BOOT_ARGS, 0 },
 		{ "--launch-timeout", J_LAUNCH_SECONDS, 1 },
@@ -148,6 +149,7 @@ start_option(json_t *req, int argc, char **argv, int *i)
 			json_object_set_new(req, opts[k].field,
 			    json_integer(v));
 		} else if (strcmp(opts[k].field, J_BOOT_ARGS) != 0 &&
+		    strcmp(opts[k].field, J_IMAGE) != 0 &&
 		    argv[*i][0] != '/' && realpath(argv[*i], abs) != NULL) {
 			/* The daemon wants absolute paths; be kind. */
 			json_object_set_new(req, opts[k].field,
@@ -178,7 +180,8 @@ cmd_start(int argc, char **argv)
 			json = 1;
 		else {
 			cli_error("usage: capsule start [--cpus N] [--memory "
-			    "MiB] [--kernel P] [--rootfs P] [--initrd P] "
+			    "MiB] [--kernel P] [--rootfs P | --image NAME] "
+			    "[--initrd P] "
 			    "[--boot-args S] [--launch-timeout S] [--network "
 			    "none|nat|allow] [--allow ENTRY]... [--publish "
 			    "[ADDR:]HOSTPORT:GUESTPORT]... [--json]");

@@ -159,9 +159,8 @@ read_line(int fd, size_t *lenp)
 json_t *
 conn_call(int fd, json_t *req)
 {
-	char *s = json_dumps(req, JSON_COMPACT), *line;
+	char *s = json_dumps(req, JSON_COMPACT);
 	size_t len, off = 0;
-	json_t *reply;
 
 	json_decref(req);
 	if (s == NULL)
@@ -182,6 +181,16 @@ conn_call(int fd, json_t *req)
 		off += (size_t)n;
 	}
 	free(s);
+	return conn_read(fd);
+}
+
+json_t *
+conn_read(int fd)
+{
+	json_t *reply;
+	size_t len;
+	char *line;
+
 	if ((line = read_line(fd, &len)) == NULL) {
 		cli_error("capsuled closed the connection without replying");
 		return NULL;

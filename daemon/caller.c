@@ -524,8 +524,8 @@ child_send(int sock, const struct caller_msg *m, const int *fds, int nfds)
 	    -1;
 }
 
-static int
-child_become(const struct caller *who)
+int
+caller_become(const struct caller *who)
 {
 	if (geteuid() != 0 || who->uid == 0)
 		return 0;	/* nothing to drop to, or nothing to drop */
@@ -567,7 +567,7 @@ child_main(int sock, pid_t parent, const struct caller *who,
 			close(fd);
 	umask(077);
 	memset(&m, 0, sizeof(m));
-	if ((r = child_become(who)) < 0) {
+	if ((r = caller_become(who)) < 0) {
 		m.index = 0;
 		m.err = -r;
 		child_send(sock, &m, NULL, 0);

@@ -47,6 +47,9 @@ struct caller {
 int	caller_from_socket(int fd, struct caller *c, struct cap_err *err);
 /* The daemon itself. */
 void	caller_self(struct caller *c);
+/* In a child: takes on who's uid, gid and groups for good (nothing to do
+ * unless the daemon is root and who is not); fails closed. */
+int	caller_become(const struct caller *who);
 
 enum caller_kind {
 	CALLER_READ,	/* open an existing file or block device to read */

@@ -26,6 +26,8 @@
 #include <systemd/sd-daemon.h>
 #endif
 
+#include "image.h"
+#include "imgimport.h"
 #include "config.h"
 #include "control.h"
 #include "ctl.h"
@@ -593,6 +595,11 @@ main(int argc, char *argv[])
 	 * life, so a second capsuled can never touch a live one's VMs. */
 	if (lock_state_dir(env.state_dir) < 0)
 		return 1;
+	/* Before the VMs are taken over: they need their images' defaults. */
+	if (image_init(env.state_dir, vm_image_in_use, &err) < 0) {
+		log_error("%s", err.msg);
+		return 1;
+	}
 	/* Before the VMs are taken over, so a bad address changes nothing. */
 	if (egress_init(d.base, d.cur.dns_server, &err) < 0) {
 		log_error("%s", err.msg);
@@ -677,7 +684,10 @@ main(int argc, char *argv[])
 	event_base_dispatch(d.base);
 
 	metrics_close();
+	/* Imports in progress end first: their replies go nowhere now. */
+	imgimport_shutdown();
 	control_close(d.activated ? NULL : d.sock);
+	image_shutdown();
 	egress_fini();
 	event_free(tick);
 	for (int i = 0; i < 3; i++)

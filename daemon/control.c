@@ -21,6 +21,8 @@
 #include "peer.h"
 #include "proto.h"
 #include "util.h"
+#include "image.h"
+#include "imgimport.h"
 #include "vm.h"
 
 #define CTL_OUT_HIGH	(1024 * 1024)	/* unread replies before we stop */
@@ -37,6 +39,7 @@ struct conn {
 	json_t			*stopped;	/* StopVM: ids gone so far */
 	int			 gone;		/* peer hung up meanwhile */
 	int			 last;		/* peer half-closed: last reply */
+	int			 progress;	/* an import reports steps */
 };
 
 static struct {
@@ -245,6 +248,123 @@ op_doctor(struct conn *c)
 	conn_done(c, r);
 }
 
+/* ---- images ---- */
+
+static void
+import_progress(void *arg, const char *stage, const char *msg)
+{
+	struct conn *c = arg;
+	json_t *line, *id;
+
+	if (!c->progress || c->gone || c->peer == NULL)
+		return;
+	/* Steps a reader does not take are dropped, not queued without end */
+	if (peer_queued(c->peer) > CTL_OUT_LOW)
+		return;
+	line = json_pack("{s:{s:s,s:s}}", J_PROGRESS, J_STAGE, stage,
+	    J_MESSAGE, msg);
+	if (line == NULL)
+		return;
+	if ((id = json_object_get(c->req, J_ID)) != NULL)
+		json_object_set(line, J_ID, id);
+	peer_send_json(c->peer, line);
+}
+
+static void
+import_done(void *arg, const struct cap_err *err, json_t *image)
+{
+	struct conn *c = arg;
+	json_t *r;
+
+	if (err != NULL) {
+		conn_error(c, err);
+		return;
+	}
+	r = ctl_reply_ok(c->req);
+	json_object_set_new(r, J_IMAGE, image);
+	conn_done(c, r);
+}
+
+static const struct imgimport_cbs import_cbs = {
+	.progress = import_progress,
+	.done = import_done,
+};
+
+/* ImportImage and PullImage. */
+static void
+op_import(struct conn *c)
+{
+	static const char *const known_import[] = { J_PATH, J_NAME,
+	    J_PROGRESS, NULL };
+	static const char *const known_pull[] = { J_REF, J_NAME, J_TLS_VERIFY,
+	    J_PROGRESS, NULL };
+	const char *op = json_string_value(json_object_get(c->req, J_OP));
+	int pull = strcmp(op, OP_PULL_IMAGE) == 0;
+	struct imgimport_req r = { .who = &c->who, .tls_verify = 1 };
+	struct cap_err err;
+
+	if (ctl_check_fields(c->req, op, pull ? known_pull : known_import,
+	    &err) < 0 ||
+	    ctl_get_string(c->req, pull ? J_REF : J_PATH, 1,
+	    pull ? &r.ref : &r.path, &err) < 0 ||
+	    ctl_get_string(c->req, J_NAME, 0, &r.name, &err) < 0 ||
+	    ctl_get_bool(c->req, J_PROGRESS, &c->progress, &err) < 0 ||
+	    (pull && ctl_get_bool(c->req, J_TLS_VERIFY, &r.tls_verify,
+	    &err) < 0) ||
+	    imgimport_start(ctl.base, &r, &import_cbs, c, &err) < 0) {
+		conn_error(c, &err);
+		return;
+	}
+}
+
+static void
+op_images(struct conn *c)
+{
+	json_t *r = ctl_reply_ok(c->req);
+
+	json_object_set_new(r, J_IMAGES, image_list_json(c->who.uid));
+	conn_done(c, r);
+}
+
+/* InspectImage and RemoveImage. */
+static void
+op_image(struct conn *c)
+{
+	static const char *const known[] = { J_IMAGE, NULL };
+	const char *op = json_string_value(json_object_get(c->req, J_OP));
+	const char *ref;
+	struct cap_err err;
+	json_t *out, *r;
+
+	if (ctl_check_fields(c->req, op, known, &err) < 0 ||
+	    ctl_get_string(c->req, J_IMAGE, 1, &ref, &err) < 0 ||
+	    (strcmp(op, OP_INSPECT_IMAGE) == 0 ?
+	    image_inspect(c->who.uid, ref, &out, &err) :
+	    image_remove(c->who.uid, ref, &out, &err)) < 0) {
+		conn_error(c, &err);
+		return;
+	}
+	r = ctl_reply_ok(c->req);
+	json_object_set_new(r, strcmp(op, OP_INSPECT_IMAGE) == 0 ? J_IMAGE :
+	    J_REMOVED, out);
+	conn_done(c, r);
+}
+
+static void
+op_prune(struct conn *c)
+{
+	struct cap_err err;
+	json_t *out, *r;
+
+	if (image_prune(&out, &err) < 0) {
+		conn_error(c, &err);
+		return;
+	}
+	r = ctl_reply_ok(c->req);
+	json_object_set_new(r, J_REMOVED, out);
+	conn_done(c, r);
+}
+
 static const struct {
 	const char	*name;
 	void		(*fn)(struct conn *);
@@ -256,6 +376,12 @@ static const struct {
 	{ OP_STOP_VM, op_stop, NULL },
 	{ OP_EVENTS, op_events, (const char *const[]){ NULL } },
 	{ OP_DOCTOR, op_doctor, (const char *const[]){ NULL } },
+	{ OP_IMPORT_IMAGE, op_import, NULL },
+	{ OP_PULL_IMAGE, op_import, NULL },
+	{ OP_LIST_IMAGES, op_images, (const char *const[]){ NULL } },
+	{ OP_INSPECT_IMAGE, op_image, NULL },
+	{ OP_REMOVE_IMAGE, op_image, NULL },
+	{ OP_PRUNE_IMAGES, op_prune, (const char *const[]){ NULL } },
 };
 
 static void
@@ -285,9 +411,11 @@ conn_line(struct peer *p, char *line, size_t len, void *arg)
 		return;
 	}
 	cap_err_set(&err, ENOTSUP, E_UNSUPPORTED_OP,
-	    "unsupported op \"%.64s\"; known ops: %s, %s, %s, %s, %s, %s", op,
-	    OP_PING, OP_START_VM, OP_STOP_VM, OP_LIST_VMS, OP_EVENTS,
-	    OP_DOCTOR);
+	    "unsupported op \"%.64s\"; known ops: %s, %s, %s, %s, %s, %s, "
+	    "%s, %s, %s, %s, %s, %s", op, OP_PING, OP_START_VM, OP_STOP_VM,
+	    OP_LIST_VMS, OP_EVENTS, OP_DOCTOR, OP_IMPORT_IMAGE, OP_PULL_IMAGE,
+	    OP_LIST_IMAGES, OP_INSPECT_IMAGE, OP_REMOVE_IMAGE,
+	    OP_PRUNE_IMAGES);
 	conn_error(c, &err);
 }
 

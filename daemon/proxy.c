@@ -27,6 +27,7 @@
 #include "execmsg.h"
 #include "log.h"
 #include "metrics.h"
+#include "oci.h"
 #include "peer.h"
 #include "proto.h"
 #include "proxy.h"
@@ -55,6 +56,7 @@ struct proxy {
 	void			*arg;
 	char			 vm_id[40];
 	uid_t			 owner;
+	const struct oci_config	*defaults;	/* the image's, or NULL */
 	uint64_t		 next_exec;	/* numbers sessions for events */
 	struct listener		*listener;
 	size_t			 nsessions;
@@ -224,6 +226,80 @@ static const struct agent_stream_cbs session_stream_cbs = {
 	.started = stream_started,
 };
 
+static char **
+strv_dup(char *const *a, size_t na, char *const *b, size_t nb, size_t *n)
+{
+	char **v = calloc(na + nb + 1, sizeof(char *));
+
+	if (v == NULL)
+		return NULL;
+	for (*n = 0; *n < na + nb; (*n)++)
+		if ((v[*n] = strdup(*n < na ? a[*n] : b[*n - na])) == NULL) {
+			for (size_t i = 0; i < *n; i++)
+				free(v[i]);
+			free(v);
+			return NULL;
+		}
+	return v;
+}
+
+/* The image's defaults for what the request leaves out: its Env under
+ * the request's (a key the request sets is the request's), WorkingDir,
+ * User, and Entrypoint + Cmd for no command. */
+static int
+session_defaults(const struct oci_config *d, struct exec_req *req,
+    struct cap_err *err)
+{
+	char **env;
+	size_t n = 0, k;
+
+	if (req->copy != EXEC_COPY_NONE)
+		return 0;	/* a copy is root's, at the path it names */
+	if (req->argc == 0) {
+		if (d->entrypointc + d->cmdc == 0)
+			return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
+			    "missing command: the request has none and the "
+			    "image has no Entrypoint or Cmd");
+		req->argv = strv_dup(d->entrypoint, d->entrypointc, d->cmd,
+		    d->cmdc, &req->argc);
+		if (req->argv == NULL)
+			goto nomem;
+	}
+	if (req->dir == NULL && d->working_dir != NULL &&
+	    (req->dir = strdup(d->working_dir)) == NULL)
+		goto nomem;
+	if (req->user == NULL && d->user != NULL &&
+	    (req->user = strdup(d->user)) == NULL)
+		goto nomem;
+	if (d->envc == 0)
+		return 0;
+	if ((env = calloc(d->envc + req->envc + 1, sizeof(char *))) == NULL)
+		goto nomem;
+	for (size_t i = 0; i < d->envc; i++) {
+		size_t klen = strcspn(d->env[i], "=") + 1;
+
+		for (k = 0; k < req->envc; k++)
+			if (strncmp(req->env[k], d->env[i], klen) == 0)
+				break;
+		if (k < req->envc)
+			continue;
+		if ((env[n++] = strdup(d->env[i])) == NULL) {
+			for (size_t j = 0; j + 1 < n; j++)
+				free(env[j]);
+			free(env);
+			goto nomem;
+		}
+	}
+	for (k = 0; k < req->envc; k++)
+		env[n++] = req->env[k];
+	free(req->env);
+	req->env = env;
+	req->envc = n;
+	return 0;
+nomem:
+	return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
+}
+
 static void
 session_start(struct session *s, char *line, size_t len)
 {
@@ -234,7 +310,11 @@ session_start(struct session *s, char *line, size_t len)
 	struct agent *a;
 	char msg[512];
 
-	if (execmsg_parse_request(line, len, &req, &err) < 0) {
+	if ((px->defaults != NULL ? execmsg_parse_request_lax(line, len, &req,
+	    &err) : execmsg_parse_request(line, len, &req, &err)) < 0 ||
+	    (px->defaults != NULL && session_defaults(px->defaults, &req,
+	    &err) < 0)) {
+		exec_req_free(&req);
 		metrics_exec_refused();
 		session_finish(s, EXIT_CAPSULE_ERROR, 0, err.msg,
 		    strlen(err.msg));
@@ -468,8 +548,9 @@ proxy_accept(int c, void *arg)
 }
 
 struct proxy *
-proxy_new(struct event_base *base, int fd, const char *vm_id, uid_t owner,
-    const struct proxy_cbs *cbs, void *arg, struct cap_err *err)
+proxy_new(struct event_base *base, int fd, const struct oci_config *defaults,
+    const char *vm_id, uid_t owner, const struct proxy_cbs *cbs, void *arg,
+    struct cap_err *err)
 {
 	struct proxy *px;
 
@@ -482,6 +563,7 @@ proxy_new(struct event_base *base, int fd, const char *vm_id, uid_t owner,
 	px->cbs = *cbs;
 	px->arg = arg;
 	px->owner = owner;
+	px->defaults = defaults;
 	snprintf(px->vm_id, sizeof(px->vm_id), "%s", vm_id);
 	TAILQ_INIT(&px->sessions);
 	px->listener = listener_new(base, fd, "exec socket", proxy_accept, px);

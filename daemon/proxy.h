@@ -14,6 +14,7 @@
 
 struct proxy;
 struct agent;
+struct oci_config;
 
 struct proxy_cbs {
 	/* The VM's agent channel if a command can start now; else NULL,
@@ -23,7 +24,11 @@ struct proxy_cbs {
 
 /* Serves exec sessions on the listening socket fd (taken) for the VM's
  * owner (and root): another uid's connection is refused, in protocol. */
-struct proxy *proxy_new(struct event_base *base, int fd, const char *vm_id,
+/* defaults (may be NULL; the caller's, outliving the proxy): an image's
+ * Env, WorkingDir and User for what a request leaves out, and its
+ * Entrypoint + Cmd for a request without a command. */
+struct proxy *proxy_new(struct event_base *base, int fd,
+	    const struct oci_config *defaults, const char *vm_id,
 	    uid_t owner, const struct proxy_cbs *cbs, void *arg,
 	    struct cap_err *err);
 /* Closes the listener and ends sessions that have not started a command

@@ -16,6 +16,7 @@
 #include "record.h"
 #include "util.h"
 #include "ctl.h"
+#include "oci.h"
 
 /* The record's own keys (a file format of capsuled's, not a wire format:
  * nobody else reads it). */
@@ -53,6 +54,7 @@
 #define S_KERNEL_NAMED	"kernel_named"
 #define S_INITRD_NAMED	"initrd_named"
 #define S_ROOTFS_NAMED	"rootfs_named"
+#define S_IMAGE		"image"
 #define S_BOOT_ARGS	"boot_args"
 #define S_VCPUS		"vcpus"
 #define S_MEMORY_MIB	"memory_mib"
@@ -139,6 +141,8 @@ spec_json(const struct vm_spec *s)
 	    u64(s->console_max), S_PORTS, ports);
 	if (o != NULL && s->boot_args != NULL)
 		json_object_set_new(o, S_BOOT_ARGS, json_string(s->boot_args));
+	if (o != NULL && s->image != NULL)
+		json_object_set_new(o, S_IMAGE, json_string(s->image));
 	if (o != NULL) {
 		json_object_set_new(o, S_NETWORK,
 		    ctl_network_json(&s->network));
@@ -378,6 +382,17 @@ decode_spec(json_t *o, struct vm_spec *s, struct cap_err *err)
 	if ((r = get_bool(o, S_CONSOLE_NAMED, &b, err)) < 0)
 		return r;
 	s->console_place = b ? VM_PLACE_NAMED : VM_PLACE_RUN_DIR;
+	if (json_object_get(o, S_IMAGE) != NULL) {
+		const char *img;
+
+		if ((r = get_str(o, S_IMAGE, OCI_DIGEST_LEN, &img, err)) < 0)
+			return r;
+		if (!oci_digest_ok(img))
+			return bad(err, S_IMAGE, "is not an image digest");
+		if ((s->image = strdup(img)) == NULL)
+			return cap_err_set(err, ENOMEM, E_INTERNAL,
+			    "out of memory");
+	}
 	if ((r = get_int(o, S_VCPUS, 1, 4096, &n, err)) < 0)
 		return r;
 	s->vcpus = (unsigned)n;

@@ -24,6 +24,7 @@
 
 #include "agent.h"
 #include "events.h"
+#include "image.h"
 #include "vmlimits.h"
 #include "log.h"
 #include "procid.h"
@@ -262,6 +263,7 @@ vm_free(struct vm *vm)
 	publish_free(vm->publish);
 	egress_free(vm->egress);
 	vmspec_free(&vm->spec);
+	oci_config_free(&vm->image_cfg);
 	free(vm->waiters);
 	free(vm);
 }
@@ -614,6 +616,7 @@ vm_running(struct vm *vm)
 	struct cap_err err;
 
 	vm->proxy = proxy_new(vm_core.env.base, TAKE_FD(vm->files.proxy),
+	    vm->spec.image ? &vm->image_cfg : NULL,
 	    vm->id, vm->who.uid, &vm_proxy_cbs, vm, &err);
 	if (vm->proxy == NULL) {
 		vm_fail_start(vm, err.code, err.msg);
@@ -957,6 +960,41 @@ vm_files_done(struct vm_files *f, const struct cap_err *ferr, void *arg)
 	vm_arm_timer(vm, vm->spec.launch_seconds);
 }
 
+/* The root file system is the image's, opened by capsuled itself (the
+ * store is its own); execs get the image's defaults. */
+static int
+vm_use_image(struct vm *vm, const char *ref, struct cap_err *err)
+{
+	struct image_use u;
+	int r;
+
+	if ((r = image_resolve(vm->who.uid, ref, &u, err)) < 0)
+		return r;
+	free(vm->spec.rootfs);
+	vm->spec.rootfs = TAKE_PTR(u.rootfs);
+	vm->spec.rootfs_named = 0;
+	vm->spec.image = strdup(u.digest);
+	vm->image_cfg = u.config;
+	memset(&u.config, 0, sizeof(u.config));
+	image_use_free(&u);
+	if (vm->spec.image == NULL)
+		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
+	return 0;
+}
+
+int
+vm_image_in_use(const char *digest)
+{
+	struct vm *vm;
+
+	TAILQ_FOREACH(vm, &vm_core.vms, entry)
+		if (vm->spec.image != NULL &&
+		    strcmp(vm->spec.image, digest) == 0 &&
+		    vm->state != VM_STOPPED && vm->state != VM_CRASHED)
+			return 1;
+	return 0;
+}
+
 int
 vm_start(const struct ctl_start *req, uint64_t owner, const struct caller *who,
     vm_start_cb cb, void *arg, struct cap_err *err)
@@ -985,6 +1023,8 @@ vm_start(const struct ctl_start *req, uint64_t owner, const struct caller *who,
 		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
 	}
 	if ((r = vmspec_resolve(req, &se, vm->id, &vm->spec, err)) < 0 ||
+	    (req->image != NULL && (r = vm_use_image(vm, req->image,
+	    err)) < 0) ||
 	    (r = vm_net_open(vm, err)) < 0) {
 		vm_free(vm);
 		return r;
@@ -1249,6 +1289,7 @@ vm_describe(const struct vm *vm, struct ctl_vm *v)
 	v->backend = vm_core.env.hv->name;
 	v->kernel_path = vm->spec.kernel ? vm->spec.kernel : "";
 	v->rootfs_path = vm->spec.rootfs ? vm->spec.rootfs : "";
+	v->image = vm->spec.image;
 	v->run_dir = vm->spec.run_dir ? vm->spec.run_dir : "";
 	v->proxy_socket_path = vm->spec.proxy_path ? vm->spec.proxy_path : "";
 	v->console_log_path = vm->spec.console_path ? vm->spec.console_path :

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "image.h"
 #include "events.h"
 #include "log.h"
 #include "proto.h"
@@ -34,6 +35,7 @@ vmadopt_serve(struct vm *vm)
 	    (!vm->agent_ready && vm->state != VM_UNRESPONSIVE))
 		return;
 	vm->proxy = proxy_new(vm_core.env.base, TAKE_FD(vm->files.proxy),
+	    vm->spec.image ? &vm->image_cfg : NULL,
 	    vm->id, vm->who.uid, &vm_proxy_cbs, vm, &err);
 	if (vm->proxy == NULL)
 		log_warn("vm %s: %s", vm->id, err.msg);
@@ -207,6 +209,11 @@ vmadopt_one(struct record *r, int private_fd, int alive, void *arg)
 	vm->spec.private_dir = util_strdup_printf("%s/%s/%s",
 	    vm_core.env.state_dir, VMSPEC_PRIVATE, vm->id);
 	vm->timer = evtimer_new(vm_core.env.base, vm_timer_cb, vm);
+	/* Its image's exec defaults (the store keeps them). */
+	if (vm->spec.image != NULL &&
+	    image_config(vm->spec.image, &vm->image_cfg, &err) < 0)
+		log_warn("vm %s: its image's defaults are lost: %s", vm->id,
+		    err.msg);
 	/* What it made outside its dirs, each with its directory held. */
 	for (size_t i = 0; i < r->nmade; i++) {
 		struct record_made *rm = &r->made[i];

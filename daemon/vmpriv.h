@@ -11,6 +11,7 @@
 #include "agent.h"
 #include "caller.h"
 #include "egress.h"
+#include "oci.h"
 #include "publish.h"
 #include "proxy.h"
 #include "sink.h"
@@ -30,6 +31,7 @@ struct vm {
 	uint64_t	 owner;		/* the control connection's id */
 	struct caller	 who;		/* who asked for it */
 	struct vm_spec	 spec;
+	struct oci_config image_cfg;	/* its image's exec defaults */
 	struct vm_files	 files;
 	int		 files_busy;	/* vmfiles_open in flight */
 	int		 have_files;

@@ -143,6 +143,7 @@ vmspec_free(struct vm_spec *s)
 	free(s->kernel);
 	free(s->initrd);
 	free(s->rootfs);
+	free(s->image);
 	free(s->boot_args);
 	free(s->private_dir);
 	free(s->run_dir);

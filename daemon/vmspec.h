@@ -33,6 +33,9 @@ struct vm_spec {
 	/* Guest image; *_named: the caller named it (else the default). */
 	char		*kernel, *initrd, *rootfs;
 	int		 kernel_named, initrd_named, rootfs_named;
+	/* The image the root file system is (its digest; rootfs is then
+	 * the store's file), or NULL. */
+	char		*image;
 	char		*boot_args;		/* may be NULL */
 	unsigned	 vcpus;
 	uint64_t	 memory_mib;

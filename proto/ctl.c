@@ -134,6 +134,45 @@ opt_uint(json_t *req, const char *field, uint64_t lo, uint64_t hi,
 	return 0;
 }
 
+int
+ctl_get_string(json_t *req, const char *field, int required,
+    const char **out, struct cap_err *err)
+{
+	json_t *v = json_object_get(req, field);
+
+	*out = NULL;
+	if (v == NULL || json_is_null(v)) {
+		if (required)
+			return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
+			    "\"%s\" is missing", field);
+		return 0;
+	}
+	if (!json_is_string(v))
+		return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
+		    "\"%s\" must be a string", field);
+	if (strlen(json_string_value(v)) != json_string_length(v) ||
+	    json_string_length(v) == 0 || json_string_length(v) > PATH_MAX)
+		return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
+		    "\"%s\" must be 1 to %d bytes without NUL", field,
+		    PATH_MAX);
+	*out = json_string_value(v);
+	return 0;
+}
+
+int
+ctl_get_bool(json_t *req, const char *field, int *out, struct cap_err *err)
+{
+	json_t *v = json_object_get(req, field);
+
+	if (v == NULL || json_is_null(v))
+		return 0;
+	if (!json_is_boolean(v))
+		return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
+		    "\"%s\" must be true or false", field);
+	*out = json_is_true(v);
+	return 0;
+}
+
 /* cap_show, in double quotes. */
 static void
 show_quoted(const char *s, size_t len, char *out, size_t cap)
@@ -375,7 +414,7 @@ ctl_parse_start(json_t *req, const struct ctl_limits *lim,
 		J_KERNEL_PATH, J_ROOTFS_PATH, J_BOOT_ARGS, J_VCPUS,
 		J_MEMORY_MIB, J_GUEST_PORT, J_LAUNCH_SECONDS, J_RUN_DIR,
 		J_PROXY_SOCKET_PATH, J_CONSOLE_LOG_PATH, J_INITRD_PATH,
-		J_STOP_ON_DISCONNECT, J_SERIAL_PORTS, J_NETWORK, J_PUBLISH,
+		J_STOP_ON_DISCONNECT, J_SERIAL_PORTS, J_NETWORK, J_PUBLISH, J_IMAGE,
 		NULL,
 	};
 	char unit[64];
@@ -399,8 +438,15 @@ ctl_parse_start(json_t *req, const struct ctl_limits *lim,
 	    (r = opt_path(req, J_CONSOLE_LOG_PATH, PATH_MAX - 1,
 	    &s->console_log_path, err)) < 0 ||
 	    (r = opt_string(req, J_BOOT_ARGS, CTL_MAX_BOOT_ARGS, &s->boot_args,
-	    err)) < 0)
+	    err)) < 0 ||
+	    (r = opt_string(req, J_IMAGE, 512, &s->image, err)) < 0)
 		goto fail;
+	if (s->image != NULL && s->rootfs_path != NULL) {
+		r = cap_err_set(err, EINVAL, E_INVALID_ARGUMENT, "\"%s\" and "
+		    "\"%s\" both name a root file system; give one",
+		    J_IMAGE, J_ROOTFS_PATH);
+		goto fail;
+	}
 	if (s->boot_args != NULL && strpbrk(s->boot_args, "\n\r") != NULL) {
 		r = cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
 		    "\"%s\" must be one line", J_BOOT_ARGS);
@@ -458,6 +504,7 @@ ctl_start_free(struct ctl_start *s)
 {
 	free(s->kernel_path);
 	free(s->rootfs_path);
+	free(s->image);
 	free(s->initrd_path);
 	free(s->boot_args);
 	free(s->run_dir);
@@ -539,6 +586,8 @@ ctl_vm_json(const struct ctl_vm *v)
 		    json_integer(v->exit_status));
 	if (v->error != NULL)
 		json_object_set_new(o, J_ERROR, json_string(v->error));
+	if (v->image != NULL)
+		json_object_set_new(o, J_IMAGE, json_string(v->image));
 	if (v->network != NULL)
 		json_object_set_new(o, J_NETWORK,
 		    ctl_network_json(v->network));

@@ -38,6 +38,7 @@ struct ctl_limits {
 struct ctl_start {
 	char		*kernel_path;
 	char		*rootfs_path;
+	char		*image;		/* a name or digest; NULL: none */
 	char		*initrd_path;
 	char		*boot_args;
 	char		*run_dir;
@@ -80,6 +81,12 @@ int	ctl_parse_publish(json_t *v, struct netpub *out, unsigned *n,
 json_t	*ctl_publish_json(const struct netpub *p, unsigned n);
 /* Is s[0..len) a raw serial port name: 1-64 of a-z 0-9 . _ - ? */
 int	ctl_port_name_ok(const char *s, size_t len);
+/* A string field, pointing into req (NULL if absent and not required). */
+int	ctl_get_string(json_t *req, const char *field, int required,
+	    const char **out, struct cap_err *err);
+/* A boolean field; absent leaves *out as it was. */
+int	ctl_get_bool(json_t *req, const char *field, int *out,
+	    struct cap_err *err);
 /* Rejects any field of req other than op, id and the NULL-terminated list. */
 int	ctl_check_fields(json_t *req, const char *op, const char *const *known,
 	    struct cap_err *err);
@@ -100,6 +107,7 @@ struct ctl_vm {
 	long long	 created_at;	/* seconds since the epoch */
 	const char	*accel, *backend;
 	const char	*kernel_path, *rootfs_path;
+	const char	*image;			/* its digest, or NULL */
 	const char	*run_dir, *proxy_socket_path, *console_log_path;
 	uint32_t	 guest_port;
 	const char	*const *port_names;	/* nports of them */

@@ -149,9 +149,9 @@ parse_seed(json_t *o, struct exec_req *req, struct cap_err *err)
 	return 0;
 }
 
-int
-execmsg_parse_request(const char *line, size_t len, struct exec_req *req,
-    struct cap_err *err)
+static int
+parse_request(const char *line, size_t len, struct exec_req *req,
+    int need_command, struct cap_err *err)
 {
 	json_t *o, *v;
 	int r;
@@ -167,22 +167,25 @@ execmsg_parse_request(const char *line, size_t len, struct exec_req *req,
 		goto out;
 	}
 	v = json_object_get(o, X_COMMAND);
-	if (v == NULL || json_is_null(v) || (json_is_array(v) &&
+	if (!need_command && (v == NULL || json_is_null(v) ||
+	    (json_is_array(v) && json_array_size(v) == 0)))
+		v = NULL;	/* argc 0: the caller's default */
+	else if (v == NULL || json_is_null(v) || (json_is_array(v) &&
 	    json_array_size(v) == 0)) {
 		r = cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
 		    "missing command: \"%s\" must be a non-empty array of "
 		    "strings", X_COMMAND);
 		goto out;
 	}
-	if (!json_is_array(v)) {
+	if (v != NULL && !json_is_array(v)) {
 		r = cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
 		    "\"%s\" must be an array of strings", X_COMMAND);
 		goto out;
 	}
-	if ((r = dup_string_array(v, PROTO_MAX_ARGS, X_COMMAND, 0, &req->argv,
-	    &req->argc, err)) < 0)
+	if (v != NULL && (r = dup_string_array(v, PROTO_MAX_ARGS, X_COMMAND, 0,
+	    &req->argv, &req->argc, err)) < 0)
 		goto out;
-	if (req->argv[0][0] == '\0') {
+	if (v != NULL && req->argv[0][0] == '\0') {
 		r = cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
 		    "\"%s\"[0] must not be empty", X_COMMAND);
 		goto out;
@@ -248,6 +251,20 @@ out:
 	if (r < 0)
 		exec_req_free(req);
 	return r;
+}
+
+int
+execmsg_parse_request(const char *line, size_t len, struct exec_req *req,
+    struct cap_err *err)
+{
+	return parse_request(line, len, req, 1, err);
+}
+
+int
+execmsg_parse_request_lax(const char *line, size_t len, struct exec_req *req,
+    struct cap_err *err)
+{
+	return parse_request(line, len, req, 0, err);
 }
 
 static void

@@ -83,6 +83,10 @@ struct exec_msg {
 /* Server side. */
 int	execmsg_parse_request(const char *line, size_t len, struct exec_req *req,
 	    struct cap_err *err);
+/* The same, but a missing or empty "command" is no error: argc is 0 and
+ * argv NULL, for the server to fill from its defaults (an image's). */
+int	execmsg_parse_request_lax(const char *line, size_t len,
+	    struct exec_req *req, struct cap_err *err);
 void	exec_req_free(struct exec_req *req);
 int	execmsg_parse_input(const char *line, size_t len, struct exec_msg *m,
 	    struct cap_err *err);

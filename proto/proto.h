@@ -25,6 +25,12 @@
 #define OP_LIST_VMS		"ListVMs"
 #define OP_EVENTS		"Events"	/* a stream of lifecycle events */
 #define OP_DOCTOR		"Doctor"	/* host checks, capabilities */
+#define OP_IMPORT_IMAGE		"ImportImage"	/* docs/images.md */
+#define OP_PULL_IMAGE		"PullImage"
+#define OP_LIST_IMAGES		"ListImages"
+#define OP_INSPECT_IMAGE	"InspectImage"
+#define OP_REMOVE_IMAGE		"RemoveImage"
+#define OP_PRUNE_IMAGES		"PruneImages"
 
 /* ---- control socket: JSON keys (J_*) ---- */
 #define J_OP			"op"
@@ -68,6 +74,9 @@
 #define NETMODE_NAT		"nat"
 /* capsule extension: ["[HOSTADDR:]HOSTPORT:GUESTPORT", ...] */
 #define J_PUBLISH		"publish"
+/* capsule extension: boot this image (a name or its digest) instead of
+ * rootfs_path; ListVMs gives its digest */
+#define J_IMAGE			"image"
 /* ListVMs: what an "allow" VM's egress did */
 #define J_EGRESS		"egress"
 #define J_EG_DNS_ALLOWED	"dns_allowed"
@@ -90,6 +99,33 @@
 #define J_EXIT_STATUS		"exit_status"
 #define J_STOPPED		"stopped"
 #define J_ALL			"all"		/* StopVM: every VM it may see */
+
+/* Images: requests, replies, progress lines before the reply */
+#define J_PATH			"path"		/* ImportImage */
+#define J_REF			"ref"		/* PullImage */
+#define J_NAME			"name"
+#define J_TLS_VERIFY		"tls_verify"
+#define J_PROGRESS		"progress"	/* request: bool; line: object */
+#define J_STAGE			"stage"
+#define J_MESSAGE		"message"
+#define J_IMAGES		"images"
+#define J_DIGEST		"digest"
+#define J_SIZE			"size"
+#define J_CONFIG		"config"
+#define J_REMOVED		"removed"
+#define J_NAMES			"names"
+/* config members, from the image's own (OCI) config */
+#define J_ENV			"env"
+#define J_WORKING_DIR		"working_dir"
+#define J_USER			"user"
+#define J_ENTRYPOINT		"entrypoint"
+#define J_CMD			"cmd"
+/* progress stages */
+#define STAGE_FETCH		"fetch"		/* skopeo, as the caller */
+#define STAGE_VERIFY		"verify"	/* copying it in, checking */
+#define STAGE_UNPACK		"unpack"	/* umoci: layers, whiteouts */
+#define STAGE_MKFS		"mkfs"		/* the root file system image */
+#define PROTO_MAX_IMAGE_NAME	128
 
 /* timing_ms members */
 #define T_SPAWN			"spawn"		/* QEMU started */

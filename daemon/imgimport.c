@@ -1,0 +1,919 @@
+/*
+ * imgimport.c — making an image from a path or a registry (imgimport.h).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "image.h"
+#include "imgimport.h"
+#include "job.h"
+#include "log.h"
+#include "oci.h"
+#include "proto.h"
+#include "rmtree.h"
+#include "util.h"
+
+#define SKOPEO		"/usr/bin/skopeo"
+#define UMOCI		"/usr/bin/umoci"
+#define DU		"/usr/bin/du"
+#define MKFS		"/sbin/mkfs.ext4"
+#define TAG		"capsule"	/* the one tag of a job's layout */
+#define LAYOUT		"layout"
+#define BUNDLE		"bundle"
+#define OUT		"out"
+#define TAR_SCAN_MAX	100000		/* headers looked at to tell formats */
+#define FETCH_TIMEOUT_S	(6 * 3600)
+#define WORK_TIMEOUT_S	(2 * 3600)
+
+enum stage { ST_FETCH, ST_VERIFY, ST_UNPACK, ST_SIZE, ST_MKFS, ST_WAIT };
+
+struct imgimport {
+	TAILQ_ENTRY(imgimport)	 entry;
+	struct event_base	*base;
+	struct caller		 who;
+	char			*src;		/* path, or docker://ref */
+	int			 pull, tls_verify;
+	char			*name;
+	char			 id[37];
+	enum stage		 stage;
+	struct job		*job;
+	struct imgimport	*leader;	/* ST_WAIT: for this one */
+	char			 digest[OCI_DIGEST_LEN + 1];
+	struct oci_config	 config;
+	struct oci_manifest	 manifest;
+	uint64_t		 content;	/* du of the bundle */
+	int			 tmp_made, fetch_made;
+	struct imgimport_cbs	 cbs;
+	void			*arg;
+	/* for the fetch child */
+	char			 home[PATH_MAX];
+	char			 dest[PATH_MAX];
+};
+
+static TAILQ_HEAD(, imgimport) imports = TAILQ_HEAD_INITIALIZER(imports);
+
+static void	imp_fail(struct imgimport *m, const struct cap_err *err);
+
+static size_t
+imp_count(void)
+{
+	struct imgimport *m;
+	size_t n = 0;
+
+	TAILQ_FOREACH(m, &imports, entry)
+		n++;
+	return n;
+}
+
+/* The job's directories go (the fetch dir is the caller's: rmtree never
+ * follows a link in it). */
+static void
+imp_clean(struct imgimport *m)
+{
+	char tmp[64];
+
+	if (m->fetch_made)
+		rmtree_at(image_fetch_fd(), m->id);
+	if (m->tmp_made) {
+		snprintf(tmp, sizeof(tmp), "%s/%s", IMAGE_TMP, m->id);
+		rmtree_at(image_store_fd(), tmp);
+	}
+	m->fetch_made = m->tmp_made = 0;
+}
+
+static void
+imp_free(struct imgimport *m)
+{
+	TAILQ_REMOVE(&imports, m, entry);
+	job_cancel(m->job);
+	free(m->src);
+	free(m->name);
+	oci_config_free(&m->config);
+	free(m);
+}
+
+static void
+imp_progress(struct imgimport *m, const char *stage, const char *msg)
+{
+	if (m->cbs.progress != NULL)
+		m->cbs.progress(m->arg, stage, msg);
+}
+
+/* The image is in the store: name it for m's owner and answer m. */
+static void
+imp_finish(struct imgimport *m)
+{
+	struct cap_err err;
+	json_t *img;
+
+	if (image_name_add(m->who.uid, m->name, m->digest, &err) < 0) {
+		imp_fail(m, &err);
+		return;
+	}
+	log_info("images: %s is %s for uid %u", m->name, m->digest,
+	    (unsigned)m->who.uid);
+	img = image_json(m->who.uid, m->name, m->digest);
+	m->cbs.done(m->arg, NULL, img);
+	imp_clean(m);
+	imp_free(m);
+}
+
+/* m is done, one way or the other: so are those waiting for it. */
+static void
+imp_release(struct imgimport *m, const struct cap_err *err)
+{
+	struct imgimport *w, *next;
+
+	TAILQ_FOREACH_SAFE(w, &imports, entry, next) {
+		if (w->leader != m)
+			continue;
+		w->leader = NULL;
+		if (err != NULL) {
+			imp_fail(w, err);
+			continue;
+		}
+		memcpy(w->digest, m->digest, sizeof(w->digest));
+		imp_finish(w);
+	}
+}
+
+static void
+imp_fail(struct imgimport *m, const struct cap_err *err)
+{
+	log_warn("images: import of %s for uid %u failed: %s", m->src,
+	    (unsigned)m->who.uid, err->msg);
+	imp_release(m, err);
+	m->cbs.done(m->arg, err, NULL);
+	imp_clean(m);
+	imp_free(m);
+}
+
+static void
+imp_failf(struct imgimport *m, const char *code, const char *fmt,
+    const char *a, const char *b)
+{
+	struct cap_err err;
+
+	cap_err_set(&err, EINVAL, code, fmt, a, b);
+	imp_fail(m, &err);
+}
+
+static void
+imp_line(void *arg, const char *line)
+{
+	struct imgimport *m = arg;
+
+	imp_progress(m, m->stage == ST_FETCH ? STAGE_FETCH :
+	    m->stage == ST_UNPACK ? STAGE_UNPACK : STAGE_MKFS, line);
+}
+
+/* ---- fetch: skopeo, as the caller ---- */
+
+/* What a regular file is, by its tar headers: "oci-archive",
+ * "docker-archive", or NULL. */
+static const char *
+tar_kind(int fd)
+{
+	unsigned char h[512];
+	int docker = 0;
+
+	for (int i = 0; i < TAR_SCAN_MAX; i++) {
+		char name[101];
+		unsigned long long size = 0;
+		const char *n = name;
+		int zero = 1;
+
+		if (read(fd, h, sizeof(h)) != (ssize_t)sizeof(h))
+			break;
+		for (size_t k = 0; k < sizeof(h) && zero; k++)
+			zero = h[k] == 0;
+		if (zero)
+			break;
+		if (memcmp(h + 257, "ustar", 5) != 0)
+			return NULL;
+		memcpy(name, h, 100);
+		name[100] = '\0';
+		if (strncmp(n, "./", 2) == 0)
+			n += 2;
+		if (strcmp(n, "oci-layout") == 0)
+			return "oci-archive";
+		if (strcmp(n, "manifest.json") == 0)
+			docker = 1;
+		if (h[124] & 0x80) {		/* GNU base-256 */
+			for (int k = 1; k < 12; k++)
+				size = size << 8 | h[124 + k];
+		} else {
+			for (int k = 0; k < 12 && h[124 + k] >= '0' &&
+			    h[124 + k] <= '7'; k++)
+				size = size * 8 + (h[124 + k] - '0');
+		}
+		if (lseek(fd, (off_t)((size + 511) / 512 * 512), SEEK_CUR) < 0)
+			break;
+	}
+	return docker ? "docker-archive" : NULL;
+}
+
+/* In the fetch child, as the caller: tells what the path is, then
+ * becomes skopeo. */
+static int
+fetch_child(void *arg)
+{
+	struct imgimport *m = arg;
+	char src[PATH_MAX + 32], dst[PATH_MAX + 32], home[PATH_MAX + 8];
+	char *argv[8];
+	char *envp[] = { home, "PATH=/usr/bin:/bin", "TMPDIR=/var/tmp", NULL };
+	const char *kind = "oci";
+	struct stat sb;
+	int n = 0, fd;
+
+	if (m->pull) {
+		snprintf(src, sizeof(src), "%s", m->src);
+	} else {
+		if ((fd = open(m->src, O_RDONLY | O_CLOEXEC | O_NONBLOCK)) < 0 ||
+		    fstat(fd, &sb) < 0) {
+			dprintf(2, "%s: %s\n", m->src, strerror(errno));
+			return 2;
+		}
+		if (S_ISREG(sb.st_mode))
+			kind = tar_kind(fd);
+		else if (!S_ISDIR(sb.st_mode))
+			kind = NULL;
+		close(fd);
+		if (kind == NULL) {
+			dprintf(2, "%s is neither an OCI image layout directory "
+			    "nor an OCI or docker archive\n", m->src);
+			return 2;
+		}
+		snprintf(src, sizeof(src), "%s:%s", kind, m->src);
+	}
+	snprintf(dst, sizeof(dst), "oci:%s:" TAG, m->dest);
+	snprintf(home, sizeof(home), "HOME=%s", m->home);
+	argv[n++] = SKOPEO;
+	argv[n++] = "copy";
+	if (m->pull && !m->tls_verify)
+		argv[n++] = "--src-tls-verify=false";
+	argv[n++] = src;
+	argv[n++] = dst;
+	argv[n] = NULL;
+	execve(SKOPEO, argv, envp);
+	dprintf(2, "cannot run %s: %s\n", SKOPEO, strerror(errno));
+	return 127;
+}
+
+/* ---- verify: the layout, copied in with the daemon's rights ---- */
+
+/* The child's fd 3 is fetch/<id>/layout, fd 4 tmp/<id>/layout. */
+#define COPY_SRC	3
+#define COPY_DST	4
+
+static int
+copy_file(int sdir, int ddir, const char *name)
+{
+	char buf[65536];
+	struct stat sb;
+	ssize_t n;
+	int in, out, r = 0;
+
+	in = openat(sdir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (in < 0 || fstat(in, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+		dprintf(2, "the fetched layout's %s is not a regular file\n",
+		    name);
+		if (in >= 0)
+			close(in);
+		return -1;
+	}
+	out = openat(ddir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+	    O_CLOEXEC, 0600);
+	if (out < 0) {
+		dprintf(2, "cannot create %s: %s\n", name, strerror(errno));
+		close(in);
+		return -1;
+	}
+	while ((n = read(in, buf, sizeof(buf))) > 0)
+		if (write(out, buf, (size_t)n) != n) {
+			r = -1;
+			break;
+		}
+	if (n < 0 || r < 0 || fsync(out) < 0) {
+		dprintf(2, "cannot copy %s: %s\n", name, strerror(errno));
+		r = -1;
+	}
+	close(in);
+	close(out);
+	return r;
+}
+
+static int
+hex64(const char *s)
+{
+	size_t i;
+
+	for (i = 0; s[i] != '\0'; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') ||
+		    (s[i] >= 'a' && s[i] <= 'f')))
+			return 0;
+	return i == 64;
+}
+
+static int
+open_sub(int at, const char *name, int make)
+{
+	if (make && mkdirat(at, name, 0700) < 0)
+		return -1;
+	return openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC);
+}
+
+static int
+copy_child(void *arg)
+{
+	const struct { int src, dst; } fds = { COPY_SRC, COPY_DST }, *c = &fds;
+	int sb, db, ss, ds;
+	struct dirent *de;
+	DIR *d;
+
+	if (copy_file(c->src, c->dst, "oci-layout") < 0 ||
+	    copy_file(c->src, c->dst, "index.json") < 0)
+		return 1;
+	if ((sb = open_sub(c->src, "blobs", 0)) < 0 ||
+	    (ss = open_sub(sb, "sha256", 0)) < 0) {
+		dprintf(2, "the fetched layout has no blobs/sha256 directory\n");
+		return 1;
+	}
+	if ((db = open_sub(c->dst, "blobs", 1)) < 0 ||
+	    (ds = open_sub(db, "sha256", 1)) < 0) {
+		dprintf(2, "cannot make blobs/sha256: %s\n", strerror(errno));
+		return 1;
+	}
+	if ((d = fdopendir(ss)) == NULL)
+		return 1;
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		if (!hex64(de->d_name)) {
+			dprintf(2, "the fetched layout holds blobs/sha256/%.80s, "
+			    "which is not a sha256 digest\n", de->d_name);
+			return 1;
+		}
+		if (copy_file(ss, ds, de->d_name) < 0)
+			return 1;
+	}
+	return fsync(ds) < 0 ? 1 : 0;
+}
+
+/* ---- the steps ---- */
+
+static void	imp_unpack(struct imgimport *m);
+static void	imp_step_done(void *arg, int status, const char *tail,
+		    int timed_out);
+
+static int
+imp_tmp_fd(struct imgimport *m, const char *sub)
+{
+	char p[128];
+
+	snprintf(p, sizeof(p), "%s/%s%s%s", IMAGE_TMP, m->id, sub ? "/" : "",
+	    sub ? sub : "");
+	return openat(image_store_fd(), p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC);
+}
+
+static char *
+imp_tmp_path(struct imgimport *m, const char *sub)
+{
+	return util_strdup_printf("%s/%s/%s/%s", image_store_path(), IMAGE_TMP,
+	    m->id, sub);
+}
+
+static void
+imp_run(struct imgimport *m, enum stage stage, char *const argv[],
+    job_fn *fn, void *fn_arg, const struct job_opts *o)
+{
+	struct cap_err err;
+
+	m->stage = stage;
+	if (fn != NULL)
+		m->job = job_fork(m->base, fn, fn_arg, o, imp_step_done, m, &err);
+	else
+		m->job = job_exec(m->base, argv, o, imp_step_done, m, &err);
+	if (m->job == NULL)
+		imp_fail(m, &err);
+}
+
+/* Reads a file of the job's layout (bounded) into a new buffer. */
+static char *
+layout_read(int lfd, const char *name, size_t *len, struct cap_err *err)
+{
+	struct stat sb;
+	char *buf;
+	ssize_t n;
+	int fd;
+
+	fd = openat(lfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+		cap_err_set(err, ENOENT, E_INVALID_ARGUMENT, "the image has no "
+		    "%s", name);
+		if (fd >= 0)
+			close(fd);
+		return NULL;
+	}
+	if (sb.st_size > OCI_MAX_JSON) {
+		close(fd);
+		cap_err_set(err, EFBIG, E_INVALID_ARGUMENT, "the image's %s is "
+		    "larger than %d bytes", name, OCI_MAX_JSON);
+		return NULL;
+	}
+	buf = malloc((size_t)sb.st_size + 1);
+	n = buf ? read(fd, buf, (size_t)sb.st_size) : -1;
+	close(fd);
+	if (n != sb.st_size) {
+		free(buf);
+		cap_err_set(err, EIO, E_INTERNAL, "cannot read the image's %s",
+		    name);
+		return NULL;
+	}
+	buf[n] = '\0';
+	*len = (size_t)n;
+	return buf;
+}
+
+static char *
+blob_name(const char *digest)
+{
+	return util_strdup_printf("blobs/sha256/%s", digest + 7);
+}
+
+/* The copied layout's index, manifest and config. */
+static int
+imp_read_layout(struct imgimport *m, struct cap_err *err)
+{
+	_cleanup_close_ int lfd = imp_tmp_fd(m, LAYOUT);
+	_cleanup_free_ char *buf = NULL, *mname = NULL, *cname = NULL;
+	char mdigest[OCI_DIGEST_LEN + 1];
+	size_t len;
+	int r;
+
+	if (lfd < 0)
+		return cap_err_set(err, errno, E_INTERNAL, "the job's layout: "
+		    "%s", strerror(errno));
+	if ((buf = layout_read(lfd, "index.json", &len, err)) == NULL)
+		return -EINVAL;
+	if ((r = oci_parse_index(buf, len, mdigest, err)) < 0)
+		return r;
+	free(buf);
+	if ((mname = blob_name(mdigest)) == NULL ||
+	    (buf = layout_read(lfd, mname, &len, err)) == NULL)
+		return -EINVAL;
+	if ((r = oci_parse_manifest(buf, len, &m->manifest, err)) < 0)
+		return r;
+	free(buf);
+	if ((cname = blob_name(m->manifest.config)) == NULL ||
+	    (buf = layout_read(lfd, cname, &len, err)) == NULL)
+		return -EINVAL;
+	if ((r = oci_parse_config(buf, len, &m->config, err)) < 0)
+		return r;
+	memcpy(m->digest, m->manifest.config, sizeof(m->digest));
+	return 0;
+}
+
+/* Another import making the same image, past its verify step. */
+static struct imgimport *
+imp_maker(const struct imgimport *m)
+{
+	struct imgimport *o;
+
+	TAILQ_FOREACH(o, &imports, entry)
+		if (o != m && o->leader == NULL && o->stage > ST_VERIFY &&
+		    o->stage != ST_WAIT && strcmp(o->digest, m->digest) == 0)
+			return o;
+	return NULL;
+}
+
+static void
+imp_verified(struct imgimport *m)
+{
+	struct imgimport *o;
+	struct cap_err err;
+
+	rmtree_at(image_fetch_fd(), m->id);
+	m->fetch_made = 0;
+	if (imp_read_layout(m, &err) < 0) {
+		imp_fail(m, &err);
+		return;
+	}
+	imp_progress(m, STAGE_VERIFY, m->digest);
+	if (image_have(m->digest)) {
+		imp_finish(m);
+		return;
+	}
+	if ((o = imp_maker(m)) != NULL) {
+		log_info("images: %s is being made already; waiting for it",
+		    m->digest);
+		m->stage = ST_WAIT;
+		m->leader = o;
+		imp_clean(m);
+		return;
+	}
+	imp_unpack(m);
+}
+
+static void
+imp_unpack(struct imgimport *m)
+{
+	_cleanup_free_ char *image = NULL, *bundle = NULL;
+	char *argv[7];
+	static const char *const envp[] = { "PATH=/usr/bin:/bin",
+	    "TMPDIR=/var/tmp", NULL };
+	struct job_opts o = { .timeout_s = WORK_TIMEOUT_S,
+	    .fsize_max = IMGIMPORT_MAX_BYTES, .keep_fd = -1, .envp = envp,
+	    .line = imp_line };
+	int n = 0;
+
+	image = imp_tmp_path(m, LAYOUT ":" TAG);
+	bundle = imp_tmp_path(m, BUNDLE);
+	if (image == NULL || bundle == NULL) {
+		imp_failf(m, E_INTERNAL, "out of memory%s%s", "", "");
+		return;
+	}
+	imp_progress(m, STAGE_UNPACK, "applying layers");
+	argv[n++] = UMOCI;
+	argv[n++] = "unpack";
+	if (geteuid() != 0)
+		argv[n++] = "--rootless";
+	argv[n++] = "--image";
+	argv[n++] = image;
+	argv[n++] = bundle;
+	argv[n] = NULL;
+	imp_run(m, ST_UNPACK, argv, NULL, NULL, &o);
+}
+
+static void
+imp_size_line(void *arg, const char *line)
+{
+	struct imgimport *m = arg;
+
+	if (m->content == 0)
+		m->content = strtoull(line, NULL, 10);
+}
+
+static void
+imp_size(struct imgimport *m)
+{
+	_cleanup_free_ char *rootfs = imp_tmp_path(m, BUNDLE "/rootfs");
+	char *argv[] = { DU, "-s", "-B1", "-x", rootfs, NULL };
+	struct job_opts o = { .timeout_s = WORK_TIMEOUT_S, .keep_fd = -1,
+	    .line = imp_size_line };
+
+	if (rootfs == NULL) {
+		imp_failf(m, E_INTERNAL, "out of memory%s%s", "", "");
+		return;
+	}
+	imp_run(m, ST_SIZE, argv, NULL, NULL, &o);
+}
+
+static void
+imp_mkfs(struct imgimport *m)
+{
+	_cleanup_free_ char *rootfs = imp_tmp_path(m, BUNDLE "/rootfs");
+	_cleanup_free_ char *file = imp_tmp_path(m, OUT "/" IMAGE_ROOTFS_FILE);
+	_cleanup_close_ int tfd = imp_tmp_fd(m, NULL);
+	uint64_t bytes = m->content + m->content / 4 + (512ULL << 20);
+	char size[32];
+	char *argv[] = { MKFS, "-q", "-F", "-t", "ext4", "-i", "8192",
+	    "-J", "size=16", "-L", "capsule-root", "-d", rootfs, file, size,
+	    NULL };
+	struct job_opts o = { .timeout_s = WORK_TIMEOUT_S, .keep_fd = -1,
+	    .fsize_max = IMGIMPORT_MAX_BYTES + (1ULL << 30), .line = imp_line };
+
+	if (rootfs == NULL || file == NULL || tfd < 0 ||
+	    mkdirat(tfd, OUT, 0700) < 0) {
+		imp_failf(m, E_INTERNAL, "cannot make the image's directory: "
+		    "%s%s", strerror(errno), "");
+		return;
+	}
+	if (bytes < IMGIMPORT_DISK_MIN)
+		bytes = IMGIMPORT_DISK_MIN;
+	if (bytes > IMGIMPORT_MAX_BYTES) {
+		imp_failf(m, E_LIMIT, "the image needs more than %s%s",
+		    "64 GiB", "");
+		return;
+	}
+	snprintf(size, sizeof(size), "%lluk",
+	    (unsigned long long)(bytes >> 10));
+	imp_progress(m, STAGE_MKFS, "making the root file system");
+	imp_run(m, ST_MKFS, argv, NULL, NULL, &o);
+}
+
+/* out/ gets image.json and becomes sha256-<hex>; the rest goes. */
+static int
+imp_commit(struct imgimport *m, struct cap_err *err)
+{
+	_cleanup_close_ int ofd = imp_tmp_fd(m, OUT);
+	json_t *meta, *layers = json_array();
+	char from[128], to[OCI_DIGEST_LEN + 1];
+	char *text;
+	size_t len;
+	int fd, ok;
+
+	for (size_t i = 0; i < m->manifest.nlayers; i++)
+		json_array_append_new(layers,
+		    json_string(m->manifest.layers[i]));
+	meta = json_pack("{s:s,s:o,s:o,s:I,s:I}", J_DIGEST, m->digest,
+	    J_CONFIG, oci_config_json(&m->config), "layers", layers,
+	    J_CREATED_AT, (json_int_t)time(NULL), "content_bytes",
+	    (json_int_t)m->content);
+	text = meta ? json_dumps(meta, JSON_INDENT(1)) : NULL;
+	json_decref(meta);
+	if (text == NULL || ofd < 0)
+		return cap_err_set(err, ENOMEM, E_INTERNAL, "cannot describe "
+		    "the image");
+	len = strlen(text);
+	fd = openat(ofd, IMAGE_META, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+	    O_CLOEXEC, 0600);
+	ok = fd >= 0 && write(fd, text, len) == (ssize_t)len && fsync(fd) == 0;
+	free(text);
+	if (fd >= 0)
+		close(fd);
+	if (!ok || fsync(ofd) < 0)
+		return cap_err_set(err, errno ? errno : EIO, E_INTERNAL,
+		    "cannot write the image's %s", IMAGE_META);
+	snprintf(from, sizeof(from), "%s/%s/%s", IMAGE_TMP, m->id, OUT);
+	snprintf(to, sizeof(to), "%s%s", IMAGE_PREFIX, m->digest + 7);
+	if (renameat(image_store_fd(), from, image_store_fd(), to) < 0)
+		return cap_err_set(err, errno, E_INTERNAL, "cannot store the "
+		    "image: %s", strerror(errno));
+	fsync(image_store_fd());
+	return 0;
+}
+
+static void
+imp_step_done(void *arg, int status, const char *tail, int timed_out)
+{
+	struct imgimport *m = arg;
+	struct cap_err err;
+	char how[128];
+
+	m->job = NULL;
+	if (timed_out || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		job_describe(status, timed_out, how, sizeof(how));
+		switch (m->stage) {
+		case ST_FETCH:
+			cap_err_set(&err, EINVAL, E_INVALID_ARGUMENT,
+			    "cannot %s %s: skopeo %s: %.700s", m->pull ?
+			    "pull" : "read the image at", m->src, how, tail);
+			break;
+		case ST_VERIFY:
+			cap_err_set(&err, EINVAL, E_INVALID_ARGUMENT,
+			    "the image fetched from %s is not a usable OCI "
+			    "layout: %.700s", m->src, tail);
+			break;
+		case ST_UNPACK:
+			cap_err_set(&err, EINVAL, E_INVALID_ARGUMENT,
+			    "cannot unpack the layers of %s (umoci %s): "
+			    "%.700s", m->src, how, tail);
+			break;
+		default:
+			cap_err_set(&err, EIO, E_INTERNAL, "cannot make the "
+			    "root file system of %s (%s %s): %.700s", m->src,
+			    m->stage == ST_SIZE ? "du" : "mkfs.ext4", how,
+			    tail);
+			break;
+		}
+		imp_fail(m, &err);
+		return;
+	}
+	switch (m->stage) {
+	case ST_FETCH: {
+		struct job_opts o = { .timeout_s = WORK_TIMEOUT_S,
+		    .fsize_max = IMGIMPORT_MAX_BYTES };
+		_cleanup_close_ int dst = -1, src = -1;
+		char p[128];
+
+		snprintf(p, sizeof(p), "%s/" LAYOUT, m->id);
+		src = openat(image_fetch_fd(), p, O_RDONLY | O_DIRECTORY |
+		    O_NOFOLLOW | O_CLOEXEC);
+		dst = imp_tmp_fd(m, NULL);
+		if (src < 0 || dst < 0 || mkdirat(dst, LAYOUT, 0700) < 0) {
+			imp_failf(m, E_INVALID_ARGUMENT, "skopeo left no image "
+			    "layout for %s%s", m->src, "");
+			return;
+		}
+		closep(&dst);
+		dst = imp_tmp_fd(m, LAYOUT);
+		imp_progress(m, STAGE_VERIFY, "copying the fetched image in");
+		o.keep_fd = src;
+		o.keep_fd2 = dst;
+		imp_run(m, ST_VERIFY, NULL, copy_child, NULL, &o);
+		return;
+	}
+	case ST_VERIFY:
+		imp_verified(m);
+		return;
+	case ST_UNPACK:
+		imp_size(m);
+		return;
+	case ST_SIZE:
+		imp_mkfs(m);
+		return;
+	case ST_MKFS:
+		if (imp_commit(m, &err) < 0) {
+			imp_fail(m, &err);
+			return;
+		}
+		imp_release(m, NULL);
+		imp_finish(m);
+		return;
+	case ST_WAIT:
+		return;
+	}
+}
+
+/* ---- starting ---- */
+
+static int
+ref_ok(const char *s)
+{
+	if (s[0] == '\0' || s[0] == '-' || strlen(s) > 512)
+		return 0;
+	for (; *s != '\0'; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+		    (*s >= '0' && *s <= '9') || strchr("._:/@-", *s) != NULL))
+			return 0;
+	return 1;
+}
+
+/* The name an import gets unless told: the reference, or the path's last
+ * component without ".tar". */
+static char *
+default_name(const struct imgimport_req *r)
+{
+	const char *b;
+	char *n;
+	size_t len;
+
+	if (r->ref != NULL)
+		return strdup(strncmp(r->ref, "docker://", 9) == 0 ?
+		    r->ref + 9 : r->ref);
+	len = strlen(r->path);
+	while (len > 1 && r->path[len - 1] == '/')
+		len--;
+	for (b = r->path + len; b > r->path && b[-1] != '/'; b--)
+		;
+	len -= (size_t)(b - r->path);
+	if (len > 4 && strncmp(b + len - 4, ".tar", 4) == 0)
+		len -= 4;
+	if ((n = malloc(len + 1)) == NULL)
+		return NULL;
+	memcpy(n, b, len);
+	n[len] = '\0';
+	return n;
+}
+
+static int
+check_req(const struct imgimport_req *r, struct cap_err *err)
+{
+	char shown[160];
+
+	if (r->path != NULL) {
+		cap_show(r->path, strlen(r->path), shown, sizeof(shown));
+		if (r->path[0] != '/')
+			return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
+			    "path \"%s\" is not absolute", shown);
+		if (strchr(r->path, ':') != NULL || strlen(r->path) >= 2048)
+			return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
+			    "path \"%s\" holds a ':' (skopeo would take it for "
+			    "a tag) or is too long", shown);
+	} else {
+		const char *ref = strncmp(r->ref, "docker://", 9) == 0 ?
+		    r->ref + 9 : r->ref;
+
+		cap_show(r->ref, strlen(r->ref), shown, sizeof(shown));
+		if (!ref_ok(ref))
+			return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
+			    "ref \"%s\" is not an image reference like "
+			    "registry.example/name:tag", shown);
+	}
+	if (r->name != NULL && !image_name_ok(r->name)) {
+		cap_show(r->name, strlen(r->name), shown, sizeof(shown));
+		return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT, "name \"%s\" "
+		    "is not an image name: 1-%d of A-Z a-z 0-9 . _ : / @ -, "
+		    "not starting with - or .", shown, PROTO_MAX_IMAGE_NAME);
+	}
+	return 0;
+}
+
+int
+imgimport_start(struct event_base *base, const struct imgimport_req *r,
+    const struct imgimport_cbs *cbs, void *arg, struct cap_err *err)
+{
+	struct job_opts o = { .timeout_s = FETCH_TIMEOUT_S,
+	    .fsize_max = IMGIMPORT_MAX_BYTES, .keep_fd = -1, .line = imp_line };
+	struct imgimport *m, *o2;
+	struct passwd *pw;
+	char shown[160];
+	int r2;
+
+	if ((r2 = check_req(r, err)) < 0)
+		return r2;
+	if (imp_count() >= IMGIMPORT_MAX)
+		return cap_err_set(err, EAGAIN, E_LIMIT, "%d imports are in "
+		    "progress already; try again when one is done",
+		    IMGIMPORT_MAX);
+	if ((m = calloc(1, sizeof(*m))) == NULL)
+		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
+	TAILQ_INSERT_TAIL(&imports, m, entry);
+	m->base = base;
+	m->who = *r->who;
+	m->pull = r->ref != NULL;
+	m->tls_verify = r->tls_verify;
+	m->cbs = *cbs;
+	m->arg = arg;
+	util_uuid(m->id);
+	if (m->pull)
+		m->src = strncmp(r->ref, "docker://", 9) == 0 ? strdup(r->ref) :
+		    util_strdup_printf("docker://%s", r->ref);
+	else
+		m->src = strdup(r->path);
+	m->name = r->name ? strdup(r->name) : default_name(r);
+	if (m->src == NULL || m->name == NULL) {
+		imp_free(m);
+		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
+	}
+	if (!image_name_ok(m->name)) {
+		cap_show(m->name, strlen(m->name), shown, sizeof(shown));
+		imp_free(m);
+		return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT, "\"%s\" is "
+		    "not an image name; pass one (--name)", shown);
+	}
+	/* The same uid asking for the same source waits for the first. */
+	TAILQ_FOREACH(o2, &imports, entry)
+		if (o2 != m && o2->leader == NULL && o2->who.uid == m->who.uid &&
+		    strcmp(o2->src, m->src) == 0) {
+			m->stage = ST_WAIT;
+			m->leader = o2;
+			log_info("images: %s for uid %u is in progress; waiting",
+			    m->src, (unsigned)m->who.uid);
+			return 0;
+		}
+	/* The fetch dir is the caller's; the job's tmp dir the daemon's. */
+	{
+		char p[64];
+
+		snprintf(p, sizeof(p), "%s/%s", IMAGE_TMP, m->id);
+		if (mkdirat(image_store_fd(), p, 0700) < 0) {
+			r2 = cap_err_set(err, errno, E_INTERNAL, "cannot make "
+			    "the import's directory: %s", strerror(errno));
+			imp_free(m);
+			return r2;
+		}
+		m->tmp_made = 1;
+		if (mkdirat(image_fetch_fd(), m->id, 0700) < 0 ||
+		    fchownat(image_fetch_fd(), m->id, m->who.uid, m->who.gid,
+		    AT_SYMLINK_NOFOLLOW) < 0) {
+			r2 = cap_err_set(err, errno, E_INTERNAL, "cannot make "
+			    "the fetch directory: %s", strerror(errno));
+			imp_clean(m);
+			imp_free(m);
+			return r2;
+		}
+		m->fetch_made = 1;
+	}
+	snprintf(m->dest, sizeof(m->dest), "%s/%s/" LAYOUT, image_fetch_path(),
+	    m->id);
+	pw = getpwuid(m->who.uid);
+	snprintf(m->home, sizeof(m->home), "%s", pw && pw->pw_dir ?
+	    pw->pw_dir : "/nonexistent");
+	o.as = &m->who;
+	log_info("images: %s %s for uid %u as %s", m->pull ? "pulling" :
+	    "importing", m->src, (unsigned)m->who.uid, m->name);
+	imp_progress(m, STAGE_FETCH, m->src);
+	m->stage = ST_FETCH;
+	m->job = job_fork(base, fetch_child, m, &o, imp_step_done, m, err);
+	if (m->job == NULL) {
+		r2 = -EIO;
+		imp_clean(m);
+		imp_free(m);
+		return r2;
+	}
+	return 0;
+}
+
+void
+imgimport_shutdown(void)
+{
+	struct imgimport *m;
+
+	while ((m = TAILQ_FIRST(&imports)) != NULL)
+		imp_free(m);
+}

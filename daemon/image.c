@@ -413,6 +413,55 @@ image_use_free(struct image_use *u)
 	memset(u, 0, sizeof(*u));
 }
 
+json_t *
+image_diff_ids_json(const struct oci_config *c)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; i < c->ndiff_ids; i++)
+		json_array_append_new(a, json_string(c->diff_ids[i]));
+	return a;
+}
+
+int
+image_find_same(const struct oci_config *c, char out[OCI_DIGEST_LEN + 1])
+{
+	json_t *ids = image_diff_ids_json(c), *cfg = oci_config_json(c), *m;
+	struct dirent *de;
+	struct cap_err err;
+	char digest[OCI_DIGEST_LEN + 1];
+	int fd, found = 0;
+	DIR *dir;
+
+	if ((fd = openat(st.fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
+	    (dir = fdopendir(fd)) == NULL) {
+		if (fd >= 0)
+			close(fd);
+		json_decref(ids);
+		json_decref(cfg);
+		return 0;
+	}
+	while (!found && (de = readdir(dir)) != NULL) {
+		if (strncmp(de->d_name, IMAGE_PREFIX,
+		    strlen(IMAGE_PREFIX)) != 0)
+			continue;
+		snprintf(digest, sizeof(digest), "sha256:%s",
+		    de->d_name + strlen(IMAGE_PREFIX));
+		if (!oci_digest_ok(digest) ||
+		    (m = meta_load(digest, &err)) == NULL)
+			continue;
+		found = json_equal(json_object_get(m, J_DIFF_IDS), ids) &&
+		    json_equal(json_object_get(m, J_CONFIG), cfg);
+		json_decref(m);
+	}
+	closedir(dir);
+	json_decref(ids);
+	json_decref(cfg);
+	if (found)
+		memcpy(out, digest, OCI_DIGEST_LEN + 1);
+	return found;
+}
+
 /* ---- removing ---- */
 
 /* Removes the image itself if nothing needs it; 1 if it did. */

@@ -56,6 +56,12 @@ const char *image_fetch_path(void);
 int	image_name_ok(const char *name);
 /* Is the image with this digest in the store? */
 int	image_have(const char *digest);
+/* An image in the store with the same layers (diff_ids) and the same
+ * runtime config as c, whatever format it came in: 1 and its digest. */
+int	image_find_same(const struct oci_config *c,
+	    char out[OCI_DIGEST_LEN + 1]);
+/* The layers' diff_ids as image.json keeps them. */
+json_t	*image_diff_ids_json(const struct oci_config *c);
 /* Gives uid the name for digest (replacing what the name meant). */
 int	image_name_add(uid_t uid, const char *name, const char *digest,
 	    struct cap_err *err);

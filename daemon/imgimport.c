@@ -513,7 +513,9 @@ imp_verified(struct imgimport *m)
 		return;
 	}
 	imp_progress(m, STAGE_VERIFY, m->digest);
-	if (image_have(m->digest)) {
+	/* Stored already: by digest, or the same layers and config from
+	 * another format (a docker archive's config is not an OCI one). */
+	if (image_have(m->digest) || image_find_same(&m->config, m->digest)) {
 		imp_finish(m);
 		return;
 	}
@@ -629,8 +631,9 @@ imp_commit(struct imgimport *m, struct cap_err *err)
 	for (size_t i = 0; i < m->manifest.nlayers; i++)
 		json_array_append_new(layers,
 		    json_string(m->manifest.layers[i]));
-	meta = json_pack("{s:s,s:o,s:o,s:I,s:I}", J_DIGEST, m->digest,
+	meta = json_pack("{s:s,s:o,s:o,s:o,s:I,s:I}", J_DIGEST, m->digest,
 	    J_CONFIG, oci_config_json(&m->config), "layers", layers,
+	    J_DIFF_IDS, image_diff_ids_json(&m->config),
 	    J_CREATED_AT, (json_int_t)time(NULL), "content_bytes",
 	    (json_int_t)m->content);
 	text = meta ? json_dumps(meta, JSON_INDENT(1)) : NULL;

@@ -20,6 +20,10 @@ pkgs=(
 	# network tests: a DNS server for the test names (the binary only,
 	# no system service) and ip(8) for their namespaces
 	dnsmasq-base iproute2
+	# images: skopeo fetches and pulls, umoci applies the layers; the
+	# image tests run Debian's registry on loopback (its service is not
+	# started, see below)
+	skopeo umoci docker-registry
 )
 
 as_root=()
@@ -43,4 +47,18 @@ fi
 echo "setup-debian.sh: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 "${as_root[@]}" apt-get update -qq
-"${as_root[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# Packages with a service (docker-registry) must not start it: the tests
+# run their own registry on loopback. Where nothing says so already, a
+# policy-rc.d says so for the length of this install.
+policy=/usr/sbin/policy-rc.d
+made_policy=
+if [ ! -e "$policy" ]; then
+	printf '#!/bin/sh\nexit 101\n' | "${as_root[@]}" tee "$policy" >/dev/null
+	"${as_root[@]}" chmod 755 "$policy"
+	made_policy=1
+fi
+rc=0
+"${as_root[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" ||
+	rc=$?
+[ -n "$made_policy" ] && "${as_root[@]}" rm -f "$policy"
+exit "$rc"

@@ -19,6 +19,8 @@
 #define OCI_CMD		"Cmd"
 #define OCI_WORKDIR	"WorkingDir"
 #define OCI_USER	"User"
+#define OCI_ROOTFS	"rootfs"
+#define OCI_DIFF_IDS	"diff_ids"
 #define OCI_MT_MANIFEST	"application/vnd.oci.image.manifest.v1+json"
 
 int
@@ -56,15 +58,14 @@ load(const char *buf, size_t len, const char *what, json_t **out,
 	return 0;
 }
 
-/* A descriptor's digest into out. */
+/* A digest (s may be NULL) into out. */
 static int
-desc_digest(json_t *d, const char *what, char out[OCI_DIGEST_LEN + 1],
+digest_into(const char *s, const char *what, char out[OCI_DIGEST_LEN + 1],
     struct cap_err *err)
 {
-	const char *s = json_string_value(json_object_get(d, OCI_DIGEST));
 	char shown[80];
 
-	if (!json_is_object(d) || s == NULL)
+	if (s == NULL)
 		return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
 		    "%s has no digest", what);
 	if (!oci_digest_ok(s)) {
@@ -75,6 +76,15 @@ desc_digest(json_t *d, const char *what, char out[OCI_DIGEST_LEN + 1],
 	}
 	memcpy(out, s, OCI_DIGEST_LEN + 1);
 	return 0;
+}
+
+/* A descriptor's digest into out. */
+static int
+desc_digest(json_t *d, const char *what, char out[OCI_DIGEST_LEN + 1],
+    struct cap_err *err)
+{
+	return digest_into(json_string_value(json_object_get(d, OCI_DIGEST)),
+	    what, out, err);
 }
 
 int
@@ -96,10 +106,11 @@ oci_parse_index(const char *buf, size_t len, char out[OCI_DIGEST_LEN + 1],
 	m = json_array_get(ms, 0);
 	mt = json_string_value(json_object_get(m, OCI_MEDIATYPE));
 	if (mt != NULL && strcmp(mt, OCI_MT_MANIFEST) != 0) {
-		json_decref(o);
-		return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
+		r = cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
 		    "the image's index lists a %.100s, not an image manifest",
 		    mt);
+		json_decref(o);
+		return r;
 	}
 	r = desc_digest(m, "the image's index entry", out, err);
 	json_decref(o);
@@ -250,6 +261,36 @@ config_from(json_t *cfg, int ours, struct oci_config *c, struct cap_err *err)
 	return 0;
 }
 
+static int
+diff_ids(json_t *o, struct oci_config *c, struct cap_err *err)
+{
+	json_t *ids = json_object_get(json_object_get(o, OCI_ROOTFS),
+	    OCI_DIFF_IDS), *v;
+	char what[64];
+	size_t i;
+	int r;
+
+	if (!json_is_array(ids))
+		return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
+		    "the image config has no rootfs.diff_ids list");
+	if (json_array_size(ids) > OCI_MAX_LAYERS)
+		return cap_err_set(err, E2BIG, E_INVALID_ARGUMENT,
+		    "the image config lists %zu layers; at most %d",
+		    json_array_size(ids), OCI_MAX_LAYERS);
+	c->diff_ids = calloc(json_array_size(ids) + 1, sizeof(*c->diff_ids));
+	if (c->diff_ids == NULL)
+		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
+	json_array_foreach(ids, i, v) {
+		snprintf(what, sizeof(what), "the image config's diff_id %zu",
+		    i + 1);
+		if ((r = digest_into(json_string_value(v), what,
+		    c->diff_ids[i], err)) < 0)
+			return r;
+	}
+	c->ndiff_ids = json_array_size(ids);
+	return 0;
+}
+
 int
 oci_parse_config(const char *buf, size_t len, struct oci_config *c,
     struct cap_err *err)
@@ -261,7 +302,9 @@ oci_parse_config(const char *buf, size_t len, struct oci_config *c,
 	if ((r = load(buf, len, "config", &o, err)) < 0)
 		return r;
 	/* The runtime part is "config"; an image may have none. */
-	r = config_from(json_object_get(o, OCI_CONFIG), 0, c, err);
+	if ((r = config_from(json_object_get(o, OCI_CONFIG), 0, c, err)) == 0 &&
+	    (r = diff_ids(o, c, err)) < 0)
+		oci_config_free(c);
 	json_decref(o);
 	return r;
 }
@@ -288,6 +331,7 @@ oci_config_free(struct oci_config *c)
 	strv_free(c->cmd, c->cmdc);
 	free(c->working_dir);
 	free(c->user);
+	free(c->diff_ids);
 	memset(c, 0, sizeof(*c));
 }
 

@@ -35,6 +35,11 @@ struct oci_config {
 	size_t	entrypointc, cmdc;
 	char	*working_dir;
 	char	*user;
+	/* rootfs.diff_ids: the uncompressed layers' digests, the same
+	 * whatever format carried the image (only from the image's own
+	 * config; oci_config_json leaves them out). */
+	char	(*diff_ids)[OCI_DIGEST_LEN + 1];
+	size_t	ndiff_ids;
 };
 
 /* Is s "sha256:" and 64 lowercase hex digits? */

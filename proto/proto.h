@@ -114,6 +114,7 @@
 #define J_CONFIG		"config"
 #define J_REMOVED		"removed"
 #define J_NAMES			"names"
+#define J_DIFF_IDS		"diff_ids"	/* image.json */
 /* config members, from the image's own (OCI) config */
 #define J_ENV			"env"
 #define J_WORKING_DIR		"working_dir"

@@ -917,6 +917,10 @@ imgimport_shutdown(void)
 {
 	struct imgimport *m;
 
-	while ((m = TAILQ_FIRST(&imports)) != NULL)
+	while ((m = TAILQ_FIRST(&imports)) != NULL) {
+		job_cancel(m->job);
+		m->job = NULL;
+		imp_clean(m);
 		imp_free(m);
+	}
 }

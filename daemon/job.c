@@ -178,14 +178,13 @@ job_timeout_cb(evutil_socket_t fd, short what, void *arg)
 
 /* In the child: becomes what o says; output goes to out. */
 static void
-job_child_setup(const struct job_opts *o, int out)
+job_child_setup(const struct job_opts *o, int out, pid_t parent)
 {
 	struct rlimit rl;
 	sigset_t none;
 	int fd;
 
 	setpgid(0, 0);
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	for (int s = 1; s < NSIG; s++)
@@ -214,6 +213,11 @@ job_child_setup(const struct job_opts *o, int out)
 		dprintf(2, "cannot take on uid %u\n", (unsigned)o->as->uid);
 		_exit(126);
 	}
+	/* After the change of identity, which clears it: if capsuled dies,
+	 * so does the job (the next capsuled clears what it left). */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != parent)
+		_exit(126);
 }
 
 static struct job *
@@ -224,6 +228,7 @@ job_spawn(struct event_base *base, char *const argv[], job_fn *fn,
 	static char *const empty[] = { NULL };
 	struct timeval tv = { o->timeout_s, 0 };
 	struct job *j;
+	pid_t parent;
 	int p[2];
 
 	if ((j = calloc(1, sizeof(*j))) == NULL) {
@@ -240,6 +245,7 @@ job_spawn(struct event_base *base, char *const argv[], job_fn *fn,
 		free(j);
 		return NULL;
 	}
+	parent = getpid();
 	if ((j->pid = fork()) < 0) {
 		cap_err_set(err, errno, E_INTERNAL, "fork: %s", strerror(errno));
 		close(p[0]);
@@ -248,7 +254,7 @@ job_spawn(struct event_base *base, char *const argv[], job_fn *fn,
 		return NULL;
 	}
 	if (j->pid == 0) {
-		job_child_setup(o, p[1]);
+		job_child_setup(o, p[1], parent);
 		if (fn != NULL)
 			_exit(fn(fn_arg));
 		execve(argv[0], argv, o->envp ? (char *const *)o->envp :

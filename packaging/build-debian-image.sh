@@ -3,10 +3,15 @@
 # python3, git, curl and ca-certificates: the userland real work needs,
 # where the built-in image has only busybox.
 #
-#   build-debian-image.sh --out FILE [--suite SUITE] [--include PKG,...]
+#   build-debian-image.sh --out FILE [--oci ARCHIVE] [--suite SUITE]
+#                         [--include PKG,...]
 #
 # Boot it with the usual kernel and initramfs (capsule-agent stays PID 1):
 #   capsule run --rootfs FILE -- python3 -c 'print(1 + 1)'
+# --oci also writes the same tree as an OCI image archive (one layer, an
+# image config with PATH, WorkingDir /root and Cmd bash), for
+#   capsule image import ARCHIVE --name debian
+#   capsule run --image debian -- python3 -c 'print(1 + 1)'
 #
 # mmdebstrap builds the tree from the Debian archive this host's apt uses
 # (about 20 s and 250 MB here), as root; mkfs.ext4 -d turns it into an
@@ -20,14 +25,17 @@ include=python3,git,curl,ca-certificates
 
 die() { printf '%s: %s\n' "$prog" "$*" >&2; exit 1; }
 usage() {
-	echo "usage: $prog --out FILE [--suite SUITE] [--include PKG,...]" >&2
+	echo "usage: $prog --out FILE [--oci ARCHIVE] [--suite SUITE]" \
+		"[--include PKG,...]" >&2
 	exit 2
 }
 
 out=''
+oci=''
 while [ $# -gt 0 ]; do
 	case $1 in
 	--out) [ $# -ge 2 ] || usage; out=$2; shift 2 ;;
+	--oci) [ $# -ge 2 ] || usage; oci=$2; shift 2 ;;
 	--suite) [ $# -ge 2 ] || usage; suite=$2; shift 2 ;;
 	--include) [ $# -ge 2 ] || usage; include=$2; shift 2 ;;
 	-h|--help) usage ;;
@@ -37,7 +45,7 @@ done
 [ -n "$out" ] || usage
 [ "$(id -u)" = 0 ] || die "run as root (mmdebstrap's root mode keeps" \
 	"the files' owners as Debian sets them)"
-for tool in mmdebstrap mkfs.ext4 truncate du; do
+for tool in mmdebstrap mkfs.ext4 truncate du tar sha256sum; do
 	command -v "$tool" >/dev/null || case $tool in
 		mmdebstrap) die "mmdebstrap not found (install mmdebstrap)" ;;
 		mkfs.ext4) die "mkfs.ext4 not found (install e2fsprogs)" ;;
@@ -74,6 +82,41 @@ truncate -s "${size}M" "$work/rootfs.ext4"
 mkfs.ext4 -q -F -L capsule-debian -d "$root" "$work/rootfs.ext4" ||
 	die "mkfs.ext4 failed"
 chmod 0644 "$work/rootfs.ext4"
+
+# The OCI archive: the tree as one uncompressed layer (owners by number,
+# as Debian set them), its config and manifest named by their sha256, a
+# layout around them, and the layout as one tar.
+if [ -n "$oci" ]; then
+	lay=$work/layout
+	mkdir -p "$lay/blobs/sha256"
+	tar -C "$root" --numeric-owner --xattrs --sort=name \
+		-cf "$work/layer.tar" . || die "tar of the tree failed"
+	blob() {	# FILE -> prints the digest, moves FILE into blobs/
+		local d
+		d=$(sha256sum "$1" | cut -d' ' -f1)
+		mv -f "$1" "$lay/blobs/sha256/$d"
+		echo "$d"
+	}
+	lsize=$(stat -c %s "$work/layer.tar")
+	layer=$(blob "$work/layer.tar")
+	printf '{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin","LANG=C.UTF-8"],"WorkingDir":"/root","Cmd":["/bin/bash"]},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' \
+		"$layer" >"$work/config.json"
+	csize=$(stat -c %s "$work/config.json")
+	config=$(blob "$work/config.json")
+	printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%d},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"sha256:%s","size":%d}]}' \
+		"$config" "$csize" "$layer" "$lsize" >"$work/manifest.json"
+	msize=$(stat -c %s "$work/manifest.json")
+	manifest=$(blob "$work/manifest.json")
+	printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%d,"annotations":{"org.opencontainers.image.ref.name":"latest"}}]}' \
+		"$manifest" "$msize" >"$lay/index.json"
+	printf '{"imageLayoutVersion":"1.0.0"}' >"$lay/oci-layout"
+	tar -C "$lay" -cf "$work/oci.tar" oci-layout index.json blobs ||
+		die "tar of the layout failed"
+	chmod 0644 "$work/oci.tar"
+	mkdir -p "$(dirname "$oci")"
+	mv -f "$work/oci.tar" "$oci"
+	printf '%s: %s (OCI image archive)\n' "$prog" "$oci" >&2
+fi
 mv -f "$work/rootfs.ext4" "$out"
 printf '%s: %s (%d MiB, Debian %s with %s)\n' "$prog" "$out" "$size" \
 	"$suite" "$include" >&2

@@ -118,9 +118,10 @@ image_fetch(int argc, char **argv, int pull)
 		json_decref(r);
 		return CLI_EXIT_FAIL;
 	}
-	if (json)
-		cli_print_json(json_object_get(r, J_IMAGE));
-	else
+	if (json) {	/* JSON lines: the progress, then the image */
+		json_dumpf(json_object_get(r, J_IMAGE), stdout, JSON_COMPACT);
+		fputc('\n', stdout);
+	} else
 		printf("%s %s\n", str(json_object_get(r, J_IMAGE), J_NAME),
 		    str(json_object_get(r, J_IMAGE), J_DIGEST));
 	status = 0;

@@ -303,6 +303,7 @@ op_import(struct conn *c)
 	struct imgimport_req r = { .who = &c->who, .tls_verify = 1 };
 	struct cap_err err;
 
+	c->progress = 0;	/* this request's say, not an earlier one's */
 	if (ctl_check_fields(c->req, op, pull ? known_pull : known_import,
 	    &err) < 0 ||
 	    ctl_get_string(c->req, pull ? J_REF : J_PATH, 1,

@@ -41,9 +41,10 @@
 /* Is a running VM using the image with this digest? */
 typedef int image_in_use_fn(const char *digest);
 
-/* Opens (making) the store, empties tmp and fetch, loads the names. */
+/* Opens the store (making it), empties tmp and fetch, loads the names. */
 int	image_init(const char *state_dir, image_in_use_fn *in_use,
 	    struct cap_err *err);
+int	image_prepare(struct cap_err *err);
 void	image_shutdown(void);
 /* The store's directories (for imgimport.c). */
 int	image_store_fd(void);

@@ -33,6 +33,7 @@
 #define BUNDLE		"bundle"
 #define OUT		"out"
 #define TAR_SCAN_MAX	100000		/* headers looked at to tell formats */
+#define REF_MARK	"capsule-ref-name: "	/* fetch child -> daemon */
 #define FETCH_TIMEOUT_S	(6 * 3600)
 #define WORK_TIMEOUT_S	(2 * 3600)
 
@@ -54,11 +55,12 @@ struct imgimport {
 	struct oci_manifest	 manifest;
 	uint64_t		 content;	/* du of the bundle */
 	int			 tmp_made, fetch_made;
+	int			 named;		/* the request gave the name */
 	struct imgimport_cbs	 cbs;
 	void			*arg;
 	/* for the fetch child */
 	char			 home[PATH_MAX];
-	char			 dest[PATH_MAX];
+	char			 dest[PATH_MAX];	/* fetch/<id> */
 };
 
 static TAILQ_HEAD(, imgimport) imports = TAILQ_HEAD_INITIALIZER(imports);
@@ -169,11 +171,40 @@ imp_failf(struct imgimport *m, const char *code, const char *fmt,
 	imp_fail(m, &err);
 }
 
+/* A name from the image's index: a full reference (with a '/' or ':') as
+ * it is, a bare tag after the name from the path; NULL if not a name. */
+static char *
+ref_default(const struct imgimport *m, const char *ref)
+{
+	char *n;
+
+	if (strchr(ref, '/') != NULL || strchr(ref, ':') != NULL)
+		n = strdup(ref);
+	else
+		n = util_strdup_printf("%s:%s", m->name, ref);
+	if (n != NULL && !image_name_ok(n)) {
+		free(n);
+		n = NULL;
+	}
+	return n;
+}
+
 static void
 imp_line(void *arg, const char *line)
 {
 	struct imgimport *m = arg;
+	char *n;
 
+	/* The image's ref.name: the name, if the request gave none. */
+	if (m->stage == ST_FETCH && strncmp(line, REF_MARK,
+	    strlen(REF_MARK)) == 0) {
+		line += strlen(REF_MARK);
+		if (!m->named && (n = ref_default(m, line)) != NULL) {
+			free(m->name);
+			m->name = n;
+		}
+		return;
+	}
 	imp_progress(m, m->stage == ST_FETCH ? STAGE_FETCH :
 	    m->stage == ST_UNPACK ? STAGE_UNPACK : STAGE_MKFS, line);
 }
@@ -181,16 +212,17 @@ imp_line(void *arg, const char *line)
 /* ---- fetch: skopeo, as the caller ---- */
 
 /* What a regular file is, by its tar headers: "oci-archive",
- * "docker-archive", or NULL. */
+ * "docker-archive", or NULL; an OCI archive's index.json into index
+ * (NUL-terminated; "" if too big or absent). */
 static const char *
-tar_kind(int fd)
+tar_kind(int fd, char *index, size_t cap)
 {
 	unsigned char h[512];
-	int docker = 0;
+	int docker = 0, oci = 0;
 
 	for (int i = 0; i < TAR_SCAN_MAX; i++) {
 		char name[101];
-		unsigned long long size = 0;
+		unsigned long long size = 0, skip;
 		const char *n = name;
 		int zero = 1;
 
@@ -207,7 +239,7 @@ tar_kind(int fd)
 		if (strncmp(n, "./", 2) == 0)
 			n += 2;
 		if (strcmp(n, "oci-layout") == 0)
-			return "oci-archive";
+			oci = 1;
 		if (strcmp(n, "manifest.json") == 0)
 			docker = 1;
 		if (h[124] & 0x80) {		/* GNU base-256 */
@@ -218,10 +250,19 @@ tar_kind(int fd)
 			    h[124 + k] <= '7'; k++)
 				size = size * 8 + (h[124 + k] - '0');
 		}
-		if (lseek(fd, (off_t)((size + 511) / 512 * 512), SEEK_CUR) < 0)
+		skip = (size + 511) / 512 * 512;
+		if (strcmp(n, "index.json") == 0 && size < cap && h[156] != '5') {
+			ssize_t got = read(fd, index, (size_t)size);
+
+			index[got > 0 ? got : 0] = '\0';
+			skip -= got > 0 ? (unsigned long long)got : 0;
+		}
+		if (lseek(fd, (off_t)skip, SEEK_CUR) < 0)
+			break;
+		if (oci && index[0] != '\0')
 			break;
 	}
-	return docker ? "docker-archive" : NULL;
+	return oci ? "oci-archive" : docker ? "docker-archive" : NULL;
 }
 
 /* In the fetch child, as the caller: tells what the path is, then
@@ -231,11 +272,14 @@ fetch_child(void *arg)
 {
 	struct imgimport *m = arg;
 	char src[PATH_MAX + 32], dst[PATH_MAX + 32], home[PATH_MAX + 8];
-	char *argv[8];
+	char tmp[PATH_MAX + 8];
+	char *argv[10];
 	char *envp[] = { home, "PATH=/usr/bin:/bin", "TMPDIR=/var/tmp", NULL };
+	static char index[256 * 1024];
+	char ref[PROTO_MAX_IMAGE_NAME + 1];
 	const char *kind = "oci";
 	struct stat sb;
-	int n = 0, fd;
+	int n = 0, fd, ifd;
 
 	if (m->pull) {
 		snprintf(src, sizeof(src), "%s", m->src);
@@ -245,11 +289,24 @@ fetch_child(void *arg)
 			dprintf(2, "%s: %s\n", m->src, strerror(errno));
 			return 2;
 		}
+		index[0] = '\0';
 		if (S_ISREG(sb.st_mode))
-			kind = tar_kind(fd);
+			kind = tar_kind(fd, index, sizeof(index));
 		else if (!S_ISDIR(sb.st_mode))
 			kind = NULL;
+		else if ((ifd = openat(fd, "index.json", O_RDONLY |
+		    O_CLOEXEC | O_NONBLOCK)) >= 0) {
+			ssize_t got = read(ifd, index, sizeof(index) - 1);
+
+			index[got > 0 ? got : 0] = '\0';
+			close(ifd);
+		}
 		close(fd);
+		/* The image's own name for itself, for the daemon (which
+		 * takes it only as a default and checks it). */
+		if (index[0] != '\0' && oci_index_ref_name(index, strlen(index),
+		    ref, sizeof(ref)) == 0 && strchr(ref, '\n') == NULL)
+			dprintf(1, REF_MARK "%s\n", ref);
 		if (kind == NULL) {
 			dprintf(2, "%s is neither an OCI image layout directory "
 			    "nor an OCI or docker archive\n", m->src);
@@ -257,9 +314,18 @@ fetch_child(void *arg)
 		}
 		snprintf(src, sizeof(src), "%s:%s", kind, m->src);
 	}
-	snprintf(dst, sizeof(dst), "oci:%s:" TAG, m->dest);
+	snprintf(dst, sizeof(dst), "oci:%s/" LAYOUT ":" TAG, m->dest);
 	snprintf(home, sizeof(home), "HOME=%s", m->home);
+	/* skopeo unpacks an OCI archive into a temporary dir: in the job's
+	 * own, so a killed fetch leaves nothing in /var/tmp. */
+	snprintf(tmp, sizeof(tmp), "%s/tmp", m->dest);
+	if (mkdir(tmp, 0700) < 0) {
+		dprintf(2, "%s: %s\n", tmp, strerror(errno));
+		return 2;
+	}
 	argv[n++] = SKOPEO;
+	argv[n++] = "--tmpdir";
+	argv[n++] = tmp;
 	argv[n++] = "copy";
 	if (m->pull && !m->tls_verify)
 		argv[n++] = "--src-tls-verify=false";
@@ -827,7 +893,7 @@ imgimport_start(struct event_base *base, const struct imgimport_req *r,
 	char shown[160];
 	int r2;
 
-	if ((r2 = check_req(r, err)) < 0)
+	if ((r2 = check_req(r, err)) < 0 || (r2 = image_prepare(err)) < 0)
 		return r2;
 	if (imp_count() >= IMGIMPORT_MAX)
 		return cap_err_set(err, EAGAIN, E_LIMIT, "%d imports are in "
@@ -849,6 +915,7 @@ imgimport_start(struct event_base *base, const struct imgimport_req *r,
 	else
 		m->src = strdup(r->path);
 	m->name = r->name ? strdup(r->name) : default_name(r);
+	m->named = r->name != NULL;
 	if (m->src == NULL || m->name == NULL) {
 		imp_free(m);
 		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
@@ -892,8 +959,7 @@ imgimport_start(struct event_base *base, const struct imgimport_req *r,
 		}
 		m->fetch_made = 1;
 	}
-	snprintf(m->dest, sizeof(m->dest), "%s/%s/" LAYOUT, image_fetch_path(),
-	    m->id);
+	snprintf(m->dest, sizeof(m->dest), "%s/%s", image_fetch_path(), m->id);
 	pw = getpwuid(m->who.uid);
 	snprintf(m->home, sizeof(m->home), "%s", pw && pw->pw_dir ?
 	    pw->pw_dir : "/nonexistent");

@@ -107,8 +107,8 @@ if [ -n "$oci" ]; then
 		"$config" "$csize" "$layer" "$lsize" >"$work/manifest.json"
 	msize=$(stat -c %s "$work/manifest.json")
 	manifest=$(blob "$work/manifest.json")
-	printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%d,"annotations":{"org.opencontainers.image.ref.name":"latest"}}]}' \
-		"$manifest" "$msize" >"$lay/index.json"
+	printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%d,"annotations":{"org.opencontainers.image.ref.name":"debian:%s"}}]}' \
+		"$manifest" "$msize" "$suite" >"$lay/index.json"
 	printf '{"imageLayoutVersion":"1.0.0"}' >"$lay/oci-layout"
 	tar -C "$lay" -cf "$work/oci.tar" oci-layout index.json blobs ||
 		die "tar of the layout failed"

@@ -20,6 +20,8 @@
 #define OCI_WORKDIR	"WorkingDir"
 #define OCI_USER	"User"
 #define OCI_ROOTFS	"rootfs"
+#define OCI_ANNOTATIONS	"annotations"
+#define OCI_REF_NAME	"org.opencontainers.image.ref.name"
 #define OCI_DIFF_IDS	"diff_ids"
 #define OCI_MT_MANIFEST	"application/vnd.oci.image.manifest.v1+json"
 
@@ -113,6 +115,23 @@ oci_parse_index(const char *buf, size_t len, char out[OCI_DIGEST_LEN + 1],
 		return r;
 	}
 	r = desc_digest(m, "the image's index entry", out, err);
+	json_decref(o);
+	return r;
+}
+
+int
+oci_index_ref_name(const char *buf, size_t len, char *out, size_t outlen)
+{
+	json_t *o = len <= OCI_MAX_JSON ? json_loadb(buf, len, 0, NULL) : NULL;
+	const char *s = json_string_value(json_object_get(json_object_get(
+	    json_array_get(json_object_get(o, OCI_MANIFESTS), 0),
+	    OCI_ANNOTATIONS), OCI_REF_NAME));
+	int r = -1;
+
+	if (s != NULL && strlen(s) > 0 && strlen(s) < outlen) {
+		memcpy(out, s, strlen(s) + 1);
+		r = 0;
+	}
 	json_decref(o);
 	return r;
 }

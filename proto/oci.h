@@ -48,6 +48,11 @@ int	oci_digest_ok(const char *s);
  * skopeo wrote, so exactly one), its digest into out. */
 int	oci_parse_index(const char *buf, size_t len,
 	    char out[OCI_DIGEST_LEN + 1], struct cap_err *err);
+/* The org.opencontainers.image.ref.name of an index's first manifest
+ * (an image's own index, as a name to give it), into out; 0 if there is
+ * one that fits, -1 if not. */
+int	oci_index_ref_name(const char *buf, size_t len, char *out,
+	    size_t outlen);
 int	oci_parse_manifest(const char *buf, size_t len, struct oci_manifest *m,
 	    struct cap_err *err);
 int	oci_parse_config(const char *buf, size_t len, struct oci_config *c,

@@ -354,8 +354,11 @@ class DiskFullTest(unittest.TestCase):
             # Nothing of the VM is left on the small file system.
             left = sorted(os.path.relpath(os.path.join(dp, n), mnt)
                           for dp, dns, fns in os.walk(mnt) for n in dns + fns)
+            # (the image store's dirs are made at start, empty)
             self.assertEqual(left, ["state", "state/capsuled.lock",
-                                    "state/run", "state/vms"])
+                                    "state/fetch", "state/images",
+                                    "state/images/tmp", "state/run",
+                                    "state/vms"])
             st = os.statvfs(mnt)
             used = (st.f_blocks - st.f_bfree) * st.f_frsize
             self.assertLess(used, MiB, "%d bytes still used" % used)

@@ -1118,7 +1118,11 @@ class CleanroomTest(UserTestCase):
                 self.assertEqual(h["files_after"], ["console.log"])
                 sd = os.path.join(sockets, fnv1a64(h["sock"]))
                 self.assertEqual(sorted(os.listdir(sd)),
-                                 ["capsuled.lock", "run", "vms"])
+                                 ["capsuled.lock", "fetch", "images", "run",
+                                  "vms"])
+                self.assertEqual(os.listdir(os.path.join(sd, "fetch")), [])
+                self.assertEqual(os.listdir(os.path.join(sd, "images")),
+                                 ["tmp"])
                 self.assertEqual(os.listdir(os.path.join(sd, "vms")), [])
                 self.assertEqual(os.listdir(os.path.join(sd, "run")), [])
                 st = os.lstat(sd)

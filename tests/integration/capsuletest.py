@@ -56,15 +56,18 @@ def require_build(image=True):
 
 
 DEBIAN_ROOTFS = os.path.join(IMAGE_DIR, "debian.ext4")
+DEBIAN_OCI = os.path.join(IMAGE_DIR, "debian.oci.tar")	# the same tree
 
 
 def require_debian():
     """Fails (never skips) when the Debian root file system is missing."""
     require_build()
-    if not os.path.isfile(DEBIAN_ROOTFS):
+    if not os.path.isfile(DEBIAN_ROOTFS) or not os.path.isfile(DEBIAN_OCI):
         raise AssertionError(
             "missing %s\n  build it with: cmake --build build --target "
-            "image-debian (as root; needs mmdebstrap)" % DEBIAN_ROOTFS)
+            "image-debian (as root; needs mmdebstrap)" % (
+                DEBIAN_ROOTFS if not os.path.isfile(DEBIAN_ROOTFS) else
+                DEBIAN_OCI))
 
 
 def qemu_procs(needle):

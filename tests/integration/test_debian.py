@@ -112,6 +112,37 @@ class DebianTest(DebianCase):
         self.assertEqual((code, out), (0, "refused\n"))
 
 
+class DebianImageTest(ct.DaemonTestCase):
+    """The same tree as an OCI image (debian.oci.tar): imported through
+    the CLI, run with the image's own config as the exec defaults."""
+
+    def test_import_and_run_python(self):
+        d = self.daemon
+        p = d.cli("image", "import", ct.DEBIAN_OCI, "--name", "debian",
+                  timeout=600)
+        self.assertEqual(p.returncode, 0, p)
+        name, digest = p.stdout.decode().split()[-2:]
+        self.assertEqual(name, "debian")
+        self.addCleanup(d.cli, "image", "rm", "debian")
+        # python3 from the image's PATH, in its WorkingDir, with its Env.
+        p = d.cli("run", "--image", "debian", "--", "python3", "-c",
+                  "import os, sys; print(os.getcwd(), os.environ['LANG'], "
+                  "sys.version_info[0])", timeout=300)
+        self.assertEqual(p.returncode, 0, p)
+        self.assertEqual(p.stdout.decode().split(), ["/root", "C.UTF-8",
+                                                     "3"])
+        # No command: the image's Cmd (bash), reading this script.
+        p = d.cli("run", "--image", "debian", input=b"echo $((6 * 7)) "
+                  b"$(id -un)\n", timeout=300)
+        self.assertEqual(p.returncode, 0, p)
+        self.assertEqual(p.stdout.decode().split(), ["42", "root"])
+        # The VM wrote to its own layer: the store's file is unchanged
+        # (same digest, still listed once).
+        r = d.request({"op": "InspectImage", "image": "debian"})
+        self.assertEqual(r["image"]["digest"], digest, r)
+        self.assertNoLeaks()
+
+
 class DebianAllowTest(DebianCase):
     """glibc's resolver and real HTTP clients under an allowlist."""
 

@@ -64,17 +64,23 @@ image_fetch_path(void)
 }
 
 int
-image_name_ok(const char *s)
+image_ref_ok(const char *s, size_t max)
 {
 	size_t n = strlen(s);
 
-	if (n == 0 || n > PROTO_MAX_IMAGE_NAME || s[0] == '-' || s[0] == '.')
+	if (n == 0 || n > max || s[0] == '-')
 		return 0;
 	for (; *s != '\0'; s++)
 		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
 		    (*s >= '0' && *s <= '9') || strchr("._:/@-", *s) != NULL))
 			return 0;
 	return 1;
+}
+
+int
+image_name_ok(const char *s)
+{
+	return s[0] != '.' && image_ref_ok(s, PROTO_MAX_IMAGE_NAME);
 }
 
 /* "sha256:<hex>" -> "sha256-<hex>" */

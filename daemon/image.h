@@ -55,6 +55,9 @@ const char *image_fetch_path(void);
 /* Is name a valid image name (1-128 of [A-Za-z0-9._:/@-], not starting
  * with '-' or '.')? */
 int	image_name_ok(const char *name);
+/* Is s 1-max of those characters, not starting with '-' (a registry
+ * reference, which skopeo parses further)? */
+int	image_ref_ok(const char *s, size_t max);
 /* Is the image with this digest in the store? */
 int	image_have(const char *digest);
 /* An image in the store with the same layers (diff_ids) and the same

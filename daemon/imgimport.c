@@ -810,18 +810,6 @@ imp_step_done(void *arg, int status, const char *tail, int timed_out)
 
 /* ---- starting ---- */
 
-static int
-ref_ok(const char *s)
-{
-	if (s[0] == '\0' || s[0] == '-' || strlen(s) > 512)
-		return 0;
-	for (; *s != '\0'; s++)
-		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
-		    (*s >= '0' && *s <= '9') || strchr("._:/@-", *s) != NULL))
-			return 0;
-	return 1;
-}
-
 /* The name an import gets unless told: the reference, or the path's last
  * component without ".tar". */
 static char *
@@ -868,7 +856,7 @@ check_req(const struct imgimport_req *r, struct cap_err *err)
 		    r->ref + 9 : r->ref;
 
 		cap_show(r->ref, strlen(r->ref), shown, sizeof(shown));
-		if (!ref_ok(ref))
+		if (!image_ref_ok(ref, 512))
 			return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
 			    "ref \"%s\" is not an image reference like "
 			    "registry.example/name:tag", shown);

@@ -9,6 +9,7 @@
 #include <jansson.h>
 
 #include "b64.h"
+#include "ctl.h"
 #include "execmsg.h"
 #include "proto.h"
 
@@ -86,20 +87,6 @@ fail:
 	    "\"%s\"[%zu] must be a string without NUL bytes", field, i);
 }
 
-static int
-parse_bool(json_t *o, const char *field, int *out, struct cap_err *err)
-{
-	json_t *v = json_object_get(o, field);
-
-	if (v == NULL || json_is_null(v))
-		return 0;
-	if (!json_is_boolean(v))
-		return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
-		    "\"%s\" must be true or false", field);
-	*out = json_is_true(v);
-	return 0;
-}
-
 /* {"copy":"in"|"out","path":"/abs"}: capsule cp instead of a command. */
 static int
 parse_copy(json_t *o, json_t *v, struct exec_req *req, struct cap_err *err)
@@ -159,7 +146,7 @@ parse_request(const char *line, size_t len, struct exec_req *req,
 	memset(req, 0, sizeof(*req));
 	if ((o = parse_object(line, len, "exec request", err, &r)) == NULL)
 		return r;
-	if ((r = parse_bool(o, X_STDIN_CREDIT, &req->stdin_credit, err)) < 0 ||
+	if ((r = ctl_get_bool(o, X_STDIN_CREDIT, &req->stdin_credit, err)) < 0 ||
 	    (r = parse_seed(o, req, err)) < 0)
 		goto out;
 	if ((v = json_object_get(o, X_COPY)) != NULL && !json_is_null(v)) {
@@ -214,8 +201,8 @@ parse_request(const char *line, size_t len, struct exec_req *req,
 			goto out;
 		}
 	}
-	if ((r = parse_bool(o, X_TTY, &req->tty, err)) < 0 ||
-	    (r = parse_bool(o, X_DETACH, &req->detach, err)) < 0)
+	if ((r = ctl_get_bool(o, X_TTY, &req->tty, err)) < 0 ||
+	    (r = ctl_get_bool(o, X_DETACH, &req->detach, err)) < 0)
 		goto out;
 	if (req->detach && req->tty) {
 		r = cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,

@@ -154,6 +154,16 @@ def procs_of_uid(uid):
     return out
 
 
+def free_port():
+    """A TCP port on 127.0.0.1 nobody listens on (just now)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
+
+
 def wait_for(pred, timeout, interval=0.1):
     """Polls pred() until it returns something true; returns that or None."""
     end = time.monotonic() + timeout

@@ -62,6 +62,8 @@ import tarfile
 import tempfile
 import time
 
+import capsuletest as ct
+
 MT_INDEX = "application/vnd.oci.image.index.v1+json"
 MT_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MT_CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -643,13 +645,6 @@ def truncate_blob(path_or_built, digest, keep=None):
 
 # ---- a registry on loopback ----
 
-def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
 
 
 def _port_open(port):
@@ -686,7 +681,7 @@ class Registry:
         storage = os.path.join(self.dir, "storage")
         os.makedirs(storage, exist_ok=True)
         for attempt in range(5):
-            self.port = free_port()
+            self.port = ct.free_port()
             conf = os.path.join(self.dir, "config.yml")
             _write(conf, (
                 "version: 0.1\n"

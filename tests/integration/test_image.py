@@ -1159,7 +1159,7 @@ class PullTest(ImageCase):
                  self.pull_req("%s/test/img:nope" % reg, tls_verify=False),
                  ["nope"]),
                 ("nothing listening",
-                 self.pull_req("127.0.0.1:%d/test/img:v1" % oci.free_port(),
+                 self.pull_req("127.0.0.1:%d/test/img:v1" % ct.free_port(),
                                tls_verify=False), []),
                 ("bad name", self.pull_req(self.ref, name="-x",
                                            tls_verify=False), ["name"])):

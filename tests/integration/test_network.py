@@ -424,12 +424,6 @@ class NatModeTest(NetDaemonTestCase):
         self.assertEqual(v["network"], {"mode": "nat"})
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class PublishTest(NetDaemonTestCase):
@@ -440,8 +434,8 @@ class PublishTest(NetDaemonTestCase):
 
     @classmethod
     def setUpVMs(cls):
-        cls.http_port = free_port()
-        cls.echo_port = free_port()
+        cls.http_port = ct.free_port()
+        cls.echo_port = ct.free_port()
         cls.vm = cls.start(publish=[
             "127.0.0.1:%d:8000" % cls.http_port,
             "%d:8001" % cls.echo_port])
@@ -536,7 +530,7 @@ class PublishTest(NetDaemonTestCase):
                          [self.vm["vm_id"]])
 
     def test_nothing_listening_in_the_guest(self):
-        port = free_port()
+        port = ct.free_port()
         v = self.start(publish=["127.0.0.1:%d:9" % port])
         c = socket.create_connection(("127.0.0.1", port), timeout=30)
         c.settimeout(30)

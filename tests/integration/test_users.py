@@ -170,13 +170,6 @@ def connect_as(user, path, timeout=ct.START_TIMEOUT):
 
 # ---- metrics ----
 
-def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
 
 
 def parse_metrics(text):
@@ -221,7 +214,7 @@ class UsersTest(ct.DaemonTestCase):
         cls.users = []
         try:
             cls.users = [TestUser(cls.group), TestUser(cls.group)]
-            cls.port = free_port()
+            cls.port = ct.free_port()
             d = cls.daemon = ct.Daemon(cls.__name__)
             cls.conf = write_file(os.path.join(d.dir, "capsuled.conf"), (
                 "# limits for users; root is exempt\n"

@@ -103,6 +103,9 @@ class Tmux:
     def wait_prompt(self, prompt, count=None):
         """Waits for the last line to be prompt (the count'th prompt)."""
         def ready(ls):
+            # The guest tty's echo of ^C can land after the output the
+            # signal caused, in front of the next prompt.
+            ls = [l[2:] if l.startswith("^C") else l for l in ls]
             if not ls or ls[-1] != prompt.rstrip():
                 return False
             n = sum(1 for l in ls if l.startswith(prompt.rstrip()))

@@ -600,6 +600,7 @@ main(int argc, char *argv[])
 		log_error("%s", err.msg);
 		return 1;
 	}
+	imgimport_init(d.base);
 	/* Before the VMs are taken over, so a bad address changes nothing. */
 	if (egress_init(d.base, d.cur.dns_server, &err) < 0) {
 		log_error("%s", err.msg);

@@ -18,8 +18,8 @@
 #include "rmtree.h"
 #include "util.h"
 
-#define IMAGE_MAX_NAMES		4096
-#define IMAGE_META_MAX		(8 * 1024 * 1024)
+#define IMAGE_MAX_NAMES		16384
+#define IMAGE_MAX_NAMES_PER_UID	1024
 
 struct name {
 	uid_t		 owner;
@@ -219,6 +219,14 @@ image_name_add(uid_t uid, const char *name, const char *digest,
 	struct name *n = name_find(uid, name), *grown;
 
 	if (n == NULL) {
+		size_t mine = 0;
+
+		for (size_t i = 0; i < st.nnames; i++)
+			mine += st.names[i].owner == uid;
+		if (mine >= IMAGE_MAX_NAMES_PER_UID)
+			return cap_err_set(err, ENOSPC, E_LIMIT, "you have %d "
+			    "image names; remove some first",
+			    IMAGE_MAX_NAMES_PER_UID);
 		if (st.nnames >= IMAGE_MAX_NAMES)
 			return cap_err_set(err, ENOSPC, E_LIMIT, "capsuled "
 			    "keeps at most %d image names", IMAGE_MAX_NAMES);
@@ -431,7 +439,26 @@ image_diff_ids_json(const struct oci_config *c)
 }
 
 int
-image_find_same(const struct oci_config *c, char out[OCI_DIGEST_LEN + 1])
+image_name_taken(uid_t uid, const char *name, const char *digest)
+{
+	struct name *n = name_find(uid, name);
+
+	return n != NULL && strcmp(n->digest, digest) != 0;
+}
+
+int
+image_owned(uid_t uid, const char *digest)
+{
+	for (size_t i = 0; i < st.nnames; i++)
+		if (st.names[i].owner == uid &&
+		    strcmp(st.names[i].digest, digest) == 0)
+			return image_have(digest);
+	return 0;
+}
+
+int
+image_find_same(uid_t uid, const struct oci_config *c,
+    char out[OCI_DIGEST_LEN + 1])
 {
 	json_t *ids = image_diff_ids_json(c), *cfg = oci_config_json(c), *m;
 	struct dirent *de;
@@ -454,7 +481,7 @@ image_find_same(const struct oci_config *c, char out[OCI_DIGEST_LEN + 1])
 			continue;
 		snprintf(digest, sizeof(digest), "sha256:%s",
 		    de->d_name + strlen(IMAGE_PREFIX));
-		if (!oci_digest_ok(digest) ||
+		if (!oci_digest_ok(digest) || !image_owned(uid, digest) ||
 		    (m = meta_load(digest, &err)) == NULL)
 			continue;
 		found = json_equal(json_object_get(m, J_DIFF_IDS), ids) &&
@@ -478,7 +505,7 @@ drop_if_unused(const char *digest)
 	char d[OCI_DIGEST_LEN + 1];
 	int r;
 
-	if (digest_named(digest) || st.in_use(digest))
+	if (digest_named(digest) || st.in_use(digest, 0))
 		return 0;
 	digest_dir(digest, d);
 	if ((r = rmtree_at(st.fd, d)) < 0) {
@@ -503,9 +530,12 @@ image_remove(uid_t uid, const char *ref, json_t **removed,
 		return unknown(ref, err);
 	memcpy(digest, d0, sizeof(digest));
 	by_name = name_find(uid, ref) != NULL;
-	if (st.in_use(digest))
+	/* Your VM uses it: say so. Another user's VM keeps the data, but
+	 * your names are yours to remove. */
+	if (st.in_use(digest, uid))
 		return cap_err_set(err, EBUSY, E_CONFLICT, "image %s (%.19s) is "
-		    "in use by a running VM; stop it first", ref, digest);
+		    "in use by a running VM of yours; stop it first", ref,
+		    digest);
 	*removed = json_array();
 	for (i = 0; i < st.nnames;) {
 		struct name *n = &st.names[i];
@@ -588,8 +618,7 @@ open_dir(int at, const char *name, unsigned mode, int make,
 	return fd;
 }
 
-/* Opens the store's directories, making them if make (the first import
- * does; a daemon that never imports leaves no trace). */
+/* Opens the store's directories, making them if make. */
 static int
 store_open(int make, struct cap_err *err)
 {
@@ -640,12 +669,8 @@ image_init(const char *state_dir, image_in_use_fn *in_use,
 	    IMAGE_FETCH_DIR);
 	if ((r = store_open(1, err)) < 0)
 		return r;
-	/* Imports a previous daemon left unfinished. */
-	if ((r = rmtree_contents(st.fetch_fd)) < 0 ||
-	    (r = rmtree_at(st.fd, IMAGE_TMP)) < 0 ||
-	    (mkdirat(st.fd, IMAGE_TMP, 0700) < 0 ? (r = -errno) : 0) < 0)
-		log_warn("images: cannot clear unfinished imports: %s",
-		    strerror(-r));
+	/* What imports a previous daemon left unfinished is removed by
+	 * imgimport_init, beside the loop. */
 	names_load();
 	return 0;
 }

@@ -38,10 +38,11 @@
 #define IMAGE_INDEX		"index.json"
 #define IMAGE_PREFIX		"sha256-"
 
-/* Is a running VM using the image with this digest? */
-typedef int image_in_use_fn(const char *digest);
+/* Is a running VM of uid's (0: anyone's) using the image with this
+ * digest? */
+typedef int image_in_use_fn(const char *digest, uid_t uid);
 
-/* Opens the store (making it), empties tmp and fetch, loads the names. */
+/* Opens the store (making it) and loads the names. */
 int	image_init(const char *state_dir, image_in_use_fn *in_use,
 	    struct cap_err *err);
 int	image_prepare(struct cap_err *err);
@@ -60,9 +61,14 @@ int	image_name_ok(const char *name);
 int	image_ref_ok(const char *s, size_t max);
 /* Is the image with this digest in the store? */
 int	image_have(const char *digest);
-/* An image in the store with the same layers (diff_ids) and the same
- * runtime config as c, whatever format it came in: 1 and its digest. */
-int	image_find_same(const struct oci_config *c,
+/* Does uid's name mean an image other than digest? */
+int	image_name_taken(uid_t uid, const char *name, const char *digest);
+/* Does uid have a name for the stored image with this digest? */
+int	image_owned(uid_t uid, const char *digest);
+/* An image uid has a name for with the same layers (diff_ids) and the
+ * same runtime config as c, whatever format it came in: 1 and its
+ * digest. */
+int	image_find_same(uid_t uid, const struct oci_config *c,
 	    char out[OCI_DIGEST_LEN + 1]);
 /* The layers' diff_ids as image.json keeps them. */
 json_t	*image_diff_ids_json(const struct oci_config *c);

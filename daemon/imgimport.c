@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/queue.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -27,6 +28,7 @@
 #define SKOPEO		"/usr/bin/skopeo"
 #define UMOCI		"/usr/bin/umoci"
 #define DU		"/usr/bin/du"
+#define RM		"/bin/rm"
 #define MKFS		"/sbin/mkfs.ext4"
 #define TAG		"capsule"	/* the one tag of a job's layout */
 #define LAYOUT		"layout"
@@ -49,6 +51,7 @@ struct imgimport {
 	char			 id[37];
 	enum stage		 stage;
 	struct job		*job;
+	struct event		*guard;		/* the store's free space */
 	struct imgimport	*leader;	/* ST_WAIT: for this one */
 	char			 digest[OCI_DIGEST_LEN + 1];
 	struct oci_config	 config;
@@ -56,6 +59,7 @@ struct imgimport {
 	uint64_t		 content;	/* du of the bundle */
 	int			 tmp_made, fetch_made;
 	int			 named;		/* the request gave the name */
+	unsigned		 lines;		/* of the fetch's output */
 	struct imgimport_cbs	 cbs;
 	void			*arg;
 	/* for the fetch child */
@@ -67,42 +71,96 @@ static TAILQ_HEAD(, imgimport) imports = TAILQ_HEAD_INITIALIZER(imports);
 
 static void	imp_fail(struct imgimport *m, const struct cap_err *err);
 
+/* Imports in progress: all, or uid's. */
 static size_t
-imp_count(void)
+imp_count(int all, uid_t uid)
 {
 	struct imgimport *m;
 	size_t n = 0;
 
 	TAILQ_FOREACH(m, &imports, entry)
-		n++;
+		if (all || m->who.uid == uid)
+			n++;
 	return n;
 }
 
-/* The job's directories go (the fetch dir is the caller's: rmtree never
- * follows a link in it). */
-static void
-imp_clean(struct imgimport *m)
-{
-	char tmp[64];
+/* ---- removing a job's directories, beside the loop ---- */
 
-	if (m->fetch_made)
-		rmtree_at(image_fetch_fd(), m->id);
-	if (m->tmp_made) {
-		snprintf(tmp, sizeof(tmp), "%s/%s", IMAGE_TMP, m->id);
-		rmtree_at(image_store_fd(), tmp);
+/* A removal in progress: the trees an import leaves can be as large as a
+ * layer makes them, so `rm -rf` (no depth limit) does it as a job. The
+ * fetch dir holds what the caller put there: it is emptied as the caller
+ * (root never walks it), then root removes the empty directory. */
+struct sweep {
+	TAILQ_ENTRY(sweep)	 entry;
+	struct job		*job;
+	char			 id[64];
+	int			 fetch;		/* fetch/<id>, else tmp/<id> */
+};
+
+static TAILQ_HEAD(, sweep) sweeps = TAILQ_HEAD_INITIALIZER(sweeps);
+static struct event_base *imp_base;
+
+static void
+sweep_done(void *arg, int status, const char *tail, int timed_out)
+{
+	struct sweep *s = arg;
+	char how[128];
+
+	(void)status;
+	s->job = NULL;
+	if (s->fetch && unlinkat(image_fetch_fd(), s->id, AT_REMOVEDIR) < 0 &&
+	    errno != ENOENT) {
+		job_describe(status, timed_out, how, sizeof(how));
+		log_warn("images: %s/%s is left behind (rm %s: %.200s)",
+		    image_fetch_path(), s->id, how, tail);
 	}
-	m->fetch_made = m->tmp_made = 0;
+	TAILQ_REMOVE(&sweeps, s, entry);
+	free(s);
+}
+
+/* Removes fetch/<id> (as who) or tmp/<id> (who NULL: as the daemon). */
+static void
+sweep(const char *id, const struct caller *who)
+{
+	static const char *const envp[] = { "PATH=/usr/bin:/bin", NULL };
+	struct job_opts o = { .as = who, .timeout_s = 600, .keep_fd = -1,
+	    .envp = envp };
+	_cleanup_free_ char *path = NULL;
+	struct cap_err err;
+	struct sweep *s;
+
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return;
+	snprintf(s->id, sizeof(s->id), "%s", id);
+	s->fetch = who != NULL;
+	path = util_strdup_printf("%s/%s/%s", who ? image_fetch_path() :
+	    image_store_path(), who ? "" : IMAGE_TMP, id);
+	if (path == NULL) {
+		free(s);
+		return;
+	}
+	{
+		char *argv[] = { RM, "-rf", "--one-file-system", "--", path,
+		    NULL };
+
+		s->job = job_exec(imp_base, argv, &o, sweep_done, s, &err);
+	}
+	if (s->job == NULL) {
+		log_warn("images: cannot remove %s: %s", path, err.msg);
+		free(s);
+		return;
+	}
+	TAILQ_INSERT_TAIL(&sweeps, s, entry);
 }
 
 static void
-imp_free(struct imgimport *m)
+imp_clean(struct imgimport *m)
 {
-	TAILQ_REMOVE(&imports, m, entry);
-	job_cancel(m->job);
-	free(m->src);
-	free(m->name);
-	oci_config_free(&m->config);
-	free(m);
+	if (m->fetch_made)
+		sweep(m->id, &m->who);
+	if (m->tmp_made)
+		sweep(m->id, NULL);
+	m->fetch_made = m->tmp_made = 0;
 }
 
 static void
@@ -112,53 +170,89 @@ imp_progress(struct imgimport *m, const char *stage, const char *msg)
 		m->cbs.progress(m->arg, stage, msg);
 }
 
-/* The image is in the store: name it for m's owner and answer m. */
-static void
-imp_finish(struct imgimport *m)
-{
-	struct cap_err err;
-	json_t *img;
+static void	imp_end(struct imgimport *m, const struct cap_err *err);
 
-	if (image_name_add(m->who.uid, m->name, m->digest, &err) < 0) {
-		imp_fail(m, &err);
-		return;
-	}
-	log_info("images: %s is %s for uid %u", m->name, m->digest,
-	    (unsigned)m->who.uid);
-	img = image_json(m->who.uid, m->name, m->digest);
-	m->cbs.done(m->arg, NULL, img);
-	imp_clean(m);
-	imp_free(m);
+/* Frees an import nobody waits for and that has not answered (start-up
+ * failures, daemon shutdown). */
+static void
+imp_free(struct imgimport *m)
+{
+	TAILQ_REMOVE(&imports, m, entry);
+	if (m->guard != NULL)
+		event_free(m->guard);
+	job_cancel(m->job);
+	free(m->src);
+	free(m->name);
+	oci_config_free(&m->config);
+	free(m);
 }
 
-/* m is done, one way or the other: so are those waiting for it. */
+/* The import m waits for ended: m ends the same way (the leader is
+ * always of m's own uid, so its words are m's to read). */
 static void
-imp_release(struct imgimport *m, const struct cap_err *err)
+imp_follow(struct imgimport *w, const struct imgimport *m,
+    const struct cap_err *err)
 {
-	struct imgimport *w, *next;
-
-	TAILQ_FOREACH_SAFE(w, &imports, entry, next) {
-		if (w->leader != m)
-			continue;
-		w->leader = NULL;
-		if (err != NULL) {
-			imp_fail(w, err);
-			continue;
-		}
+	w->leader = NULL;
+	if (err == NULL)
 		memcpy(w->digest, m->digest, sizeof(w->digest));
-		imp_finish(w);
+	imp_end(w, err);
+}
+
+/* Answers m (naming the image for its owner if it succeeded), answers
+ * those waiting for it, and frees it. Waiters never have waiters, and the
+ * list is walked again after each, as each answer frees entries. */
+static void
+imp_end(struct imgimport *m, const struct cap_err *err)
+{
+	struct imgimport *w;
+	struct cap_err nerr;
+	json_t *img = NULL;
+
+	/* Only a name the request gave may move to another image; one the
+	 * image or its path suggested must not silently take over. */
+	if (err == NULL && !m->named && image_name_taken(m->who.uid, m->name,
+	    m->digest)) {
+		cap_err_set(&nerr, EEXIST, E_CONFLICT, "you have an image called "
+		    "\"%s\" already, and this is another one; give this one "
+		    "a name (--name), or remove the other first", m->name);
+		err = &nerr;
 	}
+	if (err == NULL && image_name_add(m->who.uid, m->name, m->digest,
+	    &nerr) < 0)
+		err = &nerr;
+	if (err != NULL)
+		log_warn("images: import of %s for uid %u failed: %s", m->src,
+		    (unsigned)m->who.uid, err->msg);
+	else {
+		log_info("images: %s is %s for uid %u", m->name, m->digest,
+		    (unsigned)m->who.uid);
+		img = image_json(m->who.uid, m->name, m->digest);
+	}
+	for (;;) {
+		TAILQ_FOREACH(w, &imports, entry)
+			if (w->leader == m)
+				break;
+		if (w == NULL)
+			break;
+		imp_follow(w, m, err);
+	}
+	m->cbs.done(m->arg, err, img);
+	imp_clean(m);
+	imp_free(m);
 }
 
 static void
 imp_fail(struct imgimport *m, const struct cap_err *err)
 {
-	log_warn("images: import of %s for uid %u failed: %s", m->src,
-	    (unsigned)m->who.uid, err->msg);
-	imp_release(m, err);
-	m->cbs.done(m->arg, err, NULL);
-	imp_clean(m);
-	imp_free(m);
+	imp_end(m, err);
+}
+
+/* The image is in the store: name it for m's owner and answer m. */
+static void
+imp_finish(struct imgimport *m)
+{
+	imp_end(m, NULL);
 }
 
 static void
@@ -195,9 +289,10 @@ imp_line(void *arg, const char *line)
 	struct imgimport *m = arg;
 	char *n;
 
-	/* The image's ref.name: the name, if the request gave none. */
-	if (m->stage == ST_FETCH && strncmp(line, REF_MARK,
-	    strlen(REF_MARK)) == 0) {
+	/* The image's ref.name, which the fetch child (not skopeo) prints
+	 * first: the name, if the request gave none. */
+	if (m->stage == ST_FETCH && m->lines++ == 0 && !m->pull &&
+	    strncmp(line, REF_MARK, strlen(REF_MARK)) == 0) {
 		line += strlen(REF_MARK);
 		if (!m->named && (n = ref_default(m, line)) != NULL) {
 			free(m->name);
@@ -343,20 +438,42 @@ fetch_child(void *arg)
 #define COPY_SRC	3
 #define COPY_DST	4
 
+/* Set before the copy child is forked: whose files it takes. */
+static uid_t copy_uid;
+
+/* Copies one regular file of the caller's (its own, one link: not a
+ * hard link to someone else's) of at most max bytes, if the store's file
+ * system keeps IMGIMPORT_RESERVE free after it. */
 static int
-copy_file(int sdir, int ddir, const char *name)
+copy_file(int sdir, int ddir, const char *name, uint64_t max)
 {
 	char buf[65536];
+	struct statvfs vfs;
 	struct stat sb;
 	ssize_t n;
 	int in, out, r = 0;
 
 	in = openat(sdir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-	if (in < 0 || fstat(in, &sb) < 0 || !S_ISREG(sb.st_mode)) {
-		dprintf(2, "the fetched layout's %s is not a regular file\n",
-		    name);
+	if (in < 0 || fstat(in, &sb) < 0 || !S_ISREG(sb.st_mode) ||
+	    sb.st_nlink != 1 || sb.st_uid != copy_uid) {
+		dprintf(2, "the fetched layout's %s is missing or not a "
+		    "regular file of the caller's\n", name);
 		if (in >= 0)
 			close(in);
+		return -1;
+	}
+	if ((uint64_t)sb.st_size > max) {
+		dprintf(2, "the fetched layout's %s is larger than %llu "
+		    "bytes\n", name, (unsigned long long)max);
+		close(in);
+		return -1;
+	}
+	if (fstatvfs(ddir, &vfs) < 0 || (uint64_t)vfs.f_bavail * vfs.f_frsize <
+	    (uint64_t)sb.st_size + IMGIMPORT_RESERVE) {
+		dprintf(2, "no room for the image: %s needs %lld bytes and the "
+		    "store keeps %llu free\n", name, (long long)sb.st_size,
+		    (unsigned long long)IMGIMPORT_RESERVE);
+		close(in);
 		return -1;
 	}
 	out = openat(ddir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
@@ -381,18 +498,6 @@ copy_file(int sdir, int ddir, const char *name)
 }
 
 static int
-hex64(const char *s)
-{
-	size_t i;
-
-	for (i = 0; s[i] != '\0'; i++)
-		if (!((s[i] >= '0' && s[i] <= '9') ||
-		    (s[i] >= 'a' && s[i] <= 'f')))
-			return 0;
-	return i == 64;
-}
-
-static int
 open_sub(int at, const char *name, int make)
 {
 	if (make && mkdirat(at, name, 0700) < 0)
@@ -401,39 +506,83 @@ open_sub(int at, const char *name, int make)
 	    O_CLOEXEC);
 }
 
+static char	*layout_read(int lfd, const char *name, size_t *len,
+		    struct cap_err *err);
+
+/* Copies the blob with this digest; *text (if text) gets its contents. */
+static int
+copy_blob(int ss, int ds, int dst, const char *digest, uint64_t max,
+    char **text, size_t *len)
+{
+	char path[96];
+	struct cap_err err;
+
+	if (copy_file(ss, ds, digest + 7, max) < 0)
+		return -1;
+	if (text == NULL)
+		return 0;
+	snprintf(path, sizeof(path), "blobs/sha256/%s", digest + 7);
+	if ((*text = layout_read(dst, path, len, &err)) == NULL) {
+		dprintf(2, "%s\n", err.msg);
+		return -1;
+	}
+	return 0;
+}
+
+/* Copies in what the index leads to, and nothing else: the manifest,
+ * its config and its layers, each once, within IMGIMPORT_MAX_BYTES in
+ * all. (Their digests are umoci's to check.) */
 static int
 copy_child(void *arg)
 {
-	const struct { int src, dst; } fds = { COPY_SRC, COPY_DST }, *c = &fds;
-	int sb, db, ss, ds;
-	struct dirent *de;
-	DIR *d;
+	int src = COPY_SRC, dst = COPY_DST, sb, db, ss, ds;
+	char mdigest[OCI_DIGEST_LEN + 1], *text = NULL;
+	struct oci_manifest *man;
+	struct cap_err err;
+	uint64_t left = IMGIMPORT_MAX_BYTES;
+	size_t len;
 
-	if (copy_file(c->src, c->dst, "oci-layout") < 0 ||
-	    copy_file(c->src, c->dst, "index.json") < 0)
+	(void)arg;
+	if (copy_file(src, dst, "oci-layout", 4096) < 0 ||
+	    copy_file(src, dst, "index.json", OCI_MAX_JSON) < 0)
 		return 1;
-	if ((sb = open_sub(c->src, "blobs", 0)) < 0 ||
+	if ((sb = open_sub(src, "blobs", 0)) < 0 ||
 	    (ss = open_sub(sb, "sha256", 0)) < 0) {
 		dprintf(2, "the fetched layout has no blobs/sha256 directory\n");
 		return 1;
 	}
-	if ((db = open_sub(c->dst, "blobs", 1)) < 0 ||
+	if ((db = open_sub(dst, "blobs", 1)) < 0 ||
 	    (ds = open_sub(db, "sha256", 1)) < 0) {
 		dprintf(2, "cannot make blobs/sha256: %s\n", strerror(errno));
 		return 1;
 	}
-	if ((d = fdopendir(ss)) == NULL)
+	if ((text = layout_read(dst, "index.json", &len, &err)) == NULL ||
+	    oci_parse_index(text, len, mdigest, &err) < 0) {
+		dprintf(2, "%s\n", err.msg);
 		return 1;
-	while ((de = readdir(d)) != NULL) {
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+	}
+	free(text);
+	if ((man = malloc(sizeof(*man))) == NULL ||
+	    copy_blob(ss, ds, dst, mdigest, OCI_MAX_JSON, &text, &len) < 0)
+		return 1;
+	if (oci_parse_manifest(text, len, man, &err) < 0) {
+		dprintf(2, "%s\n", err.msg);
+		return 1;
+	}
+	if (copy_blob(ss, ds, dst, man->config, OCI_MAX_JSON, NULL, NULL) < 0)
+		return 1;
+	for (size_t i = 0; i < man->nlayers; i++) {
+		struct stat st;
+		char path[96];
+
+		/* A layer listed twice is copied once. */
+		snprintf(path, sizeof(path), "%s", man->layers[i] + 7);
+		if (fstatat(ds, path, &st, AT_SYMLINK_NOFOLLOW) == 0)
 			continue;
-		if (!hex64(de->d_name)) {
-			dprintf(2, "the fetched layout holds blobs/sha256/%.80s, "
-			    "which is not a sha256 digest\n", de->d_name);
+		if (copy_blob(ss, ds, dst, man->layers[i], left, NULL,
+		    NULL) < 0 || fstatat(ds, path, &st, 0) < 0)
 			return 1;
-		}
-		if (copy_file(ss, ds, de->d_name) < 0)
-			return 1;
+		left -= (uint64_t)st.st_size;
 	}
 	return fsync(ds) < 0 ? 1 : 0;
 }
@@ -462,12 +611,45 @@ imp_tmp_path(struct imgimport *m, const char *sub)
 	    m->id, sub);
 }
 
+/* While umoci or mkfs write into the store, no more than its free space
+ * down to half the reserve is theirs: a layer that unpacks to more (a
+ * compression bomb) ends the import, not the disk. */
+static void
+imp_guard_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct imgimport *m = arg;
+	struct statvfs vfs;
+	struct cap_err err;
+
+	(void)fd;
+	(void)what;
+	if (m->job == NULL || fstatvfs(image_store_fd(), &vfs) < 0 ||
+	    (uint64_t)vfs.f_bavail * vfs.f_frsize >= IMGIMPORT_RESERVE / 2)
+		return;
+	job_cancel(m->job);
+	m->job = NULL;
+	cap_err_set(&err, ENOSPC, E_LIMIT, "the image does not fit: the "
+	    "store's file system is down to %llu MiB free while %s",
+	    (unsigned long long)((uint64_t)vfs.f_bavail * vfs.f_frsize >> 20),
+	    m->stage == ST_UNPACK ? "unpacking its layers" :
+	    "making its root file system");
+	imp_fail(m, &err);
+}
+
 static void
 imp_run(struct imgimport *m, enum stage stage, char *const argv[],
     job_fn *fn, void *fn_arg, const struct job_opts *o)
 {
+	struct timeval second = { 1, 0 };
 	struct cap_err err;
 
+	if (stage >= ST_UNPACK && m->guard == NULL &&
+	    ((m->guard = event_new(m->base, -1, EV_PERSIST, imp_guard_cb,
+	    m)) == NULL || event_add(m->guard, &second) < 0)) {
+		cap_err_set(&err, ENOMEM, E_INTERNAL, "out of memory");
+		imp_fail(m, &err);
+		return;
+	}
 	m->stage = stage;
 	if (fn != NULL)
 		m->job = job_fork(m->base, fn, fn_arg, o, imp_step_done, m, &err);
@@ -525,7 +707,8 @@ static int
 imp_read_layout(struct imgimport *m, struct cap_err *err)
 {
 	_cleanup_close_ int lfd = imp_tmp_fd(m, LAYOUT);
-	_cleanup_free_ char *buf = NULL, *mname = NULL, *cname = NULL;
+	_cleanup_free_ char *index = NULL, *man = NULL, *cfg = NULL;
+	_cleanup_free_ char *mname = NULL, *cname = NULL;
 	char mdigest[OCI_DIGEST_LEN + 1];
 	size_t len;
 	int r;
@@ -533,21 +716,21 @@ imp_read_layout(struct imgimport *m, struct cap_err *err)
 	if (lfd < 0)
 		return cap_err_set(err, errno, E_INTERNAL, "the job's layout: "
 		    "%s", strerror(errno));
-	if ((buf = layout_read(lfd, "index.json", &len, err)) == NULL)
+	if ((index = layout_read(lfd, "index.json", &len, err)) == NULL)
 		return -EINVAL;
-	if ((r = oci_parse_index(buf, len, mdigest, err)) < 0)
+	if ((r = oci_parse_index(index, len, mdigest, err)) < 0)
 		return r;
-	free(buf);
-	if ((mname = blob_name(mdigest)) == NULL ||
-	    (buf = layout_read(lfd, mname, &len, err)) == NULL)
+	if ((mname = blob_name(mdigest)) == NULL)
+		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
+	if ((man = layout_read(lfd, mname, &len, err)) == NULL)
 		return -EINVAL;
-	if ((r = oci_parse_manifest(buf, len, &m->manifest, err)) < 0)
+	if ((r = oci_parse_manifest(man, len, &m->manifest, err)) < 0)
 		return r;
-	free(buf);
-	if ((cname = blob_name(m->manifest.config)) == NULL ||
-	    (buf = layout_read(lfd, cname, &len, err)) == NULL)
+	if ((cname = blob_name(m->manifest.config)) == NULL)
+		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
+	if ((cfg = layout_read(lfd, cname, &len, err)) == NULL)
 		return -EINVAL;
-	if ((r = oci_parse_config(buf, len, &m->config, err)) < 0)
+	if ((r = oci_parse_config(cfg, len, &m->config, err)) < 0)
 		return r;
 	memcpy(m->digest, m->manifest.config, sizeof(m->digest));
 	return 0;
@@ -561,9 +744,21 @@ imp_maker(const struct imgimport *m)
 
 	TAILQ_FOREACH(o, &imports, entry)
 		if (o != m && o->leader == NULL && o->stage > ST_VERIFY &&
-		    o->stage != ST_WAIT && strcmp(o->digest, m->digest) == 0)
+		    o->stage != ST_WAIT && o->who.uid == m->who.uid &&
+		    strcmp(o->digest, m->digest) == 0)
 			return o;
 	return NULL;
+}
+
+static int
+imp_has_waiters(const struct imgimport *m)
+{
+	struct imgimport *w;
+
+	TAILQ_FOREACH(w, &imports, entry)
+		if (w->leader == m)
+			return 1;
+	return 0;
 }
 
 static void
@@ -572,20 +767,25 @@ imp_verified(struct imgimport *m)
 	struct imgimport *o;
 	struct cap_err err;
 
-	rmtree_at(image_fetch_fd(), m->id);
+	sweep(m->id, &m->who);
 	m->fetch_made = 0;
 	if (imp_read_layout(m, &err) < 0) {
 		imp_fail(m, &err);
 		return;
 	}
 	imp_progress(m, STAGE_VERIFY, m->digest);
-	/* Stored already: by digest, or the same layers and config from
-	 * another format (a docker archive's config is not an OCI one). */
-	if (image_have(m->digest) || image_find_same(&m->config, m->digest)) {
+	/* Nothing is checked against its digest yet (umoci does that): a
+	 * layout that only claims an image proves nothing. So shortcuts are
+	 * taken only to images the caller has already (by digest, or the
+	 * same layers and config from another format: a docker archive's
+	 * config is not an OCI one) and to imports of its own; anyone else
+	 * unpacks, and a stored image it turns out to be is shared then. */
+	if (image_owned(m->who.uid, m->digest) ||
+	    image_find_same(m->who.uid, &m->config, m->digest)) {
 		imp_finish(m);
 		return;
 	}
-	if ((o = imp_maker(m)) != NULL) {
+	if (!imp_has_waiters(m) && (o = imp_maker(m)) != NULL) {
 		log_info("images: %s is being made already; waiting for it",
 		    m->digest);
 		m->stage = ST_WAIT;
@@ -719,7 +919,10 @@ imp_commit(struct imgimport *m, struct cap_err *err)
 		    "cannot write the image's %s", IMAGE_META);
 	snprintf(from, sizeof(from), "%s/%s/%s", IMAGE_TMP, m->id, OUT);
 	snprintf(to, sizeof(to), "%s%s", IMAGE_PREFIX, m->digest + 7);
-	if (renameat(image_store_fd(), from, image_store_fd(), to) < 0)
+	/* The same image stored meanwhile (by another user: umoci checked
+	 * both against the same digests): that one is kept. */
+	if (renameat(image_store_fd(), from, image_store_fd(), to) < 0 &&
+	    errno != EEXIST && errno != ENOTEMPTY)
 		return cap_err_set(err, errno, E_INTERNAL, "cannot store the "
 		    "image: %s", strerror(errno));
 	fsync(image_store_fd());
@@ -783,6 +986,7 @@ imp_step_done(void *arg, int status, const char *tail, int timed_out)
 		imp_progress(m, STAGE_VERIFY, "copying the fetched image in");
 		o.keep_fd = src;
 		o.keep_fd2 = dst;
+		copy_uid = m->who.uid;
 		imp_run(m, ST_VERIFY, NULL, copy_child, NULL, &o);
 		return;
 	}
@@ -800,7 +1004,6 @@ imp_step_done(void *arg, int status, const char *tail, int timed_out)
 			imp_fail(m, &err);
 			return;
 		}
-		imp_release(m, NULL);
 		imp_finish(m);
 		return;
 	case ST_WAIT:
@@ -883,10 +1086,14 @@ imgimport_start(struct event_base *base, const struct imgimport_req *r,
 
 	if ((r2 = check_req(r, err)) < 0 || (r2 = image_prepare(err)) < 0)
 		return r2;
-	if (imp_count() >= IMGIMPORT_MAX)
+	if (imp_count(1, 0) >= IMGIMPORT_MAX)
 		return cap_err_set(err, EAGAIN, E_LIMIT, "%d imports are in "
 		    "progress already; try again when one is done",
 		    IMGIMPORT_MAX);
+	if (imp_count(0, r->who->uid) >= IMGIMPORT_MAX_PER_UID)
+		return cap_err_set(err, EAGAIN, E_LIMIT, "you have %d imports "
+		    "in progress already; try again when one is done",
+		    IMGIMPORT_MAX_PER_UID);
 	if ((m = calloc(1, sizeof(*m))) == NULL)
 		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
 	TAILQ_INSERT_TAIL(&imports, m, entry);
@@ -917,6 +1124,7 @@ imgimport_start(struct event_base *base, const struct imgimport_req *r,
 	/* The same uid asking for the same source waits for the first. */
 	TAILQ_FOREACH(o2, &imports, entry)
 		if (o2 != m && o2->leader == NULL && o2->who.uid == m->who.uid &&
+		    o2->tls_verify == m->tls_verify &&
 		    strcmp(o2->src, m->src) == 0) {
 			m->stage = ST_WAIT;
 			m->leader = o2;
@@ -966,15 +1174,65 @@ imgimport_start(struct event_base *base, const struct imgimport_req *r,
 	return 0;
 }
 
+/* What a previous daemon's imports left: each tmp/<id> goes as the
+ * daemon, each fetch/<id> as the uid that owns it. */
+static void
+sweep_dir(int dfd, int fetch)
+{
+	struct dirent *de;
+	struct caller who;
+	struct stat sb;
+	DIR *d;
+	int fd;
+
+	if ((fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
+	    (d = fdopendir(fd)) == NULL) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.' || fstatat(dfd, de->d_name, &sb,
+		    AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(sb.st_mode))
+			continue;
+		log_info("images: removing %s/%s, left by an import that did "
+		    "not finish", fetch ? image_fetch_path() :
+		    image_store_path(), de->d_name);
+		memset(&who, 0, sizeof(who));
+		who.uid = sb.st_uid;
+		who.gid = sb.st_gid;
+		sweep(de->d_name, fetch ? &who : NULL);
+	}
+	closedir(d);
+}
+
+void
+imgimport_init(struct event_base *base)
+{
+	int tfd;
+
+	imp_base = base;
+	sweep_dir(image_fetch_fd(), 1);
+	if ((tfd = openat(image_store_fd(), IMAGE_TMP, O_RDONLY | O_DIRECTORY |
+	    O_NOFOLLOW | O_CLOEXEC)) >= 0) {
+		sweep_dir(tfd, 0);
+		close(tfd);
+	}
+}
+
 void
 imgimport_shutdown(void)
 {
+	struct sweep *s;
+
 	struct imgimport *m;
 
-	while ((m = TAILQ_FIRST(&imports)) != NULL) {
-		job_cancel(m->job);
-		m->job = NULL;
-		imp_clean(m);
+	/* What they leave, the next start removes. */
+	while ((m = TAILQ_FIRST(&imports)) != NULL)
 		imp_free(m);
+	while ((s = TAILQ_FIRST(&sweeps)) != NULL) {
+		TAILQ_REMOVE(&sweeps, s, entry);
+		job_cancel(s->job);
+		free(s);
 	}
 }

@@ -36,8 +36,10 @@
 #include "err.h"
 
 #define IMGIMPORT_MAX		8		/* at once */
+#define IMGIMPORT_MAX_PER_UID	4		/* ... for one user */
 #define IMGIMPORT_MAX_BYTES	(64ULL << 30)	/* any file it writes */
 #define IMGIMPORT_DISK_MIN	(8ULL << 30)	/* root fs size, sparse */
+#define IMGIMPORT_RESERVE	(1ULL << 30)	/* free space an import leaves */
 
 struct imgimport;
 
@@ -58,6 +60,8 @@ struct imgimport_cbs {
 
 int	imgimport_start(struct event_base *base, const struct imgimport_req *r,
 	    const struct imgimport_cbs *cbs, void *arg, struct cap_err *err);
+/* After image_init: removes what unfinished imports left (as jobs). */
+void	imgimport_init(struct event_base *base);
 /* Daemon shutdown: kills every job; no callback comes. */
 void	imgimport_shutdown(void);
 

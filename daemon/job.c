@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -70,13 +71,17 @@ job_keep(struct job *j, const char *s, size_t n)
 	j->tail[j->tail_len] = '\0';
 }
 
+/* A line of a tool's output goes into logs, JSON and terminals: control
+ * characters (escape sequences, NUL, CR) become spaces, bytes that are
+ * not UTF-8 '?'. */
 static void
 job_emit(struct job *j, char *s, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
-		if (s[i] == '\0' || s[i] == '\r')
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
 			s[i] = ' ';
 	s[n] = '\0';
+	cap_utf8_scrub(s, n);
 	if (n > 0 && j->line != NULL)
 		j->line(j->arg, s);
 	job_keep(j, s, n);
@@ -150,18 +155,28 @@ static void
 job_exit_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct job *j = arg;
+	struct timeval grace = { JOB_EOF_GRACE_S, 0 };
 	int st = 255 << 8;	/* unknown, if it cannot be read */
+	siginfo_t si;
 
 	(void)fd;
 	(void)what;
-	if (procid_reap(j->pidfd, &st) == 0)
+	/* Anything of its group still running goes with it: killed while
+	 * the leader is a zombie, so the group's id cannot be anyone's. */
+	memset(&si, 0, sizeof(si));
+	if (waitid(P_PIDFD, (id_t)j->pidfd, &si, WEXITED | WNOHANG |
+	    WNOWAIT) == 0 && si.si_pid == 0)
 		return;
+	kill(-j->pid, SIGKILL);
+	procid_reap(j->pidfd, &st);
 	j->status = st;
 	j->exited = 1;
 	event_del(j->exit_ev);
+	/* Its output ends now, or soon: whoever else holds the pipe (a
+	 * process that left the group) does not hold the job. */
 	evtimer_del(j->timer);
-	/* Anything of its group still running goes with it. */
-	kill(-j->pid, SIGKILL);
+	if (!j->eof)
+		evtimer_add(j->timer, &grace);
 	job_finish(j);
 }
 
@@ -172,8 +187,16 @@ job_timeout_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	if (j->exited) {	/* the grace for its output is over */
+		job_lines(j, 1);
+		event_del(j->out_ev);
+		j->eof = 1;
+		job_finish(j);
+		return;
+	}
 	j->timed_out = 1;
 	kill(-j->pid, SIGKILL);
+	procid_signal(j->pidfd, SIGKILL);
 }
 
 /* In the child: becomes what o says; output goes to out. */
@@ -184,7 +207,7 @@ job_child_setup(const struct job_opts *o, int out, pid_t parent)
 	sigset_t none;
 	int fd;
 
-	setpgid(0, 0);
+	setsid();	/* its own session and group: nothing of capsuled's */
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	for (int s = 1; s < NSIG; s++)
@@ -201,9 +224,10 @@ job_child_setup(const struct job_opts *o, int out, pid_t parent)
 		    (b < 0 || dup2(b, 4) < 0)))
 			_exit(126);
 	}
-	for (fd = o->keep_fd < 0 ? 3 : o->keep_fd2 > 0 ? 5 : 4; fd < 1024;
-	    fd++)
-		close(fd);
+	fd = o->keep_fd < 0 ? 3 : o->keep_fd2 > 0 ? 5 : 4;
+	if (syscall(SYS_close_range, fd, ~0U, 0) < 0)
+		for (; fd < 65536; fd++)
+			close(fd);
 	if (o->fsize_max > 0) {
 		rl.rlim_cur = rl.rlim_max = o->fsize_max;
 		if (setrlimit(RLIMIT_FSIZE, &rl) < 0)
@@ -262,8 +286,6 @@ job_spawn(struct event_base *base, char *const argv[], job_fn *fn,
 		dprintf(2, "cannot run %s: %s\n", argv[0], strerror(errno));
 		_exit(127);
 	}
-	/* Its group exists before the loop could try to kill it. */
-	setpgid(j->pid, j->pid);
 	close(p[1]);
 	j->out = p[0];
 	fcntl(j->out, F_SETFL, O_NONBLOCK);

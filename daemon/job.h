@@ -24,6 +24,7 @@
 
 #define JOB_TAIL	2048		/* output kept for errors */
 #define JOB_MAX_LINE	4096		/* longer lines are cut */
+#define JOB_EOF_GRACE_S	2		/* output read after it exits */
 
 struct job;
 
@@ -32,8 +33,10 @@ struct job_opts {
 	uint64_t	 fsize_max;	/* RLIMIT_FSIZE in bytes; 0: none */
 	unsigned	 timeout_s;	/* 0: none */
 	const char	*const *envp;	/* NULL: an empty environment */
-	int		 keep_fd;	/* becomes fd 3 in the child; -1: none */
-	int		 keep_fd2;	/* and fd 4 (with keep_fd); 0: none */
+	/* Fds the child keeps, as 3 and 4: -1 (or, for keep_fd2, 0 as a
+	 * zeroed struct leaves it) for none. */
+	int		 keep_fd;
+	int		 keep_fd2;
 	/* A line of its output (NUL-terminated, newline removed). */
 	void		(*line)(void *arg, const char *line);
 };

@@ -49,7 +49,7 @@ log_parse_level(const char *s, enum log_level *out)
 void
 log_msg(enum log_level level, const char *fmt, ...)
 {
-	char stamp[32] = "";
+	char stamp[32] = "", msg[4096];
 	struct timespec ts;
 	struct tm tm;
 	va_list ap;
@@ -66,7 +66,12 @@ log_msg(enum log_level level, const char *fmt, ...)
 	    level == LOG_LVL_WARN ? 4 : level == LOG_LVL_INFO ? 6 : 7,
 	    log_names[level]);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+	/* One message, one line: a caller's path or a tool's output with a
+	 * newline in it cannot forge a line of its own. */
+	for (char *p = msg; *p != '\0'; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = ' ';
+	fprintf(stderr, "%s\n", msg);
 }

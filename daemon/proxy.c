@@ -260,6 +260,10 @@ session_defaults(const struct oci_config *d, struct exec_req *req,
 			return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
 			    "missing command: the request has none and the "
 			    "image has no Entrypoint or Cmd");
+		if (d->entrypointc + d->cmdc > PROTO_MAX_ARGS)
+			return cap_err_set(err, E2BIG, E_INVALID_ARGUMENT,
+			    "the image's Entrypoint and Cmd have more than %d "
+			    "arguments", PROTO_MAX_ARGS);
 		req->argv = strv_dup(d->entrypoint, d->entrypointc, d->cmd,
 		    d->cmdc, &req->argc);
 		if (req->argv == NULL)
@@ -273,6 +277,10 @@ session_defaults(const struct oci_config *d, struct exec_req *req,
 		goto nomem;
 	if (d->envc == 0)
 		return 0;
+	if (d->envc + req->envc > PROTO_MAX_ENV)
+		return cap_err_set(err, E2BIG, E_INVALID_ARGUMENT, "the image's "
+		    "Env and the request's have more than %d entries",
+		    PROTO_MAX_ENV);
 	if ((env = calloc(d->envc + req->envc + 1, sizeof(char *))) == NULL)
 		goto nomem;
 	for (size_t i = 0; i < d->envc; i++) {

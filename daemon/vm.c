@@ -983,12 +983,12 @@ vm_use_image(struct vm *vm, const char *ref, struct cap_err *err)
 }
 
 int
-vm_image_in_use(const char *digest)
+vm_image_in_use(const char *digest, uid_t uid)
 {
 	struct vm *vm;
 
 	TAILQ_FOREACH(vm, &vm_core.vms, entry)
-		if (vm->spec.image != NULL &&
+		if (vm->spec.image != NULL && (uid == 0 || vm->who.uid == uid) &&
 		    strcmp(vm->spec.image, digest) == 0 &&
 		    vm->state != VM_STOPPED && vm->state != VM_CRASHED)
 			return 1;

@@ -104,8 +104,9 @@ json_t	*vm_json(const struct vm *vm);
 json_t	*vm_list_json(uid_t uid);
 /* StartVM's reply fields. */
 json_t	*vm_started_json(const struct vm *vm);
-/* Does a VM that is not over yet boot the image with this digest? */
-int	vm_image_in_use(const char *digest);
+/* Does a VM that is not over yet, of uid's (0: anyone's), boot the
+ * image with this digest? */
+int	vm_image_in_use(const char *digest, uid_t uid);
 int	vm_count(void);
 /* How many are in state s. */
 int	vm_count_state(enum vm_state s);

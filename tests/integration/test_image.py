@@ -296,7 +296,8 @@ class ImageCase(ct.DaemonTestCase):
         """No import is half-made: <state>/images/tmp and <state>/fetch
         empty (or absent)."""
         d = d or self.daemon
-        ct.wait_for(lambda: not tmp_left(d) and not fetch_left(d), 5)
+        # The daemon removes a job's dirs beside its loop (rm jobs).
+        ct.wait_for(lambda: not tmp_left(d) and not fetch_left(d), 30)
         self.assertEqual(tmp_left(d), [], "left in %s/tmp" % images_dir(d))
         self.assertEqual(fetch_left(d), [], "left in %s/fetch" % d.state)
 
@@ -594,7 +595,42 @@ class ImportTest(ImageCase):
         self.assertEqual(len(image_dirs(self.daemon)), len(dirs) + 1,
                          image_dirs(self.daemon))
         self.assertClean()
+        # Again, now that it is stored: every request is answered (three
+        # of them: the second waits for the first, which takes the stored
+        # image without unpacking), and the daemon takes imports after.
+        self.addCleanup(self.forget, "conc-c", "conc-d", "conc-e")
+        conns = [self.daemon.connect() for _ in range(3)]
+        try:
+            for i, c in enumerate(conns):
+                c.send(self.import_req(b.dir, "conc-" + "cde"[i], ident=i))
+            for i, c in enumerate(conns):
+                r = c.read_json(timeout=IMPORT_TIMEOUT)
+                self.assertEqual((r.get("ok"), r.get("id")), (True, i), r)
+                self.assertEqual(r["image"]["digest"], b.config_digest)
+        finally:
+            for c in conns:
+                c.close()
+        self.assertEqual(len(image_dirs(self.daemon)), len(dirs) + 1)
+        self.assertClean()
         self.assertNoLeaks()
+
+    def test_default_name_never_moves_a_name(self):
+        """An image's own ref.name (or its file name) is only a default:
+        it does not take over a name that means another image."""
+        mine = self.fresh("mine")
+        self.addCleanup(self.forget, "app:1", "other-app")
+        self.assertEqual(self.import_image(mine.dir, "app:1")["digest"],
+                         mine.config_digest)
+        other = small_image(label="other", ref_name="app:1", extra=[
+            oci.File("/other", b"another image")]).write_layout(
+            os.path.join(self.tmp, "other-app"))
+        r = self.ask(self.import_req(other.dir))[1]
+        self.assertError(r, "conflict", "app:1", "--name")
+        self.assertEqual(self.inspect("app:1")["digest"], mine.config_digest)
+        # Named in the request, it may.
+        self.assertEqual(self.import_image(other.dir, "other-app")["digest"],
+                         other.config_digest)
+        self.assertClean()
 
     # -- remove and prune --
 
@@ -1052,6 +1088,38 @@ class OwnerTest(ImageCase):
                          "pruned while b's name refers to it")
         self.assertClean()
 
+    def test_a_config_alone_is_not_the_image(self):
+        """b knows a's image config (not a secret: build logs print it)
+        and puts it in a layout of its own over a layer that is not the
+        image's: capsule must not hand b a's stored image for it."""
+        a, b = self.users
+        dig = self.built.config_digest
+        self.addCleanup(self.cleanup_as, a, "secret")
+        self.addCleanup(self.cleanup_as, b, "claim")
+        r = self.as_(a, self.import_req(self.built.dir, "secret"))
+        self.assertIs(r.get("ok"), True, r)
+        fake = small_image(label="other", extra=[oci.File(
+            "/claim", b"not a's layer")]).write_layout(
+            os.path.join(self.tmp, "claim"))
+        blobs = os.path.join(fake.dir, "blobs", "sha256")
+        self.assertEqual(oci._put_blob(blobs, self.built.config_bytes), dig)
+        manifest = {"schemaVersion": 2, "mediaType": oci.MT_MANIFEST,
+                    "config": {"mediaType": oci.MT_CONFIG, "digest": dig,
+                               "size": len(self.built.config_bytes)},
+                    "layers": [{"mediaType": l.media_type, "digest": l.digest,
+                                "size": l.size} for l in fake.layers]}
+        mb = oci.canonical_json(manifest)
+        md = oci._put_blob(blobs, mb)
+        oci._write(os.path.join(fake.dir, "index.json"), oci.canonical_json(
+            {"schemaVersion": 2, "mediaType": oci.MT_INDEX, "manifests": [
+                {"mediaType": oci.MT_MANIFEST, "digest": md,
+                 "size": len(mb)}]}))
+        r = self.as_(b, self.import_req(fake.dir, "claim"))
+        self.assertIs(r.get("ok"), False, "b got a's image for its "
+                      "config: %r" % r)
+        self.assertEqual(self.their_list(b), [])
+        self.assertClean()
+
     def cleanup_as(self, user, name):
         r = self.as_(user, {"op": "RemoveImage", "image": name})
         if not r.get("ok") and r.get("code") != "not_found":
@@ -1263,6 +1331,12 @@ class InterruptedImportTest(unittest.TestCase):
         r = d.request({"op": "ListImages"})
         self.assertEqual(r, {"ok": True, "images": []})
         self.assertEqual(image_dirs(d), [])
+        self.assertSwept(d)
+
+    def assertSwept(self, d):
+        """What the killed daemon left goes at the next start, beside the
+        loop: soon, not before the first request."""
+        ct.wait_for(lambda: not tmp_left(d) and not fetch_left(d), 30)
         self.assertEqual(tmp_left(d), [], "left in %s/tmp" % images_dir(d))
         self.assertEqual(fetch_left(d), [], "left in %s/fetch" % d.state)
 
@@ -1302,7 +1376,7 @@ class InterruptedImportTest(unittest.TestCase):
         finally:
             c.close()
         self.assertEqual(len(image_dirs(d)), 1, image_dirs(d))
-        self.assertEqual(tmp_left(d), [])
+        self.assertSwept(d)
         d.stop()
 
 

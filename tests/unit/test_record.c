@@ -82,6 +82,67 @@ test_round_trip(void **state)
 	record_free(&out);
 }
 
+#define DIGEST "sha256:" \
+	"0f12a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e"
+
+/* A format 2 record (with the spec a VM is taken over by) of a VM booted
+ * from an image: the image's digest comes back; anything else in its
+ * place (a path, a name) is refused, so a taken-over VM never points the
+ * store at a file. */
+static void
+test_spec_image(void **state)
+{
+	static const char *const bad[] = { "\"../../etc/passwd\"",
+	    "\"debian\"", "\"sha256:xyz\"", "7", "\"\"" };
+	struct record in, out;
+	struct cap_err err;
+	json_t *o;
+	char *s;
+
+	(void)state;
+	sample(&in);
+	in.have_spec = 1;
+	in.spec.kernel = "/k";
+	in.spec.initrd = "/i";
+	in.spec.rootfs = "/var/lib/capsule/images/x/rootfs.ext4";
+	in.spec.image = DIGEST;
+	in.spec.run_dir = "/run/x";
+	in.spec.proxy_path = "/run/x/proxy.sock";
+	in.spec.console_path = "/run/x/console.log";
+	in.spec.vcpus = 1;
+	in.spec.memory_mib = 256;
+	in.spec.launch_seconds = 30;
+	in.spec.guest_port = 10700;
+	in.spec.console_max = 1 << 20;
+	s = record_encode(&in);
+	assert_non_null(s);
+	if (record_decode(s, strlen(s), &out, &err) != 0)
+		fail_msg("%s", err.msg);
+	assert_int_equal(out.have_spec, 1);
+	assert_non_null(out.spec.image);
+	assert_string_equal(out.spec.image, DIGEST);
+	record_free(&out);
+	/* Without an image (a rootfs_path VM): none comes back. */
+	in.spec.image = NULL;
+	free(s);
+	s = record_encode(&in);
+	assert_int_equal(record_decode(s, strlen(s), &out, &err), 0);
+	assert_null(out.spec.image);
+	record_free(&out);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		o = json_loads(s, 0, NULL);
+		assert_non_null(o);
+		json_object_set_new(json_object_get(o, "spec"), "image",
+		    json_loads(bad[i], JSON_DECODE_ANY, NULL));
+		free(s);
+		s = json_dumps(o, 0);
+		json_decref(o);
+		if (record_decode(s, strlen(s), &out, &err) == 0)
+			fail_msg("record with image %s was accepted", bad[i]);
+	}
+	free(s);
+}
+
 /* Encodes the sample, sets path (a top-level key, or "made.KEY" in the
  * first made entry) to the JSON value text (NULL: delete it), decodes. */
 static int
@@ -247,6 +308,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_round_trip),
+		cmocka_unit_test(test_spec_image),
 		cmocka_unit_test(test_every_field_is_checked),
 		cmocka_unit_test(test_not_json_and_too_big),
 		cmocka_unit_test(test_too_many_made_entries),

@@ -1,11 +1,48 @@
-"""benchlib.py — what the benchmarks in bench/ share: a control-socket
-request and a look at which QEMU processes are running."""
+"""benchlib.py — what the benchmarks in bench/ share: a private capsuled,
+a control-socket request and a look at which QEMU processes are running."""
+import contextlib
 import json
 import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
 
 
 class Failed(Exception):
     pass
+
+
+@contextlib.contextmanager
+def private_daemon(build):
+    """A capsuled of the benchmark's own, so nothing else skews it: yields
+    (its socket path, its dir) on a fresh socket and state dir under /tmp.
+    Afterwards it is stopped with SIGINT (its VMs with it) and its dir
+    removed; if the benchmark failed, the dir and its log are kept."""
+    d = tempfile.mkdtemp(prefix="capbench", dir="/tmp")
+    sock = os.path.join(d, "c.sock")
+    daemon = subprocess.Popen(
+        [os.path.join(build, "capsuled"), "--socket", sock, "--state-dir",
+         os.path.join(d, "state"), "--image-dir",
+         os.path.join(build, "image"), "--log-level", "warn"],
+        stderr=open(os.path.join(d, "capsuled.log"), "w"))
+    ok = False
+    try:
+        for _ in range(100):
+            if os.path.exists(sock):
+                break
+            time.sleep(0.05)
+        yield sock, d
+        ok = True
+    finally:
+        daemon.send_signal(signal.SIGINT)
+        daemon.wait(60)
+        if ok:
+            shutil.rmtree(d, ignore_errors=True)
+        else:
+            print("capsuled's log is kept in %s" % d, file=sys.stderr)
 
 
 def request(sock, obj):

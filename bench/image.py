@@ -25,16 +25,14 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
 import sys
 import tarfile
-import tempfile
 import time
 
-from benchlib import request
+from benchlib import private_daemon, request
 
 
 def run_exec(proxy, argv):
@@ -88,20 +86,9 @@ def main():
         print("missing %s: cmake --build build --target image-debian" % oci,
               file=sys.stderr)
         return 2
-    d = tempfile.mkdtemp(prefix="capbench", dir="/tmp")
-    sock_path = os.path.join(d, "c.sock")
-    daemon = subprocess.Popen(
-        [os.path.join(build, "capsuled"), "--socket", sock_path,
-         "--state-dir", os.path.join(d, "state"), "--image-dir",
-         os.path.join(build, "image"), "--log-level", "warn"],
-        stderr=open(os.path.join(d, "capsuled.log"), "w"))
-    env = dict(os.environ, CAPSULE_SOCKET=sock_path)
-    capsule = os.path.join(build, "capsule")
-    try:
-        for _ in range(100):
-            if os.path.exists(sock_path):
-                break
-            time.sleep(0.05)
+    with private_daemon(build) as (sock_path, d):
+        env = dict(os.environ, CAPSULE_SOCKET=sock_path)
+        capsule = os.path.join(build, "capsule")
         ctl = socket.socket(socket.AF_UNIX)
         ctl.connect(sock_path)
         ping = request(ctl, {"op": "Ping"})
@@ -191,15 +178,6 @@ def main():
             "baseline: host file system", hw, hr))
         print("%-34s (not built yet: shared folders are absent)" %
               "share (virtiofs)")
-    except BaseException:
-        print("capsuled's log is kept in %s" % d, file=sys.stderr)
-        d = None
-        raise
-    finally:
-        daemon.send_signal(signal.SIGINT)   # stop its VMs, then exit
-        daemon.wait(60)
-        if d is not None:
-            shutil.rmtree(d, ignore_errors=True)
     return 0
 
 

@@ -10,16 +10,13 @@ TCG.
 """
 import argparse
 import os
-import shutil
-import signal
 import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
-from benchlib import request
+from benchlib import private_daemon, request
 
 
 def exec_true(proxy):
@@ -56,18 +53,7 @@ def main():
     ap.add_argument("--execs", type=int, default=200)
     a = ap.parse_args()
     build = os.path.abspath(a.build)
-    d = tempfile.mkdtemp(prefix="capbench", dir="/tmp")
-    sock_path = os.path.join(d, "c.sock")
-    daemon = subprocess.Popen(
-        [os.path.join(build, "capsuled"), "--socket",
-         sock_path, "--state-dir", os.path.join(d, "state"), "--image-dir",
-         os.path.join(build, "image"), "--log-level", "warn"],
-        stderr=open(os.path.join(d, "capsuled.log"), "w"))
-    try:
-        for _ in range(100):
-            if os.path.exists(sock_path):
-                break
-            time.sleep(0.05)
+    with private_daemon(build) as (sock_path, d):
         ctl = socket.socket(socket.AF_UNIX)
         ctl.connect(sock_path)
         ping = request(ctl, {"op": "Ping"})
@@ -105,15 +91,6 @@ def main():
                             "true"], env=env, check=True)
             run.append((time.monotonic() - t0) * 1000)
         line("capsule run -- true", run)
-    except BaseException:
-        print("capsuled's log is kept in %s" % d, file=sys.stderr)
-        d = None
-        raise
-    finally:
-        daemon.send_signal(signal.SIGINT)   # stop its VMs, then exit
-        daemon.wait(60)
-        if d is not None:
-            shutil.rmtree(d, ignore_errors=True)
     return 0
 
 

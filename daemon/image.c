@@ -31,7 +31,6 @@ struct name {
 static struct {
 	char		 dir[PATH_MAX];		/* <state>/images */
 	char		 fetch[PATH_MAX];	/* <state>/fetch */
-	char		 state[PATH_MAX];
 	int		 fd;			/* its fd */
 	int		 fetch_fd;		/* <state>/fetch */
 	struct name	*names;
@@ -592,20 +591,17 @@ image_prune(json_t **removed, struct cap_err *err)
 
 /* ---- start-up ---- */
 
-/* The directory name in at, made if make; -ENOENT if absent and not. */
+/* The directory name in at (made if missing): capsuled's own, mode mode. */
 static int
-open_dir(int at, const char *name, unsigned mode, int make,
-    struct cap_err *err)
+open_dir(int at, const char *name, unsigned mode, struct cap_err *err)
 {
 	struct stat sb;
 	int fd;
 
-	if (make && mkdirat(at, name, mode) < 0 && errno != EEXIST)
+	if (mkdirat(at, name, mode) < 0 && errno != EEXIST)
 		return cap_err_set(err, errno, E_INTERNAL, "cannot make %s: %s",
 		    name, strerror(errno));
 	fd = openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0 && errno == ENOENT && !make)
-		return -ENOENT;
 	if (fd < 0)
 		return cap_err_set(err, errno, E_INTERNAL, "cannot open %s: %s",
 		    name, strerror(errno));
@@ -618,57 +614,30 @@ open_dir(int at, const char *name, unsigned mode, int make,
 	return fd;
 }
 
-/* Opens the store's directories, making them if make. */
-static int
-store_open(int make, struct cap_err *err)
-{
-	int sfd, fd, ffd;
-
-	if (st.fd >= 0 && st.fetch_fd >= 0)
-		return 0;
-	if ((sfd = open(st.state, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
-		return cap_err_set(err, errno, E_INTERNAL, "%s: %s", st.state,
-		    strerror(errno));
-	fd = open_dir(sfd, IMAGE_DIR, 0700, make, err);
-	/* Each fetch dir within is its caller's: they pass through. */
-	ffd = fd < 0 ? -1 : open_dir(sfd, IMAGE_FETCH_DIR, 0711, make, err);
-	close(sfd);
-	if (fd < 0 || ffd < 0) {
-		if (fd >= 0)
-			close(fd);
-		return fd == -ENOENT || ffd == -ENOENT ? -ENOENT : -EPERM;
-	}
-	if (make && mkdirat(fd, IMAGE_TMP, 0700) < 0 && errno != EEXIST) {
-		cap_err_set(err, errno, E_INTERNAL, "cannot make %s/%s: %s",
-		    st.dir, IMAGE_TMP, strerror(errno));
-		close(fd);
-		close(ffd);
-		return -EPERM;
-	}
-	st.fd = fd;
-	st.fetch_fd = ffd;
-	return 0;
-}
-
-int
-image_prepare(struct cap_err *err)
-{
-	return store_open(1, err);
-}
-
 int
 image_init(const char *state_dir, image_in_use_fn *in_use,
     struct cap_err *err)
 {
-	int r;
+	int sfd;
 
 	st.in_use = in_use;
-	snprintf(st.state, sizeof(st.state), "%s", state_dir);
 	snprintf(st.dir, sizeof(st.dir), "%s/%s", state_dir, IMAGE_DIR);
 	snprintf(st.fetch, sizeof(st.fetch), "%s/%s", state_dir,
 	    IMAGE_FETCH_DIR);
-	if ((r = store_open(1, err)) < 0)
-		return r;
+	if ((sfd = open(state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return cap_err_set(err, errno, E_INTERNAL, "%s: %s", state_dir,
+		    strerror(errno));
+	st.fd = open_dir(sfd, IMAGE_DIR, 0700, err);
+	/* Each fetch dir within is its caller's: they pass through. */
+	st.fetch_fd = st.fd < 0 ? -1 : open_dir(sfd, IMAGE_FETCH_DIR, 0711,
+	    err);
+	close(sfd);
+	if (st.fd < 0 || st.fetch_fd < 0 || (mkdirat(st.fd, IMAGE_TMP, 0700) <
+	    0 && errno != EEXIST && cap_err_set(err, errno, E_INTERNAL,
+	    "cannot make %s/%s: %s", st.dir, IMAGE_TMP, strerror(errno)))) {
+		image_shutdown();
+		return -EPERM;
+	}
 	/* What imports a previous daemon left unfinished is removed by
 	 * imgimport_init, beside the loop. */
 	names_load();

@@ -45,7 +45,6 @@ typedef int image_in_use_fn(const char *digest, uid_t uid);
 /* Opens the store (making it) and loads the names. */
 int	image_init(const char *state_dir, image_in_use_fn *in_use,
 	    struct cap_err *err);
-int	image_prepare(struct cap_err *err);
 void	image_shutdown(void);
 /* The store's directories (for imgimport.c). */
 int	image_store_fd(void);

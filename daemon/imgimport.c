@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pwd.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,7 +70,6 @@ struct imgimport {
 
 static TAILQ_HEAD(, imgimport) imports = TAILQ_HEAD_INITIALIZER(imports);
 
-static void	imp_fail(struct imgimport *m, const struct cap_err *err);
 
 /* Imports in progress: all, or uid's. */
 static size_t
@@ -242,27 +242,18 @@ imp_end(struct imgimport *m, const struct cap_err *err)
 	imp_free(m);
 }
 
-static void
-imp_fail(struct imgimport *m, const struct cap_err *err)
-{
-	imp_end(m, err);
-}
-
-/* The image is in the store: name it for m's owner and answer m. */
-static void
-imp_finish(struct imgimport *m)
-{
-	imp_end(m, NULL);
-}
-
-static void
-imp_failf(struct imgimport *m, const char *code, const char *fmt,
-    const char *a, const char *b)
+static void __attribute__((format(printf, 3, 4)))
+imp_failf(struct imgimport *m, const char *code, const char *fmt, ...)
 {
 	struct cap_err err;
+	char msg[sizeof(err.msg)];
+	va_list ap;
 
-	cap_err_set(&err, EINVAL, code, fmt, a, b);
-	imp_fail(m, &err);
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	cap_err_set(&err, EINVAL, code, "%s", msg);
+	imp_end(m, &err);
 }
 
 /* A name from the image's index: a full reference (with a '/' or ':') as
@@ -633,12 +624,12 @@ imp_guard_cb(evutil_socket_t fd, short what, void *arg)
 	    (unsigned long long)((uint64_t)vfs.f_bavail * vfs.f_frsize >> 20),
 	    m->stage == ST_UNPACK ? "unpacking its layers" :
 	    "making its root file system");
-	imp_fail(m, &err);
+	imp_end(m, &err);
 }
 
 static void
 imp_run(struct imgimport *m, enum stage stage, char *const argv[],
-    job_fn *fn, void *fn_arg, const struct job_opts *o)
+    job_fn *fn, const struct job_opts *o)
 {
 	struct timeval second = { 1, 0 };
 	struct cap_err err;
@@ -647,16 +638,16 @@ imp_run(struct imgimport *m, enum stage stage, char *const argv[],
 	    ((m->guard = event_new(m->base, -1, EV_PERSIST, imp_guard_cb,
 	    m)) == NULL || event_add(m->guard, &second) < 0)) {
 		cap_err_set(&err, ENOMEM, E_INTERNAL, "out of memory");
-		imp_fail(m, &err);
+		imp_end(m, &err);
 		return;
 	}
 	m->stage = stage;
 	if (fn != NULL)
-		m->job = job_fork(m->base, fn, fn_arg, o, imp_step_done, m, &err);
+		m->job = job_fork(m->base, fn, NULL, o, imp_step_done, m, &err);
 	else
 		m->job = job_exec(m->base, argv, o, imp_step_done, m, &err);
 	if (m->job == NULL)
-		imp_fail(m, &err);
+		imp_end(m, &err);
 }
 
 /* Reads a file of the job's layout (bounded) into a new buffer. */
@@ -770,7 +761,7 @@ imp_verified(struct imgimport *m)
 	sweep(m->id, &m->who);
 	m->fetch_made = 0;
 	if (imp_read_layout(m, &err) < 0) {
-		imp_fail(m, &err);
+		imp_end(m, &err);
 		return;
 	}
 	imp_progress(m, STAGE_VERIFY, m->digest);
@@ -782,7 +773,7 @@ imp_verified(struct imgimport *m)
 	 * unpacks, and a stored image it turns out to be is shared then. */
 	if (image_owned(m->who.uid, m->digest) ||
 	    image_find_same(m->who.uid, &m->config, m->digest)) {
-		imp_finish(m);
+		imp_end(m, NULL);
 		return;
 	}
 	if (!imp_has_waiters(m) && (o = imp_maker(m)) != NULL) {
@@ -811,7 +802,7 @@ imp_unpack(struct imgimport *m)
 	image = imp_tmp_path(m, LAYOUT ":" TAG);
 	bundle = imp_tmp_path(m, BUNDLE);
 	if (image == NULL || bundle == NULL) {
-		imp_failf(m, E_INTERNAL, "out of memory%s%s", "", "");
+		imp_failf(m, E_INTERNAL, "out of memory");
 		return;
 	}
 	imp_progress(m, STAGE_UNPACK, "applying layers");
@@ -823,7 +814,7 @@ imp_unpack(struct imgimport *m)
 	argv[n++] = image;
 	argv[n++] = bundle;
 	argv[n] = NULL;
-	imp_run(m, ST_UNPACK, argv, NULL, NULL, &o);
+	imp_run(m, ST_UNPACK, argv, NULL, &o);
 }
 
 static void
@@ -844,10 +835,10 @@ imp_size(struct imgimport *m)
 	    .line = imp_size_line };
 
 	if (rootfs == NULL) {
-		imp_failf(m, E_INTERNAL, "out of memory%s%s", "", "");
+		imp_failf(m, E_INTERNAL, "out of memory");
 		return;
 	}
-	imp_run(m, ST_SIZE, argv, NULL, NULL, &o);
+	imp_run(m, ST_SIZE, argv, NULL, &o);
 }
 
 static void
@@ -867,20 +858,20 @@ imp_mkfs(struct imgimport *m)
 	if (rootfs == NULL || file == NULL || tfd < 0 ||
 	    mkdirat(tfd, OUT, 0700) < 0) {
 		imp_failf(m, E_INTERNAL, "cannot make the image's directory: "
-		    "%s%s", strerror(errno), "");
+		    "%s", strerror(errno));
 		return;
 	}
 	if (bytes < IMGIMPORT_DISK_MIN)
 		bytes = IMGIMPORT_DISK_MIN;
 	if (bytes > IMGIMPORT_MAX_BYTES) {
-		imp_failf(m, E_LIMIT, "the image needs more than %s%s",
-		    "64 GiB", "");
+		imp_failf(m, E_LIMIT, "the image needs more than %llu GiB",
+		    (unsigned long long)(IMGIMPORT_MAX_BYTES >> 30));
 		return;
 	}
 	snprintf(size, sizeof(size), "%lluk",
 	    (unsigned long long)(bytes >> 10));
 	imp_progress(m, STAGE_MKFS, "making the root file system");
-	imp_run(m, ST_MKFS, argv, NULL, NULL, &o);
+	imp_run(m, ST_MKFS, argv, NULL, &o);
 }
 
 /* out/ gets image.json and becomes sha256-<hex>; the rest goes. */
@@ -962,7 +953,7 @@ imp_step_done(void *arg, int status, const char *tail, int timed_out)
 			    tail);
 			break;
 		}
-		imp_fail(m, &err);
+		imp_end(m, &err);
 		return;
 	}
 	switch (m->stage) {
@@ -987,7 +978,7 @@ imp_step_done(void *arg, int status, const char *tail, int timed_out)
 		o.keep_fd = src;
 		o.keep_fd2 = dst;
 		copy_uid = m->who.uid;
-		imp_run(m, ST_VERIFY, NULL, copy_child, NULL, &o);
+		imp_run(m, ST_VERIFY, NULL, copy_child, &o);
 		return;
 	}
 	case ST_VERIFY:
@@ -1001,10 +992,10 @@ imp_step_done(void *arg, int status, const char *tail, int timed_out)
 		return;
 	case ST_MKFS:
 		if (imp_commit(m, &err) < 0) {
-			imp_fail(m, &err);
+			imp_end(m, &err);
 			return;
 		}
-		imp_finish(m);
+		imp_end(m, NULL);
 		return;
 	case ST_WAIT:
 		return;
@@ -1084,7 +1075,7 @@ imgimport_start(struct event_base *base, const struct imgimport_req *r,
 	char shown[160];
 	int r2;
 
-	if ((r2 = check_req(r, err)) < 0 || (r2 = image_prepare(err)) < 0)
+	if ((r2 = check_req(r, err)) < 0)
 		return r2;
 	if (imp_count(1, 0) >= IMGIMPORT_MAX)
 		return cap_err_set(err, EAGAIN, E_LIMIT, "%d imports are in "

@@ -334,7 +334,11 @@ job_cancel(struct job *j)
 	if (j == NULL)
 		return;
 	if (!j->exited) {
+		/* The group, and the child itself through its pidfd: a child
+		 * cancelled before its setsid() is in no group of its own yet,
+		 * and the wait below must not outlast it. */
 		kill(-j->pid, SIGKILL);
+		procid_signal(j->pidfd, SIGKILL);
 		procid_wait(j->pidfd);
 	}
 	job_free(j);

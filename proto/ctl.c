@@ -415,7 +415,7 @@ ctl_parse_start(json_t *req, const struct ctl_limits *lim,
 		J_MEMORY_MIB, J_GUEST_PORT, J_LAUNCH_SECONDS, J_RUN_DIR,
 		J_PROXY_SOCKET_PATH, J_CONSOLE_LOG_PATH, J_INITRD_PATH,
 		J_STOP_ON_DISCONNECT, J_SERIAL_PORTS, J_NETWORK, J_PUBLISH, J_IMAGE,
-		NULL,
+		J_VOLUMES, NULL,
 	};
 	char unit[64];
 	uint64_t n, dm;
@@ -491,7 +491,9 @@ ctl_parse_start(json_t *req, const struct ctl_limits *lim,
 	    (r = ctl_parse_network(json_object_get(req, J_NETWORK),
 	    &s->network, err)) < 0 ||
 	    (r = ctl_parse_publish(json_object_get(req, J_PUBLISH),
-	    s->publish, &s->npublish, err)) < 0)
+	    s->publish, &s->npublish, err)) < 0 ||
+	    (r = volume_parse_json(json_object_get(req, J_VOLUMES),
+	    s->volumes, &s->nvolumes, err)) < 0)
 		goto fail;
 	return 0;
 fail:
@@ -513,6 +515,7 @@ ctl_start_free(struct ctl_start *s)
 	for (unsigned i = 0; i < s->nserial_ports; i++)
 		free(s->serial_ports[i]);
 	netpol_free(&s->network);
+	volume_free(s->volumes, s->nvolumes);
 	memset(s, 0, sizeof(*s));
 }
 
@@ -593,6 +596,8 @@ ctl_vm_json(const struct ctl_vm *v)
 		    ctl_network_json(v->network));
 	json_object_set_new(o, J_PUBLISH, ctl_publish_json(v->publish,
 	    v->npublish));
+	json_object_set_new(o, J_VOLUMES, volume_json(v->volumes,
+	    v->nvolumes));
 	if (v->have_egress)
 		json_object_set_new(o, J_EGRESS, json_pack("{s:I, s:I, s:I, "
 		    "s:I, s:I, s:I, s:I, s:I}",

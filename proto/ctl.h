@@ -14,6 +14,7 @@
 
 #include "err.h"
 #include "netpolicy.h"
+#include "volume.h"
 
 #define CTL_DEFAULT_VCPUS		1
 #define CTL_DEFAULT_MEMORY_MIB		512
@@ -57,6 +58,9 @@ struct ctl_start {
 	struct netpol	network;
 	struct netpub	publish[NETPOL_MAX_PUBLISH];
 	unsigned	npublish;
+	/* Shared folders: checked, guest paths unique. */
+	struct volume	volumes[VOLUME_MAX];
+	unsigned	nvolumes;
 };
 
 /* Parses one request line: a JSON object with a string "op". On success
@@ -119,6 +123,8 @@ struct ctl_vm {
 	const struct netpol *network;		/* NULL: none */
 	const struct netpub *publish;		/* npublish of them */
 	unsigned	 npublish;
+	const struct volume *volumes;		/* nvolumes of them */
+	unsigned	 nvolumes;
 	/* What an "allow" VM's egress did (have_egress). */
 	int		 have_egress;
 	uint64_t	 eg_dns_allowed, eg_dns_denied;

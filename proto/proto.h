@@ -74,6 +74,11 @@
 #define NETMODE_NAT		"nat"
 /* capsule extension: ["[HOSTADDR:]HOSTPORT:GUESTPORT", ...] */
 #define J_PUBLISH		"publish"
+/* capsule extension: shared folders, [{"host", "guest", "read_only"}] */
+#define J_VOLUMES		"volumes"
+#define J_HOST			"host"
+#define J_GUEST			"guest"
+#define J_READ_ONLY		"read_only"
 /* capsule extension: boot this image (a name or its digest) instead of
  * rootfs_path; ListVMs gives its digest */
 #define J_IMAGE			"image"

@@ -48,6 +48,15 @@ struct hv_serial_port {
 	int		 fd;
 };
 
+#define HV_MAX_SHARES		8	/* every backend takes this many */
+
+/* A host directory the guest mounts as virtiofs by `tag`. */
+struct hv_share {
+	const char	*tag;
+	int		 dir_fd;	/* opened by its owner */
+	int		 ro;		/* enforced on the host */
+};
+
 /* Everything a backend needs to start one VM. The fds stay the daemon's;
  * the backend duplicates what it keeps. */
 struct hv_vm_config {
@@ -71,6 +80,13 @@ struct hv_vm_config {
 	 * guest 10.0.2.15/24, gateway (the host) 10.0.2.2, resolver
 	 * 10.0.2.3. Without it the guest has no NIC at all. */
 	int		 nat;
+	/* Shared folders, and whose rights their file servers have. */
+	const struct hv_share *shares;
+	unsigned	 nshares;
+	uid_t		 share_uid;
+	gid_t		 share_gid;
+	const gid_t	*share_groups;
+	size_t		 share_ngroups;
 	/* Unprivileged identity for the hypervisor process once it has
 	 * opened its files (0: keep the daemon's). One per VM, so a
 	 * compromised hypervisor cannot touch another VM's. */

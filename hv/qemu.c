@@ -7,6 +7,8 @@
  *   console.sock  the same for the guest's serial console
  *   qmp.sock      QMP monitor, listening
  *   rootfs.qcow2  the VM's writable layer, mode 0600
+ *   share<N>.sock vhost-user socket of shared folder N's virtiofsd
+ *                 (vfsd.h); gone once QEMU is connected to it
  *
  * QEMU is given file descriptors, never a path it would open itself: the
  * sockets (capsuled binds them and connects first, so no byte the guest
@@ -35,8 +37,9 @@
 #include "proto.h"
 #include "qmp.h"
 #include "util.h"
+#include "vfsd.h"
 
-#define QEMU_ARGS_MAX	(80 + 4 * HV_MAX_SERIAL_PORTS)
+#define QEMU_ARGS_MAX	(84 + 4 * HV_MAX_SERIAL_PORTS + 4 * HV_MAX_SHARES)
 /* The fds QEMU gets, at fixed numbers (macros: they go into strings). */
 #define QFD_AGENT	3	/* listening sockets */
 #define QFD_QMP		4
@@ -46,17 +49,29 @@
 #define QFD_BASE	8
 #define QFD_LAYER	9
 #define QFD_PORT0	10	/* one per raw serial port */
-#define QEMU_NFDS	(QFD_PORT0 - 3 + HV_MAX_SERIAL_PORTS)
+#define QFD_SHARE0	(QFD_PORT0 + HV_MAX_SERIAL_PORTS)	/* per share */
+#define QEMU_NFDS	(QFD_SHARE0 - 3 + HV_MAX_SHARES)
+#define QEMU_CMDLINE_MAX 2048	/* x86 COMMAND_LINE_SIZE, with its NUL */
 #define QEMU_LAYER	"rootfs.qcow2"
 #define QEMU_SOCK_AGENT	"agent.sock"
 #define QEMU_SOCK_QMP	"qmp.sock"
 #define QEMU_SOCK_CON	"console.sock"
+#define QEMU_SOCK_SHARE	"share%u.sock"
 /* QMP's words (events and SHUTDOWN reasons) that capsule acts on. */
 #define QMP_EV_SHUTDOWN		"SHUTDOWN"
 #define QMP_EV_STOP		"STOP"
 #define QMP_EV_RESUME		"RESUME"
 #define QMP_EV_PANICKED		"GUEST_PANICKED"
 #define QMP_EV_IO_ERROR		"BLOCK_IO_ERROR"
+
+/* A shared folder's virtiofsd: our child while we run. */
+struct qemu_fsd {
+	struct hv_vm	*vm;
+	unsigned	 index;
+	pid_t		 pid;
+	int		 pidfd;
+	struct event	*ev;
+};
 
 struct hv_vm {
 	struct hv_cbs	 cbs;
@@ -71,10 +86,13 @@ struct hv_vm {
 	dev_t		 exe_dev;	/* the binary it runs */
 	ino_t		 exe_ino;
 	char		 what[48];	/* "vm 1234abcd" for the log */
+	struct qemu_fsd	 fsd[HV_MAX_SHARES];
+	unsigned	 nfsd;
 };
 
 static char qemu_bin[PATH_MAX];
 static char qemu_img[PATH_MAX];
+static char qemu_vfsd[PATH_MAX];
 static struct hv_caps qemu_caps;
 static dev_t qemu_exe_dev;	/* qemu_bin's, as probed */
 static ino_t qemu_exe_ino;
@@ -249,14 +267,16 @@ qemu_check_kernel(const uint8_t *b, size_t len, struct cap_err *err)
 static char *
 qemu_cmdline(const struct hv_vm_config *cfg)
 {
+	const char *ours = cfg->agent_args != NULL && cfg->agent_args[0] ?
+	    cfg->agent_args : NULL;
 	char tsc[48] = "";
 
 	if (qemu_caps.accel == HV_ACCEL_TCG && qemu_caps.tsc_khz > 0)
 		snprintf(tsc, sizeof(tsc), " tsc_early_khz=%u",
 		    qemu_caps.tsc_khz);
 	return util_strdup_printf("console=ttyS0 quiet panic=-1 "
-	    "reboot=t%s%s%s%s%s", tsc, cfg->agent_args ? " " : "",
-	    cfg->agent_args ? cfg->agent_args : "", cfg->boot_args ? " " : "",
+	    "reboot=t%s%s%s%s%s", tsc, ours ? " " : "", ours ? ours : "",
+	    cfg->boot_args ? " " : "",
 	    cfg->boot_args ? cfg->boot_args : "");
 }
 
@@ -481,14 +501,110 @@ fail:
 	return r;
 }
 
+/* A shared folder's server ended: reap it. While QEMU runs that is news:
+ * the guest gets I/O errors from that share from now on. */
+static void
+fsd_exit_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct qemu_fsd *f = arg;
+	int st, r;
+
+	if ((r = procid_reap(f->pidfd, &st)) == 0)
+		return;
+	event_del(f->ev);
+	/* Status 0: QEMU closed its socket, so the VM is ending anyway. */
+	if (r == 1 && WIFEXITED(st) && WEXITSTATUS(st) == 0)
+		log_debug("%s: the server of shared folder %u ended",
+		    f->vm->what, f->index);
+	else if (!f->vm->exited && !f->vm->quitting)
+		log_warn("%s: the server of shared folder %u ended (%s %d); "
+		    "the guest can no longer use it", f->vm->what, f->index,
+		    r == 1 && WIFSIGNALED(st) ? "signal" : "status",
+		    r == 1 ? (WIFSIGNALED(st) ? WTERMSIG(st) :
+		    WEXITSTATUS(st)) : -1);
+	closep(&f->pidfd);
+	f->pid = 0;
+}
+
+/* Stops watching the servers; `end` also kills and reaps those left. */
+static void
+fsd_release(struct hv_vm *vm, int end)
+{
+	for (unsigned i = 0; i < vm->nfsd; i++) {
+		struct qemu_fsd *f = &vm->fsd[i];
+
+		if (end && f->pidfd >= 0) {
+			procid_signal(f->pidfd, SIGKILL);
+			procid_wait(f->pidfd);
+		}
+		if (f->ev != NULL)
+			event_free(f->ev);
+		f->ev = NULL;
+		closep(&f->pidfd);
+	}
+	vm->nfsd = 0;
+}
+
+/* Starts share i's server; *conn is QEMU's end of its socket. */
+static int
+fsd_start(struct event_base *base, struct hv_vm *vm,
+    const struct hv_vm_config *cfg, unsigned i, int log_fd, int *conn,
+    struct cap_err *err)
+{
+	const struct hv_share *sh = &cfg->shares[i];
+	struct vfsd_owner who = { cfg->share_uid, cfg->share_gid,
+	    cfg->share_groups, cfg->share_ngroups };
+	struct qemu_fsd *f = &vm->fsd[vm->nfsd];
+	char name[32];
+	int lfd, r;
+
+	snprintf(name, sizeof(name), QEMU_SOCK_SHARE, i);
+	if ((lfd = util_listen_unix_at(cfg->dir_fd, name, 0600, err)) < 0)
+		return lfd;
+	if ((r = util_connect_unix_at(cfg->dir_fd, name, err)) < 0) {
+		unlinkat(cfg->dir_fd, name, 0);
+		close(lfd);
+		return r;
+	}
+	*conn = r;
+	/* Both ends exist now; the name is of no more use. */
+	unlinkat(cfg->dir_fd, name, 0);
+	f->vm = vm;
+	f->index = i;
+	f->pidfd = -1;
+	f->pid = vfsd_spawn(qemu_vfsd, sh->dir_fd, sh->ro, &who, lfd, log_fd,
+	    err);
+	close(lfd);
+	if (f->pid < 0) {
+		closep(conn);
+		return (int)f->pid;
+	}
+	vm->nfsd++;
+	if ((f->pidfd = procid_open_child(f->pid)) < 0 ||
+	    (f->ev = event_new(base, f->pidfd, EV_READ | EV_PERSIST,
+	    fsd_exit_cb, f)) == NULL || event_add(f->ev, NULL) < 0) {
+		if (f->pidfd < 0) {
+			kill(f->pid, SIGKILL);
+			while (waitpid(f->pid, NULL, 0) < 0 && errno == EINTR)
+				;
+		}
+		closep(conn);
+		return cap_err_set(err, ENOMEM, E_INTERNAL, "cannot watch the "
+		    "server of shared folder %u", i);
+	}
+	return 0;
+}
+
 static int
 qemu_start(struct event_base *base, const struct hv_vm_config *cfg,
     const struct hv_cbs *cbs, void *arg, struct hv_vm **out,
     struct hv_chans *chans, struct cap_err *err)
 {
-	char mem[32], smp[16], runas[32], fdarg[2][40];
+	char mem[32], smp[16], runas[32], fdarg[2][40], memobj[96];
 	char port_chr[HV_MAX_SERIAL_PORTS][64];
 	char port_dev[HV_MAX_SERIAL_PORTS][128];
+	char fs_chr[HV_MAX_SHARES][64], fs_dev[HV_MAX_SHARES][96];
+	int fs_conn[HV_MAX_SHARES];
 	char *cmdline = NULL, *argv[QEMU_ARGS_MAX];
 	struct qemu_socks socks;
 	int fds[QEMU_NFDS], nfds = 0, n = 0, layer = -1, logp[2] = { -1, -1 };
@@ -497,10 +613,32 @@ qemu_start(struct event_base *base, const struct hv_vm_config *cfg,
 	pid_t pid;
 	int r;
 
+	for (i = 0; i < HV_MAX_SHARES; i++)
+		fs_conn[i] = -1;
 	if (cfg->nports > HV_MAX_SERIAL_PORTS)
 		return cap_err_set(err, E2BIG, E_INVALID_ARGUMENT,
 		    "%u serial ports; the limit is %d", cfg->nports,
 		    HV_MAX_SERIAL_PORTS);
+	if (cfg->nshares > HV_MAX_SHARES)
+		return cap_err_set(err, E2BIG, E_INVALID_ARGUMENT,
+		    "%u shared folders; the limit is %d", cfg->nshares,
+		    HV_MAX_SHARES);
+	if (cfg->nshares > 0 && (r = vfsd_find(qemu_vfsd, sizeof(qemu_vfsd),
+	    err)) < 0)
+		return r;
+	for (i = 0; i < cfg->nshares; i++) {
+		if (strlen(cfg->shares[i].tag) > 32 ||
+		    strchr(cfg->shares[i].tag, ',') != NULL)
+			return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
+			    "share tag %.40s cannot go to QEMU",
+			    cfg->shares[i].tag);
+		snprintf(fs_chr[i], sizeof(fs_chr[i]),
+		    "socket,id=fs%u,fd=%u", i,
+		    QFD_PORT0 + cfg->nports + i);
+		snprintf(fs_dev[i], sizeof(fs_dev[i]),
+		    "vhost-user-fs-device,chardev=fs%u,tag=%s", i,
+		    cfg->shares[i].tag);
+	}
 	for (i = 0; i < cfg->nports; i++) {
 		if (snprintf(port_dev[i], sizeof(port_dev[i]),
 		    "virtserialport,chardev=port%u,name=%s", i,
@@ -517,6 +655,15 @@ qemu_start(struct event_base *base, const struct hv_vm_config *cfg,
 	    (cmdline = qemu_cmdline(cfg)) == NULL) {
 		free(vm);
 		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
+	}
+	if (strlen(cmdline) >= QEMU_CMDLINE_MAX) {
+		r = cap_err_set(err, E2BIG, E_INVALID_ARGUMENT, "the kernel "
+		    "command line would be %zu bytes; the limit is %d "
+		    "(shorten boot_args or the guest paths of volumes)",
+		    strlen(cmdline), QEMU_CMDLINE_MAX - 1);
+		free(cmdline);
+		free(vm);
+		return r;
 	}
 	vm->cbs = *cbs;
 	vm->arg = arg;
@@ -535,6 +682,12 @@ qemu_start(struct event_base *base, const struct hv_vm_config *cfg,
 		    strerror(errno));
 		goto fail;
 	}
+	for (i = 0; i < cfg->nshares; i++)
+		if ((r = fsd_start(base, vm, cfg, i, logp[1], &fs_conn[i],
+		    err)) < 0) {
+			cap_err_wrap(err, "shared folder %u", i);
+			goto fail;
+		}
 	fds[nfds++] = socks.listen[0];		/* QFD_AGENT */
 	fds[nfds++] = socks.listen[1];		/* QFD_QMP */
 	fds[nfds++] = socks.listen[2];		/* QFD_CONSOLE */
@@ -544,8 +697,13 @@ qemu_start(struct event_base *base, const struct hv_vm_config *cfg,
 	fds[nfds++] = layer;			/* QFD_LAYER */
 	for (i = 0; i < cfg->nports; i++)
 		fds[nfds++] = cfg->ports[i].fd;
+	for (i = 0; i < cfg->nshares; i++)
+		fds[nfds++] = fs_conn[i];	/* QFD_PORT0 + nports + i */
 	snprintf(mem, sizeof(mem), "%llu",
 	    (unsigned long long)cfg->memory_mib);
+	/* vhost-user servers map the guest's memory: it must be shared. */
+	snprintf(memobj, sizeof(memobj), "memory-backend-memfd,id=mem,"
+	    "size=%lluM,share=on", (unsigned long long)cfg->memory_mib);
 	snprintf(smp, sizeof(smp), "%u", cfg->vcpus);
 	snprintf(fdarg[0], sizeof(fdarg[0]), "fd=%d,set=1,opaque=base",
 	    QFD_BASE);
@@ -555,7 +713,14 @@ qemu_start(struct event_base *base, const struct hv_vm_config *cfg,
 #define ARG(s)	(argv[n++] = (char *)(s))
 	ARG(qemu_bin);
 	ARG("-name"); ARG("capsule");
-	ARG("-machine"); ARG("microvm");
+	ARG("-machine");
+	ARG(cfg->nshares > 0 ? "microvm,memory-backend=mem" : "microvm");
+	if (cfg->nshares > 0) {
+		ARG("-object"); ARG(memobj);
+		/* libvhost-user (virtiofsd) serves modern virtio only, and
+		 * microvm's virtio-mmio defaults to legacy. */
+		ARG("-global"); ARG("virtio-mmio.force-legacy=false");
+	}
 	if (qemu_caps.accel == HV_ACCEL_KVM) {
 		ARG("-accel"); ARG("kvm");
 		ARG("-cpu"); ARG("host");
@@ -598,6 +763,10 @@ qemu_start(struct event_base *base, const struct hv_vm_config *cfg,
 	ARG("-blockdev"); ARG("driver=qcow2,node-name=root,file=layer-file,"
 	    "backing=base,discard=unmap");
 	ARG("-device"); ARG("virtio-blk-device,drive=root");
+	for (i = 0; i < cfg->nshares; i++) {
+		ARG("-chardev"); ARG(fs_chr[i]);
+		ARG("-device"); ARG(fs_dev[i]);
+	}
 	ARG("-device"); ARG("virtio-rng-device");
 	ARG("-device"); ARG("pvpanic");
 	if (cfg->nat) {
@@ -634,6 +803,8 @@ qemu_start(struct event_base *base, const struct hv_vm_config *cfg,
 	vm->pid = pid;
 	closep(&logp[1]);
 	closep(&layer);
+	for (i = 0; i < cfg->nshares; i++)
+		closep(&fs_conn[i]);
 	vm->pidfd = procid_open_child(pid);
 	if (vm->pidfd >= 0)
 		vm->exit_ev = event_new(base, vm->pidfd, EV_READ | EV_PERSIST,
@@ -660,6 +831,9 @@ qemu_start(struct event_base *base, const struct hv_vm_config *cfg,
 	*out = vm;
 	return 0;
 fail:
+	fsd_release(vm, 1);
+	for (i = 0; i < HV_MAX_SHARES; i++)
+		closep(&fs_conn[i]);
 	closep(&layer);
 	closep(&logp[0]);
 	closep(&logp[1]);
@@ -781,6 +955,8 @@ qemu_detach(struct hv_vm *vm)
 		event_free(vm->exit_ev);
 	closep(&vm->pidfd);
 	qmp_free(vm->qmp);
+	/* The servers stay with QEMU and end when it does. */
+	fsd_release(vm, 0);
 	free(vm);
 }
 
@@ -794,6 +970,8 @@ qemu_free(struct hv_vm *vm)
 		procid_signal(vm->pidfd, SIGKILL);
 		procid_wait(vm->pidfd);
 	}
+	vm->exited = 1;
+	fsd_release(vm, 1);
 	if (vm->exit_ev != NULL)
 		event_free(vm->exit_ev);
 	closep(&vm->pidfd);

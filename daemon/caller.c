@@ -264,6 +264,16 @@ op_dir(struct caller_op *op, int dfd, const char *name)
 	return ident_of(op->fd, &op->id);
 }
 
+static int
+op_share(struct caller_op *op, int dfd, const char *name)
+{
+	op->fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOCTTY |
+	    O_CLOEXEC);
+	if (op->fd < 0)
+		return -errno;
+	return ident_of(op->fd, &op->id);
+}
+
 static int	remove_if_same(int dfd, const char *name,
 		    const struct caller_ident *id, mode_t type);
 
@@ -331,6 +341,7 @@ op_do(struct caller_op *ops, size_t i)
 	case CALLER_DIR:	r = op_dir(op, op->dir_fd, name); break;
 	case CALLER_CREATE:	r = op_create(op, op->dir_fd, name); break;
 	case CALLER_BIND:	r = op_bind(op, op->dir_fd, name); break;
+	case CALLER_SHARE:	r = op_share(op, op->dir_fd, name); break;
 	default:		r = -EINVAL; break;
 	}
 	if (r == 0)
@@ -427,7 +438,7 @@ op_error(const struct caller_op *ops, size_t i, int e,
 	op_shown(ops, i, p, sizeof(p));
 	switch (e) {
 	case ENOENT:
-		if (op->kind == CALLER_READ)
+		if (op->kind == CALLER_READ || op->kind == CALLER_SHARE)
 			return cap_err_set(err, e, E_INVALID_ARGUMENT,
 			    "%s %s does not exist", f, p);
 		return cap_err_set(err, e, E_INVALID_ARGUMENT, "%s %s: its "
@@ -454,7 +465,8 @@ op_error(const struct caller_op *ops, size_t i, int e,
 		    "symbolic link; name the directory itself", f, p);
 	case ENOTDIR:
 		return cap_err_set(err, e, E_INVALID_ARGUMENT,
-		    op->kind == CALLER_DIR ? "%s %s is not a directory" :
+		    op->kind == CALLER_DIR || op->kind == CALLER_SHARE ?
+		    "%s %s is not a directory" :
 		    "%s %s: a component of the path is not a directory", f, p);
 	case EINVAL:
 		if (op->kind == CALLER_READ)

@@ -57,6 +57,8 @@ enum caller_kind {
 			 * only: its parent must exist) if it is missing */
 	CALLER_CREATE,	/* create a new file, mode 0600, opened O_RDWR */
 	CALLER_BIND,	/* create a listening Unix socket, mode 0600 */
+	CALLER_SHARE,	/* open an existing directory to share (a link
+			 * at its name is followed: as the caller) */
 };
 
 /* Which file a name was: device and inode, and its birth time where the

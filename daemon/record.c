@@ -73,6 +73,7 @@
 #define S_PORT_PATH	"path"
 #define S_NETWORK	"network"	/* absent: none (older records) */
 #define S_PUBLISH	"publish"
+#define S_VOLUMES	"volumes"
 
 int
 record_id_ok(const char *s)
@@ -148,6 +149,8 @@ spec_json(const struct vm_spec *s)
 		    ctl_network_json(&s->network));
 		json_object_set_new(o, S_PUBLISH, ctl_publish_json(s->publish,
 		    s->npublish));
+		json_object_set_new(o, S_VOLUMES, volume_json(s->volumes,
+		    s->nvolumes));
 	}
 	return o;
 }
@@ -445,7 +448,9 @@ decode_spec(json_t *o, struct vm_spec *s, struct cap_err *err)
 	if ((r = ctl_parse_network(json_object_get(o, S_NETWORK), &s->network,
 	    err)) < 0 ||
 	    (r = ctl_parse_publish(json_object_get(o, S_PUBLISH), s->publish,
-	    &s->npublish, err)) < 0)
+	    &s->npublish, err)) < 0 ||
+	    (r = volume_parse_json(json_object_get(o, S_VOLUMES), s->volumes,
+	    &s->nvolumes, err)) < 0)
 		return cap_err_wrap(err, "%s", R_SPEC);
 	return 0;
 }

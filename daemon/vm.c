@@ -847,6 +847,27 @@ const struct hv_cbs vm_hv_cbs = {
 	.event = vm_hv_event,
 };
 
+/* capsule's words to its agent on the kernel command line: the modules
+ * its network mode needs, and each shared folder as
+ * capsule.vol=TAG,ro|rw,GUESTPATH (guest paths hold no space or comma:
+ * volume.h). Returns a new string ("" for none). */
+static char *
+vm_agent_args(const struct vm_spec *s)
+{
+	char *out = strdup(s->network.mode == NETPOL_NAT ? "capsule.net=nat" :
+	    s->network.mode == NETPOL_ALLOW ? "capsule.net=allow" : "");
+
+	for (unsigned i = 0; out != NULL && i < s->nvolumes; i++) {
+		char *more = util_strdup_printf("%s%scapsule.vol=vol%u,%s,%s",
+		    out, out[0] ? " " : "", i, s->volumes[i].ro ? "ro" : "rw",
+		    s->volumes[i].guest);
+
+		free(out);
+		out = more;
+	}
+	return out;
+}
+
 /* The files are open: start the hypervisor. */
 static void
 vm_files_done(struct vm_files *f, const struct cap_err *ferr, void *arg)
@@ -854,6 +875,8 @@ vm_files_done(struct vm_files *f, const struct cap_err *ferr, void *arg)
 	const struct vm_limits *l = &vm_core.limits;
 	struct vm *vm = arg;
 	struct hv_serial_port ports[CTL_MAX_SERIAL_PORTS];
+	struct hv_share shares[VOLUME_MAX];
+	char tags[VOLUME_MAX][8];
 	struct hv_vm_config cfg;
 	struct hv_chans ch = { -1, -1, -1 };
 	struct cap_err err;
@@ -890,10 +913,23 @@ vm_files_done(struct vm_files *f, const struct cap_err *ferr, void *arg)
 	cfg.rootfs_fd = f->rootfs;
 	cfg.rootfs_size = f->rootfs_size;
 	cfg.boot_args = vm->spec.boot_args;
-	/* The agent loads the modules its network mode needs at boot. */
-	cfg.agent_args = vm->spec.network.mode == NETPOL_NAT ?
-	    "capsule.net=nat" : vm->spec.network.mode == NETPOL_ALLOW ?
-	    "capsule.net=allow" : NULL;
+	for (unsigned i = 0; i < vm->spec.nvolumes; i++) {
+		snprintf(tags[i], sizeof(tags[i]), "vol%u", i);
+		shares[i].tag = tags[i];
+		shares[i].dir_fd = f->volumes[i];
+		shares[i].ro = vm->spec.volumes[i].ro;
+	}
+	cfg.shares = shares;
+	cfg.nshares = vm->spec.nvolumes;
+	cfg.share_uid = vm->who.uid;
+	cfg.share_gid = vm->who.gid;
+	cfg.share_groups = vm->who.groups;
+	cfg.share_ngroups = vm->who.ngroups;
+	if ((cfg.agent_args = vm_agent_args(&vm->spec)) == NULL) {
+		cap_err_set(&err, ENOMEM, E_INTERNAL, "out of memory");
+		vm_abort_start(vm, &err);
+		return;
+	}
 	cfg.nat = vm->spec.network.mode == NETPOL_NAT;
 	cfg.vcpus = vm->spec.vcpus;
 	cfg.memory_mib = vm->spec.memory_mib;
@@ -908,8 +944,10 @@ vm_files_done(struct vm_files *f, const struct cap_err *ferr, void *arg)
 	/* Tasks of its uid: each VM has its own only as root. */
 	if (!scope && vm->uid != 0)
 		cfg.rlimit_nproc = l->vm_tasks_max;
-	if ((r = vm_core.env.hv->start(vm_core.env.base, &cfg, &vm_hv_cbs, vm,
-	    &vm->hv, &ch, &err)) < 0) {
+	r = vm_core.env.hv->start(vm_core.env.base, &cfg, &vm_hv_cbs, vm,
+	    &vm->hv, &ch, &err);
+	free((char *)cfg.agent_args);
+	if (r < 0) {
 		vm_abort_start(vm, &err);
 		return;
 	}
@@ -921,6 +959,8 @@ vm_files_done(struct vm_files *f, const struct cap_err *ferr, void *arg)
 	closep(&f->rootfs);
 	for (unsigned i = 0; i < CTL_MAX_SERIAL_PORTS; i++)
 		closep(&f->ports[i]);
+	for (unsigned i = 0; i < VOLUME_MAX; i++)
+		closep(&f->volumes[i]);
 	/* Its identity for the record: the uid is the one it runs as once
 	 * it has dropped root (-runas), moments from now. */
 	if (procid_read(vm_core.env.hv->pid(vm->hv), &vm->proc) < 0)
@@ -1311,6 +1351,8 @@ vm_describe(const struct vm *vm, struct ctl_vm *v)
 	v->network = &vm->spec.network;
 	v->publish = vm->spec.publish;
 	v->npublish = vm->spec.npublish;
+	v->volumes = vm->spec.volumes;
+	v->nvolumes = vm->spec.nvolumes;
 	if (vm->spec.network.mode == NETPOL_ALLOW) {
 		struct egress_stats st = vm->egress_last;
 

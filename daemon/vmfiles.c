@@ -26,6 +26,7 @@ enum {
 	ROLE_CONSOLE,
 	ROLE_PROXY,
 	ROLE_PORT0,
+	ROLE_VOLUME0 = ROLE_PORT0 + CTL_MAX_SERIAL_PORTS,
 };
 
 int
@@ -67,6 +68,8 @@ files_init(struct vm_files *f)
 	f->console = f->proxy = -1;
 	for (size_t i = 0; i < CTL_MAX_SERIAL_PORTS; i++)
 		f->ports[i] = -1;
+	for (size_t i = 0; i < VOLUME_MAX; i++)
+		f->volumes[i] = -1;
 	f->private_dir.dir_fd = -1;
 	f->public_dir.dir_fd = -1;
 	for (size_t i = 0; i < VMFILES_MAX; i++)
@@ -136,6 +139,11 @@ files_plan(struct vm_files *f, const struct vm_spec *s,
 		PLACE(VM_PLACE_RUN_DIR, ROLE_PORT0 + (int)i, CALLER_BIND,
 		    J_SERIAL_PORTS, NULL, caller_basename(s->port_paths[i]));
 #undef PLACE
+	/* A shared dir is opened as the caller: sharing it gives the guest
+	 * nothing the caller could not reach. */
+	for (unsigned i = 0; i < s->nvolumes; i++)
+		add(f->there, f->there_role, &f->nthere, ROLE_VOLUME0 + (int)i,
+		    CALLER_SHARE, J_VOLUMES, s->volumes[i].host, -1);
 }
 
 static void
@@ -242,7 +250,12 @@ files_take(struct vm_files *f, struct caller_op *ops, int *roles, size_t n,
 			f->proxy = TAKE_FD(op->fd);
 			break;
 		default:
-			f->ports[roles[i] - ROLE_PORT0] = TAKE_FD(op->fd);
+			if (roles[i] >= ROLE_VOLUME0)
+				f->volumes[roles[i] - ROLE_VOLUME0] =
+				    TAKE_FD(op->fd);
+			else
+				f->ports[roles[i] - ROLE_PORT0] =
+				    TAKE_FD(op->fd);
 			break;
 		}
 	}
@@ -255,7 +268,8 @@ files_take(struct vm_files *f, struct caller_op *ops, int *roles, size_t n,
 		struct caller_op *op = &ops[i];
 		int named_log = roles[i] == ROLE_CONSOLE && op->at < 0;
 
-		if (op->kind == CALLER_READ || named_log ||
+		if (op->kind == CALLER_READ || op->kind == CALLER_SHARE ||
+		    named_log ||
 		    (op->kind == CALLER_DIR && !op->created))
 			continue;
 		if (caller_made_take(&f->made[f->nmade], ops, i) < 0)
@@ -401,6 +415,8 @@ vmfiles_close_fds(struct vm_files *f)
 	closep(&f->proxy);
 	for (size_t i = 0; i < CTL_MAX_SERIAL_PORTS; i++)
 		closep(&f->ports[i]);
+	for (size_t i = 0; i < VOLUME_MAX; i++)
+		closep(&f->volumes[i]);
 }
 
 void

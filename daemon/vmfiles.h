@@ -26,7 +26,7 @@
 #include "hv.h"
 #include "vmspec.h"
 
-#define VMFILES_MAX	(8 + CTL_MAX_SERIAL_PORTS)
+#define VMFILES_MAX	(8 + CTL_MAX_SERIAL_PORTS + VOLUME_MAX)
 
 struct vm_files {
 	/* Results, once done: fds are -1 when taken or closed. */
@@ -36,6 +36,8 @@ struct vm_files {
 	int		 console;	/* the console log, to write */
 	int		 proxy;		/* the exec socket, listening */
 	int		 ports[CTL_MAX_SERIAL_PORTS];	/* listening */
+	int		 volumes[VOLUME_MAX];	/* shared dirs, as the caller
+						 * opened them */
 	/* What to remove when the VM goes: caller-side names, and the
 	 * private and public dirs capsuled made (by parent and name). */
 	struct caller_made made[VMFILES_MAX];

@@ -129,6 +129,14 @@ vmspec_resolve(const struct ctl_start *req, const struct vmspec_env *e,
 	}
 	memcpy(s->publish, req->publish, req->npublish * sizeof(s->publish[0]));
 	s->npublish = req->npublish;
+	for (unsigned i = 0; i < req->nvolumes; i++) {
+		s->volumes[i].ro = req->volumes[i].ro;
+		s->volumes[i].host = strdup(req->volumes[i].host);
+		s->volumes[i].guest = strdup(req->volumes[i].guest);
+		s->nvolumes = i + 1;
+		if (s->volumes[i].host == NULL || s->volumes[i].guest == NULL)
+			goto nomem;
+	}
 	return 0;
 nomem:
 	r = oom(err);
@@ -154,5 +162,6 @@ vmspec_free(struct vm_spec *s)
 		free(s->port_paths[i]);
 	}
 	netpol_free(&s->network);
+	volume_free(s->volumes, s->nvolumes);
 	memset(s, 0, sizeof(*s));
 }

@@ -61,6 +61,9 @@ struct vm_spec {
 	struct netpol	 network;
 	struct netpub	 publish[NETPOL_MAX_PUBLISH];
 	unsigned	 npublish;
+	/* Shared folders; each host dir is opened as the caller. */
+	struct volume	 volumes[VOLUME_MAX];
+	unsigned	 nvolumes;
 };
 
 struct vmspec_env {

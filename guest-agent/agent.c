@@ -949,6 +949,7 @@ main(void)
 		else
 			agent_log("capsule.net=%s: no such mode", net);
 	}
+	share_modules();
 	if (init_cmdline("capsule.root", root, sizeof(root)) < 0 ||
 	    strncmp(root, "/dev/", 5) != 0)
 		snprintf(root, sizeof(root), "%s", AGENT_ROOT);
@@ -956,6 +957,7 @@ main(void)
 		agent_fatal("cannot mount the root file system %s: %s", root,
 		    strerror(-r));
 	init_late();
+	share_mount_all();
 	if ((r = net_lo_up()) < 0)
 		agent_log("bring up lo: %s", strerror(-r));
 	if ((r = exec_init()) < 0)

@@ -59,6 +59,11 @@ int	init_cmdline(const char *key, char *out, size_t cap);
 int	init_switch_root(const char *dev, int timeout_ms);
 int	init_late(void);
 int	init_open_port(const char *name, int timeout_ms);
+int	init_read_file(const char *path, char *buf, size_t cap);
+
+/* ---- share.c ---- */
+void	share_modules(void);	/* from the initramfs, before the switch */
+void	share_mount_all(void);	/* in the new root */
 
 /* ---- chanio.c ---- */
 typedef void chanio_frame_fn(void *arg, const struct chan_hdr *h,

@@ -88,7 +88,7 @@ init_early(void)
 	return 0;
 }
 
-static int
+int
 init_read_file(const char *path, char *buf, size_t cap)
 {
 	size_t len = 0;

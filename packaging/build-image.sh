@@ -5,7 +5,8 @@
 # The initramfs names the modules the agent loads in /etc/capsule/modules,
 # and those only a network mode needs in /etc/capsule/modules-nat and
 # /etc/capsule/modules-allow, which the agent loads when the kernel
-# command line says capsule.net=nat or capsule.net=allow.
+# command line says capsule.net=nat or capsule.net=allow; shared folders'
+# in /etc/capsule/modules-vol, loaded when it names a capsule.vol.
 #
 #   build-image.sh --agent PATH --out DIR [--kernel-version VER]
 #
@@ -27,6 +28,9 @@ modules_nat=(virtio_net)
 # allow: nftables' nat chain and redirect, which send the guest's TCP to
 # the agent; conntrack, which they pull in, tells it where each went.
 modules_allow=(nft_chain_nat nft_redir)
+# vol: shared folders (virtiofs, which pulls in fuse), loaded only by VMs
+# that have one.
+modules_vol=(virtiofs)
 rootfs_size=1G
 
 die() { printf '%s: %s\n' "$prog" "$*" >&2; exit 1; }
@@ -202,13 +206,15 @@ mode_list() {
 	shift
 	seen=()
 	for p in "${!base_seen[@]}"; do seen[$p]=1; done
-	resolve "network mode $mode" "$@"
+	resolve "mode $mode" "$@"
 	install_list "$initdir/etc/capsule/modules-$mode"
 }
 mode_list nat "${modules_nat[@]}"
 nmod_nat=${#order[@]}
 mode_list allow "${modules_allow[@]}"
 nmod_allow=${#order[@]}
+mode_list vol "${modules_vol[@]}"
+nmod_vol=${#order[@]}
 
 # ---- initramfs ----
 install -m 0755 "$agent" "$initdir/init"
@@ -294,5 +300,5 @@ done
 size() { du -h --apparent-size "$1" | cut -f1; }
 echo "$prog: kernel $kver: $out/vmlinuz ($(size "$out/vmlinuz"))," \
 	"$out/initramfs.img ($(size "$out/initramfs.img"), $nmod_base modules" \
-	"+ $nmod_nat for nat + $nmod_allow for allow)," \
+	"+ $nmod_nat for nat + $nmod_allow for allow + $nmod_vol for shares)," \
 	"$out/rootfs.ext4 ($(size "$out/rootfs.ext4") sparse, $(du -h "$out/rootfs.ext4" | cut -f1) used)"

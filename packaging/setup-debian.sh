@@ -7,8 +7,9 @@ pkgs=(
 	# build
 	build-essential cmake pkg-config
 	libevent-dev libjansson-dev libsystemd-dev libcmocka-dev
-	# run: the hypervisor and its disk tool
-	qemu-system-x86 qemu-utils
+	# run: the hypervisor and its disk tool; QEMU's virtiofsd for shared
+	# folders
+	qemu-system-x86 qemu-utils qemu-system-common
 	# guest image: kernel + modules, userland, ext4 without root tools;
 	# the Debian image (build target image-debian)
 	linux-image-cloud-amd64 busybox-static e2fsprogs cpio gzip mmdebstrap

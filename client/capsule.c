@@ -20,7 +20,7 @@ static const struct {
 	{ "start", cmd_start, "start [--cpus N] [--memory MiB] [--kernel P] "
 	    "[--rootfs P | --image NAME]\n                [--network none|nat|allow] "
 	    "[--allow ENTRY]... [--publish [ADDR:]PORT:PORT]...\n"
-	    "                [--json]" },
+	    "                [-v HOSTDIR:GUESTDIR[:ro]]... [--json]" },
 	{ "stop", cmd_stop, "stop [--json] ID... | --all" },
 	{ "ps", cmd_ps, "ps [--json]" },
 	{ "exec", cmd_exec, "exec [-t] [-d] [-u USER] [-w DIR] [-e K=V]... "

@@ -376,7 +376,8 @@ exec_usage(const char *cmd)
 		cli_error("usage: capsule run " EXEC_OPTS " [--cpus N] "
 		    "[--memory MiB] [--kernel P] [--rootfs P | --image NAME] "
 		    "[--network none|nat|allow] [--allow ENTRY]... [--publish "
-		    "[ADDR:]HOSTPORT:GUESTPORT]... -- CMD [ARG...]\n"
+		    "[ADDR:]HOSTPORT:GUESTPORT]... [-v HOSTDIR:GUESTDIR[:ro]]... "
+		    "-- CMD [ARG...]\n"
 		    "       (with --image, no CMD runs the image's Entrypoint "
 		    "and Cmd)");
 	else if (strcmp(cmd, "shell") == 0)

@@ -8,6 +8,7 @@
 
 #include "client.h"
 #include "proto.h"
+#include "volume.h"
 
 static int
 has_flag(int argc, char **argv, const char *flag)
@@ -111,6 +112,53 @@ net_option(json_t *req, int argc, char **argv, int *i)
 	return 1;
 }
 
+/* --volume/-v HOSTDIR:GUESTDIR[:ro]: checked here too, for a message
+ * that names the option; a relative HOSTDIR is made absolute. */
+static int
+volume_option(json_t *req, int argc, char **argv, int *i)
+{
+	struct volume v;
+	struct cap_err err;
+	char abs[4096], *arg;
+	json_t *list, *one;
+
+	if (strcmp(argv[*i], "--volume") != 0 && strcmp(argv[*i], "-v") != 0)
+		return 0;
+	if (*i + 1 >= argc) {
+		cli_error("%s needs HOSTDIR:GUESTDIR[:ro]", argv[*i]);
+		return -1;
+	}
+	arg = argv[++(*i)];
+	if (arg[0] != '/') {
+		size_t n = strcspn(arg, ":");
+		char rel[4096];
+
+		snprintf(rel, sizeof(rel), "%.*s", (int)n, arg);
+		if (n == 0 || realpath(rel, abs) == NULL) {
+			cli_error("volume %s: %s: %s", arg, rel, n == 0 ?
+			    "no host directory" : strerror(errno));
+			return -1;
+		}
+		if (strlen(abs) + strlen(arg + n) >= sizeof(abs)) {
+			cli_error("volume %s: path too long", arg);
+			return -1;
+		}
+		strcat(abs, arg + n);
+		arg = abs;
+	}
+	if (volume_parse_arg(arg, &v, &err) < 0) {
+		cli_error("%s", err.msg);
+		return -1;
+	}
+	if ((list = json_object_get(req, J_VOLUMES)) == NULL)
+		json_object_set_new(req, J_VOLUMES, list = json_array());
+	one = volume_json(&v, 1);
+	json_array_append(list, json_array_get(one, 0));
+	json_decref(one);
+	volume_free(&v, 1);
+	return 1;
+}
+
 int
 start_option(json_t *req, int argc, char **argv, int *i)
 {
@@ -132,7 +180,8 @@ start_option(json_t *req, int argc, char **argv, int *i)
 	long long v;
 	int r;
 
-	if ((r = net_option(req, argc, argv, i)) != 0)
+	if ((r = net_option(req, argc, argv, i)) != 0 ||
+	    (r = volume_option(req, argc, argv, i)) != 0)
 		return r;
 	for (size_t k = 0; k < sizeof(opts) / sizeof(opts[0]); k++) {
 		if (strcmp(argv[*i], opts[k].opt) != 0)
@@ -184,7 +233,8 @@ cmd_start(int argc, char **argv)
 			    "[--initrd P] "
 			    "[--boot-args S] [--launch-timeout S] [--network "
 			    "none|nat|allow] [--allow ENTRY]... [--publish "
-			    "[ADDR:]HOSTPORT:GUESTPORT]... [--json]");
+			    "[ADDR:]HOSTPORT:GUESTPORT]... [-v "
+			    "HOSTDIR:GUESTDIR[:ro]]... [--json]");
 			json_decref(req);
 			return CLI_EXIT_USAGE;
 		}
@@ -282,6 +332,23 @@ ps_network(json_t *vm)
 	printf("\n");
 }
 
+/* A line on the VM's shared folders, if it has any. */
+static void
+ps_volumes(json_t *vm)
+{
+	json_t *vols = json_object_get(vm, J_VOLUMES), *v;
+	size_t i;
+
+	if (json_array_size(vols) == 0)
+		return;
+	printf("    volumes");
+	json_array_foreach(vols, i, v)
+		printf("%s%s:%s%s", i == 0 ? " " : ", ", str(v, J_HOST),
+		    str(v, J_GUEST), json_is_true(json_object_get(v,
+		    J_READ_ONLY)) ? ":ro" : "");
+	printf("\n");
+}
+
 int
 cmd_ps(int argc, char **argv)
 {
@@ -317,6 +384,7 @@ cmd_ps(int argc, char **argv)
 		if (str(vm, J_ERROR)[0])
 			printf("    %s\n", str(vm, J_ERROR));
 		ps_network(vm);
+		ps_volumes(vm);
 	}
 	json_decref(r);
 	return 0;

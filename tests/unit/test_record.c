@@ -143,6 +143,68 @@ test_spec_image(void **state)
 	free(s);
 }
 
+/* Shared folders come back as they went; a record's volumes are checked
+ * like a request's, so a forged one cannot name a guest path the agent
+ * would mount over its own /proc, or a relative host path. */
+static void
+test_spec_volumes(void **state)
+{
+	static const char *const bad[] = {
+	    "[{\"host\": \"rel\", \"guest\": \"/w\"}]",
+	    "[{\"host\": \"/a\", \"guest\": \"/proc\"}]",
+	    "[{\"host\": \"/a\", \"guest\": \"/w x\"}]",
+	    "[{\"host\": \"/a\", \"guest\": \"/w\", \"x\": 1}]",
+	    "{}" };
+	struct record in, out;
+	struct cap_err err;
+	json_t *o;
+	char *s;
+
+	(void)state;
+	sample(&in);
+	in.have_spec = 1;
+	in.spec.kernel = "/k";
+	in.spec.initrd = "/i";
+	in.spec.rootfs = "/r";
+	in.spec.run_dir = "/run/x";
+	in.spec.proxy_path = "/run/x/proxy.sock";
+	in.spec.console_path = "/run/x/console.log";
+	in.spec.vcpus = 1;
+	in.spec.memory_mib = 256;
+	in.spec.launch_seconds = 30;
+	in.spec.guest_port = 10700;
+	in.spec.console_max = 1 << 20;
+	in.spec.volumes[0].host = "/home/u/src";
+	in.spec.volumes[0].guest = "/work";
+	in.spec.volumes[1].host = "/data";
+	in.spec.volumes[1].guest = "/mnt/data";
+	in.spec.volumes[1].ro = 1;
+	in.spec.nvolumes = 2;
+	s = record_encode(&in);
+	assert_non_null(s);
+	if (record_decode(s, strlen(s), &out, &err) != 0)
+		fail_msg("%s", err.msg);
+	assert_int_equal(out.spec.nvolumes, 2);
+	assert_string_equal(out.spec.volumes[0].host, "/home/u/src");
+	assert_string_equal(out.spec.volumes[0].guest, "/work");
+	assert_int_equal(out.spec.volumes[0].ro, 0);
+	assert_string_equal(out.spec.volumes[1].host, "/data");
+	assert_int_equal(out.spec.volumes[1].ro, 1);
+	record_free(&out);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		o = json_loads(s, 0, NULL);
+		assert_non_null(o);
+		json_object_set_new(json_object_get(o, "spec"), "volumes",
+		    json_loads(bad[i], JSON_DECODE_ANY, NULL));
+		free(s);
+		s = json_dumps(o, 0);
+		json_decref(o);
+		if (record_decode(s, strlen(s), &out, &err) == 0)
+			fail_msg("record with volumes %s was accepted", bad[i]);
+	}
+	free(s);
+}
+
 /* Encodes the sample, sets path (a top-level key, or "made.KEY" in the
  * first made entry) to the JSON value text (NULL: delete it), decodes. */
 static int
@@ -309,6 +371,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_round_trip),
 		cmocka_unit_test(test_spec_image),
+		cmocka_unit_test(test_spec_volumes),
 		cmocka_unit_test(test_every_field_is_checked),
 		cmocka_unit_test(test_not_json_and_too_big),
 		cmocka_unit_test(test_too_many_made_entries),

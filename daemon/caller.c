@@ -267,10 +267,17 @@ op_dir(struct caller_op *op, int dfd, const char *name)
 static int
 op_share(struct caller_op *op, int dfd, const char *name)
 {
+	struct statfs sfs;
+
 	op->fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOCTTY |
 	    O_CLOEXEC);
 	if (op->fd < 0)
 		return -errno;
+	/* Its server works as root on it before it drops its rights: a
+	 * FUSE server that stops answering would hang it. (Asked here, in
+	 * the helper, where a hang costs the helper's time limit.) */
+	if (fstatfs(op->fd, &sfs) == 0 && sfs.f_type == FUSE_SUPER_MAGIC)
+		return -EFUSE;
 	return ident_of(op->fd, &op->id);
 }
 
@@ -461,6 +468,9 @@ op_error(const struct caller_op *ops, size_t i, int e,
 			return cap_err_set(err, e, E_CONFLICT, "%s %s already "
 			    "exists as a symbolic link; capsule will not "
 			    "follow it", f, p);
+		if (op->kind == CALLER_SHARE)
+			return cap_err_set(err, e, E_INVALID_ARGUMENT, "%s %s: "
+			    "too many levels of symbolic links", f, p);
 		return cap_err_set(err, e, E_INVALID_ARGUMENT, "%s %s is a "
 		    "symbolic link; name the directory itself", f, p);
 	case ENOTDIR:
@@ -475,6 +485,11 @@ op_error(const struct caller_op *ops, size_t i, int e,
 		return cap_err_set(err, e, E_INVALID_ARGUMENT, "%s %s is not "
 		    "a path capsule can create a file at", f, p);
 	case EFUSE:
+		if (op->kind == CALLER_SHARE)
+			return cap_err_set(err, e, E_INVALID_ARGUMENT, "%s %s "
+			    "is on a FUSE file system; capsule does not share "
+			    "those (its file server would wait on the FUSE "
+			    "server)", f, p);
 		return cap_err_set(err, e, E_INVALID_ARGUMENT, "%s %s is on a "
 		    "FUSE file system; capsuled writes this file itself and "
 		    "will not risk waiting on a FUSE server", f, p);

@@ -49,8 +49,8 @@
 #define QFD_BASE	8
 #define QFD_LAYER	9
 #define QFD_PORT0	10	/* one per raw serial port */
-#define QFD_SHARE0	(QFD_PORT0 + HV_MAX_SERIAL_PORTS)	/* per share */
-#define QEMU_NFDS	(QFD_SHARE0 - 3 + HV_MAX_SHARES)
+/* Then one per share, at QFD_PORT0 + nports + i. */
+#define QEMU_NFDS	(QFD_PORT0 - 3 + HV_MAX_SERIAL_PORTS + HV_MAX_SHARES)
 #define QEMU_CMDLINE_MAX 2048	/* x86 COMMAND_LINE_SIZE, with its NUL */
 #define QEMU_LAYER	"rootfs.qcow2"
 #define QEMU_SOCK_AGENT	"agent.sock"
@@ -64,7 +64,9 @@
 #define QMP_EV_PANICKED		"GUEST_PANICKED"
 #define QMP_EV_IO_ERROR		"BLOCK_IO_ERROR"
 
-/* A shared folder's virtiofsd: our child while we run. */
+/* A shared folder's server (its keeper, vfsd.c): our child. It may
+ * outlive the hv_vm (vm NULL then) until it is reaped: capsuled never
+ * waits for one. */
 struct qemu_fsd {
 	struct hv_vm	*vm;
 	unsigned	 index;
@@ -86,7 +88,7 @@ struct hv_vm {
 	dev_t		 exe_dev;	/* the binary it runs */
 	ino_t		 exe_ino;
 	char		 what[48];	/* "vm 1234abcd" for the log */
-	struct qemu_fsd	 fsd[HV_MAX_SHARES];
+	struct qemu_fsd	*fsd[HV_MAX_SHARES];
 	unsigned	 nfsd;
 };
 
@@ -507,40 +509,51 @@ static void
 fsd_exit_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct qemu_fsd *f = arg;
+	struct hv_vm *vm = f->vm;
 	int st, r;
 
 	if ((r = procid_reap(f->pidfd, &st)) == 0)
 		return;
-	event_del(f->ev);
 	/* Status 0: QEMU closed its socket, so the VM is ending anyway. */
-	if (r == 1 && WIFEXITED(st) && WEXITSTATUS(st) == 0)
+	if (vm == NULL || (r == 1 && WIFEXITED(st) && WEXITSTATUS(st) == 0))
 		log_debug("%s: the server of shared folder %u ended",
-		    f->vm->what, f->index);
-	else if (!f->vm->exited && !f->vm->quitting)
+		    vm != NULL ? vm->what : "a VM", f->index);
+	else if (!vm->exited && !vm->quitting)
 		log_warn("%s: the server of shared folder %u ended (%s %d); "
-		    "the guest can no longer use it", f->vm->what, f->index,
+		    "the guest can no longer use it", vm->what, f->index,
 		    r == 1 && WIFSIGNALED(st) ? "signal" : "status",
 		    r == 1 ? (WIFSIGNALED(st) ? WTERMSIG(st) :
 		    WEXITSTATUS(st)) : -1);
-	closep(&f->pidfd);
-	f->pid = 0;
+	event_free(f->ev);
+	close(f->pidfd);
+	if (vm != NULL)
+		for (unsigned i = 0; i < vm->nfsd; i++)
+			if (vm->fsd[i] == f)
+				vm->fsd[i] = NULL;
+	free(f);
 }
 
-/* Stops watching the servers; `end` also kills and reaps those left. */
+/* Lets go of the servers. `end`: the VM is over, so each gets SIGKILL
+ * and is reaped from the loop when it has gone (a server stuck in a
+ * file system must not stop capsuled); else (the VM lives on for the
+ * next capsuled) they are left alone and end with QEMU. */
 static void
 fsd_release(struct hv_vm *vm, int end)
 {
 	for (unsigned i = 0; i < vm->nfsd; i++) {
-		struct qemu_fsd *f = &vm->fsd[i];
+		struct qemu_fsd *f = vm->fsd[i];
 
-		if (end && f->pidfd >= 0) {
+		vm->fsd[i] = NULL;
+		if (f == NULL)
+			continue;
+		f->vm = NULL;
+		if (end) {
 			procid_signal(f->pidfd, SIGKILL);
-			procid_wait(f->pidfd);
+			continue;
 		}
-		if (f->ev != NULL)
-			event_free(f->ev);
-		f->ev = NULL;
-		closep(&f->pidfd);
+		event_free(f->ev);
+		close(f->pidfd);
+		free(f);
 	}
 	vm->nfsd = 0;
 }
@@ -554,7 +567,7 @@ fsd_start(struct event_base *base, struct hv_vm *vm,
 	const struct hv_share *sh = &cfg->shares[i];
 	struct vfsd_owner who = { cfg->share_uid, cfg->share_gid,
 	    cfg->share_groups, cfg->share_ngroups };
-	struct qemu_fsd *f = &vm->fsd[vm->nfsd];
+	struct qemu_fsd *f;
 	char name[32];
 	int lfd, r;
 
@@ -569,29 +582,49 @@ fsd_start(struct event_base *base, struct hv_vm *vm,
 	*conn = r;
 	/* Both ends exist now; the name is of no more use. */
 	unlinkat(cfg->dir_fd, name, 0);
+	if ((f = calloc(1, sizeof(*f))) == NULL) {
+		close(lfd);
+		closep(conn);
+		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
+	}
 	f->vm = vm;
 	f->index = i;
-	f->pidfd = -1;
 	f->pid = vfsd_spawn(qemu_vfsd, sh->dir_fd, sh->ro, &who, lfd, log_fd,
 	    err);
 	close(lfd);
 	if (f->pid < 0) {
+		r = (int)f->pid;
+		free(f);
 		closep(conn);
-		return (int)f->pid;
+		return r;
 	}
-	vm->nfsd++;
-	if ((f->pidfd = procid_open_child(f->pid)) < 0 ||
-	    (f->ev = event_new(base, f->pidfd, EV_READ | EV_PERSIST,
+	if ((f->pidfd = procid_open_child(f->pid)) < 0) {
+		/* Cannot watch it: end it; a keeper stuck in a file system
+		 * stays a zombie rather than stop capsuled. */
+		kill(f->pid, SIGKILL);
+		if (waitpid(f->pid, NULL, WNOHANG) <= 0)
+			log_warn("%s: shared folder %u: could not reap its "
+			    "server (pid %d)", vm->what, i, (int)f->pid);
+		free(f);
+		closep(conn);
+		return cap_err_set(err, EMFILE, E_INTERNAL, "cannot watch the "
+		    "server of shared folder %u", i);
+	}
+	if ((f->ev = event_new(base, f->pidfd, EV_READ | EV_PERSIST,
 	    fsd_exit_cb, f)) == NULL || event_add(f->ev, NULL) < 0) {
-		if (f->pidfd < 0) {
-			kill(f->pid, SIGKILL);
-			while (waitpid(f->pid, NULL, 0) < 0 && errno == EINTR)
-				;
-		}
+		procid_signal(f->pidfd, SIGKILL);
+		if (waitpid(f->pid, NULL, WNOHANG) <= 0)
+			log_warn("%s: shared folder %u: could not reap its "
+			    "server (pid %d)", vm->what, i, (int)f->pid);
+		if (f->ev != NULL)
+			event_free(f->ev);
+		close(f->pidfd);
+		free(f);
 		closep(conn);
 		return cap_err_set(err, ENOMEM, E_INTERNAL, "cannot watch the "
 		    "server of shared folder %u", i);
 	}
+	vm->fsd[vm->nfsd++] = f;
 	return 0;
 }
 

@@ -2,25 +2,27 @@
  * vfsd.h — the file server behind a shared folder under QEMU: one
  * virtiofsd (QEMU's own C one) per share, speaking vhost-user to QEMU.
  *
- * It acts with the share owner's rights and nothing more. In a mount
- * namespace of its own, the directory (a descriptor its owner opened) is
- * bind-mounted nosuid and nodev, read-only for a read-only share, by
- * capsuled as root; then the process becomes the owner and enters a user
- * namespace in which the owner is root and nobody else is mapped. The
- * read-only flag was set by a more privileged namespace than the server's,
- * so the kernel keeps it locked: nothing the guest asks of the server,
- * not even a compromised server, can make the share writable. virtiofsd
- * then pivots into the directory itself (-o sandbox=namespace): nothing
- * outside it is reachable. The map is written by capsuled, which must be
- * root: virtiofsd drops supplementary groups with setgroups(2), which a
- * namespace that mapped itself may not do. Files the guest creates belong
- * to the owner;
- * the guest sees the owner's files as root's and everyone else's as
- * nobody's; creating a file as a guest user other than root fails,
- * because that uid has no host identity to act as.
+ * It acts with the share owner's rights and nothing more (vfsd.c has the
+ * how): the directory, opened by the owner, is cloned with every mount
+ * below it, nosuid and nodev, read-only for a read-only share, by root in
+ * a mount namespace of its own; the server runs as the owner, as root of
+ * a user namespace where nobody else is mapped, keeps the owner's
+ * supplementary groups, and cannot set a set-user-ID or set-group-ID
+ * mode. The kernel locks the mount flags against the server's namespace,
+ * so not even a compromised server can write through a read-only share.
+ * virtiofsd then pivots into the directory itself (-o sandbox=namespace):
+ * nothing outside it is reachable. Files the guest creates belong to the
+ * owner; the guest sees the owner's files as root's and everyone else's
+ * as nobody's; creating a file as a guest user other than root fails,
+ * because that uid has no host identity to act as. The owner can ptrace
+ * its own server (it is the owner's process), and so reach the VM's
+ * memory and QEMU's side of the vhost-user channel: nothing the owner of
+ * the VM could not reach anyway.
  *
- * virtiofsd ends when QEMU closes its vhost-user socket, so a VM a later
- * daemon adopts keeps its shares working and they end with it.
+ * Capsuled never waits on a server: a server stuck in a file system costs
+ * that share, not the daemon. It ends when QEMU closes its socket, so a VM
+ * a later daemon adopts keeps its shares and they end with it. Needs
+ * capsuled to run as root.
  */
 #ifndef CAPSULE_VFSD_H
 #define CAPSULE_VFSD_H

@@ -31,9 +31,9 @@ volume_guest_problem(const char *path)
 		return "is the guest's root";
 	for (p = path; *p; p++)
 		if (*p <= ' ' || *p >= 0x7f || *p == ',' || *p == ':' ||
-		    *p == '\\')
+		    *p == '\\' || *p == '"')
 			return "holds a space, a control character or one of "
-			    ", : \\ (not allowed in a guest path)";
+			    ", : \\ \" (not allowed in a guest path)";
 	for (c = path + 1; *c; ) {
 		size_t n = strcspn(c, "/");
 
@@ -58,6 +58,11 @@ check_host(const char *path, const char **why)
 		*why = "is not absolute";
 		return -1;
 	}
+	for (const char *p = path; *p; p++)
+		if ((unsigned char)*p < ' ' || *p == 0x7f) {
+			*why = "holds a control character";
+			return -1;
+		}
 	if (strlen(path) >= PATH_MAX) {
 		*why = "is too long";
 		return -1;

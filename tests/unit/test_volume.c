@@ -37,6 +37,7 @@ test_guest_paths(void **state)
 		{ "/a,b", "holds a space" },
 		{ "/a:b", "holds a space" },
 		{ "/a\\b", "holds a space" },
+		{ "/a\"b", "holds a space" },
 		{ "/a\x7f", "holds a space" },
 		{ "/\xc3\xa9", "holds a space" },
 		{ "//a", "empty component" },
@@ -107,6 +108,8 @@ test_arg(void **state)
 	    "rw");
 	arg_bad("/src:/w:", "must be ro or rw");
 	arg_bad("src:/w", "host directory src is not absolute");
+	arg_bad("/s\x1b[0m:/w", "holds a control character");
+	arg_bad("/s\x7f:/w", "holds a control character");
 	arg_bad("/src:w", "guest path w is not absolute");
 	arg_bad("/src:/proc/x:ro", "is under /proc");
 	arg_bad("/src:", "guest path  is not absolute");

@@ -17,12 +17,15 @@ static const struct {
 	const char	*usage;
 } commands[] = {
 	{ "ping", cmd_ping, "ping [--json]" },
-	{ "start", cmd_start, "start [--cpus N] [--memory MiB] [--kernel P] "
-	    "[--rootfs P | --image NAME]\n                [--network none|nat|allow] "
+	{ "start", cmd_start, "start NAME | [--cpus N] [--memory MiB] [--kernel P] "
+	    "[--rootfs P | --image NAME]\n                [--disk-size SIZE] "
+	    "[--idle-timeout DURATION] [--network none|nat|allow] "
 	    "[--allow ENTRY]... [--publish [ADDR:]PORT:PORT]...\n"
 	    "                [-v HOSTDIR:GUESTDIR[:ro]]... [--json]" },
-	{ "stop", cmd_stop, "stop [--json] ID... | --all" },
-	{ "ps", cmd_ps, "ps [--json]" },
+	{ "create", cmd_create, "create --name NAME [start options] [--json]" },
+	{ "stop", cmd_stop, "stop [--json] ID|NAME... | --all" },
+	{ "rm", cmd_rm, "rm [-f|--force] [--json] NAME..." },
+	{ "ps", cmd_ps, "ps [-a] [--json]" },
 	{ "exec", cmd_exec, "exec [-t] [-d] [-u USER] [-w DIR] [-e K=V]... "
 	    "[--env-file F] [--timeout S] ID -- CMD..." },
 	{ "shell", cmd_shell, "shell [-u USER] [-w DIR] [-e K=V]... ID" },

@@ -31,6 +31,8 @@ json_t	*conn_request(json_t *req);
 void	 cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int	 cli_reply_failed(json_t *reply);
 void	 cli_print_json(json_t *o);
+/* o's string field key, "" if it has none. */
+const char *cli_str(json_t *o, const char *key);
 /* Resolves an id or unique id prefix to the VM's ListVMs entry. */
 json_t	*cli_find_vm(const char *id_or_prefix);
 
@@ -39,6 +41,12 @@ int	cmd_ping(int argc, char **argv);
 int	cmd_start(int argc, char **argv);
 int	cmd_stop(int argc, char **argv);
 int	cmd_ps(int argc, char **argv);
+/* cmd_sandbox.c */
+int	cmd_create(int argc, char **argv);
+int	cmd_rm(int argc, char **argv);
+void	cli_ps_sandboxes(json_t *sandboxes);
+/* The ListSandboxes entry named name (or with that id), or NULL. */
+json_t	*cli_find_sandbox(const char *name);
 /* StartVM options shared by start and run; returns 1 if it took argv[*i]
  * (and maybe its value), 0 if not an option of StartVM, -1 on error. */
 int	start_option(json_t *req, int argc, char **argv, int *i);

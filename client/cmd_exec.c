@@ -706,7 +706,8 @@ cmd_run(int argc, char **argv)
 	struct exec_io io = { .in_fd = STDIN_FILENO, .out_fd = STDOUT_FILENO };
 	struct exec_env env;
 	struct exec_req req = { 0 };
-	const char *id = NULL;
+	const char *id = NULL, *name;
+	json_t *sb = NULL;
 	char vm_id[64] = "", proxy[4096] = "";
 	int first, status = CLI_EXIT_USAGE, fd = -1;
 
@@ -721,10 +722,36 @@ cmd_run(int argc, char **argv)
 		    "ends (use start, then exec -d)");
 		goto out;
 	}
+	if ((name = json_string_value(json_object_get(start, J_NAME))) !=
+	    NULL && (sb = cli_find_sandbox(name)) != NULL &&
+	    json_object_size(start) > 3) {
+		cli_error("sandbox %s exists: it runs as it was created, "
+		    "without other start options", name);
+		status = CLI_EXIT_USAGE;
+		goto out;
+	}
 	if (exec_prepare(argc, argv, first, &req, &env,
-	    json_object_get(start, J_IMAGE) != NULL) < 0) {
+	    json_object_get(sb != NULL ? sb : start, J_IMAGE) != NULL) < 0) {
 		exec_usage("run");
 		goto out;
+	}
+	/* --name: the sandbox, made first if it is new; it stays. */
+	if (name != NULL && sb == NULL) {
+		json_t *c = json_deep_copy(start), *r2;
+
+		status = EXIT_CAPSULE_ERROR;
+		json_object_set_new(c, J_OP, json_string(OP_CREATE_SANDBOX));
+		json_object_del(c, J_STOP_ON_DISCONNECT);
+		if ((r2 = conn_request(c)) == NULL)
+			goto out;
+		json_decref(r2);
+	}
+	if (name != NULL) {
+		json_t *s2 = json_pack("{s:s, s:s, s:b}", J_OP, OP_START_VM,
+		    J_SANDBOX, name, J_STOP_ON_DISCONNECT, 1);
+
+		json_decref(start);
+		start = s2;
 	}
 	/* The control connection stays open for the whole run: if we die,
 	 * capsuled stops the VM (stop_on_disconnect). */
@@ -757,6 +784,7 @@ cmd_run(int argc, char **argv)
 out:
 	if (fd >= 0)
 		close(fd);
+	json_decref(sb);
 	json_decref(start);
 	req.argv = req.env = NULL;
 	exec_req_free(&req);

@@ -20,14 +20,6 @@
 	"       capsule image rm NAME...\n" \
 	"       capsule image prune [--json]"
 
-static const char *
-str(json_t *o, const char *key)
-{
-	const char *s = json_string_value(json_object_get(o, key));
-
-	return s ? s : "";
-}
-
 static void
 human_size(long long b, char *out, size_t len)
 {
@@ -46,7 +38,7 @@ human_size(long long b, char *out, size_t len)
 static const char *
 short_digest(json_t *img)
 {
-	const char *d = str(img, J_DIGEST);
+	const char *d = cli_str(img, J_DIGEST);
 
 	return strncmp(d, "sha256:", 7) == 0 ? d + 7 : d;
 }
@@ -108,8 +100,8 @@ image_fetch(int argc, char **argv, int pull)
 			fputc('\n', stdout);
 			fflush(stdout);
 		} else if (tty) {
-			fprintf(stderr, "%-7s %s\n", str(p, J_STAGE),
-			    str(p, J_MESSAGE));
+			fprintf(stderr, "%-7s %s\n", cli_str(p, J_STAGE),
+			    cli_str(p, J_MESSAGE));
 		}
 		json_decref(r);
 	}
@@ -122,8 +114,8 @@ image_fetch(int argc, char **argv, int pull)
 		json_dumpf(json_object_get(r, J_IMAGE), stdout, JSON_COMPACT);
 		fputc('\n', stdout);
 	} else
-		printf("%s %s\n", str(json_object_get(r, J_IMAGE), J_NAME),
-		    str(json_object_get(r, J_IMAGE), J_DIGEST));
+		printf("%s %s\n", cli_str(json_object_get(r, J_IMAGE), J_NAME),
+		    cli_str(json_object_get(r, J_IMAGE), J_DIGEST));
 	status = 0;
 	json_decref(r);
 	return status;
@@ -164,7 +156,7 @@ image_ls(int argc, char **argv)
 		    size, sizeof(size));
 		gmtime_r(&t, &tm);
 		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-		printf("%-32s  %-12.12s  %9s  %s\n", str(img, J_NAME),
+		printf("%-32s  %-12.12s  %9s  %s\n", cli_str(img, J_NAME),
 		    short_digest(img), size, when);
 	}
 	json_decref(r);

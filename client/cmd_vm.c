@@ -19,14 +19,6 @@ has_flag(int argc, char **argv, const char *flag)
 	return 0;
 }
 
-static const char *
-str(json_t *o, const char *key)
-{
-	const char *s = json_string_value(json_object_get(o, key));
-
-	return s ? s : "";
-}
-
 int
 cmd_ping(int argc, char **argv)
 {
@@ -47,12 +39,12 @@ cmd_ping(int argc, char **argv)
 		cli_print_json(r);
 	else {
 		printf("capsuled %s (protocol %lld): backend %s (%s), accel "
-		    "%s, %lld VM(s)\n", str(r, J_VERSION),
+		    "%s, %lld VM(s)\n", cli_str(r, J_VERSION),
 		    json_integer_value(json_object_get(r, J_PROTOCOL)),
-		    str(r, J_BACKEND), str(r, J_HYPERVISOR), str(r, J_ACCEL),
+		    cli_str(r, J_BACKEND), cli_str(r, J_HYPERVISOR), cli_str(r, J_ACCEL),
 		    json_integer_value(json_object_get(r, J_VMS)));
-		if (str(r, J_ACCEL_NOTE)[0])
-			printf("  %s\n", str(r, J_ACCEL_NOTE));
+		if (cli_str(r, J_ACCEL_NOTE)[0])
+			printf("  %s\n", cli_str(r, J_ACCEL_NOTE));
 	}
 	json_decref(r);
 	return 0;
@@ -72,6 +64,65 @@ parse_uint(const char *opt, const char *s, long long lo, long long hi,
 		return -1;
 	}
 	return 0;
+}
+
+/* N with an optional unit: "512M", "8G", "1T" (MiB by default) into MiB,
+ * or "90", "30s", "10m", "2h" (seconds by default) into seconds. */
+static int
+parse_scaled(const char *opt, const char *s, const char *units,
+    const unsigned long long *scale, unsigned long long *out)
+{
+	char *end;
+	const char *u;
+	unsigned long long v;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno == 0 && end != s && s[0] != '-') {
+		if (*end == '\0') {
+			*out = v;
+			return 0;
+		}
+		if (end[1] == '\0' && (u = strchr(units, *end)) != NULL &&
+		    v <= ~0ULL / scale[u - units]) {
+			*out = v * scale[u - units];
+			return 0;
+		}
+	}
+	cli_error("%s takes a number with an optional unit (%s), not \"%s\"",
+	    opt, units, s);
+	return -1;
+}
+
+/* --disk-size SIZE, --idle-timeout DURATION. */
+static int
+scaled_option(json_t *req, int argc, char **argv, int *i)
+{
+	static const unsigned long long mib[] = { 1, 1, 1024, 1024, 1 << 20,
+	    1 << 20 }, secs[] = { 1, 60, 3600 };
+	const char *opt = argv[*i];
+	unsigned long long v;
+
+	if (strcmp(opt, "--disk-size") != 0 &&
+	    strcmp(opt, "--idle-timeout") != 0)
+		return 0;
+	if (*i + 1 >= argc) {
+		cli_error("%s needs a value", opt);
+		return -1;
+	}
+	(*i)++;
+	if (strcmp(opt, "--disk-size") == 0) {
+		if (parse_scaled(opt, argv[*i], "MmGgTt", mib, &v) < 0)
+			return -1;
+		json_object_set_new(req, J_DISK_SIZE_MIB, json_integer(
+		    v > (1ULL << 50) ? (json_int_t)1 << 50 : (json_int_t)v));
+	} else {
+		if (parse_scaled(opt, argv[*i], "smh", secs, &v) < 0)
+			return -1;
+		json_object_set_new(req, J_IDLE_TIMEOUT, json_integer(
+		    v > (1ULL << 40) ? (json_int_t)1 << 40 : (json_int_t)v));
+	}
+	return 1;
 }
 
 /* --network MODE, --allow ENTRY (implies allow), --publish SPEC: the
@@ -175,13 +226,15 @@ start_option(json_t *req, int argc, char **argv, int *i)
 		{ "--initrd", J_INITRD_PATH, 0 },
 		{ "--boot-args", J_BOOT_ARGS, 0 },
 		{ "--launch-timeout", J_LAUNCH_SECONDS, 1 },
+		{ "--name", J_NAME, 0 },
 	};
 	char abs[4096];
 	long long v;
 	int r;
 
 	if ((r = net_option(req, argc, argv, i)) != 0 ||
-	    (r = volume_option(req, argc, argv, i)) != 0)
+	    (r = volume_option(req, argc, argv, i)) != 0 ||
+	    (r = scaled_option(req, argc, argv, i)) != 0)
 		return r;
 	for (size_t k = 0; k < sizeof(opts) / sizeof(opts[0]); k++) {
 		if (strcmp(argv[*i], opts[k].opt) != 0)
@@ -199,6 +252,7 @@ start_option(json_t *req, int argc, char **argv, int *i)
 			    json_integer(v));
 		} else if (strcmp(opts[k].field, J_BOOT_ARGS) != 0 &&
 		    strcmp(opts[k].field, J_IMAGE) != 0 &&
+		    strcmp(opts[k].field, J_NAME) != 0 &&
 		    argv[*i][0] != '/' && realpath(argv[*i], abs) != NULL) {
 			/* The daemon wants absolute paths; be kind. */
 			json_object_set_new(req, opts[k].field,
@@ -216,20 +270,25 @@ int
 cmd_start(int argc, char **argv)
 {
 	json_t *req = json_pack("{s:s}", J_OP, OP_START_VM), *r;
-	int json = 0, t;
+	const char *name = NULL;
+	int json = 0, t, opts = 0;
 
 	for (int i = 1; i < argc; i++) {
 		if ((t = start_option(req, argc, argv, &i)) < 0) {
 			json_decref(req);
 			return CLI_EXIT_USAGE;
 		}
+		opts += t;
 		if (t)
 			continue;
 		if (strcmp(argv[i], "--json") == 0)
 			json = 1;
+		else if (argv[i][0] != '-' && name == NULL)
+			name = argv[i];
 		else {
-			cli_error("usage: capsule start [--cpus N] [--memory "
-			    "MiB] [--kernel P] [--rootfs P | --image NAME] "
+			cli_error("usage: capsule start NAME | [--cpus N] "
+			    "[--memory MiB] [--kernel P] [--rootfs P | --image "
+			    "NAME] [--disk-size SIZE] [--idle-timeout DURATION] "
 			    "[--initrd P] "
 			    "[--boot-args S] [--launch-timeout S] [--network "
 			    "none|nat|allow] [--allow ENTRY]... [--publish "
@@ -239,12 +298,26 @@ cmd_start(int argc, char **argv)
 			return CLI_EXIT_USAGE;
 		}
 	}
+	if (json_object_get(req, J_NAME) != NULL) {
+		cli_error("start takes no --name: `capsule create --name NAME "
+		    "...` makes a sandbox, `capsule start NAME` starts it");
+		json_decref(req);
+		return CLI_EXIT_USAGE;
+	}
+	if (name != NULL && opts > 0) {
+		cli_error("a sandbox starts as it was created: `capsule start "
+		    "%s` takes no other options", name);
+		json_decref(req);
+		return CLI_EXIT_USAGE;
+	}
+	if (name != NULL)
+		json_object_set_new(req, J_SANDBOX, json_string(name));
 	if ((r = conn_request(req)) == NULL)
 		return CLI_EXIT_FAIL;
 	if (json)
 		cli_print_json(r);
 	else
-		printf("%s\n", str(r, J_VM_ID));
+		printf("%s\n", cli_str(r, J_VM_ID));
 	json_decref(r);
 	return 0;
 }
@@ -290,13 +363,13 @@ cmd_stop(int argc, char **argv)
 			continue;
 		}
 		r = conn_request(json_pack("{s:s, s:s}", J_OP, OP_STOP_VM,
-		    J_VM_ID, str(vm, J_VM_ID)));
+		    J_VM_ID, cli_str(vm, J_VM_ID)));
 		if (r == NULL)
 			rc = CLI_EXIT_FAIL;
 		else if (json)
 			cli_print_json(r);
 		else
-			printf("%s\n", str(vm, J_VM_ID));
+			printf("%s\n", cli_str(vm, J_VM_ID));
 		json_decref(r);
 		json_decref(vm);
 	}
@@ -312,7 +385,7 @@ static void
 ps_network(json_t *vm)
 {
 	json_t *net = json_object_get(vm, J_NETWORK), *eg, *p, *v;
-	const char *mode = str(net, J_NET_MODE);
+	const char *mode = cli_str(net, J_NET_MODE);
 	size_t i;
 
 	p = json_object_get(vm, J_PUBLISH);
@@ -343,8 +416,8 @@ ps_volumes(json_t *vm)
 		return;
 	printf("    volumes");
 	json_array_foreach(vols, i, v)
-		printf("%s%s:%s%s", i == 0 ? " " : ", ", str(v, J_HOST),
-		    str(v, J_GUEST), json_is_true(json_object_get(v,
+		printf("%s%s:%s%s", i == 0 ? " " : ", ", cli_str(v, J_HOST),
+		    cli_str(v, J_GUEST), json_is_true(json_object_get(v,
 		    J_READ_ONLY)) ? ":ro" : "");
 	printf("\n");
 }
@@ -352,40 +425,62 @@ ps_volumes(json_t *vm)
 int
 cmd_ps(int argc, char **argv)
 {
-	json_t *r, *vms, *vm;
-	int json = 0;
+	json_t *r, *vms, *vm, *sr = NULL;
+	int json = 0, all = 0;
 	size_t i;
 
 	for (int k = 1; k < argc; k++) {
 		if (strcmp(argv[k], "--json") == 0)
 			json = 1;
+		else if (strcmp(argv[k], "-a") == 0 ||
+		    strcmp(argv[k], "--all") == 0)
+			all = 1;
 		else {
-			cli_error("usage: capsule ps [--json]");
+			cli_error("usage: capsule ps [-a] [--json]");
 			return CLI_EXIT_USAGE;
 		}
 	}
 	if ((r = conn_request(json_pack("{s:s}", J_OP, OP_LIST_VMS))) == NULL)
 		return CLI_EXIT_FAIL;
+	if (all && (sr = conn_request(json_pack("{s:s}", J_OP,
+	    OP_LIST_SANDBOXES))) == NULL) {
+		json_decref(r);
+		return CLI_EXIT_FAIL;
+	}
 	vms = json_object_get(r, J_VMS);
 	if (json) {
-		cli_print_json(vms);
+		/* -a: both lists; without, the VMs as before. */
+		if (all) {
+			json_t *o = json_pack("{s:O, s:O}", J_VMS, vms,
+			    J_SANDBOXES, json_object_get(sr, J_SANDBOXES));
+
+			cli_print_json(o);
+			json_decref(o);
+		} else
+			cli_print_json(vms);
 		json_decref(r);
+		json_decref(sr);
 		return 0;
 	}
 	printf("%-36s  %-12s  %7s  %4s  %7s  %-5s  %s\n", "VM ID", "STATE",
 	    "PID", "CPUS", "MEMORY", "ACCEL", "CREATED");
 	json_array_foreach(vms, i, vm) {
 		printf("%-36s  %-12s  %7lld  %4lld  %4lldMiB  %-5s  %s\n",
-		    str(vm, J_VM_ID), str(vm, J_STATE),
+		    cli_str(vm, J_VM_ID), cli_str(vm, J_STATE),
 		    json_integer_value(json_object_get(vm, J_PID)),
 		    json_integer_value(json_object_get(vm, J_VCPUS)),
 		    json_integer_value(json_object_get(vm, J_MEMORY_MIB)),
-		    str(vm, J_ACCEL), str(vm, J_CREATED_AT));
-		if (str(vm, J_ERROR)[0])
-			printf("    %s\n", str(vm, J_ERROR));
+		    cli_str(vm, J_ACCEL), cli_str(vm, J_CREATED_AT));
+		if (cli_str(vm, J_SANDBOX)[0])
+			printf("    sandbox %s\n", cli_str(vm, J_SANDBOX));
+		if (cli_str(vm, J_ERROR)[0])
+			printf("    %s\n", cli_str(vm, J_ERROR));
 		ps_network(vm);
 		ps_volumes(vm);
 	}
+	if (all)
+		cli_ps_sandboxes(json_object_get(sr, J_SANDBOXES));
 	json_decref(r);
+	json_decref(sr);
 	return 0;
 }

@@ -237,11 +237,36 @@ conn_request(json_t *req)
 	return reply;
 }
 
+const char *
+cli_str(json_t *o, const char *key)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+
+	return s ? s : "";
+}
+
 void
 cli_print_json(json_t *o)
 {
 	json_dumpf(o, stdout, JSON_INDENT(2));
 	fputc('\n', stdout);
+}
+
+/* A VM by sandbox name: the one not yet stopped that runs from it. */
+static json_t *
+find_by_sandbox(json_t *vms, const char *name)
+{
+	json_t *vm;
+	size_t i;
+
+	json_array_foreach(vms, i, vm) {
+		const char *st = cli_str(vm, J_STATE);
+
+		if (strcmp(cli_str(vm, J_SANDBOX), name) == 0 &&
+		    strcmp(st, "stopped") != 0 && strcmp(st, "crashed") != 0)
+			return vm;
+	}
+	return NULL;
 }
 
 json_t *
@@ -254,6 +279,12 @@ cli_find_vm(const char *id)
 	if (reply == NULL)
 		return NULL;
 	vms = json_object_get(reply, J_VMS);
+	/* A sandbox's name first: names are chosen, ids are not. */
+	if (n > 0 && (found = find_by_sandbox(vms, id)) != NULL) {
+		json_incref(found);
+		json_decref(reply);
+		return found;
+	}
 	json_array_foreach(vms, i, vm) {
 		const char *vid = json_string_value(json_object_get(vm,
 		    J_VM_ID));
@@ -272,7 +303,8 @@ cli_find_vm(const char *id)
 		json_incref(found);
 	else {
 		if (matches == 0 || n == 0)
-			cli_error("no VM with id %s (see `capsule ps`)", id);
+			cli_error("no VM with id or sandbox name %s (see "
+			    "`capsule ps -a`)", id);
 		else
 			cli_error("VM id prefix %s is ambiguous: %zu VMs match",
 			    id, matches);

@@ -27,6 +27,7 @@
 #endif
 
 #include "image.h"
+#include "sandbox.h"
 #include "imgimport.h"
 #include "config.h"
 #include "control.h"
@@ -503,6 +504,28 @@ parse_flags(int argc, char *argv[])
 	return detach;
 }
 
+/* An image is kept while a running VM or a sandbox uses it. */
+static int
+image_in_use(const char *digest, uid_t uid)
+{
+	return vm_image_in_use(digest, uid) || sandbox_image_in_use(digest, uid);
+}
+
+/* The digest of the image a new sandbox is created with. */
+static int
+sandbox_image(uid_t uid, const char *ref, char digest[OCI_DIGEST_LEN + 1],
+    struct cap_err *err)
+{
+	struct image_use u;
+	int r;
+
+	if ((r = image_resolve(uid, ref, &u, err)) < 0)
+		return r;
+	memcpy(digest, u.digest, OCI_DIGEST_LEN + 1);
+	image_use_free(&u);
+	return 0;
+}
+
 int
 main(int argc, char *argv[])
 {
@@ -596,7 +619,8 @@ main(int argc, char *argv[])
 	if (lock_state_dir(env.state_dir) < 0)
 		return 1;
 	/* Before the VMs are taken over: they need their images' defaults. */
-	if (image_init(env.state_dir, vm_image_in_use, &err) < 0) {
+	if (image_init(env.state_dir, image_in_use, &err) < 0 ||
+	    sandbox_init(env.state_dir, vm_of_sandbox, sandbox_image, &err) < 0) {
 		log_error("%s", err.msg);
 		return 1;
 	}
@@ -689,6 +713,7 @@ main(int argc, char *argv[])
 	imgimport_shutdown();
 	control_close(d.activated ? NULL : d.sock);
 	image_shutdown();
+	sandbox_shutdown();
 	egress_fini();
 	event_free(tick);
 	for (int i = 0; i < 3; i++)

@@ -23,6 +23,7 @@
 #include "util.h"
 #include "image.h"
 #include "imgimport.h"
+#include "sandbox.h"
 #include "vm.h"
 
 #define CTL_OUT_HIGH	(1024 * 1024)	/* unread replies before we stop */
@@ -153,23 +154,129 @@ start_done(struct vm *vm, const struct cap_err *err, void *arg)
 	conn_done(c, r);
 }
 
+/* StartVM {"sandbox": NAME}: the sandbox's own request, and this one's
+ * stop_on_disconnect. Only the owner starts a sandbox: the VM runs with
+ * the owner's rights on the paths it names. */
+static json_t *
+start_sandbox_request(struct conn *c, const char **id, struct cap_err *err)
+{
+	static const char *const known[] = { J_SANDBOX, J_STOP_ON_DISCONNECT,
+	    NULL };
+	struct sandbox *sb;
+	const char *ref;
+	json_t *req, *v;
+
+	if (ctl_check_fields(c->req, OP_START_VM, known, err) < 0 ||
+	    ctl_get_string(c->req, J_SANDBOX, 1, &ref, err) < 0)
+		return NULL;
+	if ((sb = sandbox_find(c->who.uid, ref)) == NULL) {
+		cap_err_set(err, ENOENT, E_NOT_FOUND, "no sandbox %.80s", ref);
+		return NULL;
+	}
+	if (sandbox_owner(sb) != c->who.uid) {
+		cap_err_set(err, EPERM, E_PERMISSION_DENIED, "sandbox %s is uid "
+		    "%u's: only its owner starts it", sandbox_name(sb),
+		    (unsigned)sandbox_owner(sb));
+		return NULL;
+	}
+	if ((req = sandbox_start_request(sb)) == NULL) {
+		cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
+		return NULL;
+	}
+	if ((v = json_object_get(c->req, J_STOP_ON_DISCONNECT)) != NULL)
+		json_object_set(req, J_STOP_ON_DISCONNECT, v);
+	*id = sandbox_id(sb);
+	return req;
+}
+
 static void
 op_start(struct conn *c)
 {
 	struct ctl_limits lim;
 	struct ctl_start req;
 	struct cap_err err;
+	const char *sandbox = NULL;
+	json_t *j = c->req;
 	int r;
 
-	vm_ctl_limits(&lim);
-	if (ctl_parse_start(c->req, &lim, &req, &err) < 0) {
+	if (json_object_get(c->req, J_SANDBOX) != NULL &&
+	    (j = start_sandbox_request(c, &sandbox, &err)) == NULL) {
 		conn_error(c, &err);
 		return;
 	}
-	r = vm_start(&req, c->id, &c->who, start_done, c, &err);
+	vm_ctl_limits(&lim);
+	r = ctl_parse_start(j, &lim, &req, &err);
+	if (j != c->req)
+		json_decref(j);
+	if (r < 0) {
+		if (sandbox != NULL)
+			cap_err_wrap(&err, "the sandbox's configuration");
+		conn_error(c, &err);
+		return;
+	}
+	r = vm_start(&req, sandbox, c->id, &c->who, start_done, c, &err);
 	ctl_start_free(&req);
 	if (r < 0)
 		conn_error(c, &err);
+}
+
+/* CreateSandbox: a name and StartVM's fields, checked as a StartVM. */
+static void
+op_create_sandbox(struct conn *c)
+{
+	struct ctl_limits lim;
+	struct ctl_start req;
+	struct cap_err err;
+	json_t *j, *out, *r;
+
+	if ((j = json_deep_copy(c->req)) == NULL) {
+		cap_err_set(&err, ENOMEM, E_INTERNAL, "out of memory");
+		conn_error(c, &err);
+		return;
+	}
+	json_object_del(j, J_NAME);
+	json_object_set_new(j, J_OP, json_string(OP_START_VM));
+	vm_ctl_limits(&lim);
+	if (ctl_parse_start(j, &lim, &req, &err) < 0) {
+		json_decref(j);
+		conn_error(c, &err);
+		return;
+	}
+	ctl_start_free(&req);
+	json_decref(j);
+	if (sandbox_create(&c->who, c->req, &out, &err) < 0) {
+		conn_error(c, &err);
+		return;
+	}
+	r = ctl_reply_ok(c->req);
+	json_object_set_new(r, J_SANDBOX, out);
+	conn_done(c, r);
+}
+
+static void
+op_list_sandboxes(struct conn *c)
+{
+	json_t *r = ctl_reply_ok(c->req);
+
+	json_object_set_new(r, J_SANDBOXES, sandbox_list_json(c->who.uid));
+	conn_done(c, r);
+}
+
+static void
+op_remove_sandbox(struct conn *c)
+{
+	const char *ref;
+	struct cap_err err;
+	json_t *out, *r;
+
+	if (ctl_get_string(c->req, J_SANDBOX, 1, &ref, &err) < 0 ||
+	    sandbox_remove(c->who.uid, ref, &out, &err) < 0) {
+		conn_error(c, &err);
+		return;
+	}
+	r = ctl_reply_ok(c->req);
+	json_object_set_new(r, J_REMOVED, out);
+	conn_done(c, r);
 }
 
 static void
@@ -383,6 +490,10 @@ static const struct {
 	{ OP_INSPECT_IMAGE, op_image, NULL },
 	{ OP_REMOVE_IMAGE, op_image, NULL },
 	{ OP_PRUNE_IMAGES, op_prune, (const char *const[]){ NULL } },
+	{ OP_CREATE_SANDBOX, op_create_sandbox, NULL },
+	{ OP_LIST_SANDBOXES, op_list_sandboxes, (const char *const[]){ NULL } },
+	{ OP_REMOVE_SANDBOX, op_remove_sandbox,
+	    (const char *const[]){ J_SANDBOX, NULL } },
 };
 
 static void
@@ -411,12 +522,18 @@ conn_line(struct peer *p, char *line, size_t len, void *arg)
 		ops[i].fn(c);
 		return;
 	}
-	cap_err_set(&err, ENOTSUP, E_UNSUPPORTED_OP,
-	    "unsupported op \"%.64s\"; known ops: %s, %s, %s, %s, %s, %s, "
-	    "%s, %s, %s, %s, %s, %s", op, OP_PING, OP_START_VM, OP_STOP_VM,
-	    OP_LIST_VMS, OP_EVENTS, OP_DOCTOR, OP_IMPORT_IMAGE, OP_PULL_IMAGE,
-	    OP_LIST_IMAGES, OP_INSPECT_IMAGE, OP_REMOVE_IMAGE,
-	    OP_PRUNE_IMAGES);
+	{
+		char known[512];
+		size_t n = 0;
+
+		known[0] = '\0';
+		for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]) &&
+		    n < sizeof(known); i++)
+			n += (size_t)snprintf(known + n, sizeof(known) - n,
+			    "%s%s", i ? ", " : "", ops[i].name);
+		cap_err_set(&err, ENOTSUP, E_UNSUPPORTED_OP, "unsupported op "
+		    "\"%.64s\"; known ops: %s", op, known);
+	}
 	conn_error(c, &err);
 }
 

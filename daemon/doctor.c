@@ -137,7 +137,8 @@ doctor_report(uid_t uid)
 	json_object_set_new(caps, CAP_EXEC_STREAMING, json_true());
 	json_object_set_new(caps, CAP_FILE_DOWNLOAD, json_true());
 	json_object_set_new(caps, CAP_FILE_UPLOAD, json_true());
-	json_object_set_new(caps, CAP_SANDBOX_PERSISTENT, json_false());
+	/* Named sandboxes keep their disk (sandbox.c). */
+	json_object_set_new(caps, CAP_SANDBOX_PERSISTENT, json_true());
 	json_object_set_new(caps, CAP_SANDBOX_SNAPSHOT, json_false());
 	/*
 	 * docs/network.md: "none" (no NIC) by default, "allow" (egress only

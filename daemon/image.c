@@ -109,8 +109,7 @@ names_save(struct cap_err *err)
 {
 	json_t *a = json_array();
 	char *text;
-	int fd, r = 0;
-	size_t len;
+	int r = 0;
 
 	for (size_t i = 0; i < st.nnames; i++)
 		json_array_append_new(a, json_pack("{s:I,s:s,s:s,s:I}",
@@ -121,21 +120,10 @@ names_save(struct cap_err *err)
 	json_decref(a);
 	if (text == NULL)
 		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
-	len = strlen(text);
-	unlinkat(st.fd, IMAGE_INDEX ".new", 0);
-	fd = openat(st.fd, IMAGE_INDEX ".new", O_WRONLY | O_CREAT | O_EXCL |
-	    O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0 || write(fd, text, len) != (ssize_t)len || fsync(fd) < 0 ||
-	    renameat(st.fd, IMAGE_INDEX ".new", st.fd, IMAGE_INDEX) < 0)
-		r = cap_err_set(err, errno ? errno : EIO, E_INTERNAL,
-		    "cannot write %s/%s: %s", st.dir, IMAGE_INDEX,
-		    strerror(errno ? errno : EIO));
-	else
-		fsync(st.fd);
-	if (fd >= 0)
-		close(fd);
-	if (r < 0)
-		unlinkat(st.fd, IMAGE_INDEX ".new", 0);
+	if ((r = util_write_atomic(st.fd, IMAGE_INDEX, text,
+	    strlen(text))) < 0)
+		r = cap_err_set(err, -r, E_INTERNAL, "cannot write %s/%s: %s",
+		    st.dir, IMAGE_INDEX, strerror(-r));
 	free(text);
 	return r;
 }
@@ -533,8 +521,8 @@ image_remove(uid_t uid, const char *ref, json_t **removed,
 	 * your names are yours to remove. */
 	if (st.in_use(digest, uid))
 		return cap_err_set(err, EBUSY, E_CONFLICT, "image %s (%.19s) is "
-		    "in use by a running VM of yours; stop it first", ref,
-		    digest);
+		    "in use by a running VM or a sandbox of yours; stop or "
+		    "remove it first", ref, digest);
 	*removed = json_array();
 	for (i = 0; i < st.nnames;) {
 		struct name *n = &st.names[i];

@@ -38,7 +38,7 @@
 #define IMGIMPORT_MAX		8		/* at once */
 #define IMGIMPORT_MAX_PER_UID	4		/* ... for one user */
 #define IMGIMPORT_MAX_BYTES	(64ULL << 30)	/* any file it writes */
-#define IMGIMPORT_DISK_MIN	(8ULL << 30)	/* root fs size, sparse */
+#define IMGIMPORT_DISK_MIN	(256ULL << 20)	/* root fs size, sparse */
 #define IMGIMPORT_RESERVE	(1ULL << 30)	/* free space an import leaves */
 
 struct imgimport;

@@ -584,6 +584,12 @@ proxy_new(struct event_base *base, int fd, const struct oci_config *defaults,
 	return px;
 }
 
+size_t
+proxy_sessions(const struct proxy *px)
+{
+	return px != NULL ? px->nsessions : 0;
+}
+
 void
 proxy_free(struct proxy *px, const char *why)
 {

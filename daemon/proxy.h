@@ -35,5 +35,7 @@ struct proxy *proxy_new(struct event_base *base, int fd,
  * yet, saying why. Running sessions end with their agent streams. (The
  * socket file is its maker's to remove.) */
 void	proxy_free(struct proxy *p, const char *why);
+/* Sessions open now (each an exec or a copy). */
+size_t	proxy_sessions(const struct proxy *p);
 
 #endif /* CAPSULE_PROXY_H */

@@ -220,6 +220,18 @@ publish_start(struct publish *p)
 	}
 }
 
+size_t
+publish_conns(const struct publish *p)
+{
+	const struct publish_conn *c;
+	size_t n = 0;
+
+	if (p != NULL)
+		TAILQ_FOREACH(c, &p->conns, entry)
+			n++;
+	return n;
+}
+
 void
 publish_free(struct publish *p)
 {

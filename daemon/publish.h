@@ -36,5 +36,7 @@ int	publish_open(struct event_base *base, const char *vm_id,
 void	publish_start(struct publish *p);
 /* Closes the listeners and resets every connection. */
 void	publish_free(struct publish *p);
+/* Forwarded connections open now. */
+size_t	publish_conns(const struct publish *p);
 
 #endif /* CAPSULE_PUBLISH_H */

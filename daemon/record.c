@@ -60,6 +60,8 @@
 #define S_MEMORY_MIB	"memory_mib"
 #define S_GUEST_PORT	"guest_port"
 #define S_LAUNCH	"launch_seconds"
+#define S_DISK_MIB	"disk_mib"
+#define S_IDLE		"idle_seconds"
 #define S_STOP_ON_DISC	"stop_on_disconnect"
 #define S_RUN_DIR	"run_dir"
 #define S_RUN_DIR_NAMED	"run_dir_named"
@@ -74,6 +76,7 @@
 #define S_NETWORK	"network"	/* absent: none (older records) */
 #define S_PUBLISH	"publish"
 #define S_VOLUMES	"volumes"
+#define S_SANDBOX	"sandbox"
 
 int
 record_id_ok(const char *s)
@@ -142,8 +145,15 @@ spec_json(const struct vm_spec *s)
 	    u64(s->console_max), S_PORTS, ports);
 	if (o != NULL && s->boot_args != NULL)
 		json_object_set_new(o, S_BOOT_ARGS, json_string(s->boot_args));
+	if (o != NULL)
+		json_object_set_new(o, S_DISK_MIB, u64(s->disk_mib));
+	if (o != NULL && s->idle_seconds > 0)
+		json_object_set_new(o, S_IDLE,
+		    json_integer((json_int_t)s->idle_seconds));
 	if (o != NULL && s->image != NULL)
 		json_object_set_new(o, S_IMAGE, json_string(s->image));
+	if (o != NULL && s->sandbox != NULL)
+		json_object_set_new(o, S_SANDBOX, json_string(s->sandbox));
 	if (o != NULL) {
 		json_object_set_new(o, S_NETWORK,
 		    ctl_network_json(&s->network));
@@ -396,6 +406,17 @@ decode_spec(json_t *o, struct vm_spec *s, struct cap_err *err)
 			return cap_err_set(err, ENOMEM, E_INTERNAL,
 			    "out of memory");
 	}
+	if (json_object_get(o, S_SANDBOX) != NULL) {
+		const char *sb;
+
+		if ((r = get_str(o, S_SANDBOX, 36, &sb, err)) < 0)
+			return r;
+		if (!record_id_ok(sb))
+			return bad(err, S_SANDBOX, "is not a sandbox id");
+		if ((s->sandbox = strdup(sb)) == NULL)
+			return cap_err_set(err, ENOMEM, E_INTERNAL,
+			    "out of memory");
+	}
 	if ((r = get_int(o, S_VCPUS, 1, 4096, &n, err)) < 0)
 		return r;
 	s->vcpus = (unsigned)n;
@@ -409,6 +430,20 @@ decode_spec(json_t *o, struct vm_spec *s, struct cap_err *err)
 	if ((r = get_int(o, S_LAUNCH, 1, CTL_MAX_LAUNCH_SECONDS, &n, err)) < 0)
 		return r;
 	s->launch_seconds = (unsigned)n;
+	/* Records from before disks had a size: the default. */
+	s->disk_mib = CTL_DEFAULT_DISK_MIB;
+	if (json_object_get(o, S_DISK_MIB) != NULL) {
+		if ((r = get_int(o, S_DISK_MIB, CTL_MIN_DISK_MIB,
+		    (long long)CTL_MAX_DISK_MIB, &n, err)) < 0)
+			return r;
+		s->disk_mib = (uint64_t)n;
+	}
+	if (json_object_get(o, S_IDLE) != NULL) {
+		if ((r = get_int(o, S_IDLE, 1, CTL_MAX_IDLE_SECONDS, &n,
+		    err)) < 0)
+			return r;
+		s->idle_seconds = (unsigned)n;
+	}
 	if ((r = get_u64(o, S_CONSOLE_MAX, &s->console_max, err)) < 0)
 		return r;
 	if ((v = json_object_get(o, S_BOOT_ARGS)) != NULL) {
@@ -578,38 +613,13 @@ int
 record_write(int dfd, const struct record *r, struct cap_err *err)
 {
 	_cleanup_free_ char *s = record_encode(r);
-	size_t len, off = 0;
-	int fd, e = 0;
+	int e;
 
 	if (s == NULL)
 		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
-	len = strlen(s);
-	/* Only capsuled writes here, so a leftover tmp is its own. */
-	unlinkat(dfd, RECORD_TMP, 0);
-	fd = openat(dfd, RECORD_TMP, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
-	    O_CLOEXEC, 0600);
-	if (fd < 0)
-		return cap_err_set(err, errno, E_INTERNAL, "cannot write the "
-		    "VM's state record: %s", strerror(errno));
-	while (off < len && e == 0) {
-		ssize_t n = write(fd, s + off, len - off);
-
-		if (n < 0 && errno != EINTR)
-			e = errno;
-		else if (n > 0)
-			off += (size_t)n;
-	}
-	if (e == 0 && fsync(fd) < 0)
-		e = errno;
-	if (close(fd) < 0 && e == 0)
-		e = errno;
-	if (e == 0 && renameat(dfd, RECORD_TMP, dfd, RECORD_NAME) < 0)
-		e = errno;
-	if (e != 0) {
-		unlinkat(dfd, RECORD_TMP, 0);
-		return cap_err_set(err, e, E_INTERNAL, "cannot write the VM's "
-		    "state record: %s", strerror(e));
-	}
+	if ((e = util_write_atomic(dfd, RECORD_NAME, s, strlen(s))) < 0)
+		return cap_err_set(err, -e, E_INTERNAL, "cannot write the VM's "
+		    "state record: %s", strerror(-e));
 	return 0;
 }
 

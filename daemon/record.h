@@ -27,7 +27,6 @@
  * (its spec, owner, hypervisor binary, console log). */
 #define RECORD_FORMAT		2
 #define RECORD_NAME		"vm.json"
-#define RECORD_TMP		"vm.json.tmp"
 #define RECORD_MAX_BYTES	(64 * 1024)
 
 /* A name capsule made outside the private dir, to remove when done. */

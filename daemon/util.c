@@ -279,3 +279,40 @@ util_host_memory_mib(void)
 		return 1024;
 	return (uint64_t)pages * (uint64_t)size / (1024 * 1024);
 }
+
+int
+util_write_atomic(int dfd, const char *name, const char *text, size_t len)
+{
+	char tmp[NAME_MAX + 1];
+	size_t off = 0;
+	int fd, e = 0;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", name) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	/* Only its writer uses the tmp name, so a leftover is its own. */
+	unlinkat(dfd, tmp, 0);
+	fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+	    O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	while (off < len && e == 0) {
+		ssize_t n = write(fd, text + off, len - off);
+
+		if (n < 0 && errno != EINTR)
+			e = errno;
+		else if (n > 0)
+			off += (size_t)n;
+	}
+	if (e == 0 && fsync(fd) < 0)
+		e = errno;
+	if (close(fd) < 0 && e == 0)
+		e = errno;
+	if (e == 0 && renameat(dfd, tmp, dfd, name) < 0)
+		e = errno;
+	if (e != 0) {
+		unlinkat(dfd, tmp, 0);
+		return -e;
+	}
+	fsync(dfd);
+	return 0;
+}

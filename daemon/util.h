@@ -77,6 +77,10 @@ int	util_listen_unix_own(const char *path, unsigned mode,
 /* Unlinks path only if it is still the socket in own. */
 void	util_unlink_own(const char *path, struct util_sock *own);
 /* Host facts for request limits. */
+/* Writes text to dfd/name whole or not at all: a new NAME.tmp, fsync,
+ * rename, fsync of the dir. 0 or -errno. */
+int	util_write_atomic(int dfd, const char *name, const char *text,
+	    size_t len);
 unsigned util_host_cpus(void);
 uint64_t util_host_memory_mib(void);
 

@@ -23,6 +23,8 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "disk.h"
+#include "sandbox.h"
 #include "events.h"
 #include "image.h"
 #include "vmlimits.h"
@@ -260,6 +262,7 @@ vm_free(struct vm *vm)
 {
 	if (vm->timer != NULL)
 		event_free(vm->timer);
+	vmidle_stop(vm);
 	publish_free(vm->publish);
 	egress_free(vm->egress);
 	vmspec_free(&vm->spec);
@@ -323,6 +326,7 @@ vm_release(struct vm *vm, const char *why)
 {
 	if (vm->timer != NULL)
 		event_del(vm->timer);
+	vmidle_stop(vm);
 	if (vm->agent != NULL) {
 		agent_free(vm->agent, why);
 		vm->agent = NULL;
@@ -631,6 +635,7 @@ vm_running(struct vm *vm)
 	    (unsigned long long)(vm->t_ready - vm->t0));
 	vm_event(vm, EV_READY, json_pack("{s:I}", T_VM_READY,
 	    (json_int_t)(vm->t_ready - vm->t0)));
+	vmidle_start(vm);
 	vm_report_start(vm, NULL);
 }
 
@@ -876,6 +881,7 @@ vm_files_done(struct vm_files *f, const struct cap_err *ferr, void *arg)
 	struct vm *vm = arg;
 	struct hv_serial_port ports[CTL_MAX_SERIAL_PORTS];
 	struct hv_share shares[VOLUME_MAX];
+	int disk;
 	char tags[VOLUME_MAX][8];
 	struct hv_vm_config cfg;
 	struct hv_chans ch = { -1, -1, -1 };
@@ -911,7 +917,6 @@ vm_files_done(struct vm_files *f, const struct cap_err *ferr, void *arg)
 	cfg.kernel_fd = f->kernel;
 	cfg.initrd_fd = f->initrd;
 	cfg.rootfs_fd = f->rootfs;
-	cfg.rootfs_size = f->rootfs_size;
 	cfg.boot_args = vm->spec.boot_args;
 	for (unsigned i = 0; i < vm->spec.nvolumes; i++) {
 		snprintf(tags[i], sizeof(tags[i]), "vol%u", i);
@@ -944,9 +949,27 @@ vm_files_done(struct vm_files *f, const struct cap_err *ferr, void *arg)
 	/* Tasks of its uid: each VM has its own only as root. */
 	if (!scope && vm->uid != 0)
 		cfg.rlimit_nproc = l->vm_tasks_max;
+	/* The writable disk: the sandbox's, or new and empty for every run
+	 * of an ephemeral VM. */
+	if (vm->spec.sandbox != NULL) {
+		struct sandbox *sb = sandbox_by_id(vm->spec.sandbox);
+
+		disk = sb != NULL ? sandbox_open_disk(sb, &err) :
+		    cap_err_set(&err, ENOENT, E_NOT_FOUND, "the VM's sandbox "
+		    "is gone");
+	} else
+		disk = disk_make(f->private_fd, DISK_FILE, vm->spec.disk_mib,
+		    &err);
+	if (disk < 0) {
+		free((char *)cfg.agent_args);
+		vm_abort_start(vm, &err);
+		return;
+	}
+	cfg.disk_fd = disk;
 	r = vm_core.env.hv->start(vm_core.env.base, &cfg, &vm_hv_cbs, vm,
 	    &vm->hv, &ch, &err);
 	free((char *)cfg.agent_args);
+	close(disk);
 	if (r < 0) {
 		vm_abort_start(vm, &err);
 		return;
@@ -1035,9 +1058,22 @@ vm_image_in_use(const char *digest, uid_t uid)
 	return 0;
 }
 
+const char *
+vm_of_sandbox(const char *sandbox)
+{
+	struct vm *vm;
+
+	TAILQ_FOREACH(vm, &vm_core.vms, entry)
+		if (vm->spec.sandbox != NULL &&
+		    strcmp(vm->spec.sandbox, sandbox) == 0 &&
+		    vm->state != VM_STOPPED && vm->state != VM_CRASHED)
+			return vm->id;
+	return NULL;
+}
+
 int
-vm_start(const struct ctl_start *req, uint64_t owner, const struct caller *who,
-    vm_start_cb cb, void *arg, struct cap_err *err)
+vm_start(const struct ctl_start *req, const char *sandbox, uint64_t owner,
+    const struct caller *who, vm_start_cb cb, void *arg, struct cap_err *err)
 {
 	struct vmspec_env se = { vm_core.env.state_dir, vm_core.env.image_dir,
 	    vm_core.limits.console_max };
@@ -1049,6 +1085,9 @@ vm_start(const struct ctl_start *req, uint64_t owner, const struct caller *who,
 		    "capsuled is shutting down");
 	if ((r = vm_check_quota(who, req->vcpus, req->memory_mib, err)) < 0)
 		return r;
+	if (sandbox != NULL && vm_of_sandbox(sandbox) != NULL)
+		return cap_err_set(err, EBUSY, E_CONFLICT, "the sandbox is "
+		    "already running (vm %s)", vm_of_sandbox(sandbox));
 	if ((vm = calloc(1, sizeof(*vm))) == NULL)
 		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
 	util_uuid(vm->id);
@@ -1062,8 +1101,15 @@ vm_start(const struct ctl_start *req, uint64_t owner, const struct caller *who,
 		vm_free(vm);
 		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
 	}
-	if ((r = vmspec_resolve(req, &se, vm->id, &vm->spec, err)) < 0 ||
-	    (req->image != NULL && (r = vm_use_image(vm, req->image,
+	if ((r = vmspec_resolve(req, &se, vm->id, &vm->spec, err)) < 0) {
+		vm_free(vm);
+		return r;
+	}
+	if (sandbox != NULL && (vm->spec.sandbox = strdup(sandbox)) == NULL) {
+		vm_free(vm);
+		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
+	}
+	if ((req->image != NULL && (r = vm_use_image(vm, req->image,
 	    err)) < 0) ||
 	    (r = vm_net_open(vm, err)) < 0) {
 		vm_free(vm);
@@ -1330,6 +1376,10 @@ vm_describe(const struct vm *vm, struct ctl_vm *v)
 	v->kernel_path = vm->spec.kernel ? vm->spec.kernel : "";
 	v->rootfs_path = vm->spec.rootfs ? vm->spec.rootfs : "";
 	v->image = vm->spec.image;
+	v->disk_mib = vm->spec.disk_mib;
+	v->idle_seconds = vm->spec.idle_seconds;
+	if (vm->spec.sandbox != NULL && sandbox_by_id(vm->spec.sandbox))
+		v->sandbox = sandbox_name(sandbox_by_id(vm->spec.sandbox));
 	v->run_dir = vm->spec.run_dir ? vm->spec.run_dir : "";
 	v->proxy_socket_path = vm->spec.proxy_path ? vm->spec.proxy_path : "";
 	v->console_log_path = vm->spec.console_path ? vm->spec.console_path :

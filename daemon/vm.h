@@ -77,11 +77,14 @@ void	vm_set_limits(const struct vm_limits *l);
 /* StartVM's limits and defaults for ctl_parse_start. */
 void	vm_ctl_limits(struct ctl_limits *l);
 /* Resolves the request and starts the VM; files the request names are
- * opened with `who`'s rights. Returns 0 when the callback will report the
- * outcome. */
-int	vm_start(const struct ctl_start *req, uint64_t owner,
-	    const struct caller *who, vm_start_cb cb, void *arg,
-	    struct cap_err *err);
+ * opened with `who`'s rights. sandbox: the id of the sandbox it runs from
+ * (its disk is the sandbox's), or NULL. Returns 0 when the callback will
+ * report the outcome. */
+int	vm_start(const struct ctl_start *req, const char *sandbox,
+	    uint64_t owner, const struct caller *who, vm_start_cb cb,
+	    void *arg, struct cap_err *err);
+/* The id of the VM running from a sandbox (not yet stopped), or NULL. */
+const char *vm_of_sandbox(const char *sandbox);
 /* Stops (or forgets, if it already ended) a VM; cb runs when it is gone,
  * possibly before vm_stop returns. */
 void	vm_stop(struct vm *vm, vm_gone_cb cb, void *arg);

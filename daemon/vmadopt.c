@@ -40,6 +40,7 @@ vmadopt_serve(struct vm *vm)
 	if (vm->proxy == NULL)
 		log_warn("vm %s: %s", vm->id, err.msg);
 	publish_start(vm->publish);
+	vmidle_start(vm);
 }
 
 static void

@@ -1,7 +1,7 @@
 /*
- * vmpriv.h — what vm.c shares with vmadopt.c, and no one else: a VM's
- * fields, the registry and the parts of the state machine that taking a
- * VM over re-enters.
+ * vmpriv.h — what vm.c shares with vmadopt.c and vmidle.c, and no one
+ * else: a VM's fields, the registry and the parts of the state machine
+ * that taking a VM over re-enters.
  */
 #ifndef CAPSULE_VMPRIV_H
 #define CAPSULE_VMPRIV_H
@@ -12,6 +12,7 @@
 #include "caller.h"
 #include "egress.h"
 #include "oci.h"
+#include "procid.h"
 #include "publish.h"
 #include "proxy.h"
 #include "sink.h"
@@ -59,6 +60,8 @@ struct vm {
 	struct sink	*console;
 	struct sink	*hvlog;
 	struct event	*timer;
+	struct event	*idle_ev;	/* idle_timeout: vmidle.c */
+	uint64_t	 idle_since;	/* last busy, ms */
 	int		 stop_phase;	/* 0 shutdown sent, 1 quit sent */
 	char		 chan_error[512]; /* the channel failed while running */
 	int		 failing;	/* will end as crashed / failed start */
@@ -104,5 +107,8 @@ extern const struct publish_cbs vm_publish_cbs;
 /* vmadopt.c: an adopted VM's exec socket serves from now on, if it is
  * ready to (made again, and the agent answered or was given up on). */
 void	vmadopt_serve(struct vm *vm);
+/* vmidle.c: from running on, for a VM with an idle timeout. */
+void	vmidle_start(struct vm *vm);
+void	vmidle_stop(struct vm *vm);
 
 #endif /* CAPSULE_VMPRIV_H */

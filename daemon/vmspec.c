@@ -72,6 +72,8 @@ vmspec_resolve(const struct ctl_start *req, const struct vmspec_env *e,
 	s->memory_mib = req->memory_mib;
 	s->guest_port = req->guest_port;
 	s->launch_seconds = req->launch_seconds;
+	s->disk_mib = req->disk_mib;
+	s->idle_seconds = req->idle_seconds;
 	s->stop_on_disconnect = req->stop_on_disconnect;
 	s->console_max = e->console_max;
 	s->private_dir = util_strdup_printf("%s/%s/%s", e->state_dir,
@@ -152,6 +154,7 @@ vmspec_free(struct vm_spec *s)
 	free(s->initrd);
 	free(s->rootfs);
 	free(s->image);
+	free(s->sandbox);
 	free(s->boot_args);
 	free(s->private_dir);
 	free(s->run_dir);

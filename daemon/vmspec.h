@@ -36,11 +36,16 @@ struct vm_spec {
 	/* The image the root file system is (its digest; rootfs is then
 	 * the store's file), or NULL. */
 	char		*image;
+	/* The sandbox it runs from (its id; its disk is the sandbox's), or
+	 * NULL: an ephemeral VM with a disk of its own. */
+	char		*sandbox;
 	char		*boot_args;		/* may be NULL */
 	unsigned	 vcpus;
 	uint64_t	 memory_mib;
 	uint32_t	 guest_port;
 	unsigned	 launch_seconds;
+	uint64_t	 disk_mib;	/* the writable disk's size */
+	unsigned	 idle_seconds;	/* stop when idle this long; 0: never */
 	int		 stop_on_disconnect;
 	/* The VM's private dir, <state>/vms/<id>: capsuled's own. */
 	char		*private_dir;

@@ -35,7 +35,6 @@
  * command line: only the VMs that use them pay for loading them. */
 #define AGENT_MODULES_NAT	"/etc/capsule/modules-nat"
 #define AGENT_MODULES_ALLOW	"/etc/capsule/modules-allow"
-#define AGENT_ROOT		"/dev/vda"
 #define AGENT_WAIT_MS		10000	/* root device, agent port */
 #define AGENT_RECHECK_MS	200	/* host disconnected: poll period */
 #define AGENT_TERM_MS		2000	/* SHUTDOWN: SIGTERM to SIGKILL */
@@ -922,7 +921,7 @@ agent_loop(void)
 int
 main(void)
 {
-	char root[256] = AGENT_ROOT, net[16];
+	char net[16];
 	sigset_t mask;
 	int fd, r;
 
@@ -950,11 +949,8 @@ main(void)
 			agent_log("capsule.net=%s: no such mode", net);
 	}
 	share_modules();
-	if (init_cmdline("capsule.root", root, sizeof(root)) < 0 ||
-	    strncmp(root, "/dev/", 5) != 0)
-		snprintf(root, sizeof(root), "%s", AGENT_ROOT);
-	if ((r = init_switch_root(root, AGENT_WAIT_MS)) < 0)
-		agent_fatal("cannot mount the root file system %s: %s", root,
+	if ((r = init_switch_root(AGENT_WAIT_MS)) < 0)
+		agent_fatal("cannot mount the root file system: %s",
 		    strerror(-r));
 	init_late();
 	share_mount_all();

@@ -56,7 +56,7 @@ int	agent_streams_full(void);	/* AGENT_MAX_STREAMS reached */
 int	init_early(void);
 int	init_modules(const char *list);
 int	init_cmdline(const char *key, char *out, size_t cap);
-int	init_switch_root(const char *dev, int timeout_ms);
+int	init_switch_root(int timeout_ms);
 int	init_late(void);
 int	init_open_port(const char *name, int timeout_ms);
 int	init_read_file(const char *path, char *buf, size_t cap);

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "proto.h"
 
 #define INIT_HOSTNAME	"capsule"
 #define INIT_CMDLINE_MAX 4096
@@ -211,41 +212,97 @@ init_modules(const char *list)
 	return 0;
 }
 
+/* The virtio disk whose serial is `serial`: "/dev/vdX" into dev. */
 static int
-init_wait_block(const char *dev, int timeout_ms)
+init_find_disk(const char *serial, char *dev, size_t cap)
 {
-	long deadline = agent_now_ms() + timeout_ms;
+	char path[300], buf[64];
+	struct dirent *d;
 	struct stat st;
+	DIR *dir;
+	int r = -ENOENT;
 
-	for (;;) {
-		if (stat(dev, &st) == 0 && S_ISBLK(st.st_mode))
-			return 0;
-		if (agent_now_ms() >= deadline)
-			return -ENODEV;
-		init_sleep_ms(5);
+	if ((dir = opendir("/sys/block")) == NULL)
+		return -errno;
+	while ((d = readdir(dir)) != NULL) {
+		if (strncmp(d->d_name, "vd", 2) != 0)
+			continue;
+		snprintf(path, sizeof(path), "/sys/block/%s/serial", d->d_name);
+		if (init_read_file(path, buf, sizeof(buf)) < 0)
+			continue;
+		buf[strcspn(buf, "\n")] = '\0';
+		snprintf(dev, cap, "/dev/%s", d->d_name);
+		if (strcmp(buf, serial) == 0 && stat(dev, &st) == 0 &&
+		    S_ISBLK(st.st_mode)) {
+			r = 0;
+			break;
+		}
 	}
+	closedir(dir);
+	return r;
 }
 
-/* Mounts `dev` on /newroot, moves /dev /proc /sys there and makes it /.
- * The initramfs stays in memory underneath: it is a few hundred KiB. */
+static int
+init_wait_disk(const char *serial, char *dev, size_t cap, long deadline)
+{
+	int r;
+
+	while ((r = init_find_disk(serial, dev, cap)) < 0) {
+		if (agent_now_ms() >= deadline) {
+			agent_log("no disk %s within the boot's time limit",
+			    serial);
+			return r;
+		}
+		init_sleep_ms(5);
+	}
+	return 0;
+}
+
+/* The root: an overlay of the VM's writable disk (upper) on the base
+ * image (lower, read-only), mounted on /newroot; then /dev /proc /sys are
+ * moved there and it becomes /. The initramfs stays in memory underneath
+ * (a few hundred KiB), and so do /lower and /upper, which the overlay
+ * holds. The upper's root/ is the guest's changes, work/ overlayfs's. */
 int
-init_switch_root(const char *dev, int timeout_ms)
+init_switch_root(int timeout_ms)
 {
 	static const char *const moved[] = { "/dev", "/proc", "/sys" };
-	char dst[64];
+	long deadline = agent_now_ms() + timeout_ms;
+	char base[64], disk[64], dst[64];
 	size_t i;
 	int r;
 
-	if ((r = init_wait_block(dev, timeout_ms)) < 0) {
-		agent_log("root device %s did not appear within %d ms", dev,
-		    timeout_ms);
+	if ((r = init_wait_disk(DISK_SERIAL_BASE, base, sizeof(base),
+	    deadline)) < 0 ||
+	    (r = init_wait_disk(DISK_SERIAL_DISK, disk, sizeof(disk),
+	    deadline)) < 0)
+		return r;
+	if ((mkdir("/lower", 0755) < 0 && errno != EEXIST) ||
+	    (mkdir("/upper", 0755) < 0 && errno != EEXIST) ||
+	    (mkdir("/newroot", 0755) < 0 && errno != EEXIST))
+		return -errno;
+	if (mount(base, "/lower", "ext4", MS_RDONLY, "noload") < 0) {
+		r = -errno;
+		agent_log("mount %s (the base image) on /lower: %s", base,
+		    strerror(errno));
 		return r;
 	}
-	if (mkdir("/newroot", 0755) < 0 && errno != EEXIST)
-		return -errno;
-	if (mount(dev, "/newroot", "ext4", 0, NULL) < 0) {
+	if (mount(disk, "/upper", "ext4", MS_NOATIME, NULL) < 0) {
 		r = -errno;
-		agent_log("mount %s on /newroot: %s", dev, strerror(errno));
+		agent_log("mount %s (the VM's disk) on /upper: %s", disk,
+		    strerror(errno));
+		return r;
+	}
+	if ((mkdir("/upper/root", 0755) < 0 && errno != EEXIST) ||
+	    (mkdir("/upper/work", 0700) < 0 && errno != EEXIST)) {
+		r = -errno;
+		agent_log("the VM's disk: mkdir: %s", strerror(errno));
+		return r;
+	}
+	if (mount("overlay", "/newroot", "overlay", 0, "lowerdir=/lower,"
+	    "upperdir=/upper/root,workdir=/upper/work") < 0) {
+		r = -errno;
+		agent_log("mount the overlay root: %s", strerror(errno));
 		return r;
 	}
 	for (i = 0; i < sizeof(moved) / sizeof(moved[0]); i++) {

@@ -65,8 +65,11 @@ struct hv_vm_config {
 					 * the daemon's): backend files go here */
 	int		 kernel_fd;
 	int		 initrd_fd;
-	int		 rootfs_fd;	/* base image, never written */
-	uint64_t	 rootfs_size;	/* bytes */
+	/* Two disks: the base image (read-only, shared by many VMs) and the
+	 * VM's writable disk (raw; the agent mounts an overlay of the two).
+	 * The guest finds them by serial: DISK_SERIAL_BASE, _DISK (proto.h). */
+	int		 rootfs_fd;
+	int		 disk_fd;
 	const char	*agent_args;	/* capsule's words to its agent (e.g.
 					 * capsule.net=allow), after the
 					 * backend's own; may be NULL */

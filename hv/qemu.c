@@ -6,14 +6,14 @@
  *                 port on (capsuled connects to it; so could a successor)
  *   console.sock  the same for the guest's serial console
  *   qmp.sock      QMP monitor, listening
- *   rootfs.qcow2  the VM's writable layer, mode 0600
  *   share<N>.sock vhost-user socket of shared folder N's virtiofsd
  *                 (vfsd.h); gone once QEMU is connected to it
  *
  * QEMU is given file descriptors, never a path it would open itself: the
  * sockets (capsuled binds them and connects first, so no byte the guest
  * sends is lost to a race), the kernel and initrd as /dev/fd/N, and both
- * disk layers through -add-fd fd sets. It then drops to the VM's own uid
+ * disks (the read-only base, the VM's writable one: the daemon's files)
+ * through -add-fd fd sets. It then drops to the VM's own uid
  * (-runas) under a seccomp filter. QMP is read for as long as QEMU runs:
  * its SHUTDOWN reason tells a power-off from a reboot or a panic (a pvpanic
  * device reports panics), and STOP/BLOCK_IO_ERROR report a guest QEMU
@@ -47,12 +47,11 @@
 #define QFD_KERNEL	6	/* files */
 #define QFD_INITRD	7
 #define QFD_BASE	8
-#define QFD_LAYER	9
+#define QFD_DISK	9
 #define QFD_PORT0	10	/* one per raw serial port */
 /* Then one per share, at QFD_PORT0 + nports + i. */
 #define QEMU_NFDS	(QFD_PORT0 - 3 + HV_MAX_SERIAL_PORTS + HV_MAX_SHARES)
 #define QEMU_CMDLINE_MAX 2048	/* x86 COMMAND_LINE_SIZE, with its NUL */
-#define QEMU_LAYER	"rootfs.qcow2"
 #define QEMU_SOCK_AGENT	"agent.sock"
 #define QEMU_SOCK_QMP	"qmp.sock"
 #define QEMU_SOCK_CON	"console.sock"
@@ -93,7 +92,6 @@ struct hv_vm {
 };
 
 static char qemu_bin[PATH_MAX];
-static char qemu_img[PATH_MAX];
 static char qemu_vfsd[PATH_MAX];
 static struct hv_caps qemu_caps;
 static dev_t qemu_exe_dev;	/* qemu_bin's, as probed */
@@ -124,8 +122,7 @@ find_program(const char *name, char *out, size_t len)
 
 /* Runs argv to completion, with `keep` (if >= 0) as its fd 3; the start
  * of its output goes into out (may be NULL) and into the error message if
- * it fails. Synchronous: used at start-up and for qemu-img, which takes
- * milliseconds on files capsuled made. */
+ * it fails. Synchronous: used at start-up only. */
 static int
 run_sync(char *const argv[], int keep, char *out, size_t outlen,
     struct cap_err *err)
@@ -211,9 +208,6 @@ qemu_probe(enum hv_accel want, struct hv_caps *caps, struct cap_err *err)
 		return cap_err_set(err, ENOENT, E_UNAVAILABLE,
 		    "qemu-system-x86_64 not found in PATH; install "
 		    "qemu-system-x86");
-	if (find_program("qemu-img", qemu_img, sizeof(qemu_img)) < 0)
-		return cap_err_set(err, ENOENT, E_UNAVAILABLE,
-		    "qemu-img not found in PATH; install qemu-utils");
 	if ((r = run_sync(argv, -1, out, sizeof(out), err)) < 0)
 		return r;
 	if (stat(qemu_bin, &st) == 0) {
@@ -280,33 +274,6 @@ qemu_cmdline(const struct hv_vm_config *cfg)
 	    "reboot=t%s%s%s%s%s", tsc, ours ? " " : "", ours ? ours : "",
 	    cfg->boot_args ? " " : "",
 	    cfg->boot_args ? cfg->boot_args : "");
-}
-
-/* The VM's writable layer: a qcow2 file capsuled creates (O_EXCL, 0600)
- * and qemu-img formats through the descriptor. It names no backing file:
- * QEMU is told at start which fd set is the base. */
-static int
-make_layer(const struct hv_vm_config *cfg, struct cap_err *err)
-{
-	char size[32];
-	char *argv[] = { qemu_img, "create", "-q", "-f", "qcow2",
-	    "/proc/self/fd/3", size, NULL };
-	int fd, r;
-
-	fd = openat(cfg->dir_fd, QEMU_LAYER, O_RDWR | O_CREAT | O_EXCL |
-	    O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return cap_err_set(err, errno, errno == EEXIST ? E_CONFLICT :
-		    E_INTERNAL, "cannot create the VM's disk layer %s: %s",
-		    QEMU_LAYER, strerror(errno));
-	snprintf(size, sizeof(size), "%llu",
-	    (unsigned long long)cfg->rootfs_size);
-	if ((r = run_sync(argv, fd, NULL, 0, err)) < 0) {
-		close(fd);
-		unlinkat(cfg->dir_fd, QEMU_LAYER, 0);
-		return cap_err_wrap(err, "cannot create the VM's disk layer");
-	}
-	return fd;
 }
 
 /* fds[i] becomes QEMU's fd 3 + i; out is its stdout and stderr. */
@@ -640,7 +607,7 @@ qemu_start(struct event_base *base, const struct hv_vm_config *cfg,
 	int fs_conn[HV_MAX_SHARES];
 	char *cmdline = NULL, *argv[QEMU_ARGS_MAX];
 	struct qemu_socks socks;
-	int fds[QEMU_NFDS], nfds = 0, n = 0, layer = -1, logp[2] = { -1, -1 };
+	int fds[QEMU_NFDS], nfds = 0, n = 0, logp[2] = { -1, -1 };
 	struct hv_vm *vm = NULL;
 	unsigned i;
 	pid_t pid;
@@ -706,10 +673,6 @@ qemu_start(struct event_base *base, const struct hv_vm_config *cfg,
 	snprintf(vm->what, sizeof(vm->what), "vm %.8s", cfg->vm_id);
 	if ((r = socks_open(&socks, cfg->dir_fd, err)) < 0)
 		goto fail_early;
-	if ((layer = make_layer(cfg, err)) < 0) {
-		r = layer;
-		goto fail;
-	}
 	if (pipe2(logp, O_CLOEXEC) < 0) {
 		r = cap_err_set(err, errno, E_INTERNAL, "pipe: %s",
 		    strerror(errno));
@@ -727,7 +690,7 @@ qemu_start(struct event_base *base, const struct hv_vm_config *cfg,
 	fds[nfds++] = cfg->kernel_fd;		/* QFD_KERNEL */
 	fds[nfds++] = cfg->initrd_fd;		/* QFD_INITRD */
 	fds[nfds++] = cfg->rootfs_fd;		/* QFD_BASE */
-	fds[nfds++] = layer;			/* QFD_LAYER */
+	fds[nfds++] = cfg->disk_fd;		/* QFD_DISK */
 	for (i = 0; i < cfg->nports; i++)
 		fds[nfds++] = cfg->ports[i].fd;
 	for (i = 0; i < cfg->nshares; i++)
@@ -740,8 +703,8 @@ qemu_start(struct event_base *base, const struct hv_vm_config *cfg,
 	snprintf(smp, sizeof(smp), "%u", cfg->vcpus);
 	snprintf(fdarg[0], sizeof(fdarg[0]), "fd=%d,set=1,opaque=base",
 	    QFD_BASE);
-	snprintf(fdarg[1], sizeof(fdarg[1]), "fd=%d,set=2,opaque=layer",
-	    QFD_LAYER);
+	snprintf(fdarg[1], sizeof(fdarg[1]), "fd=%d,set=2,opaque=disk",
+	    QFD_DISK);
 
 #define ARG(s)	(argv[n++] = (char *)(s))
 	ARG(qemu_bin);
@@ -791,11 +754,14 @@ qemu_start(struct event_base *base, const struct hv_vm_config *cfg,
 	    "read-only=on");
 	ARG("-blockdev"); ARG("driver=raw,node-name=base,file=base-file,"
 	    "read-only=on");
-	ARG("-blockdev"); ARG("driver=file,node-name=layer-file,"
-	    "filename=/dev/fdset/2");
-	ARG("-blockdev"); ARG("driver=qcow2,node-name=root,file=layer-file,"
-	    "backing=base,discard=unmap");
-	ARG("-device"); ARG("virtio-blk-device,drive=root");
+	ARG("-device");
+	ARG("virtio-blk-device,drive=base,serial=" DISK_SERIAL_BASE);
+	ARG("-blockdev"); ARG("driver=file,node-name=disk-file,"
+	    "filename=/dev/fdset/2,discard=unmap");
+	ARG("-blockdev"); ARG("driver=raw,node-name=disk,file=disk-file,"
+	    "discard=unmap");
+	ARG("-device");
+	ARG("virtio-blk-device,drive=disk,serial=" DISK_SERIAL_DISK);
 	for (i = 0; i < cfg->nshares; i++) {
 		ARG("-chardev"); ARG(fs_chr[i]);
 		ARG("-device"); ARG(fs_dev[i]);
@@ -835,7 +801,6 @@ qemu_start(struct event_base *base, const struct hv_vm_config *cfg,
 		child_exec(argv, fds, nfds, logp[1], cfg);
 	vm->pid = pid;
 	closep(&logp[1]);
-	closep(&layer);
 	for (i = 0; i < cfg->nshares; i++)
 		closep(&fs_conn[i]);
 	vm->pidfd = procid_open_child(pid);
@@ -867,7 +832,6 @@ fail:
 	fsd_release(vm, 1);
 	for (i = 0; i < HV_MAX_SHARES; i++)
 		closep(&fs_conn[i]);
-	closep(&layer);
 	closep(&logp[0]);
 	closep(&logp[1]);
 	socks_close(&socks, cfg->dir_fd, 1);

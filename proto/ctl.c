@@ -415,7 +415,7 @@ ctl_parse_start(json_t *req, const struct ctl_limits *lim,
 		J_MEMORY_MIB, J_GUEST_PORT, J_LAUNCH_SECONDS, J_RUN_DIR,
 		J_PROXY_SOCKET_PATH, J_CONSOLE_LOG_PATH, J_INITRD_PATH,
 		J_STOP_ON_DISCONNECT, J_SERIAL_PORTS, J_NETWORK, J_PUBLISH, J_IMAGE,
-		J_VOLUMES, NULL,
+		J_VOLUMES, J_DISK_SIZE_MIB, J_IDLE_TIMEOUT, NULL,
 	};
 	char unit[64];
 	uint64_t n, dm;
@@ -476,6 +476,13 @@ ctl_parse_start(json_t *req, const struct ctl_limits *lim,
 	    CTL_DEFAULT_LAUNCH_SECONDS, &n, " seconds", err)) < 0)
 		goto fail;
 	s->launch_seconds = (unsigned)n;
+	if ((r = opt_uint(req, J_DISK_SIZE_MIB, CTL_MIN_DISK_MIB,
+	    CTL_MAX_DISK_MIB, CTL_DEFAULT_DISK_MIB, &s->disk_mib, " MiB",
+	    err)) < 0 ||
+	    (r = opt_uint(req, J_IDLE_TIMEOUT, 0, CTL_MAX_IDLE_SECONDS, 0, &n,
+	    " seconds", err)) < 0)
+		goto fail;
+	s->idle_seconds = (unsigned)n;
 
 	v = json_object_get(req, J_STOP_ON_DISCONNECT);
 	if (v != NULL && !json_is_null(v)) {
@@ -591,6 +598,14 @@ ctl_vm_json(const struct ctl_vm *v)
 		json_object_set_new(o, J_ERROR, json_string(v->error));
 	if (v->image != NULL)
 		json_object_set_new(o, J_IMAGE, json_string(v->image));
+	if (v->sandbox != NULL)
+		json_object_set_new(o, J_SANDBOX, json_string(v->sandbox));
+	if (v->disk_mib > 0)
+		json_object_set_new(o, J_DISK_SIZE_MIB,
+		    json_integer((json_int_t)v->disk_mib));
+	if (v->idle_seconds > 0)
+		json_object_set_new(o, J_IDLE_TIMEOUT,
+		    json_integer((json_int_t)v->idle_seconds));
 	if (v->network != NULL)
 		json_object_set_new(o, J_NETWORK,
 		    ctl_network_json(v->network));

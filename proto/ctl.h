@@ -21,6 +21,11 @@
 #define CTL_MIN_MEMORY_MIB		64
 #define CTL_DEFAULT_LAUNCH_SECONDS	30
 #define CTL_MAX_LAUNCH_SECONDS		3600
+/* The VM's writable disk (sparse): what the guest can add to its root. */
+#define CTL_DEFAULT_DISK_MIB		8192
+#define CTL_MIN_DISK_MIB		64
+#define CTL_MAX_DISK_MIB		(2ULL << 20)	/* 2 TiB */
+#define CTL_MAX_IDLE_SECONDS		(30 * 86400)
 #define CTL_MAX_BOOT_ARGS		2048
 #define CTL_MAX_SOCKET_PATH		107	/* sun_path minus the NUL */
 #define CTL_MAX_SERIAL_PORTS		4
@@ -49,6 +54,8 @@ struct ctl_start {
 	uint64_t	memory_mib;
 	uint32_t	guest_port;
 	unsigned	launch_seconds;
+	uint64_t	disk_mib;
+	unsigned	idle_seconds;	/* 0: never */
 	int		stop_on_disconnect;
 	/* Raw virtio-serial ports: valid, unique names, none the agent's. */
 	char		*serial_ports[CTL_MAX_SERIAL_PORTS];
@@ -112,6 +119,9 @@ struct ctl_vm {
 	const char	*accel, *backend;
 	const char	*kernel_path, *rootfs_path;
 	const char	*image;			/* its digest, or NULL */
+	const char	*sandbox;		/* its name, or NULL */
+	uint64_t	 disk_mib;
+	unsigned	 idle_seconds;		/* 0: none */
 	const char	*run_dir, *proxy_socket_path, *console_log_path;
 	uint32_t	 guest_port;
 	const char	*const *port_names;	/* nports of them */

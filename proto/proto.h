@@ -31,6 +31,9 @@
 #define OP_INSPECT_IMAGE	"InspectImage"
 #define OP_REMOVE_IMAGE		"RemoveImage"
 #define OP_PRUNE_IMAGES		"PruneImages"
+#define OP_CREATE_SANDBOX	"CreateSandbox"
+#define OP_LIST_SANDBOXES	"ListSandboxes"
+#define OP_REMOVE_SANDBOX	"RemoveSandbox"
 
 /* ---- control socket: JSON keys (J_*) ---- */
 #define J_OP			"op"
@@ -56,6 +59,15 @@
 #define J_MEMORY_MIB		"memory_mib"
 #define J_GUEST_PORT		"guest_port"
 #define J_LAUNCH_SECONDS	"launch_seconds"
+/* capsule extension: the size of the VM's writable disk, MiB */
+#define J_DISK_SIZE_MIB		"disk_size_mib"
+/* capsule extension: named sandboxes (StartVM "sandbox": a name or id) */
+#define J_SANDBOX		"sandbox"
+#define J_SANDBOXES		"sandboxes"
+#define J_DISK_USED		"disk_used_bytes"
+/* capsule extension: stop the VM after this long without an exec, a copy
+ * or a forwarded connection (seconds; 0 or absent: never) */
+#define J_IDLE_TIMEOUT		"idle_timeout_seconds"
 #define J_RUN_DIR		"run_dir"
 #define J_PROXY_SOCKET_PATH	"proxy_socket_path"
 #define J_CONSOLE_LOG_PATH	"console_log_path"
@@ -158,6 +170,7 @@
 #define EV_START_FAILED		"start_failed"
 #define EV_UNRESPONSIVE		"unresponsive"
 #define EV_RESPONSIVE		"responsive"
+#define EV_IDLE			"idle"		/* idle_timeout: stopping */
 #define EV_EXEC_STARTED		"exec_started"
 #define EV_EXEC_ENDED		"exec_ended"
 #define EV_OVERFLOW		"overflow"	/* subscriber too slow */
@@ -254,6 +267,11 @@
 
 /* ---- daemon <-> agent ---- */
 #define AGENT_PORT_NAME		"org.capsule.agent"
+/* The guest's two disks, told apart by their virtio serial: the base
+ * image (read-only) and the VM's writable disk, which the agent mounts as
+ * an overlay's lower and upper layers. */
+#define DISK_SERIAL_BASE	"capsule-base"
+#define DISK_SERIAL_DISK	"capsule-disk"
 #define AGENT_DEFAULT_GUEST_PORT 10700	/* cleanroom's default vsock port */
 
 #endif /* CAPSULE_PROTO_H */

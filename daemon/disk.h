@@ -1,0 +1,33 @@
+/*
+ * disk.h — a VM's writable disk: a raw, sparse file with an empty ext4 on
+ * it, which the guest agent mounts as the upper layer of an overlay over
+ * the read-only base image (so the base is shared and never written, and
+ * no backend needs qcow2: Virtualization.framework has none). An
+ * ephemeral VM's disk lives in its private dir and goes with it; a
+ * sandbox's lives in the sandbox's dir and stays.
+ */
+#ifndef CAPSULE_DISK_H
+#define CAPSULE_DISK_H
+
+#include <stdint.h>
+
+#include "err.h"
+
+#define DISK_MKFS		"/sbin/mkfs.ext4"
+#define DISK_FILE		"disk.img"
+#define DISK_DEFAULT_MIB	8192
+#define DISK_MIN_MIB		64
+#define DISK_MAX_MIB		(2ULL << 20)	/* 2 TiB */
+
+/* Creates name in dir_fd (new, mode 0600) as a sparse file of size_mib
+ * MiB and makes an ext4 on it. Returns its fd (read-write), or -errno
+ * with err set; nothing is left behind on failure. Synchronous: mkfs of
+ * an empty sparse file takes milliseconds. */
+int	disk_make(int dir_fd, const char *name, uint64_t size_mib,
+	    struct cap_err *err);
+/* Opens an existing disk capsuled made (a regular file, no link). */
+int	disk_open(int dir_fd, const char *name, struct cap_err *err);
+/* Bytes the disk takes on the host (its allocated blocks). */
+uint64_t disk_used(int fd);
+
+#endif /* CAPSULE_DISK_H */

@@ -972,6 +972,37 @@ class ImageVMTest(ImageCase):
         self.assertClean()
 
 
+    # -- a sandbox keeps its image --
+
+    def test_a_sandbox_keeps_its_image(self):
+        b = small_image(label="pinned").write_layout(
+            os.path.join(self.tmp, "pinned"))
+        img = self.import_image(b.dir, "pinned")
+        self.addCleanup(self.forget, "pinned")
+        r = self.op("CreateSandbox", name="pinned-sb", image="pinned",
+                    memory_mib=VM_MEMORY)
+        self.assertIs(r.get("ok"), True, r)
+        self.assertEqual(r["sandbox"]["image"], img["digest"])
+        gone = []
+        self.addCleanup(lambda: gone or self.op("RemoveSandbox",
+                                                sandbox="pinned-sb"))
+        self.assertError(self.op("RemoveImage", image="pinned"), "conflict",
+                         "a sandbox of yours")
+        v = self.op("StartVM", sandbox="pinned-sb")
+        self.assertIs(v.get("ok"), True, v)
+        self.assertEqual(self.daemon.vm(v["vm_id"])["image"], img["digest"])
+        # The image's Cmd and Env, with the sandbox's disk on top.
+        r = self.run_in(proxy=v["proxy_socket_path"], absent=True)
+        self.assertRan(r, b"small\n")
+        self.op("StopVM", vm_id=v["vm_id"])
+        self.assertError(self.op("RemoveImage", image="pinned"), "conflict")
+        self.assertIs(self.op("RemoveSandbox", sandbox="pinned-sb")
+                      .get("ok"), True)
+        gone.append(True)
+        r = self.op("RemoveImage", image="pinned")
+        self.assertEqual(r, {"ok": True, "removed": ["pinned"]})
+
+
 # ---- names are per owner ----
 
 class OwnerTest(ImageCase):

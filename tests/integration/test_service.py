@@ -1119,7 +1119,9 @@ class CleanroomTest(UserTestCase):
                 sd = os.path.join(sockets, fnv1a64(h["sock"]))
                 self.assertEqual(sorted(os.listdir(sd)),
                                  ["capsuled.lock", "fetch", "images", "run",
-                                  "vms"])
+                                  "sandboxes", "vms"])
+                self.assertEqual(os.listdir(os.path.join(sd, "sandboxes")),
+                                 [])
                 self.assertEqual(os.listdir(os.path.join(sd, "fetch")), [])
                 self.assertEqual(os.listdir(os.path.join(sd, "images")),
                                  ["tmp"])

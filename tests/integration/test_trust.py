@@ -27,8 +27,8 @@ import uuid
 
 import capsuletest as ct
 
-PRIVATE_FILES = ["agent.sock", "console.sock", "qemu.log", "qmp.sock",
-                 "rootfs.qcow2", "vm.json"]
+PRIVATE_FILES = ["agent.sock", "console.sock", "disk.img", "qemu.log",
+                 "qmp.sock", "vm.json"]
 VM_UID_BASE = 1879048192            # vm.c: each QEMU's uid as root
 SECRET = b"root's secret; capsule must never write here\n"
 
@@ -593,7 +593,7 @@ class UserCallerTest(ConflictCases, ct.DaemonTestCase):
                                   stat.S_IMODE(st.st_mode), st.st_uid),
                                  (stat.S_IFDIR, 0o700, 0), pd)
                 self.assertEqual(sorted(os.listdir(pd)), PRIVATE_FILES, pd)
-                for name in ("rootfs.qcow2", "qemu.log", "vm.json"):
+                for name in ("disk.img", "qemu.log", "vm.json"):
                     st = os.lstat(os.path.join(pd, name))
                     self.assertEqual((stat.S_IFMT(st.st_mode),
                                       stat.S_IMODE(st.st_mode), st.st_uid),
@@ -1317,7 +1317,7 @@ class StateRecordTest(unittest.TestCase):
                     (os.path.join(d.state, "vms"), stat.S_IFDIR, 0o700),
                     (pd, stat.S_IFDIR, 0o700),
                     (os.path.join(pd, "qemu.log"), stat.S_IFREG, 0o600),
-                    (os.path.join(pd, "rootfs.qcow2"), stat.S_IFREG, 0o600),
+                    (os.path.join(pd, "disk.img"), stat.S_IFREG, 0o600),
                     (os.path.join(pd, "vm.json"), stat.S_IFREG, 0o600),
                     (rd, stat.S_IFDIR, 0o700),
                     (os.path.join(rd, "console.log"), stat.S_IFREG, 0o600),

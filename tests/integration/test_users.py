@@ -35,7 +35,7 @@ VM_TASKS_MAX = 256
 
 CAPABILITIES = {
     "exec.streaming": True, "sandbox.file_download": True,
-    "sandbox.file_upload": True, "sandbox.persistent": False,
+    "sandbox.file_upload": True, "sandbox.persistent": True,
     "sandbox.snapshot": False, "network.default_deny": True,
     "network.allowlist_egress": True, "network.guest_interface": True,
     "dns_control_or_equivalent": True}
@@ -340,8 +340,9 @@ class UsersTest(ct.DaemonTestCase):
             with self.subTest(args=args[0]):
                 p = self.cli_as(u, *args)
                 self.assertEqual((p.returncode, p.stderr.decode()),
-                                 (125, "capsule: no VM with id %s (see "
-                                  "`capsule ps`)\n" % rv["vm_id"]), p)
+                                 (125, "capsule: no VM with id or sandbox "
+                                  "name %s (see `capsule ps -a`)\n" %
+                                  rv["vm_id"]), p)
         self.assertFalse(os.path.lexists(dest))
         # Root still reaches it.
         r = ct.run_exec(proxy, ["echo", "root"])

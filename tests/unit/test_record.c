@@ -114,6 +114,7 @@ test_spec_image(void **state)
 	in.spec.launch_seconds = 30;
 	in.spec.guest_port = 10700;
 	in.spec.console_max = 1 << 20;
+	in.spec.disk_mib = 8192;
 	s = record_encode(&in);
 	assert_non_null(s);
 	if (record_decode(s, strlen(s), &out, &err) != 0)
@@ -174,6 +175,7 @@ test_spec_volumes(void **state)
 	in.spec.launch_seconds = 30;
 	in.spec.guest_port = 10700;
 	in.spec.console_max = 1 << 20;
+	in.spec.disk_mib = 8192;
 	in.spec.volumes[0].host = "/home/u/src";
 	in.spec.volumes[0].guest = "/work";
 	in.spec.volumes[1].host = "/data";
@@ -335,12 +337,12 @@ test_write_and_read_back(void **state)
 	assert_true(fd >= 0);
 	sample(&in);
 	/* A stale tmp of ours from a crash is simply replaced. */
-	assert_int_equal(close(openat(fd, RECORD_TMP, O_CREAT | O_WRONLY,
+	assert_int_equal(close(openat(fd, RECORD_NAME ".tmp", O_CREAT | O_WRONLY,
 	    0600)), 0);
 	assert_int_equal(record_write(fd, &in, &err), 0);
 	assert_int_equal(fstatat(fd, RECORD_NAME, &st, 0), 0);
 	assert_int_equal(st.st_mode & 07777, 0600);
-	assert_int_equal(fstatat(fd, RECORD_TMP, &st, 0), -1);
+	assert_int_equal(fstatat(fd, RECORD_NAME ".tmp", &st, 0), -1);
 	assert_int_equal(record_read(fd, &out, &err), 0);
 	assert_string_equal(out.vm_id, ID);
 	record_free(&out);

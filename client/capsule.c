@@ -25,6 +25,8 @@ static const struct {
 	{ "create", cmd_create, "create --name NAME [start options] [--json]" },
 	{ "stop", cmd_stop, "stop [--json] ID|NAME... | --all" },
 	{ "rm", cmd_rm, "rm [-f|--force] [--json] NAME..." },
+	{ "pause", cmd_pause, "pause [--json] ID|NAME..." },
+	{ "resume", cmd_resume, "resume [--json] ID|NAME..." },
 	{ "ps", cmd_ps, "ps [-a] [--json]" },
 	{ "exec", cmd_exec, "exec [-t] [-d] [-u USER] [-w DIR] [-e K=V]... "
 	    "[--env-file F] [--timeout S] ID -- CMD..." },

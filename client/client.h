@@ -41,6 +41,8 @@ int	cmd_ping(int argc, char **argv);
 int	cmd_start(int argc, char **argv);
 int	cmd_stop(int argc, char **argv);
 int	cmd_ps(int argc, char **argv);
+int	cmd_pause(int argc, char **argv);
+int	cmd_resume(int argc, char **argv);
 /* cmd_sandbox.c */
 int	cmd_create(int argc, char **argv);
 int	cmd_rm(int argc, char **argv);

@@ -1,5 +1,5 @@
 /*
- * cmd_vm.c — ping, start, stop, ps.
+ * cmd_vm.c — ping, start, stop, pause, resume, ps.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -378,6 +378,55 @@ cmd_stop(int argc, char **argv)
 		return CLI_EXIT_USAGE;
 	}
 	return rc;
+}
+
+/* pause|resume [--json] ID|NAME... */
+static int
+pause_resume(int argc, char **argv, const char *op)
+{
+	int json = has_flag(argc, argv, "--json"), rc = 0, n = 0;
+	json_t *vm, *r;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0)
+			continue;
+		if (argv[i][0] == '-') {
+			n = 0;
+			break;
+		}
+		n++;
+		if ((vm = cli_find_vm(argv[i])) == NULL) {
+			rc = CLI_EXIT_FAIL;
+			continue;
+		}
+		r = conn_request(json_pack("{s:s, s:s}", J_OP, op, J_VM_ID,
+		    cli_str(vm, J_VM_ID)));
+		if (r == NULL)
+			rc = CLI_EXIT_FAIL;
+		else if (json)
+			cli_print_json(r);
+		else
+			printf("%s\n", cli_str(vm, J_VM_ID));
+		json_decref(r);
+		json_decref(vm);
+	}
+	if (n == 0) {
+		cli_error("usage: capsule %s [--json] ID|NAME...", argv[0]);
+		return CLI_EXIT_USAGE;
+	}
+	return rc;
+}
+
+int
+cmd_pause(int argc, char **argv)
+{
+	return pause_resume(argc, argv, OP_PAUSE_VM);
+}
+
+int
+cmd_resume(int argc, char **argv)
+{
+	return pause_resume(argc, argv, OP_RESUME_VM);
 }
 
 /* A line on the VM's network, when it has one or publishes ports. */

@@ -263,7 +263,8 @@ find_by_sandbox(json_t *vms, const char *name)
 		const char *st = cli_str(vm, J_STATE);
 
 		if (strcmp(cli_str(vm, J_SANDBOX), name) == 0 &&
-		    strcmp(st, "stopped") != 0 && strcmp(st, "crashed") != 0)
+		    strcmp(st, VMSTATE_STOPPED) != 0 &&
+		    strcmp(st, VMSTATE_CRASHED) != 0)
 			return vm;
 	}
 	return NULL;

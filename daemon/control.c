@@ -328,6 +328,36 @@ op_stop(struct conn *c)
 	stop_done(NULL, c);
 }
 
+/* PauseVM and ResumeVM. */
+static void
+op_pause(struct conn *c)
+{
+	const char *op = json_string_value(json_object_get(c->req, J_OP));
+	const char *id;
+	struct cap_err err;
+	struct vm *vm;
+	json_t *r;
+
+	if (ctl_get_string(c->req, J_VM_ID, 1, &id, &err) < 0) {
+		conn_error(c, &err);
+		return;
+	}
+	if ((vm = vm_find(id)) == NULL || !vm_visible(vm, c->who.uid)) {
+		cap_err_set(&err, ENOENT, E_NOT_FOUND, "unknown vm_id %.64s", id);
+		conn_error(c, &err);
+		return;
+	}
+	if (vm_pause(vm, strcmp(op, OP_PAUSE_VM) == 0, &err) < 0) {
+		conn_error(c, &err);
+		return;
+	}
+	r = ctl_reply_ok(c->req);
+	json_object_set_new(r, J_VM_ID, json_string(vm_id(vm)));
+	json_object_set_new(r, J_STATE,
+	    json_string(vm_state_name(vm_state(vm))));
+	conn_done(c, r);
+}
+
 /* From now on the connection is a stream of events. */
 static void
 op_events(struct conn *c)
@@ -482,6 +512,8 @@ static const struct {
 	{ OP_LIST_VMS, op_list, (const char *const[]){ NULL } },
 	{ OP_START_VM, op_start, NULL },
 	{ OP_STOP_VM, op_stop, NULL },
+	{ OP_PAUSE_VM, op_pause, (const char *const[]){ J_VM_ID, NULL } },
+	{ OP_RESUME_VM, op_pause, (const char *const[]){ J_VM_ID, NULL } },
 	{ OP_EVENTS, op_events, (const char *const[]){ NULL } },
 	{ OP_DOCTOR, op_doctor, (const char *const[]){ NULL } },
 	{ OP_IMPORT_IMAGE, op_import, NULL },

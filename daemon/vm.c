@@ -216,6 +216,7 @@ vm_state_name(enum vm_state s)
 	case VM_STARTING:	return VMSTATE_STARTING;
 	case VM_RUNNING:	return VMSTATE_RUNNING;
 	case VM_UNRESPONSIVE:	return VMSTATE_UNRESPONSIVE;
+	case VM_PAUSED:		return VMSTATE_PAUSED;
 	case VM_STOPPING:	return VMSTATE_STOPPING;
 	case VM_STOPPED:	return VMSTATE_STOPPED;
 	case VM_CRASHED:	return VMSTATE_CRASHED;
@@ -1251,6 +1252,26 @@ vm_hv_event(void *arg, enum hv_event ev, const char *detail)
 	}
 }
 
+int
+vm_pause(struct vm *vm, int on, struct cap_err *err)
+{
+	int r;
+
+	if (vm->state != (on ? VM_RUNNING : VM_PAUSED))
+		return cap_err_set(err, EBUSY, E_CONFLICT, "VM %s is %s; only a "
+		    "%s VM can be %s", vm->id, vm_state_name(vm->state),
+		    on ? "running" : "paused", on ? "paused" : "resumed");
+	if ((r = vm_core.env.hv->pause(vm->hv, on, err)) < 0)
+		return r;
+	/* Paused, it answers nothing: not unresponsive, not idle, and no
+	 * new exec starts until it runs again (running ones wait). */
+	vm->state = on ? VM_PAUSED : VM_RUNNING;
+	vm->idle_since = util_now_ms();
+	log_info("vm %s: %s", vm->id, on ? "paused" : "resumed");
+	vm_event(vm, on ? EV_PAUSED : EV_RESUMED, NULL);
+	return 0;
+}
+
 void
 vm_stop(struct vm *vm, vm_gone_cb cb, void *arg)
 {
@@ -1277,6 +1298,12 @@ vm_stop(struct vm *vm, vm_gone_cb cb, void *arg)
 	case VM_STOPPING:
 		vm_add_waiter(vm, cb, arg);
 		return;
+	case VM_PAUSED:
+		/* Running again, so its agent can sync the disk and power
+		 * off; it was silent only because it was paused. */
+		vm_core.env.hv->pause(vm->hv, 0, NULL);
+		vm->silent = 0;
+		break;
 	case VM_RUNNING:
 	case VM_UNRESPONSIVE:
 		break;

@@ -33,6 +33,7 @@ enum vm_state {
 	VM_STARTING,
 	VM_RUNNING,
 	VM_UNRESPONSIVE,
+	VM_PAUSED,		/* PauseVM: its vCPUs stopped, RAM kept */
 	VM_STOPPING,
 	VM_STOPPED,
 	VM_CRASHED,
@@ -88,6 +89,9 @@ const char *vm_of_sandbox(const char *sandbox);
 /* Stops (or forgets, if it already ended) a VM; cb runs when it is gone,
  * possibly before vm_stop returns. */
 void	vm_stop(struct vm *vm, vm_gone_cb cb, void *arg);
+/* PauseVM / ResumeVM (on: pause). A running VM pauses; a paused one
+ * resumes; anything else is a conflict saying its state. */
+int	vm_pause(struct vm *vm, int on, struct cap_err *err);
 /* Stops every VM of `owner`; returns how many callbacks to expect. */
 int	vm_stop_owned(uint64_t owner, vm_gone_cb cb, void *arg);
 /* Stops every VM uid may see (root: all). */

@@ -170,6 +170,9 @@ struct hv_ops {
 	int	(*adopt)(struct event_base *base, const struct hv_adopt *a,
 		    const struct hv_cbs *cbs, void *arg, struct hv_vm **vm,
 		    struct hv_chans *chans, struct cap_err *err);
+	/* Stops (pause 1) or restarts (0) the guest's vCPUs; its memory
+	 * and devices stay as they are. */
+	int	(*pause)(struct hv_vm *vm, int pause, struct cap_err *err);
 	/* Asks the hypervisor to end the guest now. */
 	int	(*quit)(struct hv_vm *vm, struct cap_err *err);
 	/* Last resort. */

@@ -83,6 +83,7 @@ struct hv_vm {
 	struct qmp	*qmp;
 	enum hv_end	 end;		/* from QMP's SHUTDOWN, if it came */
 	int		 quitting;	/* we asked: a STOP is expected */
+	int		 pausing;	/* we asked: STOP and RESUME too */
 	int		 exited;
 	dev_t		 exe_dev;	/* the binary it runs */
 	ino_t		 exe_ino;
@@ -391,7 +392,8 @@ qemu_qmp_event(void *arg, const char *name, json_t *data)
 		vm->end = HV_END_PANIC;
 		vm->cbs.event(vm->arg, HV_EV_PANIC,
 		    "the guest kernel panicked");
-	} else if (strcmp(name, QMP_EV_STOP) == 0 && !vm->quitting) {
+	} else if (strcmp(name, QMP_EV_STOP) == 0 && !vm->quitting &&
+	    !vm->pausing) {
 		vm->cbs.event(vm->arg, HV_EV_PAUSED, "QEMU paused the guest");
 	} else if (strcmp(name, QMP_EV_RESUME) == 0) {
 		vm->cbs.event(vm->arg, HV_EV_RESUMED, "QEMU resumed the guest");
@@ -896,6 +898,10 @@ qemu_adopt(struct event_base *base, const struct hv_adopt *a,
 	}
 	vm->qmp = qmp_new(base, TAKE_FD(conn[1]), &qemu_qmp_cbs, vm,
 	    vm->what);
+	/* A VM paused when its daemon went runs again: nobody here knows
+	 * why it was paused, and a paused guest looks unresponsive. */
+	if (vm->qmp != NULL)
+		qmp_execute(vm->qmp, "cont");
 	chans->agent = TAKE_FD(conn[0]);
 	chans->console = TAKE_FD(conn[2]);
 	chans->log = -1;	/* QEMU's stderr went with the old daemon */
@@ -919,6 +925,17 @@ qemu_quit(struct hv_vm *vm, struct cap_err *err)
 	vm->quitting = 1;
 	if ((r = qmp_execute(vm->qmp, "quit")) < 0)
 		return cap_err_set(err, -r, E_INTERNAL, "QMP is not connected");
+	return 0;
+}
+
+static int
+qemu_pause(struct hv_vm *vm, int pause, struct cap_err *err)
+{
+	int r;
+
+	if ((r = qmp_execute(vm->qmp, pause ? "stop" : "cont")) < 0)
+		return cap_err_set(err, -r, E_INTERNAL, "QMP is not connected");
+	vm->pausing = pause;
 	return 0;
 }
 
@@ -982,6 +999,7 @@ const struct hv_ops qemu_ops = {
 	.check_kernel = qemu_check_kernel,
 	.start = qemu_start,
 	.adopt = qemu_adopt,
+	.pause = qemu_pause,
 	.quit = qemu_quit,
 	.kill = qemu_kill,
 	.pid = qemu_pid,

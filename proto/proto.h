@@ -22,6 +22,8 @@
 #define OP_PING			"Ping"
 #define OP_START_VM		"StartVM"
 #define OP_STOP_VM		"StopVM"
+#define OP_PAUSE_VM		"PauseVM"
+#define OP_RESUME_VM		"ResumeVM"
 #define OP_LIST_VMS		"ListVMs"
 #define OP_EVENTS		"Events"	/* a stream of lifecycle events */
 #define OP_DOCTOR		"Doctor"	/* host checks, capabilities */
@@ -171,6 +173,8 @@
 #define EV_UNRESPONSIVE		"unresponsive"
 #define EV_RESPONSIVE		"responsive"
 #define EV_IDLE			"idle"		/* idle_timeout: stopping */
+#define EV_PAUSED		"paused"	/* PauseVM */
+#define EV_RESUMED		"resumed"	/* ResumeVM */
 #define EV_EXEC_STARTED		"exec_started"
 #define EV_EXEC_ENDED		"exec_ended"
 #define EV_OVERFLOW		"overflow"	/* subscriber too slow */
@@ -201,6 +205,7 @@
 #define VMSTATE_STARTING	"starting"
 #define VMSTATE_RUNNING		"running"
 #define VMSTATE_UNRESPONSIVE	"unresponsive"
+#define VMSTATE_PAUSED		"paused"
 #define VMSTATE_STOPPING	"stopping"
 #define VMSTATE_STOPPED		"stopped"
 #define VMSTATE_CRASHED		"crashed"

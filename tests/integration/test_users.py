@@ -574,7 +574,7 @@ class UsersTest(ct.DaemonTestCase):
         self.assertEqual(sorted(k for k in s0 if k.startswith("capsule_vms{")),
                          sorted('capsule_vms{state=%s}' % st for st in (
                              "starting", "running", "unresponsive",
-                             "stopping", "stopped", "crashed")))
+                             "paused", "stopping", "stopped", "crashed")))
         self.assertGreater(s0["process_resident_memory_bytes"], 1 << 20)
 
         # A start, three commands with known byte counts, a stop.

@@ -341,59 +341,19 @@ stop_all(int json)
 	return 0;
 }
 
-int
-cmd_stop(int argc, char **argv)
-{
-	int json = has_flag(argc, argv, "--json"), rc = 0, n = 0;
-	json_t *vm, *r;
-
-	if (has_flag(argc, argv, "--all")) {
-		if (argc > 2 + json) {
-			cli_error("usage: capsule stop [--json] --all");
-			return CLI_EXIT_USAGE;
-		}
-		return stop_all(json);
-	}
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--json") == 0)
-			continue;
-		n++;
-		if ((vm = cli_find_vm(argv[i])) == NULL) {
-			rc = CLI_EXIT_FAIL;
-			continue;
-		}
-		r = conn_request(json_pack("{s:s, s:s}", J_OP, OP_STOP_VM,
-		    J_VM_ID, cli_str(vm, J_VM_ID)));
-		if (r == NULL)
-			rc = CLI_EXIT_FAIL;
-		else if (json)
-			cli_print_json(r);
-		else
-			printf("%s\n", cli_str(vm, J_VM_ID));
-		json_decref(r);
-		json_decref(vm);
-	}
-	if (n == 0) {
-		cli_error("usage: capsule stop [--json] ID... | --all");
-		return CLI_EXIT_USAGE;
-	}
-	return rc;
-}
-
-/* pause|resume [--json] ID|NAME... */
+/* op (StopVM, PauseVM, ResumeVM) for each ID|NAME in argv; --json. */
 static int
-pause_resume(int argc, char **argv, const char *op)
+each_vm(int argc, char **argv, const char *op)
 {
 	int json = has_flag(argc, argv, "--json"), rc = 0, n = 0;
 	json_t *vm, *r;
 
+	for (int i = 1; i < argc; i++)
+		if (argv[i][0] == '-' && strcmp(argv[i], "--json") != 0)
+			return -1;
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--json") == 0)
 			continue;
-		if (argv[i][0] == '-') {
-			n = 0;
-			break;
-		}
 		n++;
 		if ((vm = cli_find_vm(argv[i])) == NULL) {
 			rc = CLI_EXIT_FAIL;
@@ -410,7 +370,34 @@ pause_resume(int argc, char **argv, const char *op)
 		json_decref(r);
 		json_decref(vm);
 	}
-	if (n == 0) {
+	return n == 0 ? -1 : rc;
+}
+
+int
+cmd_stop(int argc, char **argv)
+{
+	int json = has_flag(argc, argv, "--json"), rc;
+
+	if (has_flag(argc, argv, "--all")) {
+		if (argc > 2 + json) {
+			cli_error("usage: capsule stop [--json] --all");
+			return CLI_EXIT_USAGE;
+		}
+		return stop_all(json);
+	}
+	if ((rc = each_vm(argc, argv, OP_STOP_VM)) < 0) {
+		cli_error("usage: capsule stop [--json] ID|NAME... | --all");
+		return CLI_EXIT_USAGE;
+	}
+	return rc;
+}
+
+static int
+pause_resume(int argc, char **argv, const char *op)
+{
+	int rc;
+
+	if ((rc = each_vm(argc, argv, op)) < 0) {
 		cli_error("usage: capsule %s [--json] ID|NAME...", argv[0]);
 		return CLI_EXIT_USAGE;
 	}

@@ -6,65 +6,23 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "disk.h"
 #include "proto.h"
 #include "util.h"
 
-/* mkfs.ext4 on fd (as its /dev/fd/3); its first words for the error. */
+/* mkfs.ext4 on fd, as its /dev/fd/3. */
 static int
 disk_mkfs(int fd, uint64_t size_mib, struct cap_err *err)
 {
-	char size[32], out[512];
+	char size[32];
 	char *argv[] = { DISK_MKFS, "-q", "-F", "-t", "ext4", "-L",
 	    "capsule-disk", "-E", "lazy_itable_init=1,lazy_journal_init=1,"
 	    "root_owner=0:0", "/dev/fd/3", size, NULL };
-	char *envp[] = { "PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL };
-	size_t got = 0;
-	ssize_t n;
-	int pfd[2], st;
-	pid_t pid;
 
 	snprintf(size, sizeof(size), "%lluM", (unsigned long long)size_mib);
-	if (pipe2(pfd, O_CLOEXEC) < 0)
-		return cap_err_set(err, errno, E_INTERNAL, "pipe: %s",
-		    strerror(errno));
-	if ((pid = fork()) < 0) {
-		close(pfd[0]);
-		close(pfd[1]);
-		return cap_err_set(err, errno, E_INTERNAL, "fork: %s",
-		    strerror(errno));
-	}
-	if (pid == 0) {
-		int null = open("/dev/null", O_RDONLY);
-
-		if (null < 0 || dup2(null, 0) < 0 || dup2(pfd[1], 1) < 0 ||
-		    dup2(pfd[1], 2) < 0 || dup2(fd, 3) < 0)
-			_exit(126);
-		if (close_range(4, ~0U, 0) < 0)
-			for (int i = 4; i < 1024; i++)
-				close(i);
-		execve(argv[0], argv, envp);
-		dprintf(2, "cannot execute %s: %s", argv[0], strerror(errno));
-		_exit(127);
-	}
-	close(pfd[1]);
-	while ((n = read(pfd[0], out + got, sizeof(out) - 1 - got)) > 0 ||
-	    (n < 0 && errno == EINTR))
-		if (n > 0 && (got += (size_t)n) == sizeof(out) - 1)
-			break;
-	close(pfd[0]);
-	out[got] = '\0';
-	while (got > 0 && out[got - 1] == '\n')
-		out[--got] = '\0';
-	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-		;
-	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-		return cap_err_set(err, EIO, E_INTERNAL, "%s failed%s%.300s",
-		    DISK_MKFS, got ? ": " : "", out);
-	return 0;
+	return util_run(argv, fd, NULL, 0, err);
 }
 
 int

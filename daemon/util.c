@@ -11,7 +11,9 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "proto.h"
 #include "util.h"
@@ -314,5 +316,60 @@ util_write_atomic(int dfd, const char *name, const char *text, size_t len)
 		return -e;
 	}
 	fsync(dfd);
+	return 0;
+}
+
+int
+util_run(char *const argv[], int keep, char *out, size_t outlen,
+    struct cap_err *err)
+{
+	char buf[1024], drop[4096];
+	int pfd[2], st, null;
+	size_t got = 0;
+	ssize_t n;
+	pid_t pid;
+
+	if (pipe2(pfd, O_CLOEXEC) < 0)
+		return cap_err_set(err, errno, E_INTERNAL, "pipe: %s",
+		    strerror(errno));
+	if ((pid = fork()) < 0) {
+		close(pfd[0]);
+		close(pfd[1]);
+		return cap_err_set(err, errno, E_INTERNAL, "fork: %s",
+		    strerror(errno));
+	}
+	if (pid == 0) {
+		if ((null = open("/dev/null", O_RDONLY)) < 0 ||
+		    dup2(null, STDIN_FILENO) < 0 ||
+		    dup2(pfd[1], STDOUT_FILENO) < 0 ||
+		    dup2(pfd[1], STDERR_FILENO) < 0 ||
+		    (keep >= 0 && dup2(keep, 3) < 0))
+			_exit(126);
+		if (close_range(keep >= 0 ? 4 : 3, ~0U, 0) < 0)
+			for (int fd = keep >= 0 ? 4 : 3; fd < 1024; fd++)
+				close(fd);
+		execv(argv[0], argv);
+		dprintf(2, "cannot execute %s: %s", argv[0], strerror(errno));
+		_exit(127);
+	}
+	close(pfd[1]);
+	/* Read to the end (a full pipe would block the child), keeping what
+	 * fits: that is the text an error message needs. */
+	while ((n = read(pfd[0], got < sizeof(buf) - 1 ? buf + got : drop,
+	    got < sizeof(buf) - 1 ? sizeof(buf) - 1 - got : sizeof(drop))) > 0 ||
+	    (n < 0 && errno == EINTR))
+		if (n > 0 && got < sizeof(buf) - 1)
+			got += (size_t)n;
+	close(pfd[0]);
+	while (got > 0 && buf[got - 1] == '\n')
+		got--;
+	buf[got] = '\0';
+	if (out != NULL)
+		snprintf(out, outlen, "%s", buf);
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		return cap_err_set(err, EIO, E_INTERNAL, "%s failed%s%.400s",
+		    argv[0], buf[0] ? ": " : "", buf);
 	return 0;
 }

@@ -81,6 +81,12 @@ void	util_unlink_own(const char *path, struct util_sock *own);
  * rename, fsync of the dir. 0 or -errno. */
 int	util_write_atomic(int dfd, const char *name, const char *text,
 	    size_t len);
+/* Runs argv[0] (absolute) to completion, stdin /dev/null, with `keep`
+ * (if >= 0) as its fd 3 and nothing else of ours; the start of its output
+ * goes into out (may be NULL) and into the error if it fails.
+ * Synchronous: for tools that take milliseconds on capsuled's own files. */
+int	util_run(char *const argv[], int keep, char *out, size_t outlen,
+	    struct cap_err *err);
 unsigned util_host_cpus(void);
 uint64_t util_host_memory_mib(void);
 

@@ -121,58 +121,6 @@ find_program(const char *name, char *out, size_t len)
 	return -ENOENT;
 }
 
-/* Runs argv to completion, with `keep` (if >= 0) as its fd 3; the start
- * of its output goes into out (may be NULL) and into the error message if
- * it fails. Synchronous: used at start-up only. */
-static int
-run_sync(char *const argv[], int keep, char *out, size_t outlen,
-    struct cap_err *err)
-{
-	char buf[1024], drop[4096];
-	int pfd[2], st;
-	size_t got = 0;
-	ssize_t n;
-	pid_t pid;
-
-	if (pipe2(pfd, O_CLOEXEC) < 0)
-		return cap_err_set(err, errno, E_INTERNAL, "pipe: %s",
-		    strerror(errno));
-	if ((pid = fork()) < 0) {
-		close(pfd[0]);
-		close(pfd[1]);
-		return cap_err_set(err, errno, E_INTERNAL, "fork: %s",
-		    strerror(errno));
-	}
-	if (pid == 0) {
-		dup2(pfd[1], STDOUT_FILENO);
-		dup2(pfd[1], STDERR_FILENO);
-		if (keep >= 0 && dup2(keep, 3) < 0)
-			_exit(126);
-		execv(argv[0], argv);
-		_exit(127);
-	}
-	close(pfd[1]);
-	/* Read to the end (a full pipe would block the child), keeping what
-	 * fits: that is the text an error message needs. */
-	while ((n = read(pfd[0], got < sizeof(buf) - 1 ? buf + got : drop,
-	    got < sizeof(buf) - 1 ? sizeof(buf) - 1 - got : sizeof(drop))) > 0 ||
-	    (n < 0 && errno == EINTR))
-		if (n > 0 && got < sizeof(buf) - 1)
-			got += (size_t)n;
-	close(pfd[0]);
-	while (got > 0 && buf[got - 1] == '\n')
-		got--;
-	buf[got] = '\0';
-	if (out != NULL)
-		snprintf(out, outlen, "%s", buf);
-	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-		;
-	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-		return cap_err_set(err, EIO, E_INTERNAL, "%s failed%s%.400s",
-		    argv[0], buf[0] ? ": " : "", buf);
-	return 0;
-}
-
 static uint32_t
 host_tsc_khz(void)
 {
@@ -209,7 +157,7 @@ qemu_probe(enum hv_accel want, struct hv_caps *caps, struct cap_err *err)
 		return cap_err_set(err, ENOENT, E_UNAVAILABLE,
 		    "qemu-system-x86_64 not found in PATH; install "
 		    "qemu-system-x86");
-	if ((r = run_sync(argv, -1, out, sizeof(out), err)) < 0)
+	if ((r = util_run(argv, -1, out, sizeof(out), err)) < 0)
 		return r;
 	if (stat(qemu_bin, &st) == 0) {
 		qemu_exe_dev = st.st_dev;

@@ -21,8 +21,7 @@ import time
 import unittest
 
 import capsuletest as ct
-from test_trust import TestUser, _request, chmod_nofollow
-from test_users import TestGroup, as_user
+from test_users import OwnerDaemonCase
 
 VM_MEMORY = 256
 MiB = 1 << 20
@@ -364,40 +363,8 @@ class SandboxRestartTest(unittest.TestCase):
         os.rmdir(os.path.join(top, "not-ours"))
 
 
-class SandboxOwnersTest(ct.DaemonTestCase):
+class SandboxOwnersTest(OwnerDaemonCase):
     """Names are per owner; a user sees and touches only their own."""
-
-    @classmethod
-    def setUpClass(cls):
-        cls.group = cls.user = None
-        cls.group = TestGroup()
-        try:
-            cls.user = TestUser(cls.group)
-            d = cls.daemon = ct.Daemon(cls.__name__)
-            d.extra_args += ["--socket-group", cls.group.name]
-            chmod_nofollow(d.dir, 0o711)
-            d.start()
-            d.request({"op": "Ping"})
-        except BaseException:
-            cls.tearDownClass()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            super().tearDownClass()
-        finally:
-            try:
-                if cls.user is not None:
-                    for pid in ct.procs_of_uid(cls.user.uid):
-                        os.kill(pid, signal.SIGKILL)
-                    cls.user.remove()
-            finally:
-                if cls.group is not None:
-                    cls.group.remove()
-
-    def ask(self, req):
-        return as_user(self.user, _request, self.daemon.sock, req)
 
     def test_names_are_per_owner(self):
         u = self.user

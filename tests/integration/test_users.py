@@ -98,6 +98,52 @@ def as_user(user, fn, *args):
     return run_as(user.uid, user.gid, fn, *args, groups=user.groups)
 
 
+class OwnerDaemonCase(ct.DaemonTestCase):
+    """A daemon whose socket a throwaway group may use, and a throwaway
+    user in that group (cls.user, cls.group): removed at the end with any
+    process of the user's. setUpOwner is the hook for more set-up."""
+
+    group = user = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.group = cls.user = None
+        cls.group = TestGroup()
+        try:
+            cls.user = TestUser(cls.group)
+            d = cls.daemon = ct.Daemon(cls.__name__)
+            d.extra_args += ["--socket-group", cls.group.name]
+            chmod_nofollow(d.dir, 0o711)
+            d.start()
+            d.request({"op": "Ping"})
+            cls.setUpOwner()
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def setUpOwner(cls):
+        pass
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            if cls.daemon is not None:
+                super().tearDownClass()
+        finally:
+            try:
+                if cls.user is not None:
+                    for pid in ct.procs_of_uid(cls.user.uid):
+                        os.kill(pid, signal.SIGKILL)
+                    cls.user.remove()
+            finally:
+                if cls.group is not None:
+                    cls.group.remove()
+
+    def ask(self, req):
+        return as_user(self.user, _request, self.daemon.sock, req)
+
+
 def _connect_errno(path):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:

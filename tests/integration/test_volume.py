@@ -18,8 +18,8 @@ import tempfile
 import unittest
 
 import capsuletest as ct
-from test_trust import TestUser, _exec, _request, chmod_nofollow, write_file
-from test_users import TestGroup, as_user
+from test_trust import _exec, chmod_nofollow, write_file
+from test_users import OwnerDaemonCase, as_user
 
 VFSD = "/usr/lib/qemu/virtiofsd"
 VM_MEMORY = 256
@@ -397,45 +397,24 @@ class VolumeCrashTest(ct.DaemonTestCase):
         self.assertNoLeaks()
 
 
-class VolumeOwnerTest(ct.DaemonTestCase):
+class VolumeOwnerTest(OwnerDaemonCase):
     """A share acts with its owner's rights: a throwaway user's VM."""
 
+    tmp = None
+
     @classmethod
-    def setUpClass(cls):
+    def setUpOwner(cls):
         require_vfsd()
-        cls.group = cls.user = cls.tmp = None
-        cls.group = TestGroup()
-        try:
-            cls.tmp = tempfile.mkdtemp(prefix="capvol", dir="/tmp")
-            chmod_nofollow(cls.tmp, 0o755)
-            cls.user = TestUser(cls.group)
-            d = cls.daemon = ct.Daemon(cls.__name__)
-            d.extra_args += ["--socket-group", cls.group.name]
-            chmod_nofollow(d.dir, 0o711)
-            d.start()
-            d.request({"op": "Ping"})
-        except BaseException:
-            cls.tearDownClass()
-            raise
+        cls.tmp = tempfile.mkdtemp(prefix="capvol", dir="/tmp")
+        chmod_nofollow(cls.tmp, 0o755)
 
     @classmethod
     def tearDownClass(cls):
         try:
             super().tearDownClass()
         finally:
-            try:
-                if cls.user is not None:
-                    for pid in ct.procs_of_uid(cls.user.uid):
-                        os.kill(pid, signal.SIGKILL)
-                    cls.user.remove()
-            finally:
-                if cls.group is not None:
-                    cls.group.remove()
-                if cls.tmp is not None:
-                    ct.rmtree(cls.tmp)
-
-    def ask(self, req):
-        return as_user(self.user, _request, self.daemon.sock, req)
+            if cls.tmp is not None:
+                ct.rmtree(cls.tmp)
 
     def test_guest_files_belong_to_the_owner(self):
         u = self.user

@@ -5,6 +5,7 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "client.h"
 #include "proto.h"
@@ -57,9 +58,11 @@ cli_find_sandbox(const char *name)
 	    OP_LIST_SANDBOXES))) == NULL)
 		return NULL;
 	sbs = json_object_get(r, J_SANDBOXES);
+	/* One's own by name (root sees everyone's); anyone's by id. */
 	json_array_foreach(sbs, i, sb)
-		if (strcmp(cli_str(sb, J_NAME), name) == 0 ||
-		    strcmp(cli_str(sb, J_ID), name) == 0) {
+		if ((strcmp(cli_str(sb, J_NAME), name) == 0 &&
+		    json_integer_value(json_object_get(sb, J_OWNER_UID)) ==
+		    (json_int_t)getuid()) || strcmp(cli_str(sb, J_ID), name) == 0) {
 			found = json_incref(sb);
 			break;
 		}
@@ -72,7 +75,7 @@ int
 cmd_rm(int argc, char **argv)
 {
 	int force = 0, json = 0, n = 0, rc = 0;
-	json_t *r, *sb;
+	json_t *r;
 
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--force") == 0 ||
@@ -90,15 +93,10 @@ cmd_rm(int argc, char **argv)
 		if (argv[i][0] == '-')
 			continue;
 		n++;
-		if (force && (sb = cli_find_sandbox(argv[i])) != NULL) {
-			if (cli_str(sb, J_VM_ID)[0] &&
-			    (r = conn_request(json_pack("{s:s, s:s}", J_OP,
-			    OP_STOP_VM, J_VM_ID, cli_str(sb, J_VM_ID)))) != NULL)
-				json_decref(r);
-			json_decref(sb);
-		}
-		r = conn_request(json_pack("{s:s, s:s}", J_OP,
-		    OP_REMOVE_SANDBOX, J_SANDBOX, argv[i]));
+		/* The daemon stops it first (force) and removes it: one
+		 * request, for the sandbox it resolves, nothing else. */
+		r = conn_request(json_pack("{s:s, s:s, s:b}", J_OP,
+		    OP_REMOVE_SANDBOX, J_SANDBOX, argv[i], J_FORCE, force));
 		if (r == NULL) {
 			rc = CLI_EXIT_FAIL;
 			continue;

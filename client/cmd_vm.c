@@ -78,7 +78,7 @@ parse_scaled(const char *opt, const char *s, const char *units,
 
 	errno = 0;
 	v = strtoull(s, &end, 10);
-	if (errno == 0 && end != s && s[0] != '-') {
+	if (errno == 0 && s[0] >= '0' && s[0] <= '9') {
 		if (*end == '\0') {
 			*out = v;
 			return 0;

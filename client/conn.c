@@ -252,7 +252,9 @@ cli_print_json(json_t *o)
 	fputc('\n', stdout);
 }
 
-/* A VM by sandbox name: the one not yet stopped that runs from it. */
+/* A VM by the name of one of the caller's own sandboxes: the one not yet
+ * stopped that runs from it. (Root sees every user's VMs, and users may
+ * pick the same names.) */
 static json_t *
 find_by_sandbox(json_t *vms, const char *name)
 {
@@ -263,6 +265,8 @@ find_by_sandbox(json_t *vms, const char *name)
 		const char *st = cli_str(vm, J_STATE);
 
 		if (strcmp(cli_str(vm, J_SANDBOX), name) == 0 &&
+		    json_integer_value(json_object_get(vm, J_OWNER_UID)) ==
+		    (json_int_t)getuid() &&
 		    strcmp(st, VMSTATE_STOPPED) != 0 &&
 		    strcmp(st, VMSTATE_CRASHED) != 0)
 			return vm;
@@ -273,42 +277,43 @@ find_by_sandbox(json_t *vms, const char *name)
 json_t *
 cli_find_vm(const char *id)
 {
-	json_t *reply, *vms, *vm, *found = NULL;
+	json_t *reply, *vms, *vm, *found = NULL, *sb;
 	size_t i, n = strlen(id), matches = 0;
 
 	reply = conn_request(json_pack("{s:s}", J_OP, OP_LIST_VMS));
 	if (reply == NULL)
 		return NULL;
 	vms = json_object_get(reply, J_VMS);
-	/* A sandbox's name first: names are chosen, ids are not. */
-	if (n > 0 && (found = find_by_sandbox(vms, id)) != NULL) {
+	/* An exact id, then a sandbox's name, then an id prefix. */
+	json_array_foreach(vms, i, vm)
+		if (strcmp(cli_str(vm, J_VM_ID), id) == 0)
+			found = vm;
+	if (found == NULL && n > 0)
+		found = find_by_sandbox(vms, id);
+	if (found != NULL) {
 		json_incref(found);
 		json_decref(reply);
 		return found;
 	}
 	json_array_foreach(vms, i, vm) {
-		const char *vid = json_string_value(json_object_get(vm,
-		    J_VM_ID));
-
-		if (vid == NULL || strncmp(vid, id, n) != 0)
-			continue;
-		if (strcmp(vid, id) == 0) {
+		if (n > 0 && strncmp(cli_str(vm, J_VM_ID), id, n) == 0) {
 			found = vm;
-			matches = 1;
-			break;
+			matches++;
 		}
-		found = vm;
-		matches++;
 	}
-	if (matches == 1 && n > 0)
+	if (matches == 1)
 		json_incref(found);
 	else {
-		if (matches == 0 || n == 0)
-			cli_error("no VM with id or sandbox name %s (see "
-			    "`capsule ps -a`)", id);
-		else
+		if (matches > 1)
 			cli_error("VM id prefix %s is ambiguous: %zu VMs match",
 			    id, matches);
+		else if (n > 0 && (sb = cli_find_sandbox(id)) != NULL) {
+			cli_error("sandbox %s is not running (capsule start %s)",
+			    id, id);
+			json_decref(sb);
+		} else
+			cli_error("no VM with id or sandbox name %s (see "
+			    "`capsule ps -a`)", id);
 		found = NULL;
 	}
 	json_decref(reply);

@@ -266,6 +266,7 @@ apply(const struct config *c, int reloading)
 		.user_max_vms = c->user_max_vms,
 		.user_max_vcpus = c->user_max_vcpus,
 		.user_max_memory_mib = c->user_max_memory_mib,
+		.user_max_disk_mib = c->user_max_disk_mib,
 		.vm_cpu_quota = c->vm_cpu_quota,
 		.vm_tasks_max = c->vm_tasks_max,
 		.vm_memory_overhead_mib = c->vm_memory_overhead_mib,

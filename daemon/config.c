@@ -52,6 +52,8 @@ static const struct config_item {
 	    1000000),
 	N(CK_USER_MAX_MEMORY_MIB, "user_max_memory_mib", user_max_memory_mib,
 	    CT_U64, 0, UINT64_C(1) << 40),
+	N(CK_USER_MAX_DISK_MIB, "user_max_disk_mib", user_max_disk_mib,
+	    CT_U64, 0, UINT64_C(1) << 40),
 	N(CK_VM_CPU_QUOTA, "vm_cpu_quota", vm_cpu_quota, CT_UINT, 0, 100000),
 	N(CK_VM_TASKS_MAX, "vm_tasks_max", vm_tasks_max, CT_UINT, 0, 1000000),
 	N(CK_VM_MEMORY_OVERHEAD_MIB, "vm_memory_overhead_mib",

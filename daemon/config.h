@@ -47,6 +47,8 @@ struct config {
 	unsigned	user_max_vms;
 	unsigned	user_max_vcpus;
 	uint64_t	user_max_memory_mib;
+	/* The sizes of their sandboxes' disks and their running VMs'. */
+	uint64_t	user_max_disk_mib;
 	/* Per VM, for its hypervisor process; 0: no limit. */
 	unsigned	vm_cpu_quota;		/* percent of one CPU */
 	unsigned	vm_tasks_max;
@@ -62,7 +64,7 @@ enum config_key {
 	CK_DEFAULT_MEMORY_MIB, CK_CONSOLE_LOG_MAX_MIB, CK_REQUEST_TIMEOUT,
 	CK_CLIENT_INPUT_MAX_MIB, CK_USER_MAX_VMS, CK_USER_MAX_VCPUS,
 	CK_USER_MAX_MEMORY_MIB, CK_VM_CPU_QUOTA, CK_VM_TASKS_MAX,
-	CK_VM_MEMORY_OVERHEAD_MIB, CK_DNS_SERVER,
+	CK_VM_MEMORY_OVERHEAD_MIB, CK_DNS_SERVER, CK_USER_MAX_DISK_MIB,
 };
 
 void	config_defaults(struct config *c);

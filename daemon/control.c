@@ -227,7 +227,8 @@ op_create_sandbox(struct conn *c)
 	struct ctl_limits lim;
 	struct ctl_start req;
 	struct cap_err err;
-	json_t *j, *out, *r;
+	json_t *j, *out, *rep;
+	int r;
 
 	if ((j = json_deep_copy(c->req)) == NULL) {
 		cap_err_set(&err, ENOMEM, E_INTERNAL, "out of memory");
@@ -242,15 +243,16 @@ op_create_sandbox(struct conn *c)
 		conn_error(c, &err);
 		return;
 	}
+	r = vm_check_disk(&c->who, req.disk_mib, &err);
 	ctl_start_free(&req);
 	json_decref(j);
-	if (sandbox_create(&c->who, c->req, &out, &err) < 0) {
+	if (r < 0 || sandbox_create(&c->who, c->req, &out, &err) < 0) {
 		conn_error(c, &err);
 		return;
 	}
-	r = ctl_reply_ok(c->req);
-	json_object_set_new(r, J_SANDBOX, out);
-	conn_done(c, r);
+	rep = ctl_reply_ok(c->req);
+	json_object_set_new(rep, J_SANDBOX, out);
+	conn_done(c, rep);
 }
 
 static void
@@ -263,7 +265,7 @@ op_list_sandboxes(struct conn *c)
 }
 
 static void
-op_remove_sandbox(struct conn *c)
+remove_sandbox(struct conn *c)
 {
 	const char *ref;
 	struct cap_err err;
@@ -277,6 +279,38 @@ op_remove_sandbox(struct conn *c)
 	r = ctl_reply_ok(c->req);
 	json_object_set_new(r, J_REMOVED, out);
 	conn_done(c, r);
+}
+
+static void
+remove_stopped(const char *vm_id, void *arg)
+{
+	remove_sandbox(arg);
+}
+
+/* RemoveSandbox; with "force", a VM running from it is stopped first. */
+static void
+op_remove_sandbox(struct conn *c)
+{
+	static const char *const known[] = { J_SANDBOX, J_FORCE, NULL };
+	const char *ref, *vm_id;
+	struct sandbox *sb;
+	struct cap_err err;
+	struct vm *vm;
+	int force = 0;
+
+	if (ctl_check_fields(c->req, OP_REMOVE_SANDBOX, known, &err) < 0 ||
+	    ctl_get_string(c->req, J_SANDBOX, 1, &ref, &err) < 0 ||
+	    ctl_get_bool(c->req, J_FORCE, &force, &err) < 0) {
+		conn_error(c, &err);
+		return;
+	}
+	if (force && (sb = sandbox_find(c->who.uid, ref)) != NULL &&
+	    (vm_id = vm_of_sandbox(sandbox_id(sb))) != NULL &&
+	    (vm = vm_find(vm_id)) != NULL) {
+		vm_stop(vm, remove_stopped, c);
+		return;
+	}
+	remove_sandbox(c);
 }
 
 static void
@@ -524,8 +558,7 @@ static const struct {
 	{ OP_PRUNE_IMAGES, op_prune, (const char *const[]){ NULL } },
 	{ OP_CREATE_SANDBOX, op_create_sandbox, NULL },
 	{ OP_LIST_SANDBOXES, op_list_sandboxes, (const char *const[]){ NULL } },
-	{ OP_REMOVE_SANDBOX, op_remove_sandbox,
-	    (const char *const[]){ J_SANDBOX, NULL } },
+	{ OP_REMOVE_SANDBOX, op_remove_sandbox, NULL },
 };
 
 static void

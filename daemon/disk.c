@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "disk.h"
@@ -29,8 +30,16 @@ int
 disk_make(int dir_fd, const char *name, uint64_t size_mib,
     struct cap_err *err)
 {
+	struct statvfs sv;
 	int fd, r;
 
+	if (fstatvfs(dir_fd, &sv) == 0 &&
+	    (uint64_t)sv.f_bavail * sv.f_frsize < DISK_FREE_MIN)
+		return cap_err_set(err, ENOSPC, E_LIMIT, "the file system that "
+		    "holds capsule's state has %llu MiB free; a new VM disk "
+		    "needs at least %llu", (unsigned long long)((uint64_t)
+		    sv.f_bavail * sv.f_frsize >> 20),
+		    (unsigned long long)(DISK_FREE_MIN >> 20));
 	fd = openat(dir_fd, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW |
 	    O_CLOEXEC, 0600);
 	if (fd < 0)

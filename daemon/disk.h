@@ -15,9 +15,9 @@
 
 #define DISK_MKFS		"/sbin/mkfs.ext4"
 #define DISK_FILE		"disk.img"
-#define DISK_DEFAULT_MIB	8192
-#define DISK_MIN_MIB		64
-#define DISK_MAX_MIB		(2ULL << 20)	/* 2 TiB */
+/* A disk is sparse: its size is a promise the host file system may not
+ * keep. None is made on one with less than this free. */
+#define DISK_FREE_MIN		(32ULL << 20)
 
 /* Creates name in dir_fd (new, mode 0600) as a sparse file of size_mib
  * MiB and makes an ext4 on it. Returns its fd (read-write), or -errno

@@ -388,12 +388,23 @@ image_resolve(uid_t uid, const char *ref, struct image_use *u,
     struct cap_err *err)
 {
 	const char *d = ref_digest(uid, ref);
-	char dir[OCI_DIGEST_LEN + 1];
-	int r;
 
 	memset(u, 0, sizeof(*u));
 	if (d == NULL)
 		return unknown(ref, err);
+	return image_use_digest(d, u, err);
+}
+
+int
+image_use_digest(const char *d, struct image_use *u, struct cap_err *err)
+{
+	char dir[OCI_DIGEST_LEN + 1];
+	int r;
+
+	memset(u, 0, sizeof(*u));
+	if (!image_have(d))
+		return cap_err_set(err, ENOENT, E_NOT_FOUND, "image %.80s is no "
+		    "longer in the store", d);
 	memcpy(u->digest, d, sizeof(u->digest));
 	digest_dir(d, dir);
 	u->rootfs = util_strdup_printf("%s/%s/%s", st.dir, dir,
@@ -544,6 +555,13 @@ image_remove(uid_t uid, const char *ref, json_t **removed,
 	return 0;
 }
 
+void
+image_release(const char *digest)
+{
+	if (oci_digest_ok(digest))
+		drop_if_unused(digest);
+}
+
 int
 image_prune(json_t **removed, struct cap_err *err)
 {
@@ -628,6 +646,8 @@ image_init(const char *state_dir, image_in_use_fn *in_use,
 	}
 	/* What imports a previous daemon left unfinished is removed by
 	 * imgimport_init, beside the loop. */
+	/* Earlier builds wrote index.json by way of this name. */
+	unlinkat(st.fd, IMAGE_INDEX ".new", 0);
 	names_load();
 	return 0;
 }

@@ -83,7 +83,14 @@ struct image_use {
 };
 int	image_resolve(uid_t uid, const char *ref, struct image_use *u,
 	    struct cap_err *err);
+/* The same for an image kept by digest (a sandbox's, resolved with its
+ * owner's rights when it was made), whoever names it now. */
+int	image_use_digest(const char *digest, struct image_use *u,
+	    struct cap_err *err);
 void	image_use_free(struct image_use *u);
+/* Something that kept the image let go of it: it goes if nothing names
+ * or uses it any more. */
+void	image_release(const char *digest);
 /* The config of an image by digest (a VM adopted after a restart). */
 int	image_config(const char *digest, struct oci_config *c,
 	    struct cap_err *err);

@@ -14,6 +14,7 @@
 
 #include "ctl.h"
 #include "disk.h"
+#include "image.h"
 #include "log.h"
 #include "oci.h"
 #include "proto.h"
@@ -23,6 +24,10 @@
 #include "util.h"
 
 #define SANDBOX_RECORD_MAX	(1 << 20)
+/* A sandbox being made or removed: <prefix><id>, renamed into or out of
+ * place in one step; what start-up finds under these names goes. */
+#define SANDBOX_CREATING	".creating-"
+#define SANDBOX_REMOVING	".removing-"
 
 struct sandbox {
 	char		 id[37];
@@ -54,14 +59,36 @@ int
 sandbox_name_ok(const char *s)
 {
 	size_t n = strlen(s);
+	int idlike = 1;
 
 	if (n == 0 || n > SANDBOX_MAX_NAME || s[0] == '.' || s[0] == '-')
 		return 0;
-	for (; *s != '\0'; s++)
+	for (; *s != '\0'; s++) {
 		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
 		    (*s >= '0' && *s <= '9') || strchr("._-", *s) != NULL))
 			return 0;
-	return 1;
+		if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f') ||
+		    *s == '-'))
+			idlike = 0;
+	}
+	/* Never something that reads as a VM id or a prefix of one. */
+	return !idlike;
+}
+
+/* Is another process's lock on the disk (a QEMU capsuled did not take
+ * over, still writing it)? QEMU locks the images it has open. */
+static int
+disk_locked(int dfd)
+{
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+	int fd = openat(dfd, DISK_FILE, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	int locked;
+
+	if (fd < 0)
+		return 0;
+	locked = fcntl(fd, F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
+	close(fd);
+	return locked;
 }
 
 static void
@@ -221,8 +248,12 @@ record_load(int dfd, const char *id, struct sandbox **out,
 
 	fd = openat(dfd, SANDBOX_RECORD, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
 	    O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
+	if (fd < 0) {
+		r = -errno;
+		cap_err_set(err, -r, E_INVALID_ARGUMENT, "sandbox %s: its record "
+		    "cannot be opened: %s", id, strerror(-r));
+		return r;
+	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
 	    st.st_size > SANDBOX_RECORD_MAX || st.st_uid != geteuid()) {
 		close(fd);
@@ -304,31 +335,24 @@ load_one(const char *id)
 
 	if ((dfd = openat(sb.fd, id, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
 	    O_CLOEXEC)) < 0) {
-		log_warn("sandboxes: %s/%s: %s", sb.dir, id, strerror(errno));
+		log_warn("sandboxes: %s/%s: %s; left alone", sb.dir, id,
+		    strerror(errno));
 		return;
 	}
 	r = record_load(dfd, id, &s, &err);
-	if (r == -ENOENT) {
-		/* A create that never finished: nobody was told of it. */
-		close(dfd);
-		log_info("sandboxes: removing %s/%s (its creation did not "
-		    "finish)", sb.dir, id);
-		if ((r = rmtree_at(sb.fd, id)) < 0)
-			log_warn("sandboxes: cannot remove %s/%s: %s", sb.dir,
-			    id, strerror(-r));
-		return;
-	}
 	if (r == 0 && (fstatat(dfd, DISK_FILE, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
-	    !S_ISREG(st.st_mode)))
-		r = bad_record(id, "has no disk", &err);
+	    !S_ISREG(st.st_mode) || st.st_uid != geteuid()))
+		r = bad_record(id, "has no disk of capsuled's", &err);
 	if (r == 0 && by_name(s->owner, s->name) != NULL)
 		r = cap_err_set(&err, EEXIST, E_CONFLICT, "sandbox %s: uid %u "
 		    "has another sandbox called %s", id, (unsigned)s->owner,
 		    s->name);
 	close(dfd);
+	/* Nothing is removed here: a sandbox that does not load may still
+	 * hold someone's data. */
 	if (r < 0) {
-		log_warn("sandboxes: %s; left as it is in %s/%s", r == -ENOENT ?
-		    strerror(ENOENT) : err.msg, sb.dir, id);
+		log_warn("sandboxes: %s; left as it is in %s/%s", err.msg,
+		    sb.dir, id);
 		sandbox_free(s);
 		return;
 	}
@@ -338,11 +362,26 @@ load_one(const char *id)
 	}
 }
 
+/* A create that never finished (nobody was told of it) or a removal that
+ * did not: either way the directory goes. */
+static void
+sweep_one(const char *name)
+{
+	int r;
+
+	log_info("sandboxes: removing %s/%s (%s did not finish)", sb.dir, name,
+	    name[1] == 'c' ? "its creation" : "its removal");
+	if ((r = rmtree_at(sb.fd, name)) < 0)
+		log_warn("sandboxes: cannot remove %s/%s: %s", sb.dir, name,
+		    strerror(-r));
+}
+
 int
 sandbox_init(const char *state_dir, sandbox_vm_fn *vm_of,
     sandbox_image_fn *image_of, struct cap_err *err)
 {
 	struct dirent *d;
+	struct stat st;
 	DIR *dir;
 	int fd;
 
@@ -359,6 +398,10 @@ sandbox_init(const char *state_dir, sandbox_vm_fn *vm_of,
 	if (sb.fd < 0)
 		return cap_err_set(err, errno, E_INTERNAL, "cannot open %s: %s",
 		    sb.dir, strerror(errno));
+	if (fstat(sb.fd, &st) < 0 || st.st_uid != geteuid() ||
+	    (st.st_mode & 077) != 0)
+		return cap_err_set(err, EPERM, E_INTERNAL, "%s must belong to "
+		    "capsuled's uid and be mode 0700", sb.dir);
 	if ((fd = dup(sb.fd)) < 0 || (dir = fdopendir(fd)) == NULL) {
 		if (fd >= 0)
 			close(fd);
@@ -366,8 +409,17 @@ sandbox_init(const char *state_dir, sandbox_vm_fn *vm_of,
 		    sb.dir, strerror(errno));
 	}
 	while ((d = readdir(dir)) != NULL) {
-		if (d->d_name[0] == '.')
+		const char *n = d->d_name;
+
+		if (strcmp(n, ".") == 0 || strcmp(n, "..") == 0)
 			continue;
+		if ((strncmp(n, SANDBOX_CREATING, strlen(SANDBOX_CREATING)) ==
+		    0 && record_id_ok(n + strlen(SANDBOX_CREATING))) ||
+		    (strncmp(n, SANDBOX_REMOVING, strlen(SANDBOX_REMOVING)) ==
+		    0 && record_id_ok(n + strlen(SANDBOX_REMOVING)))) {
+			sweep_one(n);
+			continue;
+		}
 		if (!record_id_ok(d->d_name)) {
 			log_warn("sandboxes: %s/%s is not capsule's; left alone",
 			    sb.dir, d->d_name);
@@ -410,6 +462,7 @@ sandbox_create(const struct caller *who, json_t *req, json_t **out,
 {
 	struct sandbox *s;
 	const char *name, *image = NULL;
+	char tmp[64];
 	json_t *v, *disk;
 	const char *key;
 	int dfd = -1, fd, r;
@@ -419,12 +472,14 @@ sandbox_create(const struct caller *who, json_t *req, json_t **out,
 		return r;
 	if (!sandbox_name_ok(name))
 		return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT, "sandbox "
-		    "name \"%.80s\" must be 1-%d of A-Z a-z 0-9 . _ - and not "
-		    "start with . or -", name, SANDBOX_MAX_NAME);
+		    "name \"%.80s\" must be 1-%d of A-Z a-z 0-9 . _ -, not "
+		    "start with . or -, and not be made only of hex digits "
+		    "and dashes (it would read as a VM id)", name,
+		    SANDBOX_MAX_NAME);
 	if (by_name(who->uid, name) != NULL)
 		return cap_err_set(err, EEXIST, E_CONFLICT, "you already have a "
 		    "sandbox called %s", name);
-	if (sb.n >= SANDBOX_MAX || (who->uid != 0 &&
+	if (who->uid != 0 && (sb.n >= SANDBOX_MAX ||
 	    count_of(who->uid) >= SANDBOX_MAX_PER_UID))
 		return cap_err_set(err, ENOSPC, E_LIMIT, "too many sandboxes "
 		    "(%d per user, %d in all)", SANDBOX_MAX_PER_UID,
@@ -455,15 +510,18 @@ sandbox_create(const struct caller *who, json_t *req, json_t **out,
 	s->owner = who->uid;
 	s->created_at = (long long)time(NULL);
 
-	if (mkdirat(sb.fd, s->id, 0700) < 0) {
+	/* Made under a temporary name and renamed into place whole: a
+	 * sandbox exists once it has its name, disk and record. */
+	snprintf(tmp, sizeof(tmp), SANDBOX_CREATING "%s", s->id);
+	if (mkdirat(sb.fd, tmp, 0700) < 0) {
 		r = cap_err_set(err, errno, E_INTERNAL, "cannot make %s/%s: %s",
-		    sb.dir, s->id, strerror(errno));
+		    sb.dir, tmp, strerror(errno));
 		goto fail;
 	}
-	if ((dfd = openat(sb.fd, s->id, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	if ((dfd = openat(sb.fd, tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
 	    O_CLOEXEC)) < 0) {
 		r = cap_err_set(err, errno, E_INTERNAL, "cannot open %s/%s: %s",
-		    sb.dir, s->id, strerror(errno));
+		    sb.dir, tmp, strerror(errno));
 		goto undo;
 	}
 	if ((fd = disk_make(dfd, DISK_FILE, s->disk_mib, err)) < 0) {
@@ -471,13 +529,19 @@ sandbox_create(const struct caller *who, json_t *req, json_t **out,
 		goto undo;
 	}
 	close(fd);
-	/* The record last: a sandbox exists once it is written. */
 	if ((r = record_save(dfd, s, err)) < 0)
 		goto undo;
 	if (sandbox_add(s) < 0) {
 		r = cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
 		goto undo;
 	}
+	if (renameat(sb.fd, tmp, sb.fd, s->id) < 0) {
+		r = cap_err_set(err, errno, E_INTERNAL, "cannot rename %s/%s: %s",
+		    sb.dir, tmp, strerror(errno));
+		sb.n--;
+		goto undo;
+	}
+	fsync(sb.fd);
 	close(dfd);
 	log_info("sandbox %s (%s) created for uid %u, disk %llu MiB", s->name,
 	    s->id, (unsigned)s->owner, (unsigned long long)s->disk_mib);
@@ -485,7 +549,7 @@ sandbox_create(const struct caller *who, json_t *req, json_t **out,
 	return 0;
 undo:
 	closep(&dfd);
-	rmtree_at(sb.fd, s->id);
+	rmtree_at(sb.fd, tmp);
 fail:
 	sandbox_free(s);
 	return r;
@@ -516,6 +580,12 @@ sandbox_open_disk(const struct sandbox *s, struct cap_err *err)
 	if (dfd < 0)
 		return cap_err_set(err, errno, E_INTERNAL, "sandbox %s: cannot "
 		    "open its directory: %s", s->name, strerror(errno));
+	if (disk_locked(dfd)) {
+		close(dfd);
+		return cap_err_set(err, EBUSY, E_CONFLICT, "sandbox %s: its disk "
+		    "is in use by another process (a VM capsuled could not "
+		    "take over?)", s->name);
+	}
 	fd = disk_open(dfd, DISK_FILE, err);
 	close(dfd);
 	if (fd < 0)
@@ -527,6 +597,7 @@ int
 sandbox_remove(uid_t uid, const char *ref, json_t **out, struct cap_err *err)
 {
 	struct sandbox *s = sandbox_find(uid, ref);
+	char image[OCI_DIGEST_LEN + 1], tmp[64];
 	const char *vm;
 	int r;
 
@@ -536,26 +607,30 @@ sandbox_remove(uid_t uid, const char *ref, json_t **out, struct cap_err *err)
 	if ((vm = sb.vm_of(s->id)) != NULL)
 		return cap_err_set(err, EBUSY, E_CONFLICT, "sandbox %s is "
 		    "running (vm %s); stop it first", s->name, vm);
-	/* The record first: without it the rest is a leftover that the
-	 * next start-up removes, never a half sandbox. */
 	{
 		int dfd = openat(sb.fd, s->id, O_RDONLY | O_DIRECTORY |
 		    O_NOFOLLOW | O_CLOEXEC);
+		int busy = dfd >= 0 && disk_locked(dfd);
 
-		if (dfd < 0 || (unlinkat(dfd, SANDBOX_RECORD, 0) < 0 &&
-		    errno != ENOENT)) {
-			r = -errno;
-			if (dfd >= 0)
-				close(dfd);
-			return cap_err_set(err, -r, E_INTERNAL, "cannot remove "
-			    "sandbox %s: %s", s->name, strerror(-r));
-		}
-		fsync(dfd);
-		close(dfd);
+		if (dfd >= 0)
+			close(dfd);
+		if (busy)
+			return cap_err_set(err, EBUSY, E_CONFLICT, "sandbox %s: "
+			    "its disk is in use by another process (a VM "
+			    "capsuled could not take over?)", s->name);
 	}
-	if ((r = rmtree_at(sb.fd, s->id)) < 0)
+	/* Out of place in one step, then away: a removal cut short is a
+	 * leftover the next start-up removes, never a half sandbox. */
+	snprintf(tmp, sizeof(tmp), SANDBOX_REMOVING "%s", s->id);
+	if (renameat(sb.fd, s->id, sb.fd, tmp) < 0) {
+		r = -errno;
+		return cap_err_set(err, -r, E_INTERNAL, "cannot remove sandbox "
+		    "%s: %s", s->name, strerror(-r));
+	}
+	fsync(sb.fd);
+	if ((r = rmtree_at(sb.fd, tmp)) < 0)
 		log_warn("sandboxes: cannot remove %s/%s: %s (it goes at the "
-		    "next start)", sb.dir, s->id, strerror(-r));
+		    "next start)", sb.dir, tmp, strerror(-r));
 	log_info("sandbox %s (%s) removed", s->name, s->id);
 	*out = json_pack("{s:s, s:s}", J_ID, s->id, J_NAME, s->name);
 	for (size_t i = 0; i < sb.n; i++)
@@ -563,7 +638,11 @@ sandbox_remove(uid_t uid, const char *ref, json_t **out, struct cap_err *err)
 			sb.v[i] = sb.v[--sb.n];
 			break;
 		}
+	memcpy(image, s->image, sizeof(image));
 	sandbox_free(s);
+	/* Its image goes too if only this sandbox kept it. */
+	if (image[0])
+		image_release(image);
 	return 0;
 }
 
@@ -607,6 +686,17 @@ sandbox_list_json(uid_t uid)
 		if (uid == 0 || sb.v[i]->owner == uid)
 			json_array_append_new(a, sandbox_json(sb.v[i]));
 	return a;
+}
+
+uint64_t
+sandbox_disk_total(uid_t uid)
+{
+	uint64_t n = 0;
+
+	for (size_t i = 0; i < sb.n; i++)
+		if (sb.v[i]->owner == uid)
+			n += sb.v[i]->disk_mib;
+	return n;
 }
 
 int

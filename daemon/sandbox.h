@@ -9,8 +9,10 @@
  * record keeps the StartVM fields it was created with (the image as its
  * digest, so a name moved later does not change what the disk was written
  * over) and is read back at start-up as untrusted input; one that does not
- * validate is reported and left alone, a directory without a record (a
- * create that never finished) is removed.
+ * validate is reported and left alone. A sandbox is made in
+ * .creating-<id> and renamed into place whole, and renamed to
+ * .removing-<id> before it is deleted: start-up removes what it finds
+ * under those names, and nothing else.
  *
  * Names are unique per owner. Only the owner starts a sandbox; root sees
  * and removes everyone's. At most one VM runs from a sandbox at a time
@@ -69,6 +71,8 @@ int	sandbox_remove(uid_t uid, const char *ref, json_t **out,
 	    struct cap_err *err);
 json_t	*sandbox_json(const struct sandbox *sb);
 json_t	*sandbox_list_json(uid_t uid);
+/* The sizes of uid's sandboxes' disks, MiB. */
+uint64_t sandbox_disk_total(uid_t uid);
 /* Does a sandbox of uid's (uid 0: anyone's) keep this image? */
 int	sandbox_image_in_use(const char *digest, uid_t uid);
 

@@ -324,7 +324,8 @@ util_run(char *const argv[], int keep, char *out, size_t outlen,
     struct cap_err *err)
 {
 	char buf[1024], drop[4096];
-	int pfd[2], st, null;
+	char *envp[] = { "PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL };
+	int pfd[2], st = 0, null;
 	size_t got = 0;
 	ssize_t n;
 	pid_t pid;
@@ -343,12 +344,13 @@ util_run(char *const argv[], int keep, char *out, size_t outlen,
 		    dup2(null, STDIN_FILENO) < 0 ||
 		    dup2(pfd[1], STDOUT_FILENO) < 0 ||
 		    dup2(pfd[1], STDERR_FILENO) < 0 ||
-		    (keep >= 0 && dup2(keep, 3) < 0))
+		    (keep >= 0 && dup2(keep, 3) < 0) ||
+		    (keep == 3 && fcntl(3, F_SETFD, 0) < 0))
 			_exit(126);
 		if (close_range(keep >= 0 ? 4 : 3, ~0U, 0) < 0)
 			for (int fd = keep >= 0 ? 4 : 3; fd < 1024; fd++)
 				close(fd);
-		execv(argv[0], argv);
+		execve(argv[0], argv, envp);
 		dprintf(2, "cannot execute %s: %s", argv[0], strerror(errno));
 		_exit(127);
 	}
@@ -366,8 +368,10 @@ util_run(char *const argv[], int keep, char *out, size_t outlen,
 	buf[got] = '\0';
 	if (out != NULL)
 		snprintf(out, outlen, "%s", buf);
-	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-		;
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR)
+			return cap_err_set(err, errno, E_INTERNAL, "waitpid: %s",
+			    strerror(errno));
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
 		return cap_err_set(err, EIO, E_INTERNAL, "%s failed%s%.400s",
 		    argv[0], buf[0] ? ": " : "", buf);

@@ -76,17 +76,18 @@ int	util_listen_unix_own(const char *path, unsigned mode,
 	    struct util_sock *own, const char *what, struct cap_err *err);
 /* Unlinks path only if it is still the socket in own. */
 void	util_unlink_own(const char *path, struct util_sock *own);
-/* Host facts for request limits. */
 /* Writes text to dfd/name whole or not at all: a new NAME.tmp, fsync,
  * rename, fsync of the dir. 0 or -errno. */
 int	util_write_atomic(int dfd, const char *name, const char *text,
 	    size_t len);
 /* Runs argv[0] (absolute) to completion, stdin /dev/null, with `keep`
- * (if >= 0) as its fd 3 and nothing else of ours; the start of its output
- * goes into out (may be NULL) and into the error if it fails.
+ * (if >= 0) as its fd 3 and nothing else of ours, and an environment of
+ * PATH alone; the start of its output goes into out (may be NULL) and
+ * into the error if it fails.
  * Synchronous: for tools that take milliseconds on capsuled's own files. */
 int	util_run(char *const argv[], int keep, char *out, size_t outlen,
 	    struct cap_err *err);
+/* Host facts for request limits. */
 unsigned util_host_cpus(void);
 uint64_t util_host_memory_mib(void);
 

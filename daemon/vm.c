@@ -264,6 +264,8 @@ vm_free(struct vm *vm)
 	if (vm->timer != NULL)
 		event_free(vm->timer);
 	vmidle_stop(vm);
+	if (vm->rebind != NULL)
+		caller_cancel(vm->rebind);
 	publish_free(vm->publish);
 	egress_free(vm->egress);
 	vmspec_free(&vm->spec);
@@ -328,6 +330,12 @@ vm_release(struct vm *vm, const char *why)
 	if (vm->timer != NULL)
 		event_del(vm->timer);
 	vmidle_stop(vm);
+	/* An adopted VM's exec socket still being made: that job must not
+	 * report to a VM that is gone. */
+	if (vm->rebind != NULL) {
+		caller_cancel(vm->rebind);
+		vm->rebind = NULL;
+	}
 	if (vm->agent != NULL) {
 		agent_free(vm->agent, why);
 		vm->agent = NULL;
@@ -1032,7 +1040,9 @@ vm_use_image(struct vm *vm, const char *ref, struct cap_err *err)
 	struct image_use u;
 	int r;
 
-	if ((r = image_resolve(vm->who.uid, ref, &u, err)) < 0)
+	/* A sandbox keeps its image by digest, names or not. */
+	if ((r = vm->spec.sandbox != NULL ? image_use_digest(ref, &u, err) :
+	    image_resolve(vm->who.uid, ref, &u, err)) < 0)
 		return r;
 	free(vm->spec.rootfs);
 	vm->spec.rootfs = TAKE_PTR(u.rootfs);
@@ -1056,6 +1066,29 @@ vm_image_in_use(const char *digest, uid_t uid)
 		    strcmp(vm->spec.image, digest) == 0 &&
 		    vm->state != VM_STOPPED && vm->state != VM_CRASHED)
 			return 1;
+	return 0;
+}
+
+int
+vm_check_disk(const struct caller *who, uint64_t mib, struct cap_err *err)
+{
+	const struct vm_limits *l = &vm_core.limits;
+	uint64_t total = mib + sandbox_disk_total(who->uid);
+	struct vm *vm;
+
+	if (who->uid == 0 || l->user_max_disk_mib == 0)
+		return 0;
+	/* A sandbox's VM uses the sandbox's disk, counted above. */
+	TAILQ_FOREACH(vm, &vm_core.vms, entry)
+		if (vm->who.uid == who->uid && vm->spec.sandbox == NULL &&
+		    vm->state != VM_STOPPED && vm->state != VM_CRASHED)
+			total += vm->spec.disk_mib;
+	if (total > l->user_max_disk_mib)
+		return cap_err_set(err, EDQUOT, E_LIMIT, "uid %u may have at "
+		    "most %llu MiB of VM disks (user_max_disk_mib: sandboxes "
+		    "and running VMs); this would make it %llu", (unsigned)
+		    who->uid, (unsigned long long)l->user_max_disk_mib,
+		    (unsigned long long)total);
 	return 0;
 }
 
@@ -1084,7 +1117,9 @@ vm_start(const struct ctl_start *req, const char *sandbox, uint64_t owner,
 	if (vm_core.shutting_down)
 		return cap_err_set(err, ESHUTDOWN, E_UNAVAILABLE,
 		    "capsuled is shutting down");
-	if ((r = vm_check_quota(who, req->vcpus, req->memory_mib, err)) < 0)
+	if ((r = vm_check_quota(who, req->vcpus, req->memory_mib, err)) < 0 ||
+	    (sandbox == NULL && (r = vm_check_disk(who, req->disk_mib,
+	    err)) < 0))
 		return r;
 	if (sandbox != NULL && vm_of_sandbox(sandbox) != NULL)
 		return cap_err_set(err, EBUSY, E_CONFLICT, "the sandbox is "
@@ -1233,8 +1268,9 @@ vm_hv_event(void *arg, enum hv_event ev, const char *detail)
 		log_warn("vm %s: %s", vm->id, detail);
 		break;
 	case HV_EV_IO_ERROR:
-		/* QEMU paused the guest; nothing good comes of waiting. The
-		 * VM's writable layer goes with it, which frees the space. */
+		/* QEMU paused the guest; nothing good comes of waiting. An
+		 * ephemeral VM's disk goes with it, which frees the space (a
+		 * sandbox's stays, with what it holds). */
 		if (vm->state == VM_STARTING)
 			vm_fail_start(vm, E_VM_FAILED, detail);
 		else if (vm->state == VM_RUNNING ||

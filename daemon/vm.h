@@ -59,6 +59,7 @@ struct vm_limits {
 	unsigned	user_max_vms;
 	unsigned	user_max_vcpus;
 	uint64_t	user_max_memory_mib;
+	uint64_t	user_max_disk_mib;	/* ephemeral disks + sandboxes */
 	/* Per VM, on its hypervisor process (limits.h). */
 	unsigned	vm_cpu_quota;		/* percent of one CPU */
 	unsigned	vm_tasks_max;
@@ -89,6 +90,10 @@ const char *vm_of_sandbox(const char *sandbox);
 /* Stops (or forgets, if it already ended) a VM; cb runs when it is gone,
  * possibly before vm_stop returns. */
 void	vm_stop(struct vm *vm, vm_gone_cb cb, void *arg);
+/* Would `mib` more MiB of disk (a sandbox, or an ephemeral VM's) take
+ * who past user_max_disk_mib? Root is exempt. */
+int	vm_check_disk(const struct caller *who, uint64_t mib,
+	    struct cap_err *err);
 /* PauseVM / ResumeVM (on: pause). A running VM pauses; a paused one
  * resumes; anything else is a conflict saying its state. */
 int	vm_pause(struct vm *vm, int on, struct cap_err *err);

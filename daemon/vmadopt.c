@@ -40,7 +40,6 @@ vmadopt_serve(struct vm *vm)
 	if (vm->proxy == NULL)
 		log_warn("vm %s: %s", vm->id, err.msg);
 	publish_start(vm->publish);
-	vmidle_start(vm);
 }
 
 static void
@@ -273,6 +272,8 @@ vmadopt_one(struct record *r, int private_fd, int alive, void *arg)
 	if (vm->agent == NULL)
 		close(ch.agent);
 	TAILQ_INSERT_TAIL(&vm_core.vms, vm, entry);
+	/* Idle from now on, whether or not its exec socket comes back. */
+	vmidle_start(vm);
 	/* Its agent says HELLO again as soon as we are connected. */
 	vm_arm_timer(vm, VMADOPT_HELLO_S);
 	vmadopt_rebind(vm);
@@ -311,6 +312,7 @@ vmadopt_detach_all(void)
 		} else if (vm->state != VM_STOPPED && vm->state != VM_CRASHED) {
 			if (vm->rebind != NULL)
 				caller_cancel(vm->rebind);
+			vm->rebind = NULL;
 			if (vm->agent != NULL)
 				agent_free(vm->agent, "capsuled is restarting; "
 				    "the VM keeps running");

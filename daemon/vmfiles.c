@@ -239,7 +239,6 @@ files_take(struct vm_files *f, struct caller_op *ops, int *roles, size_t n,
 			    err)) < 0)
 				return image_error(op, err);
 			f->rootfs = TAKE_FD(op->fd);
-			f->rootfs_size = op->size;
 			break;
 		case ROLE_RUN_DIR:
 			break;

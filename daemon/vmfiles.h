@@ -32,7 +32,6 @@ struct vm_files {
 	/* Results, once done: fds are -1 when taken or closed. */
 	int		 private_fd;	/* the private dir */
 	int		 kernel, initrd, rootfs;
-	uint64_t	 rootfs_size;
 	int		 console;	/* the console log, to write */
 	int		 proxy;		/* the exec socket, listening */
 	int		 ports[CTL_MAX_SERIAL_PORTS];	/* listening */

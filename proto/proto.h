@@ -67,6 +67,7 @@
 #define J_SANDBOX		"sandbox"
 #define J_SANDBOXES		"sandboxes"
 #define J_DISK_USED		"disk_used_bytes"
+#define J_FORCE			"force"		/* RemoveSandbox */
 /* capsule extension: stop the VM after this long without an exec, a copy
  * or a forwarded connection (seconds; 0 or absent: never) */
 #define J_IDLE_TIMEOUT		"idle_timeout_seconds"

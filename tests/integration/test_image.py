@@ -988,6 +988,12 @@ class ImageVMTest(ImageCase):
                                                 sandbox="pinned-sb"))
         self.assertError(self.op("RemoveImage", image="pinned"), "conflict",
                          "a sandbox of yours")
+        # The name moves to another image: the sandbox keeps its own.
+        other = small_image(label="pinned-2", extra=[
+            oci.File("/marker", b"two\n")]).write_layout(
+            os.path.join(self.tmp, "pinned-2"))
+        moved = self.import_image(other.dir, "pinned")
+        self.assertNotEqual(moved["digest"], img["digest"])
         v = self.op("StartVM", sandbox="pinned-sb")
         self.assertIs(v.get("ok"), True, v)
         self.assertEqual(self.daemon.vm(v["vm_id"])["image"], img["digest"])
@@ -995,10 +1001,12 @@ class ImageVMTest(ImageCase):
         r = self.run_in(proxy=v["proxy_socket_path"], absent=True)
         self.assertRan(r, b"small\n")
         self.op("StopVM", vm_id=v["vm_id"])
-        self.assertError(self.op("RemoveImage", image="pinned"), "conflict")
         self.assertIs(self.op("RemoveSandbox", sandbox="pinned-sb")
                       .get("ok"), True)
         gone.append(True)
+        # Nothing names or keeps the first image now: it is gone.
+        self.assertNotIn("sha256-" + img["digest"][7:],
+                         image_dirs(self.daemon))
         r = self.op("RemoveImage", image="pinned")
         self.assertEqual(r, {"ok": True, "removed": ["pinned"]})
 

@@ -172,6 +172,9 @@ class SandboxTest(ct.DaemonTestCase):
             ({"name": "-x"}, "invalid_argument", "must be 1-64 of"),
             ({"name": "a/b"}, "invalid_argument", "must be 1-64 of"),
             ({"name": "a" * 65}, "invalid_argument", "must be 1-64 of"),
+            ({"name": "cafe"}, "invalid_argument", "only of hex digits"),
+            ({"name": "0f1e2d3c-4b5a"}, "invalid_argument",
+             "only of hex digits"),
             ({}, "invalid_argument", "\"name\""),
             ({"name": "x", "run_dir": "/tmp"}, "invalid_argument",
              "\"run_dir\" belongs to one run"),
@@ -265,7 +268,9 @@ class SandboxTest(ct.DaemonTestCase):
                                    timeout=ct.START_TIMEOUT))
         r = ct.run_exec(v["proxy_socket_path"], ["cat", "/root/k"])
         self.assertEqual((r.code, r.stdout), (0, b"kept\n"), r)
-        ok(self.daemon.request({"op": "StopVM", "vm_id": v["vm_id"]}))
+        # (It may have gone idle again already.)
+        r = self.daemon.request({"op": "StopVM", "vm_id": v["vm_id"]})
+        self.assertTrue(r.get("ok") or r.get("code") == "not_found", r)
 
 
 class SandboxRestartTest(unittest.TestCase):
@@ -326,45 +331,81 @@ class SandboxRestartTest(unittest.TestCase):
         d = self.daemon("SbRecords1")
         good = ok(d.request({"op": "CreateSandbox", "name": "good",
                              "memory_mib": VM_MEMORY}))["sandbox"]
-        bad = ok(d.request({"op": "CreateSandbox", "name": "bad",
+        bad = ok(d.request({"op": "CreateSandbox", "name": "broken",
                             "memory_mib": VM_MEMORY}))["sandbox"]
+        lost = ok(d.request({"op": "CreateSandbox", "name": "lost",
+                             "memory_mib": VM_MEMORY}))["sandbox"]
         d.stop()
         top = os.path.join(d.state, "sandboxes")
-        # A create that never wrote its record; a damaged record; a
-        # leftover tmp beside a good one; a stranger's name.
-        half = "0f1e2d3c-4b5a-4978-8a6b-5c4d3e2f1a0b"
-        os.mkdir(os.path.join(top, half), 0o700)
-        open(os.path.join(top, half, "disk.img"), "w").close()
+        # A create and a removal cut short; a damaged record; a sandbox
+        # whose record is gone (its disk may still matter to someone); a
+        # stranger's name.
+        half = ".creating-0f1e2d3c-4b5a-4978-8a6b-5c4d3e2f1a0b"
+        going = ".removing-0f1e2d3c-4b5a-4978-8a6b-5c4d3e2f1a0c"
+        for n in (half, going):
+            os.mkdir(os.path.join(top, n), 0o700)
+            open(os.path.join(top, n, "disk.img"), "w").close()
         rec = os.path.join(top, bad["id"], "sandbox.json")
         with open(rec) as f:
             text = f.read()
         with open(rec, "w") as f:
             f.write(text.replace('"start":{', '"start":{"run_dir":"/x",'))
-        with open(os.path.join(top, good["id"], "sandbox.json.tmp"),
-                  "w") as f:
-            f.write("{torn")
+        os.unlink(os.path.join(top, lost["id"], "sandbox.json"))
         os.mkdir(os.path.join(top, "not-ours"), 0o700)
         d2 = self.daemon("SbRecords2", like=d)
         names = [s["name"] for s in ok(d2.request(
             {"op": "ListSandboxes"}))["sandboxes"]]
         self.assertEqual(names, ["good"])
-        self.assertEqual(sorted(os.listdir(top)),
-                         sorted([good["id"], bad["id"], "not-ours"]))
+        self.assertEqual(sorted(os.listdir(top)), sorted(
+            [good["id"], bad["id"], lost["id"], "not-ours"]))
+        self.assertTrue(os.path.exists(os.path.join(top, lost["id"],
+                                                    "disk.img")))
         log = d2.log_text()
-        self.assertIn("its creation did not finish", log)
+        self.assertIn("%s (its creation did not finish)" % half, log)
+        self.assertIn("%s (its removal did not finish)" % going, log)
         self.assertIn("sandbox %s: its record" % bad["id"], log)
         self.assertIn("\"run_dir\" belongs to one run", log)
+        self.assertIn("sandbox %s: its record cannot be opened" % lost["id"],
+                      log)
         self.assertIn("not-ours is not capsule's; left alone", log)
         v = ok(d2.request({"op": "StartVM", "sandbox": "good"},
                           timeout=ct.START_TIMEOUT))
         ok(d2.request({"op": "StopVM", "vm_id": v["vm_id"]}))
         d2.stop()
-        ct.rmtree(os.path.join(top, bad["id"]))
+        for n in (bad["id"], lost["id"]):
+            ct.rmtree(os.path.join(top, n))
         os.rmdir(os.path.join(top, "not-ours"))
 
 
 class SandboxOwnersTest(OwnerDaemonCase):
-    """Names are per owner; a user sees and touches only their own."""
+    """Names are per owner; a user sees and touches only their own; the
+    sizes of a user's disks are bounded by user_max_disk_mib."""
+
+    config_text = "user_max_disk_mib = 10240\n"
+
+    def test_disk_quota(self):
+        r = self.ask({"op": "CreateSandbox", "name": "big",
+                      "disk_size_mib": 8192, "memory_mib": VM_MEMORY})
+        self.assertIs(r.get("ok"), True, r)
+        self.addCleanup(self.ask, {"op": "RemoveSandbox", "sandbox": "big"})
+        for req in ({"op": "CreateSandbox", "name": "more",
+                     "disk_size_mib": 4096},
+                    {"op": "StartVM", "disk_size_mib": 4096,
+                     "memory_mib": VM_MEMORY}):
+            with self.subTest(op=req["op"]):
+                r = self.ask(req)
+                self.assertEqual(r.get("code"), "limit_exceeded", r)
+                self.assertIn("user_max_disk_mib", r["error"])
+                self.assertIn("this would make it 12288", r["error"])
+        # Root is exempt; the sandbox's own VM adds nothing.
+        r = self.daemon.request({"op": "CreateSandbox", "name": "rootbig",
+                                 "disk_size_mib": 1 << 20})
+        self.assertIs(r.get("ok"), True, r)
+        self.addCleanup(self.daemon.request, {"op": "RemoveSandbox",
+                                              "sandbox": "rootbig"})
+        v = self.ask({"op": "StartVM", "sandbox": "big"})
+        self.assertIs(v.get("ok"), True, v)
+        self.ask({"op": "StopVM", "vm_id": v["vm_id"]})
 
     def test_names_are_per_owner(self):
         u = self.user
@@ -393,10 +434,26 @@ class SandboxOwnersTest(OwnerDaemonCase):
         self.assertIn("only its owner starts it", r["error"])
         v = ok(self.ask({"op": "StartVM", "sandbox": "same"}))
         self.assertEqual(self.daemon.vm(v["vm_id"])["owner_uid"], u.uid)
-        ok(self.ask({"op": "StopVM", "vm_id": v["vm_id"]}))
-        st = os.stat(os.path.join(self.daemon.state, "sandboxes",
-                                  mine["id"], "disk.img"))
-        self.assertEqual((st.st_uid, st.st_mode & 0o777), (0, 0o600))
+        # Root's CLI acts on root's own "same": never on the user's VM.
+        for args in (("stop", "same"), ("exec", "same", "--", "true"),
+                     ("pause", "same")):
+            p = self.daemon.cli(*args)
+            self.assertEqual(p.returncode, 125 if args[0] == "exec" else 1,
+                             p)
+            self.assertIn(b"sandbox same is not running", p.stderr)
+        p = self.daemon.cli("rm", "-f", "same")
+        self.assertEqual(p.returncode, 0, p)
+        self.assertEqual(self.daemon.vm(v["vm_id"])["state"], "running")
+        self.assertEqual([s["id"] for s in ok(self.daemon.request(
+            {"op": "ListSandboxes"}))["sandboxes"]], [mine["id"]])
+        # The user's own rm -f stops theirs and removes it.
+        r = self.ask({"op": "RemoveSandbox", "sandbox": "same",
+                      "force": True})
+        self.assertEqual(r.get("removed"), {"id": mine["id"],
+                                            "name": "same"}, r)
+        self.assertIsNone(self.daemon.vm(v["vm_id"]))
+        self.assertFalse(os.path.lexists(os.path.join(
+            self.daemon.state, "sandboxes", mine["id"])))
 
 
 if __name__ == "__main__":

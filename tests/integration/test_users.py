@@ -101,9 +101,11 @@ def as_user(user, fn, *args):
 class OwnerDaemonCase(ct.DaemonTestCase):
     """A daemon whose socket a throwaway group may use, and a throwaway
     user in that group (cls.user, cls.group): removed at the end with any
-    process of the user's. setUpOwner is the hook for more set-up."""
+    process of the user's. setUpOwner is the hook for more set-up;
+    config_text, if set, is the daemon's configuration file."""
 
     group = user = None
+    config_text = None
 
     @classmethod
     def setUpClass(cls):
@@ -114,6 +116,9 @@ class OwnerDaemonCase(ct.DaemonTestCase):
             d = cls.daemon = ct.Daemon(cls.__name__)
             d.extra_args += ["--socket-group", cls.group.name]
             chmod_nofollow(d.dir, 0o711)
+            if cls.config_text is not None:
+                write_file(os.path.join(d.dir, "capsuled.conf"),
+                           cls.config_text.encode())
             d.start()
             d.request({"op": "Ping"})
             cls.setUpOwner()

@@ -891,7 +891,7 @@ vm_files_done(struct vm_files *f, const struct cap_err *ferr, void *arg)
 	struct hv_serial_port ports[CTL_MAX_SERIAL_PORTS];
 	struct hv_share shares[VOLUME_MAX];
 	int disk;
-	char tags[VOLUME_MAX][8];
+	char tags[VOLUME_MAX][16];
 	struct hv_vm_config cfg;
 	struct hv_chans ch = { -1, -1, -1 };
 	struct cap_err err;

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """VM lifecycle: stop, crash, stop_on_disconnect, per-connection StopVM,
-capsule run, and capsuled's own shutdown. At most two VMs at a time."""
+capsule run, and capsuled's own shutdown. At most two VMs at a time, but
+for twenty started at once."""
 import os
 import signal
 import subprocess
+import threading
 import time
 import unittest
 
@@ -311,6 +313,52 @@ class LifecycleTest(ct.DaemonTestCase):
         finally:
             self.stop(a["vm_id"])
             self.stop(b["vm_id"])
+
+    def test_twenty_starts_at_once(self):
+        """20 StartVM sent together, each on its own connection: every
+        one becomes a ready VM of its own (none lost, none hung), each
+        runs a command, and all stop leaving nothing."""
+        n = 20
+        results = [None] * n
+
+        def go(i):
+            try:
+                with self.daemon.connect(timeout=600) as c:
+                    results[i] = c.request({"op": "StartVM",
+                                            "memory_mib": 128,
+                                            "launch_seconds": 600})
+            except Exception as e:      # counted below, with the rest
+                results[i] = {"ok": False, "error": repr(e)}
+
+        threads = [threading.Thread(target=go, args=(i,)) for i in range(n)]
+        t0 = time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(900)
+        print("\n  %d VMs ready in %.1f s" % (n, time.monotonic() - t0),
+              end=" ")
+        started = [r for r in results if r and r.get("ok")]
+        try:
+            self.assertEqual(len(started), n, [r for r in results
+                                               if not (r and r.get("ok"))])
+            self.assertEqual(len({r["vm_id"] for r in started}), n)
+            self.assertEqual(len({r["proxy_socket_path"] for r in started}),
+                             n)
+            for r in started:
+                self.exec_echo(r["proxy_socket_path"], r["vm_id"][:8])
+            self.assertEqual(sorted(v["vm_id"] for v in
+                                    self.daemon.list_vms()),
+                             sorted(r["vm_id"] for r in started))
+        finally:
+            r = self.daemon.request({"op": "StopVM", "all": True},
+                                    timeout=300)
+            self.assertIs(r.get("ok"), True, r)
+        self.assertEqual(sorted(r.get("stopped")),
+                         sorted(v["vm_id"] for v in started))
+        for v in started:
+            self.assertFalse(ct.pid_alive(v["pid"]))
+        self.assertNoLeaks()
 
     def test_zz_nothing_left(self):
         self.assertEqual(self.daemon.list_vms(), [])

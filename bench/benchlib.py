@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -59,6 +60,36 @@ def request(sock, obj):
     if not reply.get("ok"):
         raise Failed("%s: %s" % (obj.get("op"), reply.get("error")))
     return reply
+
+
+def add_build_arg(ap):
+    """--build DIR, the build tree to take capsuled and its image from
+    (default: build/ next to bench/)."""
+    ap.add_argument("--build", default=os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "..", "build"))
+
+
+def run_exec(proxy, argv):
+    """Runs argv in the VM behind the exec socket proxy; its stdout and
+    stderr as text. Raises if it does not exit 0."""
+    import base64
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(proxy)
+    s.sendall(json.dumps({"command": argv}).encode() + b"\n")
+    buf = b""
+    while b'"exit"' not in buf:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+    s.close()
+    lines = [json.loads(l) for l in buf.splitlines() if l.strip()]
+    out = b"".join(base64.b64decode(l["data"])
+                   for l in lines if l.get("type") in ("stdout", "stderr"))
+    code = [l.get("exit_code") for l in lines if l.get("type") == "exit"]
+    if code != [0]:
+        raise RuntimeError("%r failed: %r" % (argv, out[-500:]))
+    return out.decode("utf-8", "replace")
 
 
 def qemu_pids(needle=None):

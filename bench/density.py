@@ -23,28 +23,7 @@ import sys
 import threading
 import time
 
-from benchlib import private_daemon, request
-
-
-def exec_out(proxy, argv):
-    import base64
-    import json
-    s = socket.socket(socket.AF_UNIX)
-    s.connect(proxy)
-    s.sendall(json.dumps({"command": argv}).encode() + b"\n")
-    buf = b""
-    while b'"exit"' not in buf:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        buf += chunk
-    s.close()
-    out = b""
-    for line in buf.splitlines():
-        m = json.loads(line)
-        if m.get("type") == "stdout":
-            out += base64.b64decode(m["data"])
-    return out.decode()
+from benchlib import add_build_arg, private_daemon, request, run_exec
 
 
 def kib(path, key):
@@ -71,8 +50,7 @@ def start(sock_path, memory, results, i):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--build", default=os.path.join(
-        os.path.dirname(os.path.abspath(__file__)), "..", "build"))
+    add_build_arg(ap)
     ap.add_argument("--vms", type=int, default=20)
     ap.add_argument("--memory", type=int, default=128)
     a = ap.parse_args()
@@ -130,7 +108,7 @@ def main():
         pss, used = [], []
         for r in good:
             pss.append(kib("/proc/%d/smaps_rollup" % r["pid"], "Pss"))
-            out = exec_out(r["proxy_socket_path"], ["cat", "/proc/meminfo"])
+            out = run_exec(r["proxy_socket_path"], ["cat", "/proc/meminfo"])
             m = {l.split(":")[0]: int(l.split()[1])
                  for l in out.splitlines() if l.split()}
             used.append(m["MemTotal"] - m["MemFree"])

@@ -34,27 +34,7 @@ import sys
 import tarfile
 import time
 
-from benchlib import private_daemon, request
-
-
-def run_exec(proxy, argv):
-    s = socket.socket(socket.AF_UNIX)
-    s.connect(proxy)
-    s.sendall(json.dumps({"command": argv}).encode() + b"\n")
-    buf = b""
-    while b'"exit"' not in buf:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        buf += chunk
-    s.close()
-    lines = [json.loads(l) for l in buf.splitlines() if l.strip()]
-    out = b"".join(__import__("base64").b64decode(l["data"])
-                   for l in lines if l.get("type") in ("stdout", "stderr"))
-    code = [l.get("exit_code") for l in lines if l.get("type") == "exit"]
-    if code != [0]:
-        raise RuntimeError("%r failed: %r" % (argv, out[-500:]))
-    return out.decode("utf-8", "replace")
+from benchlib import add_build_arg, private_daemon, request, run_exec
 
 
 def line(name, values, unit="ms"):
@@ -77,8 +57,7 @@ def dd_rate(text):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--build", default=os.path.join(
-        os.path.dirname(os.path.abspath(__file__)), "..", "build"))
+    add_build_arg(ap)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--mib", type=int, default=256)
     a = ap.parse_args()

@@ -16,22 +16,7 @@ import subprocess
 import sys
 import time
 
-from benchlib import private_daemon, request
-
-
-def exec_true(proxy):
-    s = socket.socket(socket.AF_UNIX)
-    s.connect(proxy)
-    s.sendall(b'{"command":["true"]}\n')
-    buf = b""
-    while b'"exit"' not in buf:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        buf += chunk
-    s.close()
-    if b'"exit_code":0' not in buf:
-        raise RuntimeError("true failed: %r" % buf)
+from benchlib import add_build_arg, private_daemon, request, run_exec
 
 
 def pct(values, p):
@@ -47,8 +32,7 @@ def line(name, values, unit="ms"):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--build", default=os.path.join(
-        os.path.dirname(os.path.abspath(__file__)), "..", "build"))
+    add_build_arg(ap)
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--execs", type=int, default=200)
     a = ap.parse_args()
@@ -78,7 +62,7 @@ def main():
         rtt = []
         for _ in range(a.execs):
             t0 = time.monotonic()
-            exec_true(vm["proxy_socket_path"])
+            run_exec(vm["proxy_socket_path"], ["true"])
             rtt.append((time.monotonic() - t0) * 1000)
         line("exec `true` round trip", rtt)
         request(ctl, {"op": "StopVM", "vm_id": vm["vm_id"]})

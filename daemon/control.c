@@ -305,7 +305,7 @@ op_remove_sandbox(struct conn *c)
 		return;
 	}
 	if (force && (sb = sandbox_find(c->who.uid, ref)) != NULL &&
-	    (vm_id = vm_of_sandbox(sandbox_id(sb))) != NULL &&
+	    (vm_id = vm_of_sandbox(sandbox_id(sb), NULL)) != NULL &&
 	    (vm = vm_find(vm_id)) != NULL) {
 		vm_stop(vm, remove_stopped, c);
 		return;

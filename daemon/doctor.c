@@ -120,6 +120,12 @@ doctor_report(uid_t uid)
 		check(a, "guest_image", CHECK_PASS, "%s", imgdir);
 	check_disk(a);
 	check_socket(a);
+	if (denv.caps->shares_why[0])
+		check(a, "shared_folders", CHECK_WARN, "%s",
+		    denv.caps->shares_why);
+	else
+		check(a, "shared_folders", CHECK_PASS, "virtiofsd, one per "
+		    "share (docs/volumes.md)");
 	check(a, "resource_limits", vmlimits_use_scope() ? CHECK_PASS :
 	    CHECK_WARN, "%s", vmlimits_how());
 	check(a, "cgroups", CHECK_PASS, "%s",

@@ -604,7 +604,7 @@ sandbox_remove(uid_t uid, const char *ref, json_t **out, struct cap_err *err)
 	if (s == NULL)
 		return cap_err_set(err, ENOENT, E_NOT_FOUND, "no sandbox %.80s",
 		    ref);
-	if ((vm = sb.vm_of(s->id)) != NULL)
+	if ((vm = sb.vm_of(s->id, NULL)) != NULL)
 		return cap_err_set(err, EBUSY, E_CONFLICT, "sandbox %s is "
 		    "running (vm %s); stop it first", s->name, vm);
 	{
@@ -649,7 +649,8 @@ sandbox_remove(uid_t uid, const char *ref, json_t **out, struct cap_err *err)
 json_t *
 sandbox_json(const struct sandbox *s)
 {
-	const char *vm = sb.vm_of(s->id);
+	const char *state = "stopped";
+	const char *vm = sb.vm_of(s->id, &state);
 	uint64_t used = 0;
 	json_t *o;
 	int dfd, fd;
@@ -665,7 +666,7 @@ sandbox_json(const struct sandbox *s)
 	}
 	o = json_pack("{s:s, s:s, s:I, s:I, s:s, s:I, s:I, s:O}", J_ID, s->id,
 	    J_NAME, s->name, J_OWNER_UID, (json_int_t)s->owner, J_CREATED_AT,
-	    (json_int_t)s->created_at, J_STATE, vm != NULL ? "running" :
+	    (json_int_t)s->created_at, J_STATE, vm != NULL ? state :
 	    "stopped", J_DISK_SIZE_MIB, (json_int_t)s->disk_mib,
 	    J_DISK_USED, (json_int_t)used, J_CONFIG, s->start);
 	if (o == NULL)

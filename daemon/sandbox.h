@@ -38,8 +38,9 @@
 
 struct sandbox;
 
-/* Is a VM running from the sandbox with this id? Its vm_id, or NULL. */
-typedef const char *sandbox_vm_fn(const char *id);
+/* Is a VM running from the sandbox with this id? Its vm_id, or NULL;
+ * and if so its state's name in *state. */
+typedef const char *sandbox_vm_fn(const char *id, const char **state);
 /* The image a sandbox is created with: resolves a name or digest the
  * caller may use into its digest (image.h). */
 typedef int sandbox_image_fn(uid_t uid, const char *ref,

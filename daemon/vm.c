@@ -1093,15 +1093,18 @@ vm_check_disk(const struct caller *who, uint64_t mib, struct cap_err *err)
 }
 
 const char *
-vm_of_sandbox(const char *sandbox)
+vm_of_sandbox(const char *sandbox, const char **state)
 {
 	struct vm *vm;
 
 	TAILQ_FOREACH(vm, &vm_core.vms, entry)
 		if (vm->spec.sandbox != NULL &&
 		    strcmp(vm->spec.sandbox, sandbox) == 0 &&
-		    vm->state != VM_STOPPED && vm->state != VM_CRASHED)
+		    vm->state != VM_STOPPED && vm->state != VM_CRASHED) {
+			if (state != NULL)
+				*state = vm_state_name(vm->state);
 			return vm->id;
+		}
 	return NULL;
 }
 
@@ -1121,9 +1124,9 @@ vm_start(const struct ctl_start *req, const char *sandbox, uint64_t owner,
 	    (sandbox == NULL && (r = vm_check_disk(who, req->disk_mib,
 	    err)) < 0))
 		return r;
-	if (sandbox != NULL && vm_of_sandbox(sandbox) != NULL)
+	if (sandbox != NULL && vm_of_sandbox(sandbox, NULL) != NULL)
 		return cap_err_set(err, EBUSY, E_CONFLICT, "the sandbox is "
-		    "already running (vm %s)", vm_of_sandbox(sandbox));
+		    "already running (vm %s)", vm_of_sandbox(sandbox, NULL));
 	if ((vm = calloc(1, sizeof(*vm))) == NULL)
 		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
 	util_uuid(vm->id);

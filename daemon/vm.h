@@ -85,8 +85,9 @@ void	vm_ctl_limits(struct ctl_limits *l);
 int	vm_start(const struct ctl_start *req, const char *sandbox,
 	    uint64_t owner, const struct caller *who, vm_start_cb cb,
 	    void *arg, struct cap_err *err);
-/* The id of the VM running from a sandbox (not yet stopped), or NULL. */
-const char *vm_of_sandbox(const char *sandbox);
+/* The id of the VM running from a sandbox (not yet stopped), or NULL;
+ * its state's name in *state if state is not NULL. */
+const char *vm_of_sandbox(const char *sandbox, const char **state);
 /* Stops (or forgets, if it already ended) a VM; cb runs when it is gone,
  * possibly before vm_stop returns. */
 void	vm_stop(struct vm *vm, vm_gone_cb cb, void *arg);

@@ -36,6 +36,8 @@ struct hv_caps {
 	char		accel_why[512];	/* why not something better */
 	char		version[64];	/* e.g. "QEMU 7.2.x" */
 	uint32_t	tsc_khz;	/* host TSC, 0 if unknown */
+	char		shares_why[256];/* why shared folders cannot work
+					 * here; "" if they can */
 };
 
 #define HV_MAX_SERIAL_PORTS	8	/* every backend takes this many */

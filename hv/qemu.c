@@ -170,6 +170,12 @@ qemu_probe(enum hv_accel want, struct hv_caps *caps, struct cap_err *err)
 	else
 		snprintf(caps->version, sizeof(caps->version), "%.63s", out);
 	caps->tsc_khz = host_tsc_khz();
+	if (geteuid() != 0)
+		snprintf(caps->shares_why, sizeof(caps->shares_why), "shared "
+		    "folders need capsuled to run as root");
+	else if (vfsd_find(qemu_vfsd, sizeof(qemu_vfsd), &kerr) < 0)
+		snprintf(caps->shares_why, sizeof(caps->shares_why), "%.250s",
+		    kerr.msg);
 
 	if (want == HV_ACCEL_HVF)
 		return cap_err_set(err, ENOTSUP, E_UNAVAILABLE,

@@ -90,6 +90,9 @@ class PauseTest(ct.DaemonTestCase):
                          (0, vm_id), p)
         p = self.daemon.cli("ps")
         self.assertIn(b"paused", p.stdout)
+        sb = self.daemon.request({"op": "ListSandboxes"})["sandboxes"][0]
+        self.assertEqual((sb["name"], sb["state"], sb["vm_id"]),
+                         ("p", "paused", vm_id))
         t0 = time.monotonic()
         p = self.daemon.cli("stop", "p")
         self.assertEqual(p.returncode, 0, p)

@@ -40,7 +40,8 @@ CAPABILITIES = {
     "network.allowlist_egress": True, "network.guest_interface": True,
     "dns_control_or_equivalent": True}
 CHECKS = ["hypervisor", "acceleration", "guest_image", "state_dir",
-          "control_socket", "resource_limits", "cgroups", "systemd", "vms"]
+          "control_socket", "shared_folders", "resource_limits", "cgroups",
+          "systemd", "vms"]
 TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 # Debian's Prometheus parser (python3-prometheus-client), in Debian's
@@ -774,6 +775,10 @@ class UsersTest(ct.DaemonTestCase):
             "name": "guest_image", "status": "pass",
             "message": ct.IMAGE_DIR})
         self.assertEqual(checks["hypervisor"]["status"], "pass")
+        if os.access("/usr/lib/qemu/virtiofsd", os.X_OK):
+            self.assertEqual(checks["shared_folders"], {
+                "name": "shared_folders", "status": "pass",
+                "message": "virtiofsd, one per share (docs/volumes.md)"})
         if not os.path.isdir("/run/systemd/system"):
             self.assertEqual(checks["systemd"], {
                 "name": "systemd", "status": "warn", "message":

@@ -82,6 +82,51 @@ test_round_trip(void **state)
 	record_free(&out);
 }
 
+/* The sample with a spec (format 2) that decodes. */
+static void
+sample_spec(struct record *r)
+{
+	sample(r);
+	r->have_spec = 1;
+	r->spec.kernel = "/k";
+	r->spec.initrd = "/i";
+	r->spec.rootfs = "/r";
+	r->spec.run_dir = "/run/x";
+	r->spec.proxy_path = "/run/x/proxy.sock";
+	r->spec.console_path = "/run/x/console.log";
+	r->spec.vcpus = 1;
+	r->spec.memory_mib = 256;
+	r->spec.launch_seconds = 30;
+	r->spec.guest_port = 10700;
+	r->spec.console_max = 1 << 20;
+	r->spec.disk_mib = 8192;
+}
+
+/* Each of bad[] (JSON text) as the spec's field in the record s: refused.
+ * Frees s. */
+static void
+refuse_spec_values(char *s, const char *field, const char *const *bad,
+    size_t n)
+{
+	struct record out;
+	struct cap_err err;
+	json_t *o;
+
+	for (size_t i = 0; i < n; i++) {
+		o = json_loads(s, 0, NULL);
+		assert_non_null(o);
+		json_object_set_new(json_object_get(o, "spec"), field,
+		    json_loads(bad[i], JSON_DECODE_ANY, NULL));
+		free(s);
+		s = json_dumps(o, 0);
+		json_decref(o);
+		if (record_decode(s, strlen(s), &out, &err) == 0)
+			fail_msg("record with %s %s was accepted", field,
+			    bad[i]);
+	}
+	free(s);
+}
+
 #define DIGEST "sha256:" \
 	"0f12a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e"
 
@@ -96,25 +141,12 @@ test_spec_image(void **state)
 	    "\"debian\"", "\"sha256:xyz\"", "7", "\"\"" };
 	struct record in, out;
 	struct cap_err err;
-	json_t *o;
 	char *s;
 
 	(void)state;
-	sample(&in);
-	in.have_spec = 1;
-	in.spec.kernel = "/k";
-	in.spec.initrd = "/i";
+	sample_spec(&in);
 	in.spec.rootfs = "/var/lib/capsule/images/x/rootfs.ext4";
 	in.spec.image = DIGEST;
-	in.spec.run_dir = "/run/x";
-	in.spec.proxy_path = "/run/x/proxy.sock";
-	in.spec.console_path = "/run/x/console.log";
-	in.spec.vcpus = 1;
-	in.spec.memory_mib = 256;
-	in.spec.launch_seconds = 30;
-	in.spec.guest_port = 10700;
-	in.spec.console_max = 1 << 20;
-	in.spec.disk_mib = 8192;
 	s = record_encode(&in);
 	assert_non_null(s);
 	if (record_decode(s, strlen(s), &out, &err) != 0)
@@ -130,18 +162,7 @@ test_spec_image(void **state)
 	assert_int_equal(record_decode(s, strlen(s), &out, &err), 0);
 	assert_null(out.spec.image);
 	record_free(&out);
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		o = json_loads(s, 0, NULL);
-		assert_non_null(o);
-		json_object_set_new(json_object_get(o, "spec"), "image",
-		    json_loads(bad[i], JSON_DECODE_ANY, NULL));
-		free(s);
-		s = json_dumps(o, 0);
-		json_decref(o);
-		if (record_decode(s, strlen(s), &out, &err) == 0)
-			fail_msg("record with image %s was accepted", bad[i]);
-	}
-	free(s);
+	refuse_spec_values(s, "image", bad, sizeof(bad) / sizeof(bad[0]));
 }
 
 /* Shared folders come back as they went; a record's volumes are checked
@@ -158,24 +179,10 @@ test_spec_volumes(void **state)
 	    "{}" };
 	struct record in, out;
 	struct cap_err err;
-	json_t *o;
 	char *s;
 
 	(void)state;
-	sample(&in);
-	in.have_spec = 1;
-	in.spec.kernel = "/k";
-	in.spec.initrd = "/i";
-	in.spec.rootfs = "/r";
-	in.spec.run_dir = "/run/x";
-	in.spec.proxy_path = "/run/x/proxy.sock";
-	in.spec.console_path = "/run/x/console.log";
-	in.spec.vcpus = 1;
-	in.spec.memory_mib = 256;
-	in.spec.launch_seconds = 30;
-	in.spec.guest_port = 10700;
-	in.spec.console_max = 1 << 20;
-	in.spec.disk_mib = 8192;
+	sample_spec(&in);
 	in.spec.volumes[0].host = "/home/u/src";
 	in.spec.volumes[0].guest = "/work";
 	in.spec.volumes[1].host = "/data";
@@ -193,18 +200,7 @@ test_spec_volumes(void **state)
 	assert_string_equal(out.spec.volumes[1].host, "/data");
 	assert_int_equal(out.spec.volumes[1].ro, 1);
 	record_free(&out);
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		o = json_loads(s, 0, NULL);
-		assert_non_null(o);
-		json_object_set_new(json_object_get(o, "spec"), "volumes",
-		    json_loads(bad[i], JSON_DECODE_ANY, NULL));
-		free(s);
-		s = json_dumps(o, 0);
-		json_decref(o);
-		if (record_decode(s, strlen(s), &out, &err) == 0)
-			fail_msg("record with volumes %s was accepted", bad[i]);
-	}
-	free(s);
+	refuse_spec_values(s, "volumes", bad, sizeof(bad) / sizeof(bad[0]));
 }
 
 /* Encodes the sample, sets path (a top-level key, or "made.KEY" in the

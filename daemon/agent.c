@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/queue.h>
 #include <time.h>
 
@@ -827,6 +828,35 @@ uint32_t
 agent_features(const struct agent *a)
 {
 	return a->ready ? a->features : 0;
+}
+
+int
+agent_refresh(struct agent *a, struct cap_err *err)
+{
+	struct chan_refresh r;
+	struct timespec ts;
+	uint8_t out[CHAN_REFRESH_LEN];
+	int n;
+
+	if (a->failed)
+		return cap_err_set(err, EPIPE, E_UNAVAILABLE,
+		    "the guest agent is not connected");
+	if (a->ready && !(a->features & CHAN_FEAT_REFRESH))
+		return cap_err_set(err, ENOTSUP, E_UNAVAILABLE, "the guest "
+		    "agent is too old to be refreshed");
+	if (getrandom(r.seed, sizeof(r.seed), 0) != (ssize_t)sizeof(r.seed))
+		return cap_err_set(err, errno, E_INTERNAL, "getrandom: %s",
+		    strerror(errno));
+	clock_gettime(CLOCK_REALTIME, &ts);
+	r.realtime_ns = (uint64_t)ts.tv_sec * 1000000000u +
+	    (uint64_t)ts.tv_nsec;
+	n = chan_refresh_encode(out, sizeof(out), &r);
+	agent_send(a, CHAN_REFRESH, 0, out, (size_t)n);
+	explicit_bzero(&r, sizeof(r));
+	explicit_bzero(out, sizeof(out));
+	/* It answers with a HELLO, as after a boot. */
+	a->ready = 0;
+	return 0;
 }
 
 int

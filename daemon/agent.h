@@ -102,6 +102,9 @@ void	agent_end_streams(struct agent *a, const char *why);
  * CHAN_VERSION_MIN). */
 uint32_t agent_features(const struct agent *a);
 /* Sends NET (once per guest boot); the answer comes to net_done. */
+/* Sends REFRESH (the host's time, fresh randomness): the guest is a
+ * copy. Its agent answers with HELLO, reported by cbs.ready again. */
+int	agent_refresh(struct agent *a, struct cap_err *err);
 int	agent_net(struct agent *a, const struct chan_net *n,
 	    struct cap_err *err);
 /* Other heartbeat timings (tests). */

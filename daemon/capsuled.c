@@ -270,6 +270,7 @@ apply(const struct config *c, int reloading)
 		.vm_cpu_quota = c->vm_cpu_quota,
 		.vm_tasks_max = c->vm_tasks_max,
 		.vm_memory_overhead_mib = c->vm_memory_overhead_mib,
+		.templates = strcmp(c->templates, "on") == 0,
 	};
 	enum log_level level = LOG_LVL_INFO;
 	static const struct { enum config_key k; size_t off, len; } fixed[] = {

@@ -58,6 +58,7 @@ static const struct config_item {
 	N(CK_VM_TASKS_MAX, "vm_tasks_max", vm_tasks_max, CT_UINT, 0, 1000000),
 	N(CK_VM_MEMORY_OVERHEAD_MIB, "vm_memory_overhead_mib",
 	    vm_memory_overhead_mib, CT_U64, 0, 1024 * 1024),
+	C(CK_TEMPLATES, "templates", templates, "on|off"),
 #undef S
 #undef N
 #undef C
@@ -70,6 +71,7 @@ config_defaults(struct config *c)
 	memset(c, 0, sizeof(*c));
 	snprintf(c->accel, sizeof(c->accel), "auto");
 	snprintf(c->log_level, sizeof(c->log_level), "info");
+	snprintf(c->templates, sizeof(c->templates), "on");
 	c->default_vcpus = 1;
 	c->default_memory_mib = 512;
 	c->console_log_max_mib = 10;

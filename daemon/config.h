@@ -53,6 +53,7 @@ struct config {
 	unsigned	vm_cpu_quota;		/* percent of one CPU */
 	unsigned	vm_tasks_max;
 	uint64_t	vm_memory_overhead_mib;	/* allowed above its RAM */
+	char		templates[4];		/* on, off */
 	/* Which keys the file set (so the command line can tell). */
 	uint64_t	set;
 };
@@ -64,7 +65,7 @@ enum config_key {
 	CK_DEFAULT_MEMORY_MIB, CK_CONSOLE_LOG_MAX_MIB, CK_REQUEST_TIMEOUT,
 	CK_CLIENT_INPUT_MAX_MIB, CK_USER_MAX_VMS, CK_USER_MAX_VCPUS,
 	CK_USER_MAX_MEMORY_MIB, CK_VM_CPU_QUOTA, CK_VM_TASKS_MAX,
-	CK_VM_MEMORY_OVERHEAD_MIB, CK_DNS_SERVER, CK_USER_MAX_DISK_MIB,
+	CK_VM_MEMORY_OVERHEAD_MIB, CK_DNS_SERVER, CK_USER_MAX_DISK_MIB, CK_TEMPLATES,
 };
 
 void	config_defaults(struct config *c);

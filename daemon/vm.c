@@ -37,6 +37,7 @@
 #include "util.h"
 #include "vm.h"
 #include "vmfiles.h"
+#include "template.h"
 #include "vmpriv.h"
 #include "vmspec.h"
 
@@ -111,6 +112,10 @@ vm_init(const struct vm_env *e, struct cap_err *err)
 	if ((fd = vm_state_subdir(VMSPEC_PUBLIC, 0711, err)) < 0)
 		return fd;
 	vm_core.run_fd = fd;
+	/* Start templates: capsuled's alone, like the private dirs. */
+	if ((fd = vm_state_subdir(TEMPLATE_DIR, 0700, err)) < 0)
+		return fd;
+	template_init(fd);
 	return 0;
 }
 
@@ -258,12 +263,24 @@ vm_count(void)
 	return n;
 }
 
+/* A new struct vm, its fds all -1. */
+struct vm *
+vm_alloc(void)
+{
+	struct vm *vm = calloc(1, sizeof(*vm));
+
+	if (vm != NULL)
+		vm->tmpl_ram = vm->tmpl_state = -1;
+	return vm;
+}
+
 void
 vm_free(struct vm *vm)
 {
 	if (vm->timer != NULL)
 		event_free(vm->timer);
 	vmidle_stop(vm);
+	vmtemplate_release(vm);
 	if (vm->rebind != NULL)
 		caller_cancel(vm->rebind);
 	publish_free(vm->publish);
@@ -330,6 +347,7 @@ vm_release(struct vm *vm, const char *why)
 	if (vm->timer != NULL)
 		event_del(vm->timer);
 	vmidle_stop(vm);
+	vmtemplate_release(vm);
 	/* An adopted VM's exec socket still being made: that job must not
 	 * report to a VM that is gone. */
 	if (vm->rebind != NULL) {
@@ -433,7 +451,7 @@ vm_abort_start(struct vm *vm, const struct cap_err *err)
 
 /* The start failed after QEMU ran: remember why, make the process go,
  * and report once it has been reaped and everything is released. */
-static void
+void
 vm_fail_start(struct vm *vm, const char *code, const char *what)
 {
 	char msg[sizeof(vm->start_err.msg)];
@@ -492,7 +510,6 @@ vm_proxy_agent(void *arg, char *why, size_t len)
 const struct proxy_cbs vm_proxy_cbs = { .agent = vm_proxy_agent };
 
 static int	vm_send_net(struct vm *, struct cap_err *);
-static void	vm_running(struct vm *);
 
 /* A stream the guest opened: its network's business. */
 static void
@@ -554,6 +571,8 @@ vm_agent_ready(struct agent *a, uint32_t guest_boot_ms, void *arg)
 	}
 	if (vm->state != VM_STARTING || vm->failing)
 		return;
+	if (vmtemplate_hello(vm))
+		return;
 	vm->guest_boot_ms = guest_boot_ms;
 	if (vm->spec.network.mode != NETPOL_NONE) {
 		/* Ready once the guest's network is set up (fail closed). */
@@ -561,7 +580,8 @@ vm_agent_ready(struct agent *a, uint32_t guest_boot_ms, void *arg)
 			vm_fail_start(vm, err.code, err.msg);
 		return;
 	}
-	vm_running(vm);
+	if (!vmtemplate_capture(vm))
+		vm_running(vm);
 }
 
 /* The agent set the guest's network up, or could not. */
@@ -585,7 +605,8 @@ vm_agent_net_done(struct agent *a, uint32_t code, const char *msg,
 		vm_fail_start(vm, E_VM_FAILED, why);
 		return;
 	}
-	vm_running(vm);
+	if (!vmtemplate_capture(vm))
+		vm_running(vm);
 }
 
 /* The guest's half of allow and nat: sent once per guest boot. */
@@ -623,7 +644,7 @@ vm_send_net(struct vm *vm, struct cap_err *err)
 }
 
 /* Starting is done: the exec socket serves, published ports accept. */
-static void
+void
 vm_running(struct vm *vm)
 {
 	struct cap_err err;
@@ -966,7 +987,9 @@ vm_files_done(struct vm_files *f, const struct cap_err *ferr, void *arg)
 		disk = sb != NULL ? sandbox_open_disk(sb, &err) :
 		    cap_err_set(&err, ENOENT, E_NOT_FOUND, "the VM's sandbox "
 		    "is gone");
-	} else
+	} else if ((r = vmtemplate_prepare(vm, &cfg, &disk, &err)) < 0)
+		disk = r;
+	else if (disk < 0)
 		disk = disk_make(f->private_fd, DISK_FILE, vm->spec.disk_mib,
 		    &err);
 	if (disk < 0) {
@@ -985,7 +1008,9 @@ vm_files_done(struct vm_files *f, const struct cap_err *ferr, void *arg)
 	}
 
 	vm->t_spawn = util_now_ms();
-	/* QEMU holds the images and ports now. */
+	/* QEMU holds the images and ports now (and a template's state). */
+	if (vm->tmpl_phase == VMT_RESTORING)
+		closep(&vm->tmpl_state);
 	closep(&f->kernel);
 	closep(&f->initrd);
 	closep(&f->rootfs);
@@ -1127,7 +1152,7 @@ vm_start(const struct ctl_start *req, const char *sandbox, uint64_t owner,
 	if (sandbox != NULL && vm_of_sandbox(sandbox, NULL) != NULL)
 		return cap_err_set(err, EBUSY, E_CONFLICT, "the sandbox is "
 		    "already running (vm %s)", vm_of_sandbox(sandbox, NULL));
-	if ((vm = calloc(1, sizeof(*vm))) == NULL)
+	if ((vm = vm_alloc()) == NULL)
 		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
 	util_uuid(vm->id);
 	vm->state = VM_STARTING;
@@ -1226,6 +1251,7 @@ vm_hv_exited(void *arg, const struct hv_exit *ex)
 	vm->exit = *ex;
 	vm_exit_text(ex, how, sizeof(how));
 	if (vm->state == VM_STARTING && !vm->failing) {
+		vmtemplate_lost(vm);
 		snprintf(msg, sizeof(msg), "%s %s before the guest agent was "
 		    "ready", vm_core.env.hv->name, how);
 		vm_fail_start(vm, E_VM_FAILED, msg);
@@ -1287,6 +1313,10 @@ vm_hv_event(void *arg, enum hv_event ev, const char *detail)
 	case HV_EV_RESUMED:
 		vm->paused = 0;
 		vm_responsive(vm);
+		break;
+	case HV_EV_SAVED: case HV_EV_SAVE_FAILED:
+	case HV_EV_RESTORED: case HV_EV_RESTORE_FAILED:
+		vmtemplate_hv_event(vm, ev);
 		break;
 	}
 }
@@ -1464,6 +1494,8 @@ vm_describe(const struct vm *vm, struct ctl_vm *v)
 	v->ms_ready = vm->t_ready - vm->t0;
 	v->ms_spawn = vm->t_spawn - vm->t0;
 	v->ms_guest_boot = vm->guest_boot_ms;
+	v->start = vm->start_how;
+	v->start_note = vm->start_note;
 	v->network = &vm->spec.network;
 	v->publish = vm->spec.publish;
 	v->npublish = vm->spec.npublish;

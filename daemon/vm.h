@@ -64,6 +64,7 @@ struct vm_limits {
 	unsigned	vm_cpu_quota;		/* percent of one CPU */
 	unsigned	vm_tasks_max;
 	uint64_t	vm_memory_overhead_mib;	/* above its RAM; 0: none */
+	int		templates;		/* start from templates */
 };
 
 /* Called once the StartVM outcome is known: vm is running, or err says why

@@ -133,7 +133,7 @@ vmadopt_list_gone(struct record *r, const char *why)
 {
 	struct vm *vm;
 
-	if ((vm = calloc(1, sizeof(*vm))) == NULL)
+	if ((vm = vm_alloc()) == NULL)
 		return;
 	memcpy(vm->id, r->vm_id, sizeof(vm->id));
 	vm->state = VM_CRASHED;
@@ -190,7 +190,7 @@ vmadopt_one(struct record *r, int private_fd, int alive, void *arg)
 		vmadopt_list_gone(r, why);
 		return -1;
 	}
-	if ((vm = calloc(1, sizeof(*vm))) == NULL)
+	if ((vm = vm_alloc()) == NULL)
 		return -1;
 	memcpy(vm->id, r->vm_id, sizeof(vm->id));
 	vm->state = VM_RUNNING;

@@ -68,6 +68,16 @@ struct vm {
 	int		 silent;	/* the agent stopped answering */
 	int		 paused;	/* QEMU paused the guest */
 
+	/* Start templates (vmtemplate.c). */
+	char		*tmpl_key;	/* its spec's, if it may use one */
+	int		 tmpl_ram;	/* cold: the guest's RAM (a memfd) */
+	int		 tmpl_state;	/* the device state, being written
+					 * (capture) or to read (restore) */
+	enum { VMT_NONE, VMT_CAPTURING, VMT_RESTORING, VMT_REFRESHING }
+			 tmpl_phase;
+	const char	*start_how;	/* "cold" or "restored" */
+	char		 start_note[256];
+
 	vm_start_cb	 start_cb;
 	void		*start_arg;
 	struct cap_err	 start_err;
@@ -97,7 +107,23 @@ void	vm_timer_cb(evutil_socket_t fd, short what, void *arg);
 int	vm_write_record(struct vm *vm, struct cap_err *err);
 void	vm_report_start(struct vm *vm, const struct cap_err *err);
 void	vm_release(struct vm *vm, const char *why);
+struct vm *vm_alloc(void);
 void	vm_free(struct vm *vm);
+void	vm_running(struct vm *vm);
+void	vm_fail_start(struct vm *vm, const char *code, const char *what);
+
+/* vmtemplate.c: a start's use of templates. prepare: before the
+ * hypervisor starts (sets cfg's RAM; *disk is the VM's disk if it made
+ * one, else -1). capture: at ready after a boot, 1 if it took over.
+ * hello: a HELLO while starting, 1 if it was the answer to a REFRESH
+ * (or is to be ignored). lost: the hypervisor ended while restoring. */
+int	vmtemplate_prepare(struct vm *vm, struct hv_vm_config *cfg, int *disk,
+	    struct cap_err *err);
+int	vmtemplate_capture(struct vm *vm);
+int	vmtemplate_hello(struct vm *vm);
+void	vmtemplate_hv_event(struct vm *vm, enum hv_event ev);
+void	vmtemplate_lost(struct vm *vm);
+void	vmtemplate_release(struct vm *vm);
 
 /* The VM's network parts (egress, published ports) for its spec;
  * publishing binds its host ports now. */

@@ -19,6 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/random.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/signalfd.h>
@@ -557,6 +559,49 @@ agent_hello(const struct chan_hdr *h, const uint8_t *p)
 	A.hello = AGENT_HELLO_OK;
 }
 
+static void	agent_link(void *, int);
+
+/* This guest is a copy (restored from a template, or the VM a template
+ * was taken from): take the host's time and randomness before anything
+ * runs, then start the connection over with a HELLO. */
+static void
+agent_refresh(const struct chan_hdr *h, const uint8_t *p)
+{
+	struct {
+		int	entropy_count;
+		int	buf_size;
+		uint8_t	buf[CHAN_REFRESH_SEED];
+	} add;
+	struct chan_refresh r;
+	struct timespec ts;
+	int fd;
+
+	if (chan_refresh_decode(p, h->len, &r) < 0) {
+		chanio_send_error(&A.chan, 0, "bad REFRESH payload");
+		return;
+	}
+	ts.tv_sec = (time_t)(r.realtime_ns / 1000000000u);
+	ts.tv_nsec = (long)(r.realtime_ns % 1000000000u);
+	if (clock_settime(CLOCK_REALTIME, &ts) < 0)
+		agent_log("REFRESH: cannot set the clock: %s", strerror(errno));
+	/* Credited (the host's getrandom), and the generator reseeded at
+	 * once: from here on no two copies share a random stream. */
+	add.entropy_count = CHAN_REFRESH_SEED * 8;
+	add.buf_size = CHAN_REFRESH_SEED;
+	memcpy(add.buf, r.seed, CHAN_REFRESH_SEED);
+	if ((fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC)) < 0 ||
+	    ioctl(fd, RNDADDENTROPY, &add) < 0 ||
+	    ioctl(fd, RNDRESEEDCRNG) < 0)
+		agent_log("REFRESH: cannot reseed the random generator: %s",
+		    strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	explicit_bzero(&add, sizeof(add));
+	explicit_bzero(&r, sizeof(r));
+	agent_link(NULL, 0);
+	agent_link(NULL, 1);
+}
+
 /* Ends whatever stream has this id, and tells the host with RESET. */
 static void
 agent_refuse(uint32_t id, uint32_t code, const char *fmt, ...)
@@ -673,6 +718,11 @@ agent_frame(void *arg, const struct chan_hdr *h, const uint8_t *p)
 	if (h->kind == CHAN_PING && h->stream == 0) {
 		/* The host's heartbeat: answer with its number. */
 		chanio_send(&A.chan, CHAN_PONG, 0, p, h->len < 4 ? h->len : 4);
+		return;
+	}
+	if (h->kind == CHAN_REFRESH && h->stream == 0 &&
+	    (A.features & CHAN_FEAT_REFRESH)) {
+		agent_refresh(h, p);
 		return;
 	}
 	if (h->kind == CHAN_NET && h->stream == 0 &&

@@ -59,6 +59,13 @@ struct hv_share {
 	int		 ro;		/* enforced on the host */
 };
 
+/* What backs the guest's RAM (see hv_vm_config.ram). */
+enum hv_ram {
+	HV_RAM_ANON = 0,
+	HV_RAM_SHARED,
+	HV_RAM_TEMPLATE,
+};
+
 /* Everything a backend needs to start one VM. The fds stay the daemon's;
  * the backend duplicates what it keeps. */
 struct hv_vm_config {
@@ -101,6 +108,17 @@ struct hv_vm_config {
 	 * space in MiB and how many tasks its uid may have. */
 	uint64_t	 rlimit_as_mib;
 	unsigned	 rlimit_nproc;
+	/* Guest RAM. HV_RAM_ANON: the backend's own. HV_RAM_SHARED: ram_fd,
+	 * a file of memory_mib the daemon keeps, mapped shared, so that the
+	 * daemon can copy it once save() has stopped the guest.
+	 * HV_RAM_TEMPLATE: ram_fd is a template's sealed RAM, mapped
+	 * copy-on-write, and restore_fd the device state save() wrote: the
+	 * guest goes on from where the template was taken instead of
+	 * booting (HV_EV_RESTORED or HV_EV_RESTORE_FAILED says how that
+	 * went). Everything else in the config must be as it was then. */
+	enum hv_ram	 ram;
+	int		 ram_fd;
+	int		 restore_fd;
 };
 
 /* The streams a started VM offers; each fd is the daemon's to close. */
@@ -131,6 +149,10 @@ enum hv_event {
 	HV_EV_RESUMED,
 	HV_EV_IO_ERROR,		/* a host write for the guest's disk failed */
 	HV_EV_PANIC,		/* the guest says its kernel panicked */
+	HV_EV_SAVED,		/* save() finished; the guest is stopped */
+	HV_EV_SAVE_FAILED,	/* save() did not; the guest is stopped */
+	HV_EV_RESTORED,		/* a HV_RAM_TEMPLATE guest runs */
+	HV_EV_RESTORE_FAILED,	/* ... could not be restored */
 };
 
 struct hv_cbs {
@@ -175,6 +197,11 @@ struct hv_ops {
 	/* Stops (pause 1) or restarts (0) the guest's vCPUs; its memory
 	 * and devices stay as they are. */
 	int	(*pause)(struct hv_vm *vm, int pause, struct cap_err *err);
+	/* Stops the guest and writes its device state to state_fd, for
+	 * HV_RAM_TEMPLATE starts of copies; its RAM is the HV_RAM_SHARED
+	 * file it started with. HV_EV_SAVED or _SAVE_FAILED follows; the
+	 * guest stays stopped until pause(vm, 0). NULL if unsupported. */
+	int	(*save)(struct hv_vm *vm, int state_fd, struct cap_err *err);
 	/* Asks the hypervisor to end the guest now. */
 	int	(*quit)(struct hv_vm *vm, struct cap_err *err);
 	/* Last resort. */

@@ -39,7 +39,7 @@
 #include "util.h"
 #include "vfsd.h"
 
-#define QEMU_ARGS_MAX	(84 + 4 * HV_MAX_SERIAL_PORTS + 4 * HV_MAX_SHARES)
+#define QEMU_ARGS_MAX	(88 + 4 * HV_MAX_SERIAL_PORTS + 4 * HV_MAX_SHARES)
 /* The fds QEMU gets, at fixed numbers (macros: they go into strings). */
 #define QFD_AGENT	3	/* listening sockets */
 #define QFD_QMP		4
@@ -50,7 +50,8 @@
 #define QFD_DISK	9
 #define QFD_PORT0	10	/* one per raw serial port */
 /* Then one per share, at QFD_PORT0 + nports + i. */
-#define QEMU_NFDS	(QFD_PORT0 - 3 + HV_MAX_SERIAL_PORTS + HV_MAX_SHARES)
+/* then one per shared folder's connection, then RAM and state files */
+#define QEMU_NFDS	(QFD_PORT0 - 3 + HV_MAX_SERIAL_PORTS + HV_MAX_SHARES + 2)
 #define QEMU_CMDLINE_MAX 2048	/* x86 COMMAND_LINE_SIZE, with its NUL */
 #define QEMU_SOCK_AGENT	"agent.sock"
 #define QEMU_SOCK_QMP	"qmp.sock"
@@ -62,6 +63,8 @@
 #define QMP_EV_RESUME		"RESUME"
 #define QMP_EV_PANICKED		"GUEST_PANICKED"
 #define QMP_EV_IO_ERROR		"BLOCK_IO_ERROR"
+#define QMP_EV_MIGRATION	"MIGRATION"
+#define QMP_STATE_FDNAME	"capsule-state"
 
 /* A shared folder's server (its keeper, vfsd.c): our child. It may
  * outlive the hv_vm (vm NULL then) until it is reaped: capsuled never
@@ -84,6 +87,9 @@ struct hv_vm {
 	enum hv_end	 end;		/* from QMP's SHUTDOWN, if it came */
 	int		 quitting;	/* we asked: a STOP is expected */
 	int		 pausing;	/* we asked: STOP and RESUME too */
+	int		 ram_shared;	/* HV_RAM_SHARED: save() can work */
+	int		 saving;	/* save() runs: MIGRATION says how */
+	int		 restoring;	/* HV_RAM_TEMPLATE, not running yet */
 	int		 exited;
 	dev_t		 exe_dev;	/* the binary it runs */
 	ino_t		 exe_ino;
@@ -333,6 +339,44 @@ jstr(json_t *o, const char *key)
 	return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
+/* Saving a template or restoring one: QEMU's word on how it went. */
+static void
+qemu_migration(struct hv_vm *vm, const char *status)
+{
+	int done, failed;
+
+	if (status == NULL)
+		return;
+	done = strcmp(status, "completed") == 0;
+	failed = strcmp(status, "failed") == 0 ||
+	    strcmp(status, "cancelled") == 0;
+	if (!done && !failed)
+		return;
+	if (vm->saving) {
+		vm->saving = 0;
+		vm->cbs.event(vm->arg, done ? HV_EV_SAVED : HV_EV_SAVE_FAILED,
+		    done ? "QEMU saved the guest's state" : "QEMU could not "
+		    "save the guest's state");
+	} else if (vm->restoring) {
+		vm->restoring = 0;
+		if (done)
+			qmp_execute(vm->qmp, "cont");
+		vm->cbs.event(vm->arg, done ? HV_EV_RESTORED :
+		    HV_EV_RESTORE_FAILED, done ? "QEMU restored the guest" :
+		    "QEMU could not restore the guest from its template");
+	}
+}
+
+/* RAM that is a shared file goes by reference (the file), not in the
+ * state stream; and MIGRATION events tell how it ends. */
+static json_t *
+qemu_migrate_caps(void)
+{
+	return json_pack("{s:[{s:s,s:b},{s:s,s:b}]}", "capabilities",
+	    "capability", "x-ignore-shared", "state", 1,
+	    "capability", "events", "state", 1);
+}
+
 static void
 qemu_qmp_event(void *arg, const char *name, json_t *data)
 {
@@ -349,6 +393,8 @@ qemu_qmp_event(void *arg, const char *name, json_t *data)
 	} else if (strcmp(name, QMP_EV_STOP) == 0 && !vm->quitting &&
 	    !vm->pausing) {
 		vm->cbs.event(vm->arg, HV_EV_PAUSED, "QEMU paused the guest");
+	} else if (strcmp(name, QMP_EV_MIGRATION) == 0) {
+		qemu_migration(vm, jstr(data, "status"));
 	} else if (strcmp(name, QMP_EV_RESUME) == 0) {
 		vm->cbs.event(vm->arg, HV_EV_RESUMED, "QEMU resumed the guest");
 	} else if (strcmp(name, QMP_EV_IO_ERROR) == 0) {
@@ -561,7 +607,8 @@ qemu_start(struct event_base *base, const struct hv_vm_config *cfg,
 	char port_dev[HV_MAX_SERIAL_PORTS][128];
 	char fs_chr[HV_MAX_SHARES][64], fs_dev[HV_MAX_SHARES][96];
 	int fs_conn[HV_MAX_SHARES];
-	char *cmdline = NULL, *argv[QEMU_ARGS_MAX];
+	char *cmdline = NULL, *argv[QEMU_ARGS_MAX], incoming[32];
+	int qfd_ram, qfd_state;
 	struct qemu_socks socks;
 	int fds[QEMU_NFDS], nfds = 0, n = 0, logp[2] = { -1, -1 };
 	struct hv_vm *vm = NULL;
@@ -651,11 +698,29 @@ qemu_start(struct event_base *base, const struct hv_vm_config *cfg,
 		fds[nfds++] = cfg->ports[i].fd;
 	for (i = 0; i < cfg->nshares; i++)
 		fds[nfds++] = fs_conn[i];	/* QFD_PORT0 + nports + i */
+	qfd_ram = 3 + nfds;
+	qfd_state = qfd_ram + 1;
+	if (cfg->ram != HV_RAM_ANON)
+		fds[nfds++] = cfg->ram_fd;
+	if (cfg->ram == HV_RAM_TEMPLATE)
+		fds[nfds++] = cfg->restore_fd;
+	snprintf(incoming, sizeof(incoming), "fd:%d", qfd_state);
 	snprintf(mem, sizeof(mem), "%llu",
 	    (unsigned long long)cfg->memory_mib);
-	/* vhost-user servers map the guest's memory: it must be shared. */
-	snprintf(memobj, sizeof(memobj), "memory-backend-memfd,id=mem,"
-	    "size=%lluM,share=on", (unsigned long long)cfg->memory_mib);
+	if (cfg->ram != HV_RAM_ANON)
+		/* The daemon's file: shared to be copied into a template, or
+		 * a template's, privately, so a copy's writes stay its own
+		 * (the file is sealed against writes anyway). */
+		snprintf(memobj, sizeof(memobj), "memory-backend-file,id=mem,"
+		    "size=%lluM,mem-path=/dev/fd/%d,share=%s",
+		    (unsigned long long)cfg->memory_mib, qfd_ram,
+		    cfg->ram == HV_RAM_SHARED ? "on" : "off");
+	else
+		/* vhost-user servers map the guest's memory: it must be
+		 * shared. */
+		snprintf(memobj, sizeof(memobj), "memory-backend-memfd,id=mem,"
+		    "size=%lluM,share=on",
+		    (unsigned long long)cfg->memory_mib);
 	snprintf(smp, sizeof(smp), "%u", cfg->vcpus);
 	snprintf(fdarg[0], sizeof(fdarg[0]), "fd=%d,set=1,opaque=base",
 	    QFD_BASE);
@@ -666,9 +731,17 @@ qemu_start(struct event_base *base, const struct hv_vm_config *cfg,
 	ARG(qemu_bin);
 	ARG("-name"); ARG("capsule");
 	ARG("-machine");
-	ARG(cfg->nshares > 0 ? "microvm,memory-backend=mem" : "microvm");
-	if (cfg->nshares > 0) {
+	ARG(cfg->nshares > 0 || cfg->ram != HV_RAM_ANON ?
+	    "microvm,memory-backend=mem" : "microvm");
+	if (cfg->nshares > 0 || cfg->ram != HV_RAM_ANON) {
 		ARG("-object"); ARG(memobj);
+	}
+	if (cfg->ram == HV_RAM_TEMPLATE) {
+		/* The state comes once QMP has set the same capabilities the
+		 * save had. */
+		ARG("-incoming"); ARG("defer");
+	}
+	if (cfg->nshares > 0) {
 		/* libvhost-user (virtiofsd) serves modern virtio only, and
 		 * microvm's virtio-mmio defaults to legacy. */
 		ARG("-global"); ARG("virtio-mmio.force-legacy=false");
@@ -773,7 +846,22 @@ qemu_start(struct event_base *base, const struct hv_vm_config *cfg,
 	}
 	vm->qmp = qmp_new(base, TAKE_FD(socks.conn[1]), &qemu_qmp_cbs, vm,
 	    vm->what);
-	if (vm->qmp == NULL)
+	vm->ram_shared = cfg->ram == HV_RAM_SHARED;
+	if (cfg->ram == HV_RAM_TEMPLATE) {
+		vm->restoring = 1;
+		if (vm->qmp == NULL ||
+		    qmp_execute_args(vm->qmp, "migrate-set-capabilities",
+		    qemu_migrate_caps()) < 0 ||
+		    qmp_execute_args(vm->qmp, "migrate-incoming",
+		    json_pack("{s:s}", "uri", incoming)) < 0) {
+			r = cap_err_set(err, EIO, E_INTERNAL, "cannot tell QEMU "
+			    "to restore the template");
+			kill(pid, SIGKILL);
+			while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+				;
+			goto fail;
+		}
+	} else if (vm->qmp == NULL)
 		log_warn("%s: cannot read QMP; reboots and panics will be "
 		    "reported as plain exits", vm->what);
 	fcntl(logp[0], F_SETFL, O_NONBLOCK);
@@ -893,6 +981,31 @@ qemu_pause(struct hv_vm *vm, int pause, struct cap_err *err)
 	return 0;
 }
 
+static int
+qemu_save(struct hv_vm *vm, int state_fd, struct cap_err *err)
+{
+	if (!vm->ram_shared)
+		return cap_err_set(err, ENOTSUP, E_INTERNAL, "the VM's RAM is "
+		    "not a shared file");
+	if (vm->saving || vm->restoring)
+		return cap_err_set(err, EBUSY, E_CONFLICT, "a save or restore "
+		    "is under way");
+	/* QMP runs these in order; the file is QEMU's once getfd ran. */
+	vm->pausing = 1;
+	if (qmp_execute(vm->qmp, "stop") < 0 ||
+	    qmp_execute_args(vm->qmp, "migrate-set-capabilities",
+	    qemu_migrate_caps()) < 0 ||
+	    qmp_send_fd(vm->qmp, state_fd) < 0 ||
+	    qmp_execute_args(vm->qmp, "getfd", json_pack("{s:s}", "fdname",
+	    QMP_STATE_FDNAME)) < 0 ||
+	    qmp_execute_args(vm->qmp, "migrate", json_pack("{s:s}", "uri",
+	    "fd:" QMP_STATE_FDNAME)) < 0)
+		return cap_err_set(err, EPIPE, E_INTERNAL, "QMP is not "
+		    "connected");
+	vm->saving = 1;
+	return 0;
+}
+
 static void
 qemu_kill(struct hv_vm *vm)
 {
@@ -954,6 +1067,7 @@ const struct hv_ops qemu_ops = {
 	.start = qemu_start,
 	.adopt = qemu_adopt,
 	.pause = qemu_pause,
+	.save = qemu_save,
 	.quit = qemu_quit,
 	.kill = qemu_kill,
 	.pid = qemu_pid,

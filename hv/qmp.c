@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -153,6 +154,56 @@ qmp_execute(struct qmp *q, const char *cmd)
 	if (n < 0 || (size_t)n >= sizeof(line))
 		return -E2BIG;
 	return bufferevent_write(q->bev, line, (size_t)n) == 0 ? 0 : -ENOMEM;
+}
+
+int
+qmp_execute_args(struct qmp *q, const char *cmd, json_t *args)
+{
+	json_t *o = json_pack("{s:s,s:o}", QMP_KEY_EXECUTE, cmd,
+	    "arguments", args);
+	char *line;
+	int r;
+
+	if (o == NULL)
+		return -ENOMEM;
+	if (q == NULL || q->closed) {
+		json_decref(o);
+		return -EPIPE;
+	}
+	line = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	if (line == NULL)
+		return -ENOMEM;
+	r = bufferevent_write(q->bev, line, strlen(line)) == 0 &&
+	    bufferevent_write(q->bev, "\n", 1) == 0 ? 0 : -ENOMEM;
+	free(line);
+	return r;
+}
+
+int
+qmp_send_fd(struct qmp *q, int fd)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = { .iov_base = " ", .iov_len = 1 };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1,
+	    .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
+	struct cmsghdr *c;
+	ssize_t n;
+
+	if (q == NULL || q->closed)
+		return -EPIPE;
+	memset(cbuf, 0, sizeof(cbuf));
+	c = CMSG_FIRSTHDR(&m);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	/* Ahead of anything still queued, which is fine: QEMU only keeps
+	 * the file until a command asks for it. */
+	do
+		n = sendmsg(bufferevent_getfd(q->bev), &m, MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	return n == 1 ? 0 : n < 0 ? -errno : -EAGAIN;
 }
 
 void

@@ -29,6 +29,12 @@ struct qmp *qmp_new(struct event_base *base, int fd, const struct qmp_cbs *cbs,
 	    void *arg, const char *what);
 /* Queues {"execute": cmd}. */
 int	qmp_execute(struct qmp *q, const char *cmd);
+/* Queues {"execute": cmd, "arguments": args}; takes args. */
+int	qmp_execute_args(struct qmp *q, const char *cmd, json_t *args);
+/* Hands QEMU a file now (SCM_RIGHTS on a lone space, which QMP reads as
+ * whitespace); QEMU keeps it for the next command that takes one, such
+ * as getfd. fd stays the caller's. */
+int	qmp_send_fd(struct qmp *q, int fd);
 void	qmp_free(struct qmp *q);
 
 #endif /* CAPSULE_QMP_H */

@@ -43,6 +43,7 @@ chan_kind_valid(unsigned kind)
 	switch (kind) {
 	case CHAN_HELLO: case CHAN_ERROR: case CHAN_SHUTDOWN:
 	case CHAN_PING: case CHAN_PONG: case CHAN_NET: case CHAN_NET_DONE:
+	case CHAN_REFRESH:
 	case CHAN_OPEN: case CHAN_OPENED: case CHAN_RESET: case CHAN_DATA:
 	case CHAN_EXEC: case CHAN_STDIN: case CHAN_EOF: case CHAN_RESIZE:
 	case CHAN_SIGNAL: case CHAN_CLOSE: case CHAN_COPY_IN: case CHAN_COPY_OUT:
@@ -64,6 +65,7 @@ chan_kind_name(unsigned kind)
 	case CHAN_PONG:		return "PONG";
 	case CHAN_NET:		return "NET";
 	case CHAN_NET_DONE:	return "NET_DONE";
+	case CHAN_REFRESH:	return "REFRESH";
 	case CHAN_OPEN:		return "OPEN";
 	case CHAN_OPENED:	return "OPENED";
 	case CHAN_RESET:	return "RESET";
@@ -642,4 +644,25 @@ chan_rx_release(struct chan_rx_window *w, uint32_t n)
 	grant = w->released;
 	w->released = 0;
 	return grant;
+}
+
+int
+chan_refresh_encode(uint8_t *out, size_t cap, const struct chan_refresh *r)
+{
+	if (cap < CHAN_REFRESH_LEN)
+		return -EMSGSIZE;
+	put32(out, (uint32_t)r->realtime_ns);
+	put32(out + 4, (uint32_t)(r->realtime_ns >> 32));
+	memcpy(out + 8, r->seed, CHAN_REFRESH_SEED);
+	return CHAN_REFRESH_LEN;
+}
+
+int
+chan_refresh_decode(const uint8_t *p, size_t len, struct chan_refresh *r)
+{
+	if (len != CHAN_REFRESH_LEN)
+		return -EBADMSG;
+	r->realtime_ns = (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
+	memcpy(r->seed, p + 8, CHAN_REFRESH_SEED);
+	return 0;
 }

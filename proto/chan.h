@@ -42,6 +42,14 @@
  * pipe, the socket, ...), so a stalled reader stalls only its own stream
  * and nobody buffers more than a window per stream.
  *
+ * Refresh (CHAN_FEAT_REFRESH): a guest restored from a template (or the
+ * one a template was just taken from) is a copy of another; before
+ * anything else the host sends REFRESH with the time and a random seed.
+ * The agent sets the clock, mixes the seed in and reseeds the kernel's
+ * random generator, forgets the connection it thought it had and sends
+ * HELLO again, which the host then answers as after a first boot (minus
+ * NET: the guest's network is set up already).
+ *
  * Network (CHAN_FEAT_NET): right after the handshake the host sends NET
  * with the VM's network mode; the agent sets the guest up and answers
  * NET_DONE (0, or an errno value and why). The host does not call the VM
@@ -76,7 +84,9 @@
 #define CHAN_FEAT_STREAMS	0x00000001u	/* OPEN/OPENED/RESET/DATA,
 						 * guest-opened streams */
 #define CHAN_FEAT_NET		0x00000002u	/* NET, CONNECT, DNS, FORWARD */
-#define CHAN_FEATURES		(CHAN_FEAT_STREAMS | CHAN_FEAT_NET)
+#define CHAN_FEAT_REFRESH	0x00000004u	/* REFRESH */
+#define CHAN_FEATURES		(CHAN_FEAT_STREAMS | CHAN_FEAT_NET | \
+				 CHAN_FEAT_REFRESH)
 
 #define CHAN_STREAM_GUEST	0x80000000u	/* set on guest-opened ids */
 
@@ -89,6 +99,7 @@ enum chan_kind {
 	CHAN_PONG	= 5,	/* agent->host: the PING's number */
 	CHAN_NET	= 6,	/* host->agent: struct chan_net */
 	CHAN_NET_DONE	= 7,	/* agent->host: struct chan_status */
+	CHAN_REFRESH	= 8,	/* host->agent: struct chan_refresh */
 	/* exec streams, host->agent */
 	CHAN_EXEC	= 16,	/* start a command: struct chan_exec */
 	CHAN_STDIN	= 17,
@@ -129,6 +140,15 @@ struct chan_hello {
 };
 #define CHAN_HELLO_LEN	12
 #define CHAN_HELLO_V4_LEN 8
+
+/* REFRESH payload: u64 the host's CLOCK_REALTIME in ns, then
+ * CHAN_REFRESH_SEED bytes of the host's randomness. */
+#define CHAN_REFRESH_SEED	32
+#define CHAN_REFRESH_LEN	(8 + CHAN_REFRESH_SEED)
+struct chan_refresh {
+	uint64_t	realtime_ns;
+	uint8_t		seed[CHAN_REFRESH_SEED];
+};
 
 /* OPEN payload: u16 type, u16 0, then the type's body.
  *
@@ -291,6 +311,11 @@ int	chan_status_encode(uint8_t *out, size_t cap, const struct chan_status *s);
 int	chan_status_decode(const uint8_t *p, size_t len, struct chan_status *s);
 long	chan_net_encode(uint8_t *out, size_t cap, const struct chan_net *n);
 int	chan_net_decode(const uint8_t *p, size_t len, struct chan_net *n);
+/* REFRESH: CHAN_REFRESH_LEN bytes, or -EMSGSIZE / -EBADMSG. */
+int	chan_refresh_encode(uint8_t *out, size_t cap,
+	    const struct chan_refresh *r);
+int	chan_refresh_decode(const uint8_t *p, size_t len,
+	    struct chan_refresh *r);
 /* Is this a valid CONNECT/DNS name (see CHAN_OPEN_CONNECT)? */
 int	chan_name_check(const char *name, size_t len);
 long	chan_exec_encode(uint8_t *out, size_t cap, const struct chan_exec *x);

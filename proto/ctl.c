@@ -631,13 +631,15 @@ json_t *
 ctl_started_json(const struct ctl_vm *v)
 {
 	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:o, "
-	    "s:{s:I, s:I, s:I}}",
+	    "s:{s:I, s:I, s:I, s:s, s:s}}",
 	    J_VM_ID, v->vm_id, J_PROXY_SOCKET_PATH, v->proxy_socket_path,
 	    J_RUN_DIR, v->run_dir, J_CONSOLE_LOG_PATH, v->console_log_path,
 	    J_ACCEL, v->accel, J_PID, v->pid, J_SERIAL_PORTS, ports_json(v),
 	    J_TIMING_MS, T_VM_READY, (json_int_t)v->ms_ready,
 	    T_SPAWN, (json_int_t)v->ms_spawn,
-	    T_GUEST_BOOT, (json_int_t)v->ms_guest_boot);
+	    T_GUEST_BOOT, (json_int_t)v->ms_guest_boot,
+	    T_START, v->start ? v->start : "cold",
+	    T_START_NOTE, v->start_note ? v->start_note : "");
 }
 
 static json_t *

@@ -142,6 +142,8 @@ struct ctl_vm {
 	uint64_t	 eg_bytes_out, eg_bytes_in;
 	/* StartVM: milliseconds from the request */
 	uint64_t	 ms_ready, ms_spawn, ms_guest_boot;
+	const char	*start;		/* "cold" or "restored" */
+	const char	*start_note;	/* more on that, or "" */
 };
 
 /* A ListVMs entry. */

@@ -151,6 +151,8 @@
 /* timing_ms members */
 #define T_SPAWN			"spawn"		/* QEMU started */
 #define T_GUEST_BOOT		"guest_boot"	/* guest clock at agent ready */
+#define T_START			"start"		/* "cold" or "restored" */
+#define T_START_NOTE		"start_note"	/* why cold; template taken */
 #define T_VM_READY		"vm_ready"	/* request to agent ready */
 
 /* accel values */

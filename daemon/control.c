@@ -41,6 +41,8 @@ struct conn {
 	int			 gone;		/* peer hung up meanwhile */
 	int			 last;		/* peer half-closed: last reply */
 	int			 progress;	/* an import reports steps */
+	char			*start_retry;	/* StartVM booted after a
+						 * restore failed: why */
 };
 
 static struct {
@@ -60,6 +62,7 @@ conn_free(struct conn *c)
 {
 	TAILQ_REMOVE(&ctl.conns, c, entry);
 	events_unsubscribe(c->sub);
+	free(c->start_retry);
 	json_decref(c->req);
 	json_decref(c->stopped);
 	if (c->peer != NULL) {
@@ -137,18 +140,37 @@ op_list(struct conn *c)
 	conn_done(c, r);
 }
 
+static void	op_start(struct conn *);
+
 static void
 start_done(struct vm *vm, const struct cap_err *err, void *arg)
 {
 	struct conn *c = arg;
-	json_t *r, *fields;
+	json_t *r, *fields, *t;
 
+	/* Restoring from a template failed (it is gone now): the start
+	 * boots instead, once. The cache never fails a start. */
+	if (err != NULL && err->errnum == ESTALE && c->start_retry == NULL &&
+	    !c->gone && (c->start_retry = strdup(err->msg)) != NULL) {
+		log_warn("control: StartVM boots after a failed restore");
+		op_start(c);
+		return;
+	}
 	if (err != NULL) {
+		free(c->start_retry);
+		c->start_retry = NULL;
 		conn_error(c, err);
 		return;
 	}
 	r = ctl_reply_ok(c->req);
 	fields = vm_started_json(vm);
+	if (c->start_retry != NULL &&
+	    (t = json_object_get(fields, J_TIMING_MS)) != NULL)
+		json_object_set_new(t, T_START_NOTE, json_sprintf("booted "
+		    "after restoring the template failed: %.300s",
+		    c->start_retry));
+	free(c->start_retry);
+	c->start_retry = NULL;
 	json_object_update(r, fields);
 	json_decref(fields);
 	conn_done(c, r);
@@ -216,8 +238,11 @@ op_start(struct conn *c)
 	}
 	r = vm_start(&req, sandbox, c->id, &c->who, start_done, c, &err);
 	ctl_start_free(&req);
-	if (r < 0)
+	if (r < 0) {
+		free(c->start_retry);
+		c->start_retry = NULL;
 		conn_error(c, &err);
+	}
 }
 
 /* CreateSandbox: a name and StartVM's fields, checked as a StartVM. */

@@ -460,7 +460,9 @@ vm_fail_start(struct vm *vm, const char *code, const char *what)
 		return;
 	vm->failing = 1;
 	vm_describe_failure(vm, what, msg, sizeof(msg));
-	cap_err_set(&vm->start_err, EIO, code, "%s", msg);
+	/* ESTALE: a restore failed, and a boot may do (control.c). */
+	cap_err_set(&vm->start_err, vm->tmpl_lost ? ESTALE : EIO, code, "%s",
+	    msg);
 	log_warn("vm %s: start failed: %s", vm->id, msg);
 	vm->state = VM_STOPPING;
 	if (!vm->exited)
@@ -759,6 +761,11 @@ vm_timer_cb(evutil_socket_t fd, short what, void *arg)
 		vm_fail_running(vm, msg);
 		return;
 	}
+	if (vm->state == VM_STARTING && vmtemplate_lost(vm)) {
+		vm_fail_start(vm, E_TIMEOUT, "the VM restored from its start "
+		    "template did not answer");
+		return;
+	}
 	if (vm->state == VM_STARTING) {
 		snprintf(msg, sizeof(msg), "the guest agent was not ready "
 		    "within launch_seconds=%u", vm->spec.launch_seconds);
@@ -1054,7 +1061,10 @@ vm_files_done(struct vm_files *f, const struct cap_err *ferr, void *arg)
 		vm_fail_start(vm, err.code, err.msg);
 		return;
 	}
-	vm_arm_timer(vm, vm->spec.launch_seconds);
+	/* A restore is up in well under a second, or not at all. */
+	vm_arm_timer(vm, vm->tmpl_phase == VMT_RESTORING &&
+	    vm->spec.launch_seconds > VMT_RESTORE_S ? VMT_RESTORE_S :
+	    vm->spec.launch_seconds);
 }
 
 /* The root file system is the image's, opened by capsuled itself (the

@@ -75,6 +75,7 @@ struct vm {
 					 * (capture) or to read (restore) */
 	enum { VMT_NONE, VMT_CAPTURING, VMT_RESTORING, VMT_REFRESHING }
 			 tmpl_phase;
+	int		 tmpl_lost;	/* restoring it failed */
 	const char	*start_how;	/* "cold" or "restored" */
 	char		 start_note[256];
 
@@ -116,13 +117,15 @@ void	vm_fail_start(struct vm *vm, const char *code, const char *what);
  * hypervisor starts (sets cfg's RAM; *disk is the VM's disk if it made
  * one, else -1). capture: at ready after a boot, 1 if it took over.
  * hello: a HELLO while starting, 1 if it was the answer to a REFRESH
- * (or is to be ignored). lost: the hypervisor ended while restoring. */
+ * (or is to be ignored). lost: a restored VM failed to start (1 if it was one; the template
+ * goes). */
 int	vmtemplate_prepare(struct vm *vm, struct hv_vm_config *cfg, int *disk,
 	    struct cap_err *err);
 int	vmtemplate_capture(struct vm *vm);
 int	vmtemplate_hello(struct vm *vm);
 void	vmtemplate_hv_event(struct vm *vm, enum hv_event ev);
-void	vmtemplate_lost(struct vm *vm);
+int	vmtemplate_lost(struct vm *vm);
+#define VMT_RESTORE_S	10	/* a restore answers within this, or boots */
 void	vmtemplate_release(struct vm *vm);
 
 /* The VM's network parts (egress, published ports) for its spec;

@@ -270,14 +270,18 @@ vmtemplate_hv_event(struct vm *vm, enum hv_event ev)
 
 /* The restore did not work (QEMU said so, or ended): the template goes,
  * so the next start of this spec boots. */
-void
+int
 vmtemplate_lost(struct vm *vm)
 {
-	if (vm->tmpl_phase != VMT_RESTORING || vm->tmpl_key == NULL)
-		return;
+	if (vm->state != VM_STARTING || vm->tmpl_key == NULL ||
+	    vm->start_how == NULL || strcmp(vm->start_how, "restored") != 0 ||
+	    vm->tmpl_lost)
+		return 0;
 	log_warn("vm %s: restoring its template failed", vm->id);
 	template_drop(vm->tmpl_key);
 	vm->tmpl_phase = VMT_NONE;
+	vm->tmpl_lost = 1;
+	return 1;
 }
 
 void

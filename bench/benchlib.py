@@ -17,17 +17,22 @@ class Failed(Exception):
 
 
 @contextlib.contextmanager
-def private_daemon(build):
+def private_daemon(build, config=""):
     """A capsuled of the benchmark's own, so nothing else skews it: yields
-    (its socket path, its dir) on a fresh socket and state dir under /tmp.
+    (its socket path, its dir) on a fresh socket and state dir under /tmp,
+    with config (capsuled.conf text) as its only configuration.
     Afterwards it is stopped with SIGINT (its VMs with it) and its dir
     removed; if the benchmark failed, the dir and its log are kept."""
     d = tempfile.mkdtemp(prefix="capbench", dir="/tmp")
     sock = os.path.join(d, "c.sock")
+    conf = os.path.join(d, "capsuled.conf")
+    with open(conf, "x") as f:
+        f.write(config)
     daemon = subprocess.Popen(
         [os.path.join(build, "capsuled"), "--socket", sock, "--state-dir",
          os.path.join(d, "state"), "--image-dir",
-         os.path.join(build, "image"), "--log-level", "warn"],
+         os.path.join(build, "image"), "--log-level", "warn",
+         "--config", conf],
         stderr=open(os.path.join(d, "capsuled.log"), "w"))
     ok = False
     try:

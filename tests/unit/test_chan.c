@@ -23,7 +23,7 @@ static const unsigned all_kinds[] = {
 	CHAN_EOF, CHAN_RESIZE, CHAN_SIGNAL, CHAN_CLOSE, CHAN_STDOUT,
 	CHAN_STDERR, CHAN_EXIT, CHAN_CREDIT, CHAN_COPY_IN, CHAN_COPY_OUT,
 	CHAN_STARTED, CHAN_PING, CHAN_PONG, CHAN_NET, CHAN_NET_DONE,
-	CHAN_OPEN, CHAN_OPENED, CHAN_RESET, CHAN_DATA,
+	CHAN_OPEN, CHAN_OPENED, CHAN_RESET, CHAN_DATA, CHAN_REFRESH,
 };
 #define NKINDS (sizeof(all_kinds) / sizeof(all_kinds[0]))
 
@@ -108,6 +108,33 @@ test_hdr_bad_magic(void **state)
 	buf[0] = 0xCA;
 	buf[1] = 0x75;
 	assert_int_equal(chan_hdr_decode(buf, &h), -EBADMSG);
+}
+
+/* REFRESH: the time in 64 bits and the seed, exactly; nothing else. */
+static void
+test_refresh(void **state)
+{
+	struct chan_refresh in, out;
+	uint8_t buf[CHAN_REFRESH_LEN + 1];
+
+	(void)state;
+	in.realtime_ns = 0x0123456789abcdefULL;
+	for (unsigned i = 0; i < CHAN_REFRESH_SEED; i++)
+		in.seed[i] = (uint8_t)(i * 7 + 1);
+	assert_int_equal(chan_refresh_encode(buf, CHAN_REFRESH_LEN - 1, &in),
+	    -EMSGSIZE);
+	assert_int_equal(chan_refresh_encode(buf, sizeof(buf), &in),
+	    CHAN_REFRESH_LEN);
+	assert_int_equal(buf[0], 0xef);		/* little-endian */
+	assert_int_equal(buf[7], 0x01);
+	assert_int_equal(chan_refresh_decode(buf, CHAN_REFRESH_LEN, &out), 0);
+	assert_true(out.realtime_ns == in.realtime_ns);
+	assert_memory_equal(out.seed, in.seed, CHAN_REFRESH_SEED);
+	assert_int_equal(chan_refresh_decode(buf, CHAN_REFRESH_LEN - 1, &out),
+	    -EBADMSG);
+	assert_int_equal(chan_refresh_decode(buf, CHAN_REFRESH_LEN + 1, &out),
+	    -EBADMSG);
+	assert_string_equal(chan_kind_name(CHAN_REFRESH), "REFRESH");
 }
 
 static void
@@ -458,7 +485,7 @@ test_hello_v5(void **state)
 {
 	static const uint8_t want[] = {
 		5, 0, 0, 0, 0x40, 0xe2, 0x01, 0,
-		0x03, 0, 0, 0x80,
+		0x07, 0, 0, 0x80,	/* STREAMS, NET, REFRESH; and an unknown bit */
 	};
 	struct chan_hello in = { .version = 5, .boot_ms = 123456,
 	    .features = CHAN_FEATURES | 0x80000000u };
@@ -1252,6 +1279,7 @@ main(void)
 		cmocka_unit_test(test_hdr_round_trip),
 		cmocka_unit_test(test_hdr_bad_magic),
 		cmocka_unit_test(test_hdr_kinds),
+		cmocka_unit_test(test_refresh),
 		cmocka_unit_test(test_hdr_flags),
 		cmocka_unit_test(test_hdr_sizes),
 		cmocka_unit_test(test_frame_partial_header),

@@ -7,6 +7,8 @@
                    is the floor for any boot to /init
   cold start       StartVM to agent-ready with templates off
   restore          StartVM to agent-ready restored from a start template
+  pool hand-out    StartVM answered from a warm pool of one (SetPool),
+                   waiting for the pool to refill between runs
   capsule run      `capsule run -- true` (start, exec, stop) in each mode
 
 Prints numbers and ratios; asserts nothing.
@@ -64,6 +66,38 @@ def starts(sock_path, runs, mem):
     return out[0], out[1:]
 
 
+def pool_list(ctl):
+    return request(ctl, {"op": "ListPools"})["pools"]
+
+
+def wait_pool_ready(ctl):
+    for _ in range(600):
+        p = pool_list(ctl)
+        if p and p[0]["ready"] >= 1 and p[0]["starting"] == 0:
+            return
+        time.sleep(0.05)
+    raise RuntimeError("the pool did not refill: %r" % pool_list(ctl))
+
+
+def handouts(sock_path, runs, mem):
+    """StartVM answered from a pool of one, each after it refilled."""
+    ctl = socket.socket(socket.AF_UNIX)
+    ctl.connect(sock_path)
+    fields = {"memory_mib": mem, "stop_on_disconnect": True}
+    request(ctl, dict(op="SetPool", size=1, **fields))
+    out = []
+    for _ in range(runs):
+        wait_pool_ready(ctl)
+        t0 = time.monotonic()
+        vm = request(ctl, dict(op="StartVM", **fields))
+        out.append((time.monotonic() - t0) * 1000)
+        if vm["timing_ms"]["start"] != "pooled":
+            raise RuntimeError("not from the pool: %r" % vm["timing_ms"])
+        request(ctl, {"op": "StopVM", "vm_id": vm["vm_id"]})
+    wait_pool_ready(ctl)
+    return out, ctl
+
+
 def runs_of_cli(build, sock_path, runs, mem):
     env = dict(os.environ, CAPSULE_SOCKET=sock_path)
     out = []
@@ -109,11 +143,23 @@ def main():
                        [ms for ms, _ in rest])
         run_warm = show("capsule run -- true, restored",
                         runs_of_cli(build, sock, a.runs, mem))
+        times, ctl = handouts(sock, a.runs, mem)
+        handout = show("pool hand-out (StartVM)", times)
+        env_runs = []
+        for _ in range(a.runs):
+            wait_pool_ready(ctl)
+            env_runs += runs_of_cli(build, sock, 1, mem)
+        run_pool = show("capsule run -- true, from a pool", env_runs)
+        request(ctl, {"op": "SetPool", "size": 0, "memory_mib": mem,
+                      "stop_on_disconnect": True})
+        ctl.close()
     print()
     print("cold start / bare boot        %5.2f   (goal <= 1.1)" % (cold / bare))
     print("restore / cold start          %5.3f   (goal <= 0.10)" %
           (rest_ms / cold))
     print("capsule run: restored / cold  %5.3f" % (run_warm / run_cold))
+    print("pool hand-out                 %5.2f ms (goal < 5)" % handout)
+    print("capsule run: pool / cold      %5.3f" % (run_pool / run_cold))
 
 
 if __name__ == "__main__":

@@ -28,6 +28,8 @@ static const struct {
 	{ "pause", cmd_pause, "pause [--json] ID|NAME..." },
 	{ "resume", cmd_resume, "resume [--json] ID|NAME..." },
 	{ "ps", cmd_ps, "ps [-a] [--json]" },
+	{ "pool", cmd_pool, "pool SIZE [start options] [--json] | pool ls "
+	    "[--json]" },
 	{ "exec", cmd_exec, "exec [-t] [-d] [-u USER] [-w DIR] [-e K=V]... "
 	    "[--env-file F] [--timeout S] ID -- CMD..." },
 	{ "shell", cmd_shell, "shell [-u USER] [-w DIR] [-e K=V]... ID" },

@@ -43,6 +43,8 @@ int	cmd_stop(int argc, char **argv);
 int	cmd_ps(int argc, char **argv);
 int	cmd_pause(int argc, char **argv);
 int	cmd_resume(int argc, char **argv);
+/* cmd_pool.c */
+int	cmd_pool(int argc, char **argv);
 /* cmd_sandbox.c */
 int	cmd_create(int argc, char **argv);
 int	cmd_rm(int argc, char **argv);
@@ -52,6 +54,9 @@ json_t	*cli_find_sandbox(const char *name);
 /* StartVM options shared by start and run; returns 1 if it took argv[*i]
  * (and maybe its value), 0 if not an option of StartVM, -1 on error. */
 int	start_option(json_t *req, int argc, char **argv, int *i);
+/* A whole number for opt in [lo, hi], or -1 having said what was wrong. */
+int	parse_uint(const char *opt, const char *s, long long lo, long long hi,
+	    long long *out);
 
 /* cmd_exec.c */
 int	cmd_exec(int argc, char **argv);

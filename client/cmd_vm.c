@@ -50,7 +50,7 @@ cmd_ping(int argc, char **argv)
 	return 0;
 }
 
-static int
+int
 parse_uint(const char *opt, const char *s, long long lo, long long hi,
     long long *out)
 {

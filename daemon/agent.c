@@ -58,6 +58,10 @@ struct agent {
 	int			 ready;
 	int			 failed;
 	struct event		*ping;		/* heartbeat timer */
+	int			 quiet;		/* no heartbeat for now */
+	uint32_t		 sync_seq;	/* agent_sync's PING */
+	agent_sync_fn		*sync_cb;
+	void			*sync_arg;
 	unsigned		 ping_ms, silent_ms;
 	uint32_t		 ping_seq;
 	uint64_t		 last_rx;	/* util_now_ms of the last frame */
@@ -191,7 +195,7 @@ agent_ping_cb(evutil_socket_t fd, short what, void *arg)
 	struct agent *a = arg;
 	uint64_t quiet = util_now_ms() - a->last_rx;
 
-	if (a->failed)
+	if (a->failed || a->quiet)
 		return;
 	if (quiet >= a->silent_ms && !a->silent) {
 		a->silent = 1;
@@ -275,6 +279,7 @@ agent_on_hello(struct agent *a, const uint8_t *p, size_t len)
 		return;
 	}
 	a->ready = 1;
+	a->quiet = 0;
 	/* An older agent hears its own version, in its own layout. */
 	mine.version = h.version;
 	a->features = h.features & CHAN_FEATURES;
@@ -427,6 +432,7 @@ agent_bytes_frame(struct agent_stream *s, const struct chan_hdr *h,
 static void
 agent_on_frame(struct agent *a, const struct chan_hdr *h, const uint8_t *p)
 {
+	uint32_t seq;
 	struct agent_stream *s;
 	struct chan_started st;
 	struct chan_exit ex;
@@ -447,7 +453,16 @@ agent_on_frame(struct agent *a, const struct chan_hdr *h, const uint8_t *p)
 			agent_log_guest(a, p, h->len);
 			break;
 		case CHAN_PONG:
-			break;		/* hearing it was the point */
+			/* Hearing it was the point; or agent_sync's. */
+			if (a->sync_cb != NULL &&
+			    chan_u32_decode(p, h->len, &seq) == 0 &&
+			    seq == a->sync_seq) {
+				agent_sync_fn *cb = a->sync_cb;
+
+				a->sync_cb = NULL;
+				cb(a, a->sync_arg);
+			}
+			break;
 		case CHAN_NET_DONE:
 			agent_on_net_done(a, p, h->len);
 			break;
@@ -828,6 +843,22 @@ uint32_t
 agent_features(const struct agent *a)
 {
 	return a->ready ? a->features : 0;
+}
+
+void
+agent_sync(struct agent *a, agent_sync_fn *cb, void *arg)
+{
+	a->quiet = 1;
+	a->sync_cb = cb;
+	a->sync_arg = arg;
+	a->sync_seq = ++a->ping_seq;
+	agent_send_u32(a, CHAN_PING, 0, a->sync_seq);
+}
+
+void
+agent_heartbeat(struct agent *a, int on)
+{
+	a->quiet = !on;
 }
 
 int

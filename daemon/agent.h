@@ -102,6 +102,12 @@ void	agent_end_streams(struct agent *a, const char *why);
  * CHAN_VERSION_MIN). */
 uint32_t agent_features(const struct agent *a);
 /* Sends NET (once per guest boot); the answer comes to net_done. */
+/* Stops the heartbeat, and calls cb once the agent has read everything
+ * sent before now (it answered a PING sent now). agent_heartbeat(a, 1) or
+ * the agent's next HELLO starts the heartbeat again. */
+typedef void agent_sync_fn(struct agent *a, void *arg);
+void	agent_sync(struct agent *a, agent_sync_fn *cb, void *arg);
+void	agent_heartbeat(struct agent *a, int on);
 /* Sends REFRESH (the host's time, fresh randomness): the guest is a
  * copy. Its agent answers with HELLO, reported by cbs.ready again. */
 int	agent_refresh(struct agent *a, struct cap_err *err);

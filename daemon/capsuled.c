@@ -42,6 +42,7 @@
 #include "proto.h"
 #include "util.h"
 #include "vm.h"
+#include "vmpool.h"
 #include "vmadopt.h"
 
 #define STATUS_EVERY_S	5
@@ -716,6 +717,7 @@ main(int argc, char *argv[])
 	control_close(d.activated ? NULL : d.sock);
 	image_shutdown();
 	sandbox_shutdown();
+	vmpool_clear();
 	egress_fini();
 	event_free(tick);
 	for (int i = 0; i < 3; i++)

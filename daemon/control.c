@@ -25,6 +25,7 @@
 #include "imgimport.h"
 #include "sandbox.h"
 #include "vm.h"
+#include "vmpool.h"
 
 #define CTL_OUT_HIGH	(1024 * 1024)	/* unread replies before we stop */
 #define CTL_OUT_LOW	(256 * 1024)
@@ -151,7 +152,7 @@ start_done(struct vm *vm, const struct cap_err *err, void *arg)
 	/* Restoring from a template failed (it is gone now): the start
 	 * boots instead, once. The cache never fails a start. */
 	if (err != NULL && err->errnum == ESTALE && c->start_retry == NULL &&
-	    !c->gone && (c->start_retry = strdup(err->msg)) != NULL) {
+	    !c->gone && !c->last && (c->start_retry = strdup(err->msg)) != NULL) {
 		log_warn("control: StartVM boots after a failed restore");
 		op_start(c);
 		return;
@@ -214,6 +215,7 @@ start_sandbox_request(struct conn *c, const char **id, struct cap_err *err)
 static void
 op_start(struct conn *c)
 {
+	struct vm *vm;
 	struct ctl_limits lim;
 	struct ctl_start req;
 	struct cap_err err;
@@ -234,6 +236,13 @@ op_start(struct conn *c)
 		if (sandbox != NULL)
 			cap_err_wrap(&err, "the sandbox's configuration");
 		conn_error(c, &err);
+		return;
+	}
+	/* A warm pool of exactly this request has one ready: at once. */
+	if (sandbox == NULL && c->start_retry == NULL &&
+	    (vm = vmpool_take(&c->who, c->req, c->id)) != NULL) {
+		ctl_start_free(&req);
+		start_done(vm, NULL, c);
 		return;
 	}
 	r = vm_start(&req, sandbox, c->id, &c->who, start_done, c, &err);
@@ -278,6 +287,31 @@ op_create_sandbox(struct conn *c)
 	rep = ctl_reply_ok(c->req);
 	json_object_set_new(rep, J_SANDBOX, out);
 	conn_done(c, rep);
+}
+
+/* SetPool: "size" and StartVM's fields (vmpool.c). */
+static void
+op_set_pool(struct conn *c)
+{
+	struct cap_err err;
+	json_t *out, *r;
+
+	if (vmpool_set(&c->who, c->req, &out, &err) < 0) {
+		conn_error(c, &err);
+		return;
+	}
+	r = ctl_reply_ok(c->req);
+	json_object_set_new(r, J_POOL, out);
+	conn_done(c, r);
+}
+
+static void
+op_list_pools(struct conn *c)
+{
+	json_t *r = ctl_reply_ok(c->req);
+
+	json_object_set_new(r, J_POOLS, vmpool_list_json(c->who.uid));
+	conn_done(c, r);
 }
 
 static void
@@ -584,6 +618,8 @@ static const struct {
 	{ OP_CREATE_SANDBOX, op_create_sandbox, NULL },
 	{ OP_LIST_SANDBOXES, op_list_sandboxes, (const char *const[]){ NULL } },
 	{ OP_REMOVE_SANDBOX, op_remove_sandbox, NULL },
+	{ OP_SET_POOL, op_set_pool, NULL },
+	{ OP_LIST_POOLS, op_list_pools, (const char *const[]){ NULL } },
 };
 
 static void

@@ -62,6 +62,7 @@
 #define S_LAUNCH	"launch_seconds"
 #define S_DISK_MIB	"disk_mib"
 #define S_IDLE		"idle_seconds"
+#define S_POOLED	"pooled"
 #define S_STOP_ON_DISC	"stop_on_disconnect"
 #define S_RUN_DIR	"run_dir"
 #define S_RUN_DIR_NAMED	"run_dir_named"
@@ -150,6 +151,8 @@ spec_json(const struct vm_spec *s)
 	if (o != NULL && s->idle_seconds > 0)
 		json_object_set_new(o, S_IDLE,
 		    json_integer((json_int_t)s->idle_seconds));
+	if (o != NULL && s->pooled)
+		json_object_set_new(o, S_POOLED, json_true());
 	if (o != NULL && s->image != NULL)
 		json_object_set_new(o, S_IMAGE, json_string(s->image));
 	if (o != NULL && s->sandbox != NULL)
@@ -438,6 +441,9 @@ decode_spec(json_t *o, struct vm_spec *s, struct cap_err *err)
 			return r;
 		s->disk_mib = (uint64_t)n;
 	}
+	if (json_object_get(o, S_POOLED) != NULL &&
+	    (r = get_bool(o, S_POOLED, &s->pooled, err)) < 0)
+		return r;
 	if (json_object_get(o, S_IDLE) != NULL) {
 		if ((r = get_int(o, S_IDLE, 1, CTL_MAX_IDLE_SECONDS, &n,
 		    err)) < 0)

@@ -159,8 +159,10 @@ template_copy(int in, int out, off_t size)
 				if (n > 0)
 					data += n;
 			}
+			if (n < 0 && errno == EINTR)
+				continue;
 			if (n < 0)
-				return errno == EINTR ? 0 : -errno;
+				return -errno;
 			if (n == 0)
 				return -EIO;	/* it shrank under us */
 		}

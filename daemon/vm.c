@@ -38,6 +38,7 @@
 #include "vm.h"
 #include "vmfiles.h"
 #include "template.h"
+#include "vmpool.h"
 #include "vmpriv.h"
 #include "vmspec.h"
 
@@ -393,6 +394,7 @@ vm_remove(struct vm *vm)
 	char id[37];
 
 	TAILQ_REMOVE(&vm_core.vms, vm, entry);
+	vmpool_vm_gone(vm);
 	memcpy(id, vm->id, sizeof(id));
 	vm->waiters = NULL;
 	vm_free(vm);
@@ -761,11 +763,9 @@ vm_timer_cb(evutil_socket_t fd, short what, void *arg)
 		vm_fail_running(vm, msg);
 		return;
 	}
-	if (vm->state == VM_STARTING && vmtemplate_lost(vm)) {
-		vm_fail_start(vm, E_TIMEOUT, "the VM restored from its start "
-		    "template did not answer");
+	if (vm->state == VM_STARTING && !vm->failing &&
+	    vmtemplate_timeout(vm))
 		return;
-	}
 	if (vm->state == VM_STARTING) {
 		snprintf(msg, sizeof(msg), "the guest agent was not ready "
 		    "within launch_seconds=%u", vm->spec.launch_seconds);
@@ -1062,8 +1062,7 @@ vm_files_done(struct vm_files *f, const struct cap_err *ferr, void *arg)
 		return;
 	}
 	/* A restore is up in well under a second, or not at all. */
-	vm_arm_timer(vm, vm->tmpl_phase == VMT_RESTORING &&
-	    vm->spec.launch_seconds > VMT_RESTORE_S ? VMT_RESTORE_S :
+	vm_arm_timer(vm, vm->tmpl_phase == VMT_RESTORING ? VMT_RESTORE_S :
 	    vm->spec.launch_seconds);
 }
 
@@ -1143,9 +1142,50 @@ vm_of_sandbox(const char *sandbox, const char **state)
 	return NULL;
 }
 
+static int	vm_start_ex(const struct ctl_start *, const char *, uint64_t,
+		    const struct caller *, uint64_t, vm_start_cb, void *,
+		    struct vm **, struct cap_err *);
+
 int
 vm_start(const struct ctl_start *req, const char *sandbox, uint64_t owner,
     const struct caller *who, vm_start_cb cb, void *arg, struct cap_err *err)
+{
+	struct vm *vm;
+
+	return vm_start_ex(req, sandbox, owner, who, 0, cb, arg, &vm, err);
+}
+
+int
+vm_start_pooled(const struct ctl_start *req, const struct caller *who,
+    uint64_t pool, vm_start_cb cb, void *arg, struct vm **out,
+    struct cap_err *err)
+{
+	return vm_start_ex(req, NULL, 0, who, pool, cb, arg, out, err);
+}
+
+/* A pooled VM becomes its new owner's, as if it had just started. */
+void
+vm_unpool(struct vm *vm, uint64_t owner)
+{
+	struct cap_err err;
+
+	vm->spec.pooled = 0;
+	vm->owner = owner;
+	vm->t0 = vm->t_spawn = vm->t_ready = util_now_ms();
+	vm->idle_since = vm->t0;
+	vm->start_how = "pooled";
+	vm->start_note[0] = '\0';
+	/* Its record must no longer say pooled: a later capsuled keeps it. */
+	if (vm_write_record(vm, &err) < 0)
+		log_warn("vm %s: %s", vm->id, err.msg);
+	log_info("vm %s: handed out of its pool", vm->id);
+	vm_event(vm, EV_READY, json_pack("{s:I}", T_VM_READY, (json_int_t)0));
+}
+
+static int
+vm_start_ex(const struct ctl_start *req, const char *sandbox, uint64_t owner,
+    const struct caller *who, uint64_t pool, vm_start_cb cb, void *arg,
+    struct vm **out, struct cap_err *err)
 {
 	struct vmspec_env se = { vm_core.env.state_dir, vm_core.env.image_dir,
 	    vm_core.limits.console_max };
@@ -1179,6 +1219,8 @@ vm_start(const struct ctl_start *req, const char *sandbox, uint64_t owner,
 		vm_free(vm);
 		return r;
 	}
+	vm->pool = pool;
+	vm->spec.pooled = pool != 0;
 	if (sandbox != NULL && (vm->spec.sandbox = strdup(sandbox)) == NULL) {
 		vm_free(vm);
 		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
@@ -1201,6 +1243,7 @@ vm_start(const struct ctl_start *req, const char *sandbox, uint64_t owner,
 	vm_event(vm, EV_CREATED, json_pack("{s:i, s:I}", J_VCPUS,
 	    (int)vm->spec.vcpus, J_MEMORY_MIB,
 	    (json_int_t)vm->spec.memory_mib));
+	*out = vm;
 	return 0;
 }
 
@@ -1261,7 +1304,7 @@ vm_hv_exited(void *arg, const struct hv_exit *ex)
 	vm->exit = *ex;
 	vm_exit_text(ex, how, sizeof(how));
 	if (vm->state == VM_STARTING && !vm->failing) {
-		vmtemplate_lost(vm);
+		vmtemplate_lost(vm, 1);
 		snprintf(msg, sizeof(msg), "%s %s before the guest agent was "
 		    "ready", vm_core.env.hv->name, how);
 		vm_fail_start(vm, E_VM_FAILED, msg);
@@ -1284,6 +1327,7 @@ vm_hv_exited(void *arg, const struct hv_exit *ex)
 	}
 	/* It ended on its own (or failed while running). */
 	vm_settle(vm);
+	vmpool_vm_ended(vm);
 	snprintf(msg, sizeof(msg), "the VM %s: %s", vm->state == VM_CRASHED ?
 	    "crashed" : "stopped", vm->error);
 	if (vm->state == VM_CRASHED)
@@ -1505,6 +1549,7 @@ vm_describe(const struct vm *vm, struct ctl_vm *v)
 	v->ms_spawn = vm->t_spawn - vm->t0;
 	v->ms_guest_boot = vm->guest_boot_ms;
 	v->start = vm->start_how;
+	v->pooled = vm->spec.pooled;
 	v->start_note = vm->start_note;
 	v->network = &vm->spec.network;
 	v->publish = vm->spec.publish;

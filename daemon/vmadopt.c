@@ -280,7 +280,13 @@ vmadopt_one(struct record *r, int private_fd, int alive, void *arg)
 	log_info("vm %s: taken over (pid %d, owner uid %u)", vm->id,
 	    (int)vm->proc.pid, (unsigned)vm->who.uid);
 	vm_event(vm, EV_ADOPTED, json_pack("{s:i}", J_PID, (int)vm->proc.pid));
-	if (vm->spec.stop_on_disconnect) {
+	if (vm->spec.pooled) {
+		/* Nobody's yet; the pool it waited in went with the old
+		 * capsuled. */
+		log_info("vm %s: it waited in the old capsuled's pool; "
+		    "stopping it", vm->id);
+		vm_stop(vm, NULL, NULL);
+	} else if (vm->spec.stop_on_disconnect) {
 		log_info("vm %s: its client went with the old capsuled; "
 		    "stopping it (stop_on_disconnect)", vm->id);
 		vm_stop(vm, NULL, NULL);

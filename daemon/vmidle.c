@@ -37,7 +37,7 @@ vmidle_tick(evutil_socket_t fd, short what, void *arg)
 	struct vm *vm = arg;
 	uint64_t now = util_now_ms();
 
-	if (vm->state != VM_RUNNING || vmidle_busy(vm)) {
+	if (vm->state != VM_RUNNING || vm->spec.pooled || vmidle_busy(vm)) {
 		vm->idle_since = now;
 		return;
 	}

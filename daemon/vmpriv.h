@@ -67,6 +67,7 @@ struct vm {
 	int		 failing;	/* will end as crashed / failed start */
 	int		 silent;	/* the agent stopped answering */
 	int		 paused;	/* QEMU paused the guest */
+	uint64_t	 pool;		/* the warm pool it was started for */
 
 	/* Start templates (vmtemplate.c). */
 	char		*tmpl_key;	/* its spec's, if it may use one */
@@ -111,6 +112,11 @@ void	vm_release(struct vm *vm, const char *why);
 struct vm *vm_alloc(void);
 void	vm_free(struct vm *vm);
 void	vm_running(struct vm *vm);
+/* vmpool.c's: a start for pool (the VM is pooled until vm_unpool). */
+int	vm_start_pooled(const struct ctl_start *req, const struct caller *who,
+	    uint64_t pool, vm_start_cb cb, void *arg, struct vm **out,
+	    struct cap_err *err);
+void	vm_unpool(struct vm *vm, uint64_t owner);
 void	vm_fail_start(struct vm *vm, const char *code, const char *what);
 
 /* vmtemplate.c: a start's use of templates. prepare: before the
@@ -124,8 +130,10 @@ int	vmtemplate_prepare(struct vm *vm, struct hv_vm_config *cfg, int *disk,
 int	vmtemplate_capture(struct vm *vm);
 int	vmtemplate_hello(struct vm *vm);
 void	vmtemplate_hv_event(struct vm *vm, enum hv_event ev);
-int	vmtemplate_lost(struct vm *vm);
+int	vmtemplate_lost(struct vm *vm, int drop);
+int	vmtemplate_timeout(struct vm *vm);
 #define VMT_RESTORE_S	10	/* a restore answers within this, or boots */
+#define VMT_SAVE_S	10	/* taking a template, at most */
 void	vmtemplate_release(struct vm *vm);
 
 /* The VM's network parts (egress, published ports) for its spec;

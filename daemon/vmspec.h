@@ -47,6 +47,9 @@ struct vm_spec {
 	uint64_t	 disk_mib;	/* the writable disk's size */
 	unsigned	 idle_seconds;	/* stop when idle this long; 0: never */
 	int		 stop_on_disconnect;
+	/* Started for a warm pool (vmpool.c) and not handed out yet: it
+	 * stops with the daemon that pooled it, never adopted. */
+	int		 pooled;
 	/* The VM's private dir, <state>/vms/<id>: capsuled's own. */
 	char		*private_dir;
 	/* The run dir: the caller's run_dir, or (run_dir_named 0) the

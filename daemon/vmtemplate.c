@@ -57,6 +57,13 @@ vmtemplate_why_not(const struct vm *vm)
 		return "the hypervisor backend cannot save a VM";
 	if (vm->spec.sandbox != NULL)
 		return "a sandbox boots from its own disk";
+	/* What runs before ready is capsule's own kernel and agent only, so
+	 * a template holds (and costs) what they touch, nothing a caller
+	 * chose to put in memory. */
+	if (vm->spec.kernel_named || vm->spec.initrd_named)
+		return "a kernel or initramfs of the caller's boots";
+	if (vm->spec.boot_args != NULL)
+		return "boot_args boot";
 	if (vm->spec.nvolumes > 0)
 		return "shared folders are not part of a template";
 	if (vm->spec.nports > 0)
@@ -80,8 +87,12 @@ vmtemplate_prepare(struct vm *vm, struct hv_vm_config *cfg, int *disk,
 		snprintf(vm->start_note, sizeof(vm->start_note), "%s", why);
 		return 0;
 	}
-	snprintf(hv, sizeof(hv), "%s %s %s", vm_core.env.hv->name,
-	    hv_accel_name(vm_core.env.caps.accel), vm_core.env.caps.version);
+	/* Per owner: a copy shares its template's boot-time secrets (kernel
+	 * layout, stack canaries, network hash keys), which must not cross
+	 * from one user to another. */
+	snprintf(hv, sizeof(hv), "%s %s %s\nowner %u", vm_core.env.hv->name,
+	    hv_accel_name(vm_core.env.caps.accel), vm_core.env.caps.version,
+	    (unsigned)vm->who.uid);
 	if ((net = vmtemplate_net(&vm->spec.network)) == NULL)
 		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
 	memset(&ts, 0, sizeof(ts));
@@ -138,6 +149,24 @@ vmtemplate_prepare(struct vm *vm, struct hv_vm_config *cfg, int *disk,
 	return 0;
 }
 
+static void	vmtemplate_saved(struct vm *, int);
+
+/* The agent has read all we sent: save. */
+static void
+vmtemplate_synced(struct agent *a, void *arg)
+{
+	struct vm *vm = arg;
+	struct cap_err err;
+
+	if (vm->tmpl_phase != VMT_CAPTURING || vm->state != VM_STARTING ||
+	    vm->failing)
+		return;
+	if (vm_core.env.hv->save(vm->hv, vm->tmpl_state, &err) < 0) {
+		log_warn("vm %s: cannot save a template: %s", vm->id, err.msg);
+		vmtemplate_saved(vm, 0);
+	}
+}
+
 /* The guest is ready after a cold boot: take a template now if its spec
  * has none. 1: taking one (vm_running comes later), 0: go on. */
 int
@@ -158,15 +187,13 @@ vmtemplate_capture(struct vm *vm)
 		closep(&vm->tmpl_ram);
 		return 0;
 	}
-	if (vm_core.env.hv->save(vm->hv, fd, &err) < 0) {
-		log_warn("vm %s: cannot save a template: %s", vm->id, err.msg);
-		close(fd);
-		template_abort(vm->tmpl_key);
-		closep(&vm->tmpl_ram);
-		return 0;
-	}
 	vm->tmpl_state = fd;
 	vm->tmpl_phase = VMT_CAPTURING;
+	/* Nothing may be on its way to the guest when it is saved (half a
+	 * frame in a copy would break its channel): first a PING answered,
+	 * and no heartbeat until the copy's HELLO. */
+	agent_sync(vm->agent, vmtemplate_synced, vm);
+	vm_arm_timer(vm, VMT_SAVE_S);
 	return 1;
 }
 
@@ -194,6 +221,7 @@ vmtemplate_refresh(struct vm *vm)
 		return;
 	}
 	vm->tmpl_phase = VMT_REFRESHING;
+	vm_arm_timer(vm, VMT_RESTORE_S);
 }
 
 static void
@@ -217,8 +245,7 @@ vmtemplate_saved(struct vm *vm, int ok)
 		    "the VM");
 	closep(&disk);
 	if (!committed) {
-		if (ok)
-			template_abort(vm->tmpl_key);
+		template_abort(vm->tmpl_key);
 		log_warn("vm %s: no template taken: %s", vm->id, err.msg);
 	} else {
 		log_info("vm %s: template taken (%llu ms)", vm->id,
@@ -235,8 +262,10 @@ vmtemplate_saved(struct vm *vm, int ok)
 	if (committed)
 		/* It is a copy's original: as new as the copies. */
 		vmtemplate_refresh(vm);
-	else
+	else {
+		agent_heartbeat(vm->agent, 1);
 		vm_running(vm);
+	}
 }
 
 void
@@ -257,7 +286,7 @@ vmtemplate_hv_event(struct vm *vm, enum hv_event ev)
 		break;
 	case HV_EV_RESTORE_FAILED:
 		if (vm->tmpl_phase == VMT_RESTORING) {
-			vmtemplate_lost(vm);
+			vmtemplate_lost(vm, 1);
 			vm_fail_start(vm, E_VM_FAILED, "restoring the VM from "
 			    "its start template failed; the template was "
 			    "removed, and the next start of this spec boots");
@@ -271,17 +300,38 @@ vmtemplate_hv_event(struct vm *vm, enum hv_event ev)
 /* The restore did not work (QEMU said so, or ended): the template goes,
  * so the next start of this spec boots. */
 int
-vmtemplate_lost(struct vm *vm)
+vmtemplate_lost(struct vm *vm, int drop)
 {
 	if (vm->state != VM_STARTING || vm->tmpl_key == NULL ||
 	    vm->start_how == NULL || strcmp(vm->start_how, "restored") != 0 ||
 	    vm->tmpl_lost)
 		return 0;
 	log_warn("vm %s: restoring its template failed", vm->id);
-	template_drop(vm->tmpl_key);
+	if (drop)
+		template_drop(vm->tmpl_key);
 	vm->tmpl_phase = VMT_NONE;
 	vm->tmpl_lost = 1;
 	return 1;
+}
+
+/* The VM's timer, while starting. 1 if it was about a template. */
+int
+vmtemplate_timeout(struct vm *vm)
+{
+	if (vm->tmpl_phase == VMT_CAPTURING) {
+		log_warn("vm %s: saving a template took more than %d s",
+		    vm->id, VMT_SAVE_S);
+		vmtemplate_saved(vm, 0);
+		return 1;
+	}
+	/* A restore that does not answer: boot instead. The template stays:
+	 * a busy host is no reason to think it broken. */
+	if (vmtemplate_lost(vm, 0)) {
+		vm_fail_start(vm, E_TIMEOUT, "the VM restored from its start "
+		    "template did not answer");
+		return 1;
+	}
+	return 0;
 }
 
 void

@@ -856,6 +856,8 @@ qemu_start(struct event_base *base, const struct hv_vm_config *cfg,
 		    json_pack("{s:s}", "uri", incoming)) < 0) {
 			r = cap_err_set(err, EIO, E_INTERNAL, "cannot tell QEMU "
 			    "to restore the template");
+			qmp_free(vm->qmp);
+			vm->qmp = NULL;
 			kill(pid, SIGKILL);
 			while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
 				;
@@ -984,24 +986,33 @@ qemu_pause(struct hv_vm *vm, int pause, struct cap_err *err)
 static int
 qemu_save(struct hv_vm *vm, int state_fd, struct cap_err *err)
 {
+	int r;
+
 	if (!vm->ram_shared)
 		return cap_err_set(err, ENOTSUP, E_INTERNAL, "the VM's RAM is "
 		    "not a shared file");
 	if (vm->saving || vm->restoring)
 		return cap_err_set(err, EBUSY, E_CONFLICT, "a save or restore "
 		    "is under way");
-	/* QMP runs these in order; the file is QEMU's once getfd ran. */
+	/* The file first, then commands QMP runs in order; it is QEMU's
+	 * once getfd ran. */
+	if ((r = qmp_send_fd(vm->qmp, state_fd)) < 0)
+		return cap_err_set(err, -r, E_INTERNAL, "cannot hand QEMU the "
+		    "state file: %s", strerror(-r));
 	vm->pausing = 1;
 	if (qmp_execute(vm->qmp, "stop") < 0 ||
 	    qmp_execute_args(vm->qmp, "migrate-set-capabilities",
 	    qemu_migrate_caps()) < 0 ||
-	    qmp_send_fd(vm->qmp, state_fd) < 0 ||
 	    qmp_execute_args(vm->qmp, "getfd", json_pack("{s:s}", "fdname",
 	    QMP_STATE_FDNAME)) < 0 ||
 	    qmp_execute_args(vm->qmp, "migrate", json_pack("{s:s}", "uri",
-	    "fd:" QMP_STATE_FDNAME)) < 0)
+	    "fd:" QMP_STATE_FDNAME)) < 0) {
+		/* Whatever got queued: the guest must not stay stopped. */
+		qmp_execute(vm->qmp, "cont");
+		vm->pausing = 0;
 		return cap_err_set(err, EPIPE, E_INTERNAL, "QMP is not "
 		    "connected");
+	}
 	vm->saving = 1;
 	return 0;
 }

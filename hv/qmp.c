@@ -192,14 +192,17 @@ qmp_send_fd(struct qmp *q, int fd)
 
 	if (q == NULL || q->closed)
 		return -EPIPE;
+	/* The space must fall between two lines, not into a half-sent one:
+	 * only with nothing queued. */
+	if (evbuffer_get_length(bufferevent_get_output(q->bev)) > 0)
+		return -EAGAIN;
 	memset(cbuf, 0, sizeof(cbuf));
 	c = CMSG_FIRSTHDR(&m);
 	c->cmsg_level = SOL_SOCKET;
 	c->cmsg_type = SCM_RIGHTS;
 	c->cmsg_len = CMSG_LEN(sizeof(int));
 	memcpy(CMSG_DATA(c), &fd, sizeof(int));
-	/* Ahead of anything still queued, which is fine: QEMU only keeps
-	 * the file until a command asks for it. */
+	/* QEMU keeps the file until a command asks for it. */
 	do
 		n = sendmsg(bufferevent_getfd(q->bev), &m, MSG_NOSIGNAL);
 	while (n < 0 && errno == EINTR);

@@ -33,7 +33,8 @@ int	qmp_execute(struct qmp *q, const char *cmd);
 int	qmp_execute_args(struct qmp *q, const char *cmd, json_t *args);
 /* Hands QEMU a file now (SCM_RIGHTS on a lone space, which QMP reads as
  * whitespace); QEMU keeps it for the next command that takes one, such
- * as getfd. fd stays the caller's. */
+ * as getfd. fd stays the caller's. -EAGAIN while commands are still
+ * queued (the space would land inside one). */
 int	qmp_send_fd(struct qmp *q, int fd);
 void	qmp_free(struct qmp *q);
 

@@ -603,6 +603,8 @@ ctl_vm_json(const struct ctl_vm *v)
 	if (v->disk_mib > 0)
 		json_object_set_new(o, J_DISK_SIZE_MIB,
 		    json_integer((json_int_t)v->disk_mib));
+	if (v->pooled)
+		json_object_set_new(o, J_POOLED, json_true());
 	if (v->idle_seconds > 0)
 		json_object_set_new(o, J_IDLE_TIMEOUT,
 		    json_integer((json_int_t)v->idle_seconds));

@@ -144,6 +144,7 @@ struct ctl_vm {
 	uint64_t	 ms_ready, ms_spawn, ms_guest_boot;
 	const char	*start;		/* "cold" or "restored" */
 	const char	*start_note;	/* more on that, or "" */
+	int		 pooled;	/* in a warm pool, nobody's yet */
 };
 
 /* A ListVMs entry. */

@@ -35,6 +35,8 @@
 #define OP_PRUNE_IMAGES		"PruneImages"
 #define OP_CREATE_SANDBOX	"CreateSandbox"
 #define OP_LIST_SANDBOXES	"ListSandboxes"
+#define OP_SET_POOL		"SetPool"
+#define OP_LIST_POOLS		"ListPools"
 #define OP_REMOVE_SANDBOX	"RemoveSandbox"
 
 /* ---- control socket: JSON keys (J_*) ---- */
@@ -76,6 +78,14 @@
 #define J_CONSOLE_LOG_PATH	"console_log_path"
 #define J_INITRD_PATH		"initrd_path"		/* capsule extension */
 #define J_STOP_ON_DISCONNECT	"stop_on_disconnect"	/* capsule extension */
+#define J_POOLED		"pooled"	/* ListVMs: in a warm pool */
+#define J_POOLS			"pools"
+#define J_POOL			"pool"
+#define J_POOL_ID		"pool_id"
+#define J_READY			"ready"
+#define J_STARTING		"starting"
+#define J_HANDED_OUT		"handed_out"
+#define J_REQUEST		"request"
 /* capsule extension: raw virtio-serial ports; a list of names in StartVM,
  * an object name -> host socket path in replies */
 #define J_SERIAL_PORTS		"serial_ports"

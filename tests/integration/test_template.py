@@ -123,11 +123,15 @@ class TemplateTest(ct.DaemonTestCase):
                         self.template_fds())
         self.assertEqual(ct.daemon_children(pid), self.baseline_children)
 
-    def test_serial_ports_boot_and_say_why(self):
-        v = self.start(serial_ports=["org.test.tmpl"])
-        t = v["timing_ms"]
-        self.assertEqual(t["start"], "cold")
-        self.assertIn("serial ports", t["start_note"])
+    def test_serial_ports_and_boot_args_boot_and_say_why(self):
+        for fields, why in (({"serial_ports": ["org.test.tmpl"]},
+                             "serial ports"),
+                            ({"boot_args": "loglevel=3"}, "boot_args")):
+            for _ in range(2):      # not even a second time
+                v = self.start(**fields)
+                t = v["timing_ms"]
+                self.assertEqual(t["start"], "cold", (fields, t))
+                self.assertIn(why, t["start_note"])
 
 
 class TemplatesOffTest(ct.DaemonTestCase):

@@ -509,6 +509,9 @@ cmd_ps(int argc, char **argv)
 		    cli_str(vm, J_ACCEL), cli_str(vm, J_CREATED_AT));
 		if (cli_str(vm, J_SANDBOX)[0])
 			printf("    sandbox %s\n", cli_str(vm, J_SANDBOX));
+		if (json_is_true(json_object_get(vm, J_POOLED)))
+			printf("    pooled: ready for a matching start "
+			    "(capsule pool ls)\n");
 		if (cli_str(vm, J_ERROR)[0])
 			printf("    %s\n", cli_str(vm, J_ERROR));
 		ps_network(vm);

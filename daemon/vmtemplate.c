@@ -3,12 +3,15 @@
  * from one when its spec has one; else booted with its RAM in a file the
  * daemon holds, so that at ready one can be taken from it.
  *
- * A VM that may use templates is ephemeral (a sandbox's disk is its own)
- * and has no shared folders or raw serial ports (their far ends are not
- * part of a saved state). Phases, all before StartVM is answered:
+ * A VM that may use templates is ephemeral (a sandbox's disk is its own),
+ * has no shared folders or raw serial ports (their far ends are not part
+ * of a saved state) and boots capsule's own kernel and initramfs without
+ * boot_args (so only capsule's code has run before ready). Templates are
+ * per owner. Phases, all before StartVM is answered:
  *
- *   cold:      boot ... HELLO [NET] -> CAPTURING (hv save) -> SAVED:
- *              commit, resume, REFRESH -> REFRESHING -> HELLO -> running
+ *   cold:      boot ... HELLO [NET] -> CAPTURING (a PING answered, then
+ *              hv save) -> SAVED: commit, resume, REFRESH -> REFRESHING
+ *              -> HELLO -> running
  *   restored:  hv restore -> RESTORED: REFRESH -> REFRESHING -> HELLO ->
  *              running (NET was done in the template)
  */

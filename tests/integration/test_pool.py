@@ -110,6 +110,8 @@ class PoolTest(ct.DaemonTestCase):
         r = self.daemon.cli("pool", "1", "--memory", str(MEM))
         self.assertEqual(r.returncode, 0, r.stderr)
         self.wait_ready(1)
+        r = self.daemon.cli("ps")
+        self.assertIn(b"pooled: ready for a matching start", r.stdout)
         r = self.daemon.cli("run", "--memory", str(MEM), "--", "echo", "hi")
         self.assertEqual((r.returncode, r.stdout), (0, b"hi\n"), r.stderr)
         r = self.daemon.cli("pool", "ls")

@@ -6,6 +6,10 @@ it uses. Prints numbers; asserts nothing.
 
     python3 bench/density.py [--build build] [--vms 20] [--memory 128]
 
+Twice, side by side: with start templates off (every VM boots) and on
+(the lone VM boots and leaves a template; the N are restored from it and
+share its untouched memory).
+
 It starts a private capsuled and reports the accel in use. Per idle VM,
 once all are ready and have settled for a few seconds:
 - QEMU's proportional set size (PSS, /proc/PID/smaps_rollup);
@@ -48,14 +52,10 @@ def start(sock_path, memory, results, i):
         s.close()
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    add_build_arg(ap)
-    ap.add_argument("--vms", type=int, default=20)
-    ap.add_argument("--memory", type=int, default=128)
-    a = ap.parse_args()
-    build = os.path.abspath(a.build)
-    with private_daemon(build) as (sock_path, d):
+def measure(build, a, config, label):
+    """One private capsuled with config: one VM alone, then N at once,
+    then the idle costs. False if a start failed."""
+    with private_daemon(build, config) as (sock_path, d):
         ctl = socket.socket(socket.AF_UNIX)
         ctl.connect(sock_path)
         ping = request(ctl, {"op": "Ping"})
@@ -68,9 +68,9 @@ def main():
                             dpid = int(name)
                 except OSError:
                     pass
-        print("capsule %s, %s, accel %s, %d CPUs; %d VMs of %d MiB" % (
-            ping["version"], ping.get("hypervisor", "?"), ping["accel"],
-            os.cpu_count(), a.vms, a.memory))
+        print("\n== %s ==\ncapsule %s, %s, accel %s, %d CPUs; %d VMs of "
+              "%d MiB" % (label, ping["version"], ping.get("hypervisor", "?"),
+                          ping["accel"], os.cpu_count(), a.vms, a.memory))
         rss0 = kib("/proc/%d/status" % dpid, "VmRSS")
 
         # -- baseline: one alone --
@@ -127,7 +127,23 @@ def main():
                 rss0 / 1024, rss / 1024, len(pss)))
         for r in good:
             request(ctl, {"op": "StopVM", "vm_id": r["vm_id"]})
-    return 0 if not bad else 1
+    return not bad
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    add_build_arg(ap)
+    ap.add_argument("--vms", type=int, default=20)
+    ap.add_argument("--memory", type=int, default=128)
+    a = ap.parse_args()
+    build = os.path.abspath(a.build)
+    # Side by side: every VM booted, then (the default) the first booted
+    # and leaving a start template that the others are restored from.
+    ok = measure(build, a, "templates = off\n", "templates off: every VM "
+                 "boots")
+    ok = measure(build, a, "", "templates on: the others restore the "
+                 "first's") and ok
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

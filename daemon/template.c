@@ -80,7 +80,10 @@ template_init(int dir_fd)
 
 	T.dir_fd = dir_fd;
 	/* What a daemon that died while taking one left. */
-	if ((fd = dup(dir_fd)) < 0 || (dir = fdopendir(fd)) == NULL) {
+	/* A new open of the dir (a dup would share, and leave at its end,
+	 * the offset every later listing starts from). */
+	if ((fd = openat(dir_fd, ".", O_RDONLY | O_DIRECTORY |
+	    O_CLOEXEC)) < 0 || (dir = fdopendir(fd)) == NULL) {
 		if (fd >= 0)
 			close(fd);
 		return;
@@ -452,7 +455,8 @@ template_prune(void)
 	DIR *dir;
 	int fd;
 
-	if ((fd = dup(T.dir_fd)) < 0 || (dir = fdopendir(fd)) == NULL) {
+	if ((fd = openat(T.dir_fd, ".", O_RDONLY | O_DIRECTORY |
+	    O_CLOEXEC)) < 0 || (dir = fdopendir(fd)) == NULL) {
 		if (fd >= 0)
 			close(fd);
 		return;

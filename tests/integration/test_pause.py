@@ -110,5 +110,4 @@ class PauseTest(ct.DaemonTestCase):
 
 
 if __name__ == "__main__":
-    import unittest
-    unittest.main()
+    ct.main()

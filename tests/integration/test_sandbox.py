@@ -457,4 +457,4 @@ class SandboxOwnersTest(OwnerDaemonCase):
 
 
 if __name__ == "__main__":
-    unittest.main()
+    ct.main()

@@ -506,4 +506,4 @@ class VolumeAdoptTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main()
+    ct.main()

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -104,6 +105,36 @@ caller_self(struct caller *c)
 	c->pid = getpid();
 	n = getgroups(CALLER_MAX_GROUPS, c->groups);
 	c->ngroups = n > 0 ? (size_t)n : 0;
+}
+
+int
+caller_of_user(const char *user, struct caller *c, struct cap_err *err)
+{
+	struct passwd pw, *res = NULL;
+	char buf[4096], *end;
+	unsigned long uid;
+	int n = CALLER_MAX_GROUPS, r;
+
+	memset(c, 0, sizeof(*c));
+	errno = 0;
+	uid = strtoul(user, &end, 10);
+	if (user[0] >= '0' && user[0] <= '9' && *end == '\0' && errno == 0 &&
+	    uid <= UINT32_MAX - 1)
+		r = getpwuid_r((uid_t)uid, &pw, buf, sizeof(buf), &res);
+	else
+		r = getpwnam_r(user, &pw, buf, sizeof(buf), &res);
+	if (res == NULL)
+		return cap_err_set(err, r ? r : ENOENT, E_INVALID_ARGUMENT,
+		    "no user \"%s\"%s%s", user, r ? ": " : "",
+		    r ? strerror(r) : "");
+	c->uid = pw.pw_uid;
+	c->gid = pw.pw_gid;
+	c->pid = getpid();
+	/* More groups than we keep: the first ones (fewer rights). */
+	if (getgrouplist(pw.pw_name, pw.pw_gid, c->groups, &n) < 0)
+		n = CALLER_MAX_GROUPS;
+	c->ngroups = (size_t)n;
+	return 0;
 }
 
 const char *

@@ -47,6 +47,10 @@ struct caller {
 int	caller_from_socket(int fd, struct caller *c, struct cap_err *err);
 /* The daemon itself. */
 void	caller_self(struct caller *c);
+/* A user named in the configuration (a name or a uid): its uid, primary
+ * gid and groups as the user database has them; pid is the daemon's. */
+int	caller_of_user(const char *user, struct caller *c,
+	    struct cap_err *err);
 /* In a child: takes on who's uid, gid and groups for good (nothing to do
  * unless the daemon is root and who is not); fails closed. */
 int	caller_become(const struct caller *who);

@@ -322,6 +322,8 @@ reload(void)
 		log_error("reload: %s; keeping the settings in force", err.msg);
 	} else {
 		apply(&c, 1);
+		/* Bad lines are logged; the good ones apply. */
+		vmpool_configure(c.pools, c.npools, d.config_path, 0, &err);
 		/* Where things are stays as it was until a restart. */
 		memcpy(c.socket, d.cur.socket, sizeof(c.socket));
 		memcpy(c.state_dir, d.cur.state_dir, sizeof(c.state_dir));
@@ -640,6 +642,13 @@ main(int argc, char *argv[])
 		return 1;
 	}
 	vmadopt_all();
+	if (vmpool_configure(d.cur.pools, d.cur.npools, d.config_path, 1,
+	    &err) < 0) {
+		log_error("%s", err.msg);
+		metrics_close();
+		egress_fini();
+		return 1;
+	}
 
 	ccfg = (struct control_cfg){ d.base, env.hv, &env.caps,
 	    doctor_report };

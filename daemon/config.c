@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "config.h"
 #include "proto.h"
 
@@ -176,6 +178,67 @@ set_item(const struct config_item *it, struct config *c, const char *v,
 	return line_err(err, file, line, "%s: %s", it->name, "bad type");
 }
 
+/* `pool = USER SIZE [FIELDS]`: checked as far as the file can say (the
+ * user exists and the fields make a StartVM is for capsuled to say when
+ * it applies them, with the same FILE:LINE). */
+static int
+set_pool(struct config *c, char *v, const char *file, unsigned line,
+    struct cap_err *err)
+{
+	struct config_pool *p;
+	char *user, *size, *req, *end, sv[80];
+	unsigned long n;
+	json_t *j;
+	size_t len;
+
+	if (c->npools >= CONFIG_MAX_POOLS)
+		return line_err(err, file, line, "more than %s pool lines%s",
+		    "16", "");
+	p = &c->pools[c->npools];
+	user = v;
+	len = strcspn(user, " \t");
+	size = user + len;
+	if (*size != '\0')
+		*size++ = '\0';
+	while (*size == ' ' || *size == '\t')
+		size++;
+	req = size + strcspn(size, " \t");
+	if (*req != '\0')
+		*req++ = '\0';
+	while (*req == ' ' || *req == '\t')
+		req++;
+	shown(user, sv, sizeof(sv));
+	if (len == 0 || len >= sizeof(p->user) ||
+	    strspn(user, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	    "0123456789._-") != len || user[0] == '-')
+		return line_err(err, file, line, "pool takes USER SIZE "
+		    "[STARTVM-FIELDS]; \"%s\" is not a user name or uid%s",
+		    sv, "");
+	errno = 0;
+	n = strtoul(size, &end, 10);
+	if (size[0] < '0' || size[0] > '9' || *end != '\0' || errno != 0 ||
+	    n < 1 || n > CONFIG_POOL_MAX_SIZE)
+		return line_err(err, file, line, "pool: the size must be a "
+		    "whole number from 1 to %s%s", "16", "");
+	if (*req == '\0')
+		req = "{}";
+	if ((j = json_loads(req, JSON_REJECT_DUPLICATES, NULL)) == NULL ||
+	    !json_is_object(j)) {
+		json_decref(j);
+		shown(req, sv, sizeof(sv));
+		return line_err(err, file, line, "pool: the StartVM fields "
+		    "must be one JSON object, not \"%s\"%s", sv, "");
+	}
+	json_decref(j);
+	/* Fits: the line itself is shorter than the buffer. */
+	snprintf(p->user, sizeof(p->user), "%s", user);
+	snprintf(p->request, sizeof(p->request), "%s", req);
+	p->size = (unsigned)n;
+	p->line = line;
+	c->npools++;
+	return 0;
+}
+
 static char *
 trim(char *s)
 {
@@ -227,6 +290,11 @@ config_parse(const char *text, size_t len, const char *file,
 		if (n >= 2 && val[0] == '"' && val[n - 1] == '"') {
 			val[n - 1] = '\0';
 			val++;
+		}
+		if (strcmp(key, "pool") == 0) {
+			if ((r = set_pool(c, val, file, line, err)) < 0)
+				return r;
+			continue;
 		}
 		for (size_t i = 0; i < NITEMS; i++)
 			if (strcmp(items[i].name, key) == 0)

@@ -7,7 +7,8 @@
  *
  * One setting per line, `key = value`; `#` starts a comment line; blank
  * lines are ignored; a value may be quoted ("..."). Unknown keys, values
- * out of range and repeated keys are errors naming the file and line. The
+ * out of range and repeated keys (`pool` aside) are errors naming the file
+ * and line. The
  * command line wins over the file. SIGHUP re-reads the file: what can
  * change in a running daemon (limits, defaults, timeouts, log level) does,
  * at once for new VMs and requests; the rest waits for a restart and
@@ -26,6 +27,18 @@
 
 #define CONFIG_SYSTEM_PATH	"/etc/capsule/capsuled.conf"
 #define CONFIG_MAX_BYTES	(64 * 1024)
+#define CONFIG_MAX_POOLS	16	/* `pool` lines */
+#define CONFIG_POOL_MAX_SIZE	16	/* VMs in one (VMPOOL_MAX_SIZE) */
+
+/* `pool = USER SIZE [STARTVM-FIELDS]`: keep SIZE VMs of that StartVM
+ * request (a JSON object; {} if left out) ready for USER (a name or a
+ * uid), as SetPool would. The only key that may repeat. */
+struct config_pool {
+	char		user[64];
+	unsigned	size;
+	char		request[1024];	/* JSON object text */
+	unsigned	line;		/* in the file, for messages */
+};
 
 struct config {
 	/* Where things are (restart to change). */
@@ -54,6 +67,8 @@ struct config {
 	unsigned	vm_tasks_max;
 	uint64_t	vm_memory_overhead_mib;	/* allowed above its RAM */
 	char		templates[4];		/* on, off */
+	struct config_pool pools[CONFIG_MAX_POOLS];
+	unsigned	npools;
 	/* Which keys the file set (so the command line can tell). */
 	uint64_t	set;
 };

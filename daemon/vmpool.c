@@ -12,12 +12,15 @@
  *
  * Pools live in the daemon's memory: a pooled VM's record says so, and a
  * later capsuled stops it instead of taking it over. A pool whose start
- * fails stops refilling until the next SetPool, and says why.
+ * fails stops refilling until the next SetPool (or, for a pool of
+ * capsuled.conf, reload), and says why. `pool` lines in capsuled.conf make
+ * pools at start-up and on SIGHUP (vmpool_configure).
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "proto.h"
@@ -34,12 +37,15 @@ struct vmpool {
 	unsigned	 size;
 	unsigned	 starting;
 	uint64_t	 handed_out;
+	unsigned	 config_line;	/* its `pool` line; 0: SetPool's */
+	unsigned	 config_gen;	/* the last load that named it */
 	char		 error[sizeof(((struct cap_err *)0)->msg)];
 					/* why refilling stopped; "" */
 };
 
 static TAILQ_HEAD(, vmpool) pools = TAILQ_HEAD_INITIALIZER(pools);
 static uint64_t next_id = 1;
+static unsigned config_gen;
 
 static void	vmpool_fill(struct vmpool *p);
 static struct vmpool *vmpool_by_id(uint64_t id);
@@ -156,7 +162,7 @@ vmpool_started(struct vm *vm, const struct cap_err *err, void *arg)
 		if (p != NULL) {
 			snprintf(p->error, sizeof(p->error), "%s", err->msg);
 			log_warn("pool %llu: a start failed; not refilling "
-			    "until the next SetPool: %s",
+			    "until the next SetPool or reload: %s",
 			    (unsigned long long)p->id, err->msg);
 		}
 		return;
@@ -217,6 +223,8 @@ vmpool_json(const struct vmpool *p)
 	json_object_set_new(o, J_REQUEST, req);
 	if (p->error[0])
 		json_object_set_new(o, J_ERROR, json_string(p->error));
+	if (p->config_line != 0)
+		json_object_set_new(o, J_CONFIGURED, json_true());
 	return o;
 }
 
@@ -234,9 +242,12 @@ vmpool_free(struct vmpool *p)
 	free(p);
 }
 
-int
-vmpool_set(const struct caller *who, json_t *req, json_t **out,
-    struct cap_err *err)
+/* SetPool's work: req checked as the StartVM it stands for; unless
+ * check_only, the pool made, resized or (size 0) removed. *pp: the pool,
+ * or NULL once removed. */
+static int
+vmpool_apply(const struct caller *who, json_t *req, int check_only,
+    struct vmpool **pp, struct cap_err *err)
 {
 	struct ctl_limits lim;
 	struct ctl_start st;
@@ -247,6 +258,7 @@ vmpool_set(const struct caller *who, json_t *req, json_t **out,
 	unsigned n = 0;
 	int r;
 
+	*pp = NULL;
 	sz = json_object_get(req, J_SIZE);
 	if (!json_is_integer(sz) || json_integer_value(sz) < 0 ||
 	    json_integer_value(sz) > VMPOOL_MAX_SIZE)
@@ -282,6 +294,11 @@ vmpool_set(const struct caller *who, json_t *req, json_t **out,
 			    "has %u pools already; the limit is %d",
 			    (unsigned)who->uid, n, VMPOOL_MAX_PER_USER);
 		}
+		if (check_only) {
+			free(fields);
+			json_decref(j);
+			return 0;
+		}
 		if ((p = calloc(1, sizeof(*p))) == NULL) {
 			free(fields);
 			json_decref(j);
@@ -297,14 +314,11 @@ vmpool_set(const struct caller *who, json_t *req, json_t **out,
 		free(fields);
 		json_decref(j);
 	}
-	if (p == NULL) {
-		*out = json_null();
+	if (p == NULL || check_only)
 		return 0;
-	}
 	p->size = (unsigned)json_integer_value(sz);
 	p->error[0] = '\0';
 	if (p->size == 0) {
-		*out = json_null();
 		log_info("pool %llu: removed", (unsigned long long)p->id);
 		vmpool_free(p);
 		return 0;
@@ -319,8 +333,114 @@ vmpool_set(const struct caller *who, json_t *req, json_t **out,
 			n--;
 		}
 	vmpool_fill(p);
-	*out = vmpool_json(p);
+	*pp = p;
 	return 0;
+}
+
+int
+vmpool_set(const struct caller *who, json_t *req, json_t **out,
+    struct cap_err *err)
+{
+	struct vmpool *p;
+	int r;
+
+	if ((r = vmpool_apply(who, req, 0, &p, err)) < 0)
+		return r;
+	*out = p != NULL ? vmpool_json(p) : json_null();
+	return 0;
+}
+
+/* One `pool` line as a user and a SetPool request; errors say where. */
+static int
+vmpool_line(const struct config_pool *cp, const char *file,
+    struct caller *who, json_t **req, struct cap_err *err)
+{
+	struct cap_err e;
+
+	*req = NULL;
+	if (caller_of_user(cp->user, who, &e) < 0)
+		goto bad;
+	if (geteuid() != 0 && who->uid != geteuid()) {
+		cap_err_set(&e, EPERM, E_INVALID_ARGUMENT, "capsuled runs as "
+		    "uid %u and keeps pools for that user only, not uid %u",
+		    (unsigned)geteuid(), (unsigned)who->uid);
+		goto bad;
+	}
+	if ((*req = json_loads(cp->request, JSON_REJECT_DUPLICATES,
+	    NULL)) == NULL || !json_is_object(*req)) {
+		cap_err_set(&e, EINVAL, E_INVALID_ARGUMENT, "the StartVM "
+		    "fields are not a JSON object");
+		goto bad;
+	}
+	if (json_object_get(*req, J_SIZE) != NULL ||
+	    json_object_get(*req, J_OP) != NULL) {
+		cap_err_set(&e, EINVAL, E_INVALID_ARGUMENT, "the size goes "
+		    "before the fields, and they have no \"op\"");
+		goto bad;
+	}
+	json_object_set_new(*req, J_SIZE, json_integer(cp->size));
+	return 0;
+bad:
+	json_decref(*req);
+	*req = NULL;
+	return cap_err_set(err, e.errnum, e.code, "%s:%u: pool: %s", file,
+	    cp->line, e.msg);
+}
+
+int
+vmpool_configure(const struct config_pool *cps, unsigned n,
+    const char *file, int strict, struct cap_err *err)
+{
+	struct vmpool *p, *next;
+	struct caller who;
+	struct cap_err e;
+	json_t *req;
+	unsigned i;
+	int r, failed = 0;
+
+	/* At start-up a bad line stops capsuled before any VM starts. */
+	for (i = 0; strict && i < n; i++) {
+		if ((r = vmpool_line(&cps[i], file, &who, &req, err)) < 0)
+			return r;
+		r = vmpool_apply(&who, req, 1, &p, &e);
+		json_decref(req);
+		if (r < 0)
+			return cap_err_set(err, e.errnum, e.code, "%s:%u: "
+			    "pool: %s", file, cps[i].line, e.msg);
+	}
+	config_gen++;
+	for (i = 0; i < n; i++) {
+		if ((r = vmpool_line(&cps[i], file, &who, &req, &e)) == 0) {
+			r = vmpool_apply(&who, req, 0, &p, &e);
+			json_decref(req);
+			if (r < 0)
+				cap_err_set(&e, e.errnum, e.code, "%s:%u: "
+				    "pool: %s", file, cps[i].line, e.msg);
+		}
+		if (r < 0) {
+			log_error("%s", e.msg);
+			if (!failed)
+				*err = e;
+			failed = 1;
+			continue;
+		}
+		if (p != NULL) {
+			p->config_line = cps[i].line;
+			p->config_gen = config_gen;
+			log_info("pool %llu: %u VM%s for uid %u, from %s:%u",
+			    (unsigned long long)p->id, p->size,
+			    p->size == 1 ? "" : "s", (unsigned)p->who.uid,
+			    file, p->config_line);
+		}
+	}
+	/* Lines that are gone take their pools with them. */
+	TAILQ_FOREACH_SAFE(p, &pools, entry, next)
+		if (p->config_line != 0 && p->config_gen != config_gen) {
+			log_info("pool %llu: no longer in %s; removed",
+			    (unsigned long long)p->id, file);
+			vmpool_free(p);
+		}
+	return failed ? -1 : 0;
 }
 
 struct vm *

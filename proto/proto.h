@@ -86,6 +86,7 @@
 #define J_STARTING		"starting"
 #define J_HANDED_OUT		"handed_out"
 #define J_REQUEST		"request"
+#define J_CONFIGURED		"configured"	/* ListPools: from capsuled.conf */
 /* capsule extension: raw virtio-serial ports; a list of names in StartVM,
  * an object name -> host socket path in replies */
 #define J_SERIAL_PORTS		"serial_ports"

@@ -4,7 +4,12 @@ of VMs ready; a StartVM with exactly the pool's fields from the same user
 takes one at once (timing_ms.start "pooled") and the pool refills; other
 requests start their own VM; shrinking stops pooled VMs, never handed-out
 ones; bad sizes and sandboxes are refused. Real VMs; one daemon."""
+import json
+import os
+import signal
+import subprocess
 import time
+import unittest
 
 import capsuletest as ct
 
@@ -121,6 +126,94 @@ class PoolTest(ct.DaemonTestCase):
 
     def test_zz_nothing_left(self):
         self.assertNoLeaks()
+
+
+class ConfiguredPoolTest(unittest.TestCase):
+    """`pool = USER SIZE [FIELDS]` in capsuled.conf: made at start-up,
+    changed and removed by SIGHUP; a bad line stops start-up."""
+
+    def daemon_with(self, text):
+        d = ct.Daemon(self.id().rsplit(".", 1)[-1])
+        self.addCleanup(d.kill)
+        self.write_conf(d, text)
+        return d
+
+    def write_conf(self, d, text):
+        path = os.path.join(d.dir, "capsuled.conf")
+        tmp = path + ".new"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                     0o600)
+        os.write(fd, text.encode())
+        os.close(fd)
+        os.rename(tmp, path)
+
+    def pools(self, d):
+        r = d.request({"op": "ListPools"})
+        self.assertTrue(r.get("ok"), r)
+        return r["pools"]
+
+    def hup(self, d):
+        n = d.log_text().count("reloaded ")
+        d.proc.send_signal(signal.SIGHUP)
+        self.assertTrue(ct.wait_for(
+            lambda: d.log_text().count("reloaded ") > n, 10), d.log_text())
+
+    def test_pool_lines_make_change_and_remove_pools(self):
+        fields = {"memory_mib": MEM}
+        d = self.daemon_with("pool = root 1 %s\n" % json.dumps(fields))
+        d.start()
+        p = self.pools(d)
+        self.assertEqual(len(p), 1, p)
+        self.assertEqual((p[0]["size"], p[0]["owner_uid"], p[0]["request"],
+                          p[0].get("configured")), (1, 0, fields, True), p)
+        self.assertTrue(ct.wait_for(lambda: self.pools(d)[0]["ready"] == 1,
+                                    120), self.pools(d))
+        v = d.request(dict(op="StartVM", **fields), timeout=30)
+        self.assertTrue(v.get("ok"), v)
+        self.assertEqual(v["timing_ms"]["start"], "pooled", v)
+        d.request({"op": "StopVM", "vm_id": v["vm_id"]}, timeout=60)
+
+        # A bigger size, and a second pool (by uid), at the next SIGHUP.
+        self.write_conf(d, "pool = root 2 %s\npool = 0 1 {\"memory_mib\": "
+                        "192}\n" % json.dumps(fields))
+        self.hup(d)
+        p = sorted(self.pools(d), key=lambda x: x["request"]["memory_mib"])
+        self.assertEqual([(x["size"], x["request"]) for x in p],
+                         [(1, {"memory_mib": 192}), (2, fields)], p)
+        # A bad line is logged; the good ones stay in force.
+        self.write_conf(d, "pool = root 2 %s\npool = nosuchuser9 1\n" %
+                        json.dumps(fields))
+        self.hup(d)
+        self.assertIn('capsuled.conf:2: pool: no user "nosuchuser9"',
+                      d.log_text())
+        p = self.pools(d)
+        self.assertEqual([(x["size"], x["request"]) for x in p],
+                         [(2, fields)], p)
+        # Gone from the file: the pool and its VMs go.
+        self.write_conf(d, "# no pools\n")
+        self.hup(d)
+        self.assertEqual(self.pools(d), [])
+        self.assertTrue(ct.wait_for(lambda: not [
+            x for x in d.list_vms() if x.get("pooled")], 60), d.list_vms())
+        d.stop()
+
+    def test_bad_pool_line_stops_start_up(self):
+        for text, why in (
+                ("pool = nosuchuser9 1\n", 'capsuled.conf:1: pool: no user '
+                 '"nosuchuser9"'),
+                ("# x\npool = root 1 {\"memory_mib\": 1}\n",
+                 "capsuled.conf:2: pool: \"memory_mib\" must be"),
+                ("pool = root 1 {\"size\": 3}\n",
+                 "capsuled.conf:1: pool: the size goes before the fields"),
+                ("pool = root 1 {\"sandbox\": \"s\"}\n",
+                 "capsuled.conf:1: pool: a sandbox has one VM")):
+            with self.subTest(text=text):
+                d = self.daemon_with(text)
+                r = subprocess.run(d.argv(), stdin=subprocess.DEVNULL,
+                                   capture_output=True, timeout=60)
+                self.assertNotEqual(r.returncode, 0)
+                self.assertIn(why, r.stderr.decode(), r.stderr)
+                self.assertFalse(os.path.exists(d.sock))
 
 
 if __name__ == "__main__":

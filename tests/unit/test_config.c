@@ -128,6 +128,59 @@ test_errors_name_line_and_reason(void **state)
 }
 
 static void
+test_pools(void **state)
+{
+	static const char text[] =
+	    "pool = root 2\n"
+	    "user_max_vms = 4\n"
+	    "pool =  ci-runner\t16   {\"memory_mib\": 256, \"network\": \"nat\"}\n"
+	    "pool = 1000 1 {}\n";
+	static const struct { const char *text, *want; } bad[] = {
+		{ "pool = root\n", ":1: pool: the size must be a whole" },
+		{ "pool = root 0\n", ":1: pool: the size must be a whole" },
+		{ "pool = root 17\n", ":1: pool: the size must be a whole" },
+		{ "pool = root two\n", ":1: pool: the size must be a whole" },
+		{ "pool =\n", ":1: pool takes USER SIZE" },
+		{ "pool = r;m 1\n", ":1: pool takes USER SIZE [STARTVM-FIELDS]; "
+		    "\"r;m\" is not a user" },
+		{ "pool = -u 1\n", "is not a user" },
+		{ "\npool = root 1 [1]\n", ":2: pool: the StartVM fields must "
+		    "be one JSON object" },
+		{ "pool = root 1 {\"a\": 1, \"a\": 2}\n", "one JSON object" },
+		{ "pool = root 1 {\n", "one JSON object" },
+	};
+	struct config c;
+	struct cap_err err;
+	char many[4096] = "";
+
+	(void)state;
+	assert_int_equal(parse(text, &c, &err), 0);
+	assert_int_equal(c.npools, 3);
+	assert_string_equal(c.pools[0].user, "root");
+	assert_int_equal(c.pools[0].size, 2);
+	assert_string_equal(c.pools[0].request, "{}");
+	assert_int_equal(c.pools[0].line, 1);
+	assert_string_equal(c.pools[1].user, "ci-runner");
+	assert_int_equal(c.pools[1].size, 16);
+	assert_string_equal(c.pools[1].request,
+	    "{\"memory_mib\": 256, \"network\": \"nat\"}");
+	assert_int_equal(c.pools[1].line, 3);
+	assert_string_equal(c.pools[2].user, "1000");
+	assert_int_equal(c.user_max_vms, 4);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_true(parse(bad[i].text, &c, &err) < 0);
+		if (strstr(err.msg, bad[i].want) == NULL)
+			fail_msg("for %s: got \"%s\", want \"%s\"", bad[i].text,
+			    err.msg, bad[i].want);
+	}
+	/* At most CONFIG_MAX_POOLS lines. */
+	for (int i = 0; i <= CONFIG_MAX_POOLS; i++)
+		strcat(many, "pool = root 1\n");
+	assert_true(parse(many, &c, &err) < 0);
+	assert_non_null(strstr(err.msg, ":17: more than 16 pool lines"));
+}
+
+static void
 test_nul_and_long_lines(void **state)
 {
 	char text[2048];
@@ -176,6 +229,7 @@ main(void)
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_every_key),
 		cmocka_unit_test(test_errors_name_line_and_reason),
+		cmocka_unit_test(test_pools),
 		cmocka_unit_test(test_nul_and_long_lines),
 		cmocka_unit_test(test_load_refuses_files_others_can_change),
 	};

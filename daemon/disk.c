@@ -82,3 +82,46 @@ disk_used(int fd)
 
 	return fstat(fd, &st) == 0 ? (uint64_t)st.st_blocks * 512 : 0;
 }
+
+/* Copies size bytes of in to out (both at offset 0), leaving holes where
+ * in has them. */
+int
+disk_copy(int in, int out, off_t size)
+{
+	char buf[65536];
+	off_t data = 0, hole, o;
+	ssize_t n;
+
+	if (ftruncate(out, size) < 0)
+		return -errno;
+	while (data < size) {
+		if ((data = lseek(in, data, SEEK_DATA)) < 0)
+			return errno == ENXIO ? 0 : -errno;
+		if ((hole = lseek(in, data, SEEK_HOLE)) < 0)
+			return -errno;
+		while (data < hole) {
+			o = data;
+			n = copy_file_range(in, &data, out, &o,
+			    (size_t)(hole - data), 0);
+			if (n < 0 && (errno == EXDEV || errno == EINVAL ||
+			    errno == ENOSYS || errno == EOPNOTSUPP)) {
+				/* The plain way. */
+				n = pread(in, buf, (size_t)(hole - data) <
+				    sizeof(buf) ? (size_t)(hole - data) :
+				    sizeof(buf), data);
+				if (n > 0 && pwrite(out, buf, (size_t)n, data) !=
+				    n)
+					return errno ? -errno : -EIO;
+				if (n > 0)
+					data += n;
+			}
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0)
+				return -errno;
+			if (n == 0)
+				return -EIO;	/* it shrank under us */
+		}
+	}
+	return 0;
+}

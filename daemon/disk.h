@@ -10,6 +10,7 @@
 #define CAPSULE_DISK_H
 
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "err.h"
 
@@ -27,6 +28,9 @@ int	disk_make(int dir_fd, const char *name, uint64_t size_mib,
 	    struct cap_err *err);
 /* Opens an existing disk capsuled made (a regular file, no link). */
 int	disk_open(int dir_fd, const char *name, struct cap_err *err);
+/* Copies size bytes of in to out (both from offset 0; out is truncated
+ * to size), leaving holes where in has them. 0 or -errno. */
+int	disk_copy(int in, int out, off_t size);
 /* Bytes the disk takes on the host (its allocated blocks). */
 uint64_t disk_used(int fd);
 

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "disk.h"
 #include "log.h"
 #include "proto.h"
 #include "template.h"
@@ -130,49 +131,6 @@ template_key(const struct template_spec *s)
 	return k;
 }
 
-/* Copies size bytes of in to out (both at offset 0), leaving holes where
- * in has them. */
-static int
-template_copy(int in, int out, off_t size)
-{
-	char buf[65536];
-	off_t data = 0, hole, o;
-	ssize_t n;
-
-	if (ftruncate(out, size) < 0)
-		return -errno;
-	while (data < size) {
-		if ((data = lseek(in, data, SEEK_DATA)) < 0)
-			return errno == ENXIO ? 0 : -errno;
-		if ((hole = lseek(in, data, SEEK_HOLE)) < 0)
-			return -errno;
-		while (data < hole) {
-			o = data;
-			n = copy_file_range(in, &data, out, &o,
-			    (size_t)(hole - data), 0);
-			if (n < 0 && (errno == EXDEV || errno == EINVAL ||
-			    errno == ENOSYS || errno == EOPNOTSUPP)) {
-				/* The plain way. */
-				n = pread(in, buf, (size_t)(hole - data) <
-				    sizeof(buf) ? (size_t)(hole - data) :
-				    sizeof(buf), data);
-				if (n > 0 && pwrite(out, buf, (size_t)n, data) !=
-				    n)
-					return errno ? -errno : -EIO;
-				if (n > 0)
-					data += n;
-			}
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n < 0)
-				return -errno;
-			if (n == 0)
-				return -EIO;	/* it shrank under us */
-		}
-	}
-	return 0;
-}
-
 /* A sealed memfd with a copy of in's size bytes. */
 static int
 template_seal(int in, off_t size)
@@ -182,7 +140,7 @@ template_seal(int in, off_t size)
 	if ((fd = memfd_create("capsule-template", MFD_CLOEXEC |
 	    MFD_ALLOW_SEALING)) < 0)
 		return -errno;
-	if ((r = template_copy(in, fd, size)) < 0 ||
+	if ((r = disk_copy(in, fd, size)) < 0 ||
 	    (fcntl(fd, F_ADD_SEALS, TEMPLATE_SEALS) < 0 && (r = -errno))) {
 		close(fd);
 		return r;
@@ -349,7 +307,7 @@ template_copy_disk(const struct template *t, int dir_fd, const char *name,
 	if (fstat(in, &st) < 0)
 		r = -errno;
 	else
-		r = template_copy(in, out, st.st_size);
+		r = disk_copy(in, out, st.st_size);
 	close(in);
 	if (r < 0) {
 		close(out);
@@ -514,12 +472,12 @@ template_commit(const char *key, int ram_fd, uint64_t ram_bytes,
 	    O_CLOEXEC)) < 0 ||
 	    (fd = openat(dir, "ram", O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
 	    O_CLOEXEC, 0600)) < 0 ||
-	    ((r = template_copy(t->ram, fd, (off_t)ram_bytes)) < 0 &&
+	    ((r = disk_copy(t->ram, fd, (off_t)ram_bytes)) < 0 &&
 	    (errno = -r)) ||
 	    (closep(&fd), fd = openat(dir, "disk.img", O_WRONLY | O_CREAT |
 	    O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600)) < 0 ||
 	    fstat(disk_fd, &st) < 0 ||
-	    ((r = template_copy(disk_fd, fd, st.st_size)) < 0 &&
+	    ((r = disk_copy(disk_fd, fd, st.st_size)) < 0 &&
 	    (errno = -r)) ||
 	    renameat(T.dir_fd, name, T.dir_fd, id) < 0) {
 		r = cap_err_set(err, errno, E_INTERNAL, "templates: cannot "

@@ -164,7 +164,7 @@ vmtemplate_synced(struct agent *a, void *arg)
 	if (vm->tmpl_phase != VMT_CAPTURING || vm->state != VM_STARTING ||
 	    vm->failing)
 		return;
-	if (vm_core.env.hv->save(vm->hv, vm->tmpl_state, &err) < 0) {
+	if (vm_core.env.hv->save(vm->hv, vm->tmpl_state, 0, &err) < 0) {
 		log_warn("vm %s: cannot save a template: %s", vm->id, err.msg);
 		vmtemplate_saved(vm, 0);
 	}

@@ -64,6 +64,7 @@ enum hv_ram {
 	HV_RAM_ANON = 0,
 	HV_RAM_SHARED,
 	HV_RAM_TEMPLATE,
+	HV_RAM_RESTORE,
 };
 
 /* Everything a backend needs to start one VM. The fds stay the daemon's;
@@ -115,7 +116,9 @@ struct hv_vm_config {
 	 * copy-on-write, and restore_fd the device state save() wrote: the
 	 * guest goes on from where the template was taken instead of
 	 * booting (HV_EV_RESTORED or HV_EV_RESTORE_FAILED says how that
-	 * went). Everything else in the config must be as it was then. */
+	 * went). HV_RAM_RESTORE: the backend's own RAM, and restore_fd a
+	 * full save() (RAM and all) of a VM to go on from, as for a
+	 * template. Everything else in the config must be as it was then. */
 	enum hv_ram	 ram;
 	int		 ram_fd;
 	int		 restore_fd;
@@ -151,7 +154,7 @@ enum hv_event {
 	HV_EV_PANIC,		/* the guest says its kernel panicked */
 	HV_EV_SAVED,		/* save() finished; the guest is stopped */
 	HV_EV_SAVE_FAILED,	/* save() did not; the guest is stopped */
-	HV_EV_RESTORED,		/* a HV_RAM_TEMPLATE guest runs */
+	HV_EV_RESTORED,		/* a HV_RAM_TEMPLATE or _RESTORE guest runs */
 	HV_EV_RESTORE_FAILED,	/* ... could not be restored */
 };
 
@@ -197,11 +200,13 @@ struct hv_ops {
 	/* Stops (pause 1) or restarts (0) the guest's vCPUs; its memory
 	 * and devices stay as they are. */
 	int	(*pause)(struct hv_vm *vm, int pause, struct cap_err *err);
-	/* Stops the guest and writes its device state to state_fd, for
-	 * HV_RAM_TEMPLATE starts of copies; its RAM is the HV_RAM_SHARED
-	 * file it started with. HV_EV_SAVED or _SAVE_FAILED follows; the
+	/* Stops the guest and writes its state to state_fd. Not full: the
+	 * devices only, for HV_RAM_TEMPLATE starts of copies (its RAM is
+	 * the HV_RAM_SHARED file it started with). Full: its RAM too, for
+	 * HV_RAM_RESTORE starts. HV_EV_SAVED or _SAVE_FAILED follows; the
 	 * guest stays stopped until pause(vm, 0). NULL if unsupported. */
-	int	(*save)(struct hv_vm *vm, int state_fd, struct cap_err *err);
+	int	(*save)(struct hv_vm *vm, int state_fd, int full,
+		    struct cap_err *err);
 	/* Asks the hypervisor to end the guest now. */
 	int	(*quit)(struct hv_vm *vm, struct cap_err *err);
 	/* Last resort. */

@@ -86,7 +86,8 @@ struct hv_vm {
 	struct qmp	*qmp;
 	enum hv_end	 end;		/* from QMP's SHUTDOWN, if it came */
 	int		 quitting;	/* we asked: a STOP is expected */
-	int		 pausing;	/* we asked: STOP and RESUME too */
+	unsigned	 stops_asked;	/* our "stop"s whose STOP is to come:
+					 * those pauses are not QEMU's own */
 	int		 ram_shared;	/* HV_RAM_SHARED: save() can work */
 	int		 saving;	/* save() runs: MIGRATION says how */
 	int		 restoring;	/* HV_RAM_TEMPLATE, not running yet */
@@ -363,17 +364,18 @@ qemu_migration(struct hv_vm *vm, const char *status)
 			qmp_execute(vm->qmp, "cont");
 		vm->cbs.event(vm->arg, done ? HV_EV_RESTORED :
 		    HV_EV_RESTORE_FAILED, done ? "QEMU restored the guest" :
-		    "QEMU could not restore the guest from its template");
+		    "QEMU could not restore the guest from its saved state");
 	}
 }
 
-/* RAM that is a shared file goes by reference (the file), not in the
- * state stream; and MIGRATION events tell how it ends. */
+/* ignore_shared: RAM that is a shared file goes by reference (the file),
+ * not in the state stream; else all of it is in the stream. MIGRATION
+ * events tell how it ends. */
 static json_t *
-qemu_migrate_caps(void)
+qemu_migrate_caps(int ignore_shared)
 {
 	return json_pack("{s:[{s:s,s:b},{s:s,s:b}]}", "capabilities",
-	    "capability", "x-ignore-shared", "state", 1,
+	    "capability", "x-ignore-shared", "state", ignore_shared,
 	    "capability", "events", "state", 1);
 }
 
@@ -390,8 +392,9 @@ qemu_qmp_event(void *arg, const char *name, json_t *data)
 		vm->end = HV_END_PANIC;
 		vm->cbs.event(vm->arg, HV_EV_PANIC,
 		    "the guest kernel panicked");
-	} else if (strcmp(name, QMP_EV_STOP) == 0 && !vm->quitting &&
-	    !vm->pausing) {
+	} else if (strcmp(name, QMP_EV_STOP) == 0 && vm->stops_asked > 0) {
+		vm->stops_asked--;
+	} else if (strcmp(name, QMP_EV_STOP) == 0 && !vm->quitting) {
 		vm->cbs.event(vm->arg, HV_EV_PAUSED, "QEMU paused the guest");
 	} else if (strcmp(name, QMP_EV_MIGRATION) == 0) {
 		qemu_migration(vm, jstr(data, "status"));
@@ -608,7 +611,7 @@ qemu_start(struct event_base *base, const struct hv_vm_config *cfg,
 	char fs_chr[HV_MAX_SHARES][64], fs_dev[HV_MAX_SHARES][96];
 	int fs_conn[HV_MAX_SHARES];
 	char *cmdline = NULL, *argv[QEMU_ARGS_MAX], incoming[32];
-	int qfd_ram, qfd_state;
+	int qfd_ram, qfd_state, file_ram, restore;
 	struct qemu_socks socks;
 	int fds[QEMU_NFDS], nfds = 0, n = 0, logp[2] = { -1, -1 };
 	struct hv_vm *vm = NULL;
@@ -700,14 +703,17 @@ qemu_start(struct event_base *base, const struct hv_vm_config *cfg,
 		fds[nfds++] = fs_conn[i];	/* QFD_PORT0 + nports + i */
 	qfd_ram = 3 + nfds;
 	qfd_state = qfd_ram + 1;
-	if (cfg->ram != HV_RAM_ANON)
+	file_ram = cfg->ram == HV_RAM_SHARED || cfg->ram == HV_RAM_TEMPLATE;
+	restore = cfg->ram == HV_RAM_TEMPLATE || cfg->ram == HV_RAM_RESTORE;
+	if (file_ram)
 		fds[nfds++] = cfg->ram_fd;
-	if (cfg->ram == HV_RAM_TEMPLATE)
+	if (restore)
 		fds[nfds++] = cfg->restore_fd;
-	snprintf(incoming, sizeof(incoming), "fd:%d", qfd_state);
+	snprintf(incoming, sizeof(incoming), "fd:%d", file_ram ? qfd_state :
+	    qfd_ram);
 	snprintf(mem, sizeof(mem), "%llu",
 	    (unsigned long long)cfg->memory_mib);
-	if (cfg->ram != HV_RAM_ANON)
+	if (file_ram)
 		/* The daemon's file: shared to be copied into a template, or
 		 * a template's, privately, so a copy's writes stay its own
 		 * (the file is sealed against writes anyway). */
@@ -715,12 +721,17 @@ qemu_start(struct event_base *base, const struct hv_vm_config *cfg,
 		    "size=%lluM,mem-path=/dev/fd/%d,share=%s",
 		    (unsigned long long)cfg->memory_mib, qfd_ram,
 		    cfg->ram == HV_RAM_SHARED ? "on" : "off");
-	else
+	else if (cfg->nshares > 0)
 		/* vhost-user servers map the guest's memory: it must be
 		 * shared. */
 		snprintf(memobj, sizeof(memobj), "memory-backend-memfd,id=mem,"
 		    "size=%lluM,share=on",
 		    (unsigned long long)cfg->memory_mib);
+	else
+		/* Plain RAM, but named "mem" as every other kind is: a full
+		 * save of any VM restores into any other of its config. */
+		snprintf(memobj, sizeof(memobj), "memory-backend-ram,id=mem,"
+		    "size=%lluM", (unsigned long long)cfg->memory_mib);
 	snprintf(smp, sizeof(smp), "%u", cfg->vcpus);
 	snprintf(fdarg[0], sizeof(fdarg[0]), "fd=%d,set=1,opaque=base",
 	    QFD_BASE);
@@ -731,12 +742,9 @@ qemu_start(struct event_base *base, const struct hv_vm_config *cfg,
 	ARG(qemu_bin);
 	ARG("-name"); ARG("capsule");
 	ARG("-machine");
-	ARG(cfg->nshares > 0 || cfg->ram != HV_RAM_ANON ?
-	    "microvm,memory-backend=mem" : "microvm");
-	if (cfg->nshares > 0 || cfg->ram != HV_RAM_ANON) {
-		ARG("-object"); ARG(memobj);
-	}
-	if (cfg->ram == HV_RAM_TEMPLATE) {
+	ARG("microvm,memory-backend=mem");
+	ARG("-object"); ARG(memobj);
+	if (restore) {
 		/* The state comes once QMP has set the same capabilities the
 		 * save had. */
 		ARG("-incoming"); ARG("defer");
@@ -847,11 +855,11 @@ qemu_start(struct event_base *base, const struct hv_vm_config *cfg,
 	vm->qmp = qmp_new(base, TAKE_FD(socks.conn[1]), &qemu_qmp_cbs, vm,
 	    vm->what);
 	vm->ram_shared = cfg->ram == HV_RAM_SHARED;
-	if (cfg->ram == HV_RAM_TEMPLATE) {
+	if (restore) {
 		vm->restoring = 1;
 		if (vm->qmp == NULL ||
 		    qmp_execute_args(vm->qmp, "migrate-set-capabilities",
-		    qemu_migrate_caps()) < 0 ||
+		    qemu_migrate_caps(cfg->ram == HV_RAM_TEMPLATE)) < 0 ||
 		    qmp_execute_args(vm->qmp, "migrate-incoming",
 		    json_pack("{s:s}", "uri", incoming)) < 0) {
 			r = cap_err_set(err, EIO, E_INTERNAL, "cannot tell QEMU "
@@ -979,16 +987,19 @@ qemu_pause(struct hv_vm *vm, int pause, struct cap_err *err)
 
 	if ((r = qmp_execute(vm->qmp, pause ? "stop" : "cont")) < 0)
 		return cap_err_set(err, -r, E_INTERNAL, "QMP is not connected");
-	vm->pausing = pause;
+	/* Its STOP may come after a "cont" sent right behind it: counted,
+	 * not a flag, or that STOP would look like QEMU's own pause. */
+	if (pause)
+		vm->stops_asked++;
 	return 0;
 }
 
 static int
-qemu_save(struct hv_vm *vm, int state_fd, struct cap_err *err)
+qemu_save(struct hv_vm *vm, int state_fd, int full, struct cap_err *err)
 {
 	int r;
 
-	if (!vm->ram_shared)
+	if (!full && !vm->ram_shared)
 		return cap_err_set(err, ENOTSUP, E_INTERNAL, "the VM's RAM is "
 		    "not a shared file");
 	if (vm->saving || vm->restoring)
@@ -999,17 +1010,22 @@ qemu_save(struct hv_vm *vm, int state_fd, struct cap_err *err)
 	if ((r = qmp_send_fd(vm->qmp, state_fd)) < 0)
 		return cap_err_set(err, -r, E_INTERNAL, "cannot hand QEMU the "
 		    "state file: %s", strerror(-r));
-	vm->pausing = 1;
-	if (qmp_execute(vm->qmp, "stop") < 0 ||
-	    qmp_execute_args(vm->qmp, "migrate-set-capabilities",
-	    qemu_migrate_caps()) < 0 ||
+	if (qmp_execute(vm->qmp, "stop") < 0)
+		return cap_err_set(err, EPIPE, E_INTERNAL, "QMP is not "
+		    "connected");
+	vm->stops_asked++;
+	/* The guest is stopped: no reason to pace the copy (QEMU's default
+	 * is 128 MiB/s). */
+	if (qmp_execute_args(vm->qmp, "migrate-set-capabilities",
+	    qemu_migrate_caps(!full)) < 0 ||
+	    qmp_execute_args(vm->qmp, "migrate-set-parameters",
+	    json_pack("{s:I}", "max-bandwidth", (json_int_t)1 << 40)) < 0 ||
 	    qmp_execute_args(vm->qmp, "getfd", json_pack("{s:s}", "fdname",
 	    QMP_STATE_FDNAME)) < 0 ||
 	    qmp_execute_args(vm->qmp, "migrate", json_pack("{s:s}", "uri",
 	    "fd:" QMP_STATE_FDNAME)) < 0) {
 		/* Whatever got queued: the guest must not stay stopped. */
 		qmp_execute(vm->qmp, "cont");
-		vm->pausing = 0;
 		return cap_err_set(err, EPIPE, E_INTERNAL, "QMP is not "
 		    "connected");
 	}

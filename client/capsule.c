@@ -27,6 +27,7 @@ static const struct {
 	{ "rm", cmd_rm, "rm [-f|--force] [--json] NAME..." },
 	{ "pause", cmd_pause, "pause [--json] ID|NAME..." },
 	{ "resume", cmd_resume, "resume [--json] ID|NAME..." },
+	{ "fork", cmd_fork, "fork [--json] [-n K] ID|NAME" },
 	{ "ps", cmd_ps, "ps [-a] [--json]" },
 	{ "pool", cmd_pool, "pool SIZE [start options] [--json] | pool ls "
 	    "[--json]" },

@@ -416,6 +416,57 @@ cmd_resume(int argc, char **argv)
 	return pause_resume(argc, argv, OP_RESUME_VM);
 }
 
+/* fork [--json] [-n K] ID|NAME: K copies of a running VM (ForkVM); their
+ * ids, one per line. */
+int
+cmd_fork(int argc, char **argv)
+{
+	const char *ref = NULL;
+	json_t *vm, *r, *v;
+	int json = 0;
+	long n = 1;
+	size_t i;
+	char *end;
+
+	for (int k = 1; k < argc; k++) {
+		if (strcmp(argv[k], "--json") == 0)
+			json = 1;
+		else if ((strcmp(argv[k], "-n") == 0 ||
+		    strcmp(argv[k], "--count") == 0) && k + 1 < argc) {
+			n = strtol(argv[++k], &end, 10);
+			if (*argv[k] == '\0' || *end != '\0' || n < 1 ||
+			    n > 1000) {
+				cli_error("fork: -n takes a number of copies, "
+				    "not \"%s\"", argv[k]);
+				return CLI_EXIT_USAGE;
+			}
+		} else if (argv[k][0] != '-' && ref == NULL) {
+			ref = argv[k];
+		} else {
+			ref = NULL;
+			break;
+		}
+	}
+	if (ref == NULL) {
+		cli_error("usage: capsule fork [--json] [-n K] ID|NAME");
+		return CLI_EXIT_USAGE;
+	}
+	if ((vm = cli_find_vm(ref)) == NULL)
+		return CLI_EXIT_FAIL;
+	r = conn_request(json_pack("{s:s, s:s, s:i}", J_OP, OP_FORK_VM,
+	    J_VM_ID, cli_str(vm, J_VM_ID), J_COUNT, (int)n));
+	json_decref(vm);
+	if (r == NULL)
+		return CLI_EXIT_FAIL;
+	if (json)
+		cli_print_json(r);
+	else
+		json_array_foreach(json_object_get(r, J_VMS), i, v)
+			printf("%s\n", cli_str(v, J_VM_ID));
+	json_decref(r);
+	return 0;
+}
+
 /* A line on the VM's network, when it has one or publishes ports. */
 static void
 ps_network(json_t *vm)

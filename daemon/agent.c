@@ -839,6 +839,17 @@ agent_stream_close(struct agent_stream *s)
 	free(s);
 }
 
+size_t
+agent_nstreams(const struct agent *a)
+{
+	const struct agent_stream *s;
+	size_t n = 0;
+
+	TAILQ_FOREACH(s, &a->streams, entry)
+		n++;
+	return n;
+}
+
 uint32_t
 agent_features(const struct agent *a)
 {

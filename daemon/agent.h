@@ -101,6 +101,8 @@ void	agent_end_streams(struct agent *a, const char *why);
 /* CHAN_FEAT_* both ends speak (0 before the HELLOs, or with an agent of
  * CHAN_VERSION_MIN). */
 uint32_t agent_features(const struct agent *a);
+/* Streams open on the channel: exec sessions, copies, connections. */
+size_t	agent_nstreams(const struct agent *a);
 /* Sends NET (once per guest boot); the answer comes to net_done. */
 /* Stops the heartbeat, and calls cb once the agent has read everything
  * sent before now (it answered a PING sent now). agent_heartbeat(a, 1) or

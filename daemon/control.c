@@ -25,6 +25,7 @@
 #include "imgimport.h"
 #include "sandbox.h"
 #include "vm.h"
+#include "vmfork.h"
 #include "vmpool.h"
 
 #define CTL_OUT_HIGH	(1024 * 1024)	/* unread replies before we stop */
@@ -303,6 +304,56 @@ op_set_pool(struct conn *c)
 	r = ctl_reply_ok(c->req);
 	json_object_set_new(r, J_POOL, out);
 	conn_done(c, r);
+}
+
+static void
+fork_done(json_t *vms, const struct cap_err *err, void *arg)
+{
+	struct conn *c = arg;
+	json_t *r;
+
+	if (err != NULL) {
+		conn_error(c, err);
+		return;
+	}
+	r = ctl_reply_ok(c->req);
+	json_object_set_new(r, J_VMS, vms);
+	conn_done(c, r);
+}
+
+/* ForkVM {vm_id, count, stop_on_disconnect}: copies of a running VM,
+ * the caller's (vmfork.c). */
+static void
+op_fork(struct conn *c)
+{
+	json_t *n = json_object_get(c->req, J_COUNT);
+	int stop_on_disconnect = 0;
+	struct cap_err err;
+	const char *id;
+	struct vm *vm;
+
+	if (ctl_get_string(c->req, J_VM_ID, 1, &id, &err) < 0 ||
+	    ctl_get_bool(c->req, J_STOP_ON_DISCONNECT, &stop_on_disconnect,
+	    &err) < 0) {
+		conn_error(c, &err);
+		return;
+	}
+	if (n != NULL && (!json_is_integer(n) || json_integer_value(n) < 1 ||
+	    json_integer_value(n) > VMFORK_MAX)) {
+		cap_err_set(&err, EINVAL, E_INVALID_ARGUMENT, "\"%s\" must be "
+		    "a whole number from 1 to %d", J_COUNT, VMFORK_MAX);
+		conn_error(c, &err);
+		return;
+	}
+	if ((vm = vm_find(id)) == NULL || !vm_visible(vm, c->who.uid)) {
+		cap_err_set(&err, ENOENT, E_NOT_FOUND, "unknown vm_id %.64s", id);
+		conn_error(c, &err);
+		return;
+	}
+	if (vmfork_start(vm, &c->who, c->id, n != NULL ?
+	    (unsigned)json_integer_value(n) : 1, stop_on_disconnect,
+	    fork_done, c, &err) < 0)
+		conn_error(c, &err);
 }
 
 static void
@@ -620,6 +671,8 @@ static const struct {
 	{ OP_REMOVE_SANDBOX, op_remove_sandbox, NULL },
 	{ OP_SET_POOL, op_set_pool, NULL },
 	{ OP_LIST_POOLS, op_list_pools, (const char *const[]){ NULL } },
+	{ OP_FORK_VM, op_fork, (const char *const[]){ J_VM_ID, J_COUNT,
+	    J_STOP_ON_DISCONNECT, NULL } },
 };
 
 static void

@@ -349,6 +349,7 @@ vm_release(struct vm *vm, const char *why)
 		event_del(vm->timer);
 	vmidle_stop(vm);
 	vmtemplate_release(vm);
+	vmfork_parent_gone(vm);
 	/* An adopted VM's exec socket still being made: that job must not
 	 * report to a VM that is gone. */
 	if (vm->rebind != NULL) {
@@ -472,7 +473,7 @@ vm_fail_start(struct vm *vm, const char *code, const char *what)
 }
 
 /* The VM cannot go on: end its execs with why, and its process. */
-static void
+void
 vm_fail_running(struct vm *vm, const char *why)
 {
 	if (vm->failing)
@@ -495,6 +496,11 @@ vm_proxy_agent(void *arg, char *why, size_t len)
 {
 	struct vm *vm = arg;
 
+	if (vm->state == VM_RUNNING && vm->fork != NULL) {
+		snprintf(why, len, "VM %s is being saved for a fork; try "
+		    "again in a moment", vm->id);
+		return NULL;
+	}
 	if (vm->state == VM_RUNNING && vm->agent != NULL && vm->agent_ready)
 		return vm->agent;
 	if (vm->state == VM_RUNNING) {
@@ -994,6 +1000,9 @@ vm_files_done(struct vm_files *f, const struct cap_err *ferr, void *arg)
 		disk = sb != NULL ? sandbox_open_disk(sb, &err) :
 		    cap_err_set(&err, ENOENT, E_NOT_FOUND, "the VM's sandbox "
 		    "is gone");
+	} else if (vm->fork_src != NULL) {
+		if ((r = vmfork_prepare(vm, &cfg, &disk, &err)) < 0)
+			disk = r;
 	} else if ((r = vmtemplate_prepare(vm, &cfg, &disk, &err)) < 0)
 		disk = r;
 	else if (disk < 0)
@@ -1143,8 +1152,8 @@ vm_of_sandbox(const char *sandbox, const char **state)
 }
 
 static int	vm_start_ex(const struct ctl_start *, const char *, uint64_t,
-		    const struct caller *, uint64_t, vm_start_cb, void *,
-		    struct vm **, struct cap_err *);
+		    const struct caller *, uint64_t, struct vmfork *,
+		    vm_start_cb, void *, struct vm **, struct cap_err *);
 
 int
 vm_start(const struct ctl_start *req, const char *sandbox, uint64_t owner,
@@ -1152,7 +1161,8 @@ vm_start(const struct ctl_start *req, const char *sandbox, uint64_t owner,
 {
 	struct vm *vm;
 
-	return vm_start_ex(req, sandbox, owner, who, 0, cb, arg, &vm, err);
+	return vm_start_ex(req, sandbox, owner, who, 0, NULL, cb, arg, &vm,
+	    err);
 }
 
 int
@@ -1160,7 +1170,15 @@ vm_start_pooled(const struct ctl_start *req, const struct caller *who,
     uint64_t pool, vm_start_cb cb, void *arg, struct vm **out,
     struct cap_err *err)
 {
-	return vm_start_ex(req, NULL, 0, who, pool, cb, arg, out, err);
+	return vm_start_ex(req, NULL, 0, who, pool, NULL, cb, arg, out, err);
+}
+
+int
+vm_start_fork(const struct ctl_start *req, const struct caller *who,
+    uint64_t owner, struct vmfork *fork, vm_start_cb cb, void *arg,
+    struct vm **out, struct cap_err *err)
+{
+	return vm_start_ex(req, NULL, owner, who, 0, fork, cb, arg, out, err);
 }
 
 /* A pooled VM becomes its new owner's, as if it had just started. */
@@ -1184,8 +1202,8 @@ vm_unpool(struct vm *vm, uint64_t owner)
 
 static int
 vm_start_ex(const struct ctl_start *req, const char *sandbox, uint64_t owner,
-    const struct caller *who, uint64_t pool, vm_start_cb cb, void *arg,
-    struct vm **out, struct cap_err *err)
+    const struct caller *who, uint64_t pool, struct vmfork *fork,
+    vm_start_cb cb, void *arg, struct vm **out, struct cap_err *err)
 {
 	struct vmspec_env se = { vm_core.env.state_dir, vm_core.env.image_dir,
 	    vm_core.limits.console_max };
@@ -1221,6 +1239,7 @@ vm_start_ex(const struct ctl_start *req, const char *sandbox, uint64_t owner,
 	}
 	vm->pool = pool;
 	vm->spec.pooled = pool != 0;
+	vm->fork_src = fork;
 	if (sandbox != NULL && (vm->spec.sandbox = strdup(sandbox)) == NULL) {
 		vm_free(vm);
 		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
@@ -1370,7 +1389,8 @@ vm_hv_event(void *arg, enum hv_event ev, const char *detail)
 		break;
 	case HV_EV_SAVED: case HV_EV_SAVE_FAILED:
 	case HV_EV_RESTORED: case HV_EV_RESTORE_FAILED:
-		vmtemplate_hv_event(vm, ev);
+		if (!vmfork_hv_event(vm, ev))
+			vmtemplate_hv_event(vm, ev);
 		break;
 	}
 }
@@ -1380,6 +1400,9 @@ vm_pause(struct vm *vm, int on, struct cap_err *err)
 {
 	int r;
 
+	if (vm->fork != NULL)
+		return cap_err_set(err, EBUSY, E_CONFLICT, "VM %s is being "
+		    "saved for a fork; try again in a moment", vm->id);
 	if (vm->state != (on ? VM_RUNNING : VM_PAUSED))
 		return cap_err_set(err, EBUSY, E_CONFLICT, "VM %s is %s; only a "
 		    "%s VM can be %s", vm->id, vm_state_name(vm->state),

@@ -68,6 +68,8 @@ struct vm {
 	int		 silent;	/* the agent stopped answering */
 	int		 paused;	/* QEMU paused the guest */
 	uint64_t	 pool;		/* the warm pool it was started for */
+	struct vmfork	*fork;		/* being saved for a ForkVM */
+	struct vmfork	*fork_src;	/* a copy: the fork it starts from */
 
 	/* Start templates (vmtemplate.c). */
 	char		*tmpl_key;	/* its spec's, if it may use one */
@@ -117,7 +119,20 @@ int	vm_start_pooled(const struct ctl_start *req, const struct caller *who,
 	    uint64_t pool, vm_start_cb cb, void *arg, struct vm **out,
 	    struct cap_err *err);
 void	vm_unpool(struct vm *vm, uint64_t owner);
+/* vmfork.c's: a copy that starts from fork's saved state. */
+int	vm_start_fork(const struct ctl_start *req, const struct caller *who,
+	    uint64_t owner, struct vmfork *fork, vm_start_cb cb, void *arg,
+	    struct vm **out, struct cap_err *err);
 void	vm_fail_start(struct vm *vm, const char *code, const char *what);
+void	vm_fail_running(struct vm *vm, const char *why);
+
+/* vmfork.c: hv_event: the parent's save is over (1 if it was the fork's);
+ * parent_gone: the parent is released mid-fork; prepare: a copy's disk
+ * and saved state, as vmtemplate_prepare. */
+int	vmfork_hv_event(struct vm *vm, enum hv_event ev);
+void	vmfork_parent_gone(struct vm *vm);
+int	vmfork_prepare(struct vm *vm, struct hv_vm_config *cfg, int *disk,
+	    struct cap_err *err);
 
 /* vmtemplate.c: a start's use of templates. prepare: before the
  * hypervisor starts (sets cfg's RAM; *disk is the VM's disk if it made

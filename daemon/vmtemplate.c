@@ -288,11 +288,17 @@ vmtemplate_hv_event(struct vm *vm, enum hv_event ev)
 		}
 		break;
 	case HV_EV_RESTORE_FAILED:
-		if (vm->tmpl_phase == VMT_RESTORING) {
-			vmtemplate_lost(vm, 1);
+		if (vm->tmpl_phase != VMT_RESTORING)
+			break;
+		if (vmtemplate_lost(vm, 1))
 			vm_fail_start(vm, E_VM_FAILED, "restoring the VM from "
 			    "its start template failed; the template was "
 			    "removed, and the next start of this spec boots");
+		else {
+			/* A fork's copy (vmfork.c): no boot to fall back on. */
+			vm->tmpl_phase = VMT_NONE;
+			vm_fail_start(vm, E_VM_FAILED, "QEMU could not restore "
+			    "the VM from its saved state");
 		}
 		break;
 	default:

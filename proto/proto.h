@@ -36,6 +36,7 @@
 #define OP_CREATE_SANDBOX	"CreateSandbox"
 #define OP_LIST_SANDBOXES	"ListSandboxes"
 #define OP_SET_POOL		"SetPool"
+#define OP_FORK_VM		"ForkVM"
 #define OP_LIST_POOLS		"ListPools"
 #define OP_REMOVE_SANDBOX	"RemoveSandbox"
 
@@ -142,6 +143,7 @@
 #define J_IMAGES		"images"
 #define J_DIGEST		"digest"
 #define J_SIZE			"size"
+#define J_COUNT			"count"		/* ForkVM: copies */
 #define J_CONFIG		"config"
 #define J_REMOVED		"removed"
 #define J_NAMES			"names"

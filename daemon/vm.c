@@ -287,6 +287,7 @@ vm_free(struct vm *vm)
 	publish_free(vm->publish);
 	egress_free(vm->egress);
 	vmspec_free(&vm->spec);
+	free(vm->ident);
 	oci_config_free(&vm->image_cfg);
 	free(vm->waiters);
 	free(vm);
@@ -349,7 +350,7 @@ vm_release(struct vm *vm, const char *why)
 		event_del(vm->timer);
 	vmidle_stop(vm);
 	vmtemplate_release(vm);
-	vmfork_parent_gone(vm);
+	vmstate_gone(vm);
 	/* An adopted VM's exec socket still being made: that job must not
 	 * report to a VM that is gone. */
 	if (vm->rebind != NULL) {
@@ -496,9 +497,9 @@ vm_proxy_agent(void *arg, char *why, size_t len)
 {
 	struct vm *vm = arg;
 
-	if (vm->state == VM_RUNNING && vm->fork != NULL) {
-		snprintf(why, len, "VM %s is being saved for a fork; try "
-		    "again in a moment", vm->id);
+	if (vm->state == VM_RUNNING && vm->capture != NULL) {
+		snprintf(why, len, "VM %s is being saved; try again in a "
+		    "moment", vm->id);
 		return NULL;
 	}
 	if (vm->state == VM_RUNNING && vm->agent != NULL && vm->agent_ready)
@@ -992,16 +993,22 @@ vm_files_done(struct vm_files *f, const struct cap_err *ferr, void *arg)
 	/* Tasks of its uid: each VM has its own only as root. */
 	if (!scope && vm->uid != 0)
 		cfg.rlimit_nproc = l->vm_tasks_max;
-	/* The writable disk: the sandbox's, or new and empty for every run
-	 * of an ephemeral VM. */
+	if ((vm->ident = vmtemplate_key(vm, &cfg)) == NULL) {
+		free((char *)cfg.agent_args);
+		cap_err_set(&err, ENOMEM, E_INTERNAL, "out of memory");
+		vm_abort_start(vm, &err);
+		return;
+	}
+	/* The writable disk: the sandbox's, a saved VM's copy, or new and
+	 * empty for every run of an ephemeral VM. */
 	if (vm->spec.sandbox != NULL) {
 		struct sandbox *sb = sandbox_by_id(vm->spec.sandbox);
 
 		disk = sb != NULL ? sandbox_open_disk(sb, &err) :
 		    cap_err_set(&err, ENOENT, E_NOT_FOUND, "the VM's sandbox "
 		    "is gone");
-	} else if (vm->fork_src != NULL) {
-		if ((r = vmfork_prepare(vm, &cfg, &disk, &err)) < 0)
+	} else if (vm->restore_src != NULL) {
+		if ((r = vmstate_prepare(vm, &cfg, &disk, &err)) < 0)
 			disk = r;
 	} else if ((r = vmtemplate_prepare(vm, &cfg, &disk, &err)) < 0)
 		disk = r;
@@ -1152,7 +1159,7 @@ vm_of_sandbox(const char *sandbox, const char **state)
 }
 
 static int	vm_start_ex(const struct ctl_start *, const char *, uint64_t,
-		    const struct caller *, uint64_t, struct vmfork *,
+		    const struct caller *, uint64_t, const struct vmstate_src *,
 		    vm_start_cb, void *, struct vm **, struct cap_err *);
 
 int
@@ -1174,11 +1181,11 @@ vm_start_pooled(const struct ctl_start *req, const struct caller *who,
 }
 
 int
-vm_start_fork(const struct ctl_start *req, const struct caller *who,
-    uint64_t owner, struct vmfork *fork, vm_start_cb cb, void *arg,
+vm_start_restored(const struct ctl_start *req, const struct caller *who,
+    uint64_t owner, const struct vmstate_src *src, vm_start_cb cb, void *arg,
     struct vm **out, struct cap_err *err)
 {
-	return vm_start_ex(req, NULL, owner, who, 0, fork, cb, arg, out, err);
+	return vm_start_ex(req, NULL, owner, who, 0, src, cb, arg, out, err);
 }
 
 /* A pooled VM becomes its new owner's, as if it had just started. */
@@ -1202,7 +1209,7 @@ vm_unpool(struct vm *vm, uint64_t owner)
 
 static int
 vm_start_ex(const struct ctl_start *req, const char *sandbox, uint64_t owner,
-    const struct caller *who, uint64_t pool, struct vmfork *fork,
+    const struct caller *who, uint64_t pool, const struct vmstate_src *src,
     vm_start_cb cb, void *arg, struct vm **out, struct cap_err *err)
 {
 	struct vmspec_env se = { vm_core.env.state_dir, vm_core.env.image_dir,
@@ -1239,7 +1246,7 @@ vm_start_ex(const struct ctl_start *req, const char *sandbox, uint64_t owner,
 	}
 	vm->pool = pool;
 	vm->spec.pooled = pool != 0;
-	vm->fork_src = fork;
+	vm->restore_src = src;
 	if (sandbox != NULL && (vm->spec.sandbox = strdup(sandbox)) == NULL) {
 		vm_free(vm);
 		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
@@ -1389,7 +1396,7 @@ vm_hv_event(void *arg, enum hv_event ev, const char *detail)
 		break;
 	case HV_EV_SAVED: case HV_EV_SAVE_FAILED:
 	case HV_EV_RESTORED: case HV_EV_RESTORE_FAILED:
-		if (!vmfork_hv_event(vm, ev))
+		if (!vmstate_hv_event(vm, ev))
 			vmtemplate_hv_event(vm, ev);
 		break;
 	}
@@ -1400,9 +1407,9 @@ vm_pause(struct vm *vm, int on, struct cap_err *err)
 {
 	int r;
 
-	if (vm->fork != NULL)
+	if (vm->capture != NULL)
 		return cap_err_set(err, EBUSY, E_CONFLICT, "VM %s is being "
-		    "saved for a fork; try again in a moment", vm->id);
+		    "saved; try again in a moment", vm->id);
 	if (vm->state != (on ? VM_RUNNING : VM_PAUSED))
 		return cap_err_set(err, EBUSY, E_CONFLICT, "VM %s is %s; only a "
 		    "%s VM can be %s", vm->id, vm_state_name(vm->state),

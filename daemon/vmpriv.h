@@ -19,6 +19,7 @@
 #include "vm.h"
 #include "vmfiles.h"
 #include "vmspec.h"
+#include "vmstate.h"
 
 struct vm_waiter {
 	vm_gone_cb	 cb;
@@ -68,8 +69,9 @@ struct vm {
 	int		 silent;	/* the agent stopped answering */
 	int		 paused;	/* QEMU paused the guest */
 	uint64_t	 pool;		/* the warm pool it was started for */
-	struct vmfork	*fork;		/* being saved for a ForkVM */
-	struct vmfork	*fork_src;	/* a copy: the fork it starts from */
+	char		*ident;		/* vmtemplate_key of what it runs */
+	struct vmcapture *capture;	/* being saved whole (vmstate.c) */
+	const struct vmstate_src *restore_src; /* starts from a save */
 
 	/* Start templates (vmtemplate.c). */
 	char		*tmpl_key;	/* its spec's, if it may use one */
@@ -119,19 +121,20 @@ int	vm_start_pooled(const struct ctl_start *req, const struct caller *who,
 	    uint64_t pool, vm_start_cb cb, void *arg, struct vm **out,
 	    struct cap_err *err);
 void	vm_unpool(struct vm *vm, uint64_t owner);
-/* vmfork.c's: a copy that starts from fork's saved state. */
-int	vm_start_fork(const struct ctl_start *req, const struct caller *who,
-	    uint64_t owner, struct vmfork *fork, vm_start_cb cb, void *arg,
-	    struct vm **out, struct cap_err *err);
+/* vmfork.c's and vmsnap.c's: a VM that starts from src (kept by the
+ * caller until cb). */
+int	vm_start_restored(const struct ctl_start *req, const struct caller *who,
+	    uint64_t owner, const struct vmstate_src *src, vm_start_cb cb,
+	    void *arg, struct vm **out, struct cap_err *err);
 void	vm_fail_start(struct vm *vm, const char *code, const char *what);
 void	vm_fail_running(struct vm *vm, const char *why);
 
-/* vmfork.c: hv_event: the parent's save is over (1 if it was the fork's);
- * parent_gone: the parent is released mid-fork; prepare: a copy's disk
- * and saved state, as vmtemplate_prepare. */
-int	vmfork_hv_event(struct vm *vm, enum hv_event ev);
-void	vmfork_parent_gone(struct vm *vm);
-int	vmfork_prepare(struct vm *vm, struct hv_vm_config *cfg, int *disk,
+/* vmstate.c: hv_event: a save is over (1 if it was a capture's); gone: a
+ * VM being captured is released; prepare: the disk and saved state of a
+ * VM that starts from restore_src, as vmtemplate_prepare. */
+int	vmstate_hv_event(struct vm *vm, enum hv_event ev);
+void	vmstate_gone(struct vm *vm);
+int	vmstate_prepare(struct vm *vm, struct hv_vm_config *cfg, int *disk,
 	    struct cap_err *err);
 
 /* vmtemplate.c: a start's use of templates. prepare: before the
@@ -142,6 +145,8 @@ int	vmfork_prepare(struct vm *vm, struct hv_vm_config *cfg, int *disk,
  * goes). */
 int	vmtemplate_prepare(struct vm *vm, struct hv_vm_config *cfg, int *disk,
 	    struct cap_err *err);
+/* What a VM of this config runs, as a template key (a new string). */
+char	*vmtemplate_key(const struct vm *vm, const struct hv_vm_config *cfg);
 int	vmtemplate_capture(struct vm *vm);
 int	vmtemplate_hello(struct vm *vm);
 void	vmtemplate_hv_event(struct vm *vm, enum hv_event ev);

@@ -74,22 +74,12 @@ vmtemplate_why_not(const struct vm *vm)
 	return "";
 }
 
-int
-vmtemplate_prepare(struct vm *vm, struct hv_vm_config *cfg, int *disk,
-    struct cap_err *err)
+char *
+vmtemplate_key(const struct vm *vm, const struct hv_vm_config *cfg)
 {
 	struct template_spec ts;
-	struct template *t;
-	char hv[160], *net;
-	const char *why = vmtemplate_why_not(vm);
-	int fd;
+	char hv[160], *net, *key;
 
-	*disk = -1;
-	vm->start_how = "cold";
-	if (*why) {
-		snprintf(vm->start_note, sizeof(vm->start_note), "%s", why);
-		return 0;
-	}
 	/* Per owner: a copy shares its template's boot-time secrets (kernel
 	 * layout, stack canaries, network hash keys), which must not cross
 	 * from one user to another. */
@@ -97,7 +87,7 @@ vmtemplate_prepare(struct vm *vm, struct hv_vm_config *cfg, int *disk,
 	    hv_accel_name(vm_core.env.caps.accel), vm_core.env.caps.version,
 	    (unsigned)vm->who.uid);
 	if ((net = vmtemplate_net(&vm->spec.network)) == NULL)
-		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
+		return NULL;
 	memset(&ts, 0, sizeof(ts));
 	ts.hv = hv;
 	ts.kernel_fd = cfg->kernel_fd;
@@ -109,9 +99,26 @@ vmtemplate_prepare(struct vm *vm, struct hv_vm_config *cfg, int *disk,
 	ts.agent_args = cfg->agent_args;
 	ts.boot_args = cfg->boot_args;
 	ts.net = net;
-	vm->tmpl_key = template_key(&ts);
+	key = template_key(&ts);
 	free(net);
-	if (vm->tmpl_key == NULL)
+	return key;
+}
+
+int
+vmtemplate_prepare(struct vm *vm, struct hv_vm_config *cfg, int *disk,
+    struct cap_err *err)
+{
+	struct template *t;
+	const char *why = vmtemplate_why_not(vm);
+	int fd;
+
+	*disk = -1;
+	vm->start_how = "cold";
+	if (*why) {
+		snprintf(vm->start_note, sizeof(vm->start_note), "%s", why);
+		return 0;
+	}
+	if ((vm->tmpl_key = strdup(vm->ident)) == NULL)
 		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
 
 	if ((t = template_get(vm->tmpl_key)) != NULL) {

@@ -17,7 +17,7 @@ static const struct {
 	const char	*usage;
 } commands[] = {
 	{ "ping", cmd_ping, "ping [--json]" },
-	{ "start", cmd_start, "start NAME | [--cpus N] [--memory MiB] [--kernel P] "
+	{ "start", cmd_start, "start NAME | --from SNAP | [--cpus N] [--memory MiB] [--kernel P] "
 	    "[--rootfs P | --image NAME]\n                [--disk-size SIZE] "
 	    "[--idle-timeout DURATION] [--network none|nat|allow] "
 	    "[--allow ENTRY]... [--publish [ADDR:]PORT:PORT]...\n"
@@ -28,6 +28,8 @@ static const struct {
 	{ "pause", cmd_pause, "pause [--json] ID|NAME..." },
 	{ "resume", cmd_resume, "resume [--json] ID|NAME..." },
 	{ "fork", cmd_fork, "fork [--json] [-n K] ID|NAME" },
+	{ "snapshot", cmd_snapshot, "snapshot [--json] ID|NAME --name SNAP | "
+	    "snapshot ls [--json] | snapshot rm SNAP..." },
 	{ "ps", cmd_ps, "ps [-a] [--json]" },
 	{ "pool", cmd_pool, "pool SIZE [start options] [--json] | pool ls "
 	    "[--json]" },

@@ -43,6 +43,7 @@ int	cmd_stop(int argc, char **argv);
 int	cmd_ps(int argc, char **argv);
 int	cmd_pause(int argc, char **argv);
 int	cmd_fork(int argc, char **argv);
+int	cmd_snapshot(int argc, char **argv);
 int	cmd_resume(int argc, char **argv);
 /* cmd_pool.c */
 int	cmd_pool(int argc, char **argv);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "client.h"
 #include "proto.h"
@@ -270,10 +271,15 @@ int
 cmd_start(int argc, char **argv)
 {
 	json_t *req = json_pack("{s:s}", J_OP, OP_START_VM), *r;
-	const char *name = NULL;
+	const char *name = NULL, *from = NULL;
 	int json = 0, t, opts = 0;
 
 	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--from") == 0 && i + 1 < argc &&
+		    from == NULL) {
+			from = argv[++i];
+			continue;
+		}
 		if ((t = start_option(req, argc, argv, &i)) < 0) {
 			json_decref(req);
 			return CLI_EXIT_USAGE;
@@ -310,8 +316,16 @@ cmd_start(int argc, char **argv)
 		json_decref(req);
 		return CLI_EXIT_USAGE;
 	}
+	if (from != NULL && (opts > 0 || name != NULL)) {
+		cli_error("a VM from a snapshot starts as it was saved: `capsule "
+		    "start --from %s` takes no other options", from);
+		json_decref(req);
+		return CLI_EXIT_USAGE;
+	}
 	if (name != NULL)
 		json_object_set_new(req, J_SANDBOX, json_string(name));
+	if (from != NULL)
+		json_object_set_new(req, J_SNAPSHOT, json_string(from));
 	if ((r = conn_request(req)) == NULL)
 		return CLI_EXIT_FAIL;
 	if (json)
@@ -463,6 +477,109 @@ cmd_fork(int argc, char **argv)
 	else
 		json_array_foreach(json_object_get(r, J_VMS), i, v)
 			printf("%s\n", cli_str(v, J_VM_ID));
+	json_decref(r);
+	return 0;
+}
+
+static int
+snapshot_usage(void)
+{
+	cli_error("usage: capsule snapshot [--json] ID|NAME --name SNAP | "
+	    "snapshot ls [--json] | snapshot rm SNAP...");
+	return CLI_EXIT_USAGE;
+}
+
+static int
+snapshot_ls(int json)
+{
+	json_t *r, *snaps, *s;
+	char when[32];
+	size_t i;
+
+	if ((r = conn_request(json_pack("{s:s}", J_OP,
+	    OP_LIST_SNAPSHOTS))) == NULL)
+		return CLI_EXIT_FAIL;
+	if (json) {
+		cli_print_json(r);
+		json_decref(r);
+		return 0;
+	}
+	snaps = json_object_get(r, J_SNAPSHOTS);
+	printf("%-24s %-20s %8s %9s %9s  %s\n", "NAME", "CREATED", "MEMORY",
+	    "DISK", "ON DISK", "FROM VM");
+	json_array_foreach(snaps, i, s) {
+		time_t t = (time_t)json_integer_value(json_object_get(s,
+		    J_CREATED_AT));
+		struct tm tm;
+
+		gmtime_r(&t, &tm);
+		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		printf("%-24s %-20s %5lld MiB %5lld MiB %5lld MiB  %s\n",
+		    cli_str(s, J_NAME), when,
+		    json_integer_value(json_object_get(s, J_MEMORY_MIB)),
+		    json_integer_value(json_object_get(s, J_DISK_SIZE_MIB)),
+		    json_integer_value(json_object_get(s, J_BYTES)) >> 20,
+		    cli_str(s, J_VM_ID));
+	}
+	json_decref(r);
+	return 0;
+}
+
+/* snapshot ID|NAME --name SNAP | snapshot ls | snapshot rm SNAP... */
+int
+cmd_snapshot(int argc, char **argv)
+{
+	int json = has_flag(argc, argv, "--json"), rc = 0;
+	const char *ref = NULL, *name = NULL;
+	json_t *vm, *r;
+
+	if (argc >= 2 && strcmp(argv[1], "ls") == 0) {
+		if (argc > 2 + json)
+			return snapshot_usage();
+		return snapshot_ls(json);
+	}
+	if (argc >= 2 && strcmp(argv[1], "rm") == 0) {
+		if (argc < 3)
+			return snapshot_usage();
+		for (int i = 2; i < argc; i++) {
+			if (strcmp(argv[i], "--json") == 0)
+				continue;
+			r = conn_request(json_pack("{s:s, s:s}", J_OP,
+			    OP_REMOVE_SNAPSHOT, J_NAME, argv[i]));
+			if (r == NULL)
+				rc = CLI_EXIT_FAIL;
+			else if (json)
+				cli_print_json(r);
+			else
+				printf("%s\n", argv[i]);
+			json_decref(r);
+		}
+		return rc;
+	}
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0)
+			continue;
+		if (strcmp(argv[i], "--name") == 0 && i + 1 < argc &&
+		    name == NULL)
+			name = argv[++i];
+		else if (argv[i][0] != '-' && ref == NULL)
+			ref = argv[i];
+		else
+			return snapshot_usage();
+	}
+	if (ref == NULL || name == NULL)
+		return snapshot_usage();
+	if ((vm = cli_find_vm(ref)) == NULL)
+		return CLI_EXIT_FAIL;
+	r = conn_request(json_pack("{s:s, s:s, s:s}", J_OP, OP_SNAPSHOT_VM,
+	    J_VM_ID, cli_str(vm, J_VM_ID), J_NAME, name));
+	json_decref(vm);
+	if (r == NULL)
+		return CLI_EXIT_FAIL;
+	if (json)
+		cli_print_json(r);
+	else
+		printf("%s\n", name);
 	json_decref(r);
 	return 0;
 }

@@ -43,6 +43,7 @@
 #include "util.h"
 #include "vm.h"
 #include "vmpool.h"
+#include "vmsnap.h"
 #include "vmadopt.h"
 
 #define STATUS_EVERY_S	5
@@ -625,7 +626,8 @@ main(int argc, char *argv[])
 		return 1;
 	/* Before the VMs are taken over: they need their images' defaults. */
 	if (image_init(env.state_dir, image_in_use, &err) < 0 ||
-	    sandbox_init(env.state_dir, vm_of_sandbox, sandbox_image, &err) < 0) {
+	    sandbox_init(env.state_dir, vm_of_sandbox, sandbox_image, &err) < 0 ||
+	    vmsnap_init(env.state_dir, &err) < 0) {
 		log_error("%s", err.msg);
 		return 1;
 	}
@@ -726,6 +728,7 @@ main(int argc, char *argv[])
 	control_close(d.activated ? NULL : d.sock);
 	image_shutdown();
 	sandbox_shutdown();
+	vmsnap_shutdown();
 	vmpool_clear();
 	egress_fini();
 	event_free(tick);

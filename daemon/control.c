@@ -27,6 +27,7 @@
 #include "vm.h"
 #include "vmfork.h"
 #include "vmpool.h"
+#include "vmsnap.h"
 
 #define CTL_OUT_HIGH	(1024 * 1024)	/* unread replies before we stop */
 #define CTL_OUT_LOW	(256 * 1024)
@@ -213,6 +214,26 @@ start_sandbox_request(struct conn *c, const char **id, struct cap_err *err)
 	return req;
 }
 
+/* StartVM {"snapshot": NAME}: a new VM from the caller's snapshot, with
+ * this request's stop_on_disconnect and nothing else. */
+static void
+start_snapshot(struct conn *c)
+{
+	static const char *const known[] = { J_SNAPSHOT, J_STOP_ON_DISCONNECT,
+	    NULL };
+	int stop_on_disconnect = 0;
+	struct cap_err err;
+	const char *name;
+
+	if (ctl_check_fields(c->req, OP_START_VM, known, &err) < 0 ||
+	    ctl_get_string(c->req, J_SNAPSHOT, 1, &name, &err) < 0 ||
+	    ctl_get_bool(c->req, J_STOP_ON_DISCONNECT, &stop_on_disconnect,
+	    &err) < 0 ||
+	    vmsnap_start(&c->who, name, c->id, stop_on_disconnect, start_done,
+	    c, &err) < 0)
+		conn_error(c, &err);
+}
+
 static void
 op_start(struct conn *c)
 {
@@ -224,6 +245,10 @@ op_start(struct conn *c)
 	json_t *j = c->req;
 	int r;
 
+	if (json_object_get(c->req, J_SNAPSHOT) != NULL) {
+		start_snapshot(c);
+		return;
+	}
 	if (json_object_get(c->req, J_SANDBOX) != NULL &&
 	    (j = start_sandbox_request(c, &sandbox, &err)) == NULL) {
 		conn_error(c, &err);
@@ -354,6 +379,69 @@ op_fork(struct conn *c)
 	    (unsigned)json_integer_value(n) : 1, stop_on_disconnect,
 	    fork_done, c, &err) < 0)
 		conn_error(c, &err);
+}
+
+static void
+snapshot_done(json_t *snap, const struct cap_err *err, void *arg)
+{
+	struct conn *c = arg;
+	json_t *r;
+
+	if (err != NULL) {
+		conn_error(c, err);
+		return;
+	}
+	r = ctl_reply_ok(c->req);
+	json_object_set_new(r, J_SNAPSHOT, snap);
+	conn_done(c, r);
+}
+
+/* SnapshotVM {vm_id, name} (vmsnap.c). */
+static void
+op_snapshot(struct conn *c)
+{
+	const char *id, *name;
+	struct cap_err err;
+	struct vm *vm;
+
+	if (ctl_get_string(c->req, J_VM_ID, 1, &id, &err) < 0 ||
+	    ctl_get_string(c->req, J_NAME, 1, &name, &err) < 0) {
+		conn_error(c, &err);
+		return;
+	}
+	if ((vm = vm_find(id)) == NULL || !vm_visible(vm, c->who.uid)) {
+		cap_err_set(&err, ENOENT, E_NOT_FOUND, "unknown vm_id %.64s", id);
+		conn_error(c, &err);
+		return;
+	}
+	if (vmsnap_take(vm, &c->who, name, snapshot_done, c, &err) < 0)
+		conn_error(c, &err);
+}
+
+static void
+op_list_snapshots(struct conn *c)
+{
+	json_t *r = ctl_reply_ok(c->req);
+
+	json_object_set_new(r, J_SNAPSHOTS, vmsnap_list_json(c->who.uid));
+	conn_done(c, r);
+}
+
+static void
+op_remove_snapshot(struct conn *c)
+{
+	struct cap_err err;
+	const char *name;
+	json_t *r;
+
+	if (ctl_get_string(c->req, J_NAME, 1, &name, &err) < 0 ||
+	    vmsnap_remove(c->who.uid, name, &err) < 0) {
+		conn_error(c, &err);
+		return;
+	}
+	r = ctl_reply_ok(c->req);
+	json_object_set_new(r, J_NAME, json_string(name));
+	conn_done(c, r);
 }
 
 static void
@@ -673,6 +761,11 @@ static const struct {
 	{ OP_LIST_POOLS, op_list_pools, (const char *const[]){ NULL } },
 	{ OP_FORK_VM, op_fork, (const char *const[]){ J_VM_ID, J_COUNT,
 	    J_STOP_ON_DISCONNECT, NULL } },
+	{ OP_SNAPSHOT_VM, op_snapshot, (const char *const[]){ J_VM_ID, J_NAME,
+	    NULL } },
+	{ OP_LIST_SNAPSHOTS, op_list_snapshots, (const char *const[]){ NULL } },
+	{ OP_REMOVE_SNAPSHOT, op_remove_snapshot, (const char *const[]){
+	    J_NAME, NULL } },
 };
 
 static void

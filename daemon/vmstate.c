@@ -286,7 +286,7 @@ vmstate_prepare(struct vm *vm, struct hv_vm_config *cfg, int *disk,
 
 	*disk = -1;
 	if (src->key != NULL && strcmp(src->key, vm->ident) != 0)
-		return cap_err_set(err, ESTALE, E_CONFLICT, "the saved VM "
+		return cap_err_set(err, EINVAL, E_CONFLICT, "the saved VM "
 		    "cannot go on here: its kernel, initramfs, base image, "
 		    "settings or capsule's hypervisor (%s %s) differ from "
 		    "when it was saved", vm_core.env.hv->name,

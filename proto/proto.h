@@ -37,6 +37,9 @@
 #define OP_LIST_SANDBOXES	"ListSandboxes"
 #define OP_SET_POOL		"SetPool"
 #define OP_FORK_VM		"ForkVM"
+#define OP_SNAPSHOT_VM		"SnapshotVM"
+#define OP_LIST_SNAPSHOTS	"ListSnapshots"
+#define OP_REMOVE_SNAPSHOT	"RemoveSnapshot"
 #define OP_LIST_POOLS		"ListPools"
 #define OP_REMOVE_SANDBOX	"RemoveSandbox"
 
@@ -144,6 +147,9 @@
 #define J_DIGEST		"digest"
 #define J_SIZE			"size"
 #define J_COUNT			"count"		/* ForkVM: copies */
+#define J_SNAPSHOT		"snapshot"	/* a name (StartVM: from it) */
+#define J_SNAPSHOTS		"snapshots"
+#define J_BYTES			"bytes"		/* on the host's disk */
 #define J_CONFIG		"config"
 #define J_REMOVED		"removed"
 #define J_NAMES			"names"

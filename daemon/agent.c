@@ -869,15 +869,18 @@ agent_sync(struct agent *a, agent_sync_fn *cb, void *arg)
 void
 agent_heartbeat(struct agent *a, int on)
 {
+	/* Silence while it was off (a save) is not the guest's. */
+	if (on && a->quiet)
+		a->last_rx = util_now_ms();
 	a->quiet = !on;
 }
 
 int
-agent_refresh(struct agent *a, struct cap_err *err)
+agent_refresh(struct agent *a, const char *hostname, struct cap_err *err)
 {
 	struct chan_refresh r;
 	struct timespec ts;
-	uint8_t out[CHAN_REFRESH_LEN];
+	uint8_t out[CHAN_REFRESH_MAX];
 	int n;
 
 	if (a->failed)
@@ -892,7 +895,15 @@ agent_refresh(struct agent *a, struct cap_err *err)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	r.realtime_ns = (uint64_t)ts.tv_sec * 1000000000u +
 	    (uint64_t)ts.tv_nsec;
-	n = chan_refresh_encode(out, sizeof(out), &r);
+	/* A copy's agent has not said HELLO to us: it is one that speaks
+	 * hostnames (vmstate.c and templates make sure of it). */
+	r.hostname[0] = '\0';
+	if (hostname != NULL && (!a->ready ||
+	    (a->features & CHAN_FEAT_HOSTNAME)))
+		snprintf(r.hostname, sizeof(r.hostname), "%s", hostname);
+	if ((n = chan_refresh_encode(out, sizeof(out), &r)) < 0)
+		return cap_err_set(err, -n, E_INTERNAL, "cannot encode "
+		    "REFRESH");
 	agent_send(a, CHAN_REFRESH, 0, out, (size_t)n);
 	explicit_bzero(&r, sizeof(r));
 	explicit_bzero(out, sizeof(out));

@@ -110,9 +110,11 @@ size_t	agent_nstreams(const struct agent *a);
 typedef void agent_sync_fn(struct agent *a, void *arg);
 void	agent_sync(struct agent *a, agent_sync_fn *cb, void *arg);
 void	agent_heartbeat(struct agent *a, int on);
-/* Sends REFRESH (the host's time, fresh randomness): the guest is a
- * copy. Its agent answers with HELLO, reported by cbs.ready again. */
-int	agent_refresh(struct agent *a, struct cap_err *err);
+/* Sends REFRESH (the host's time, fresh randomness, and hostname if not
+ * NULL and the agent takes one): the guest is a copy. Its agent answers
+ * with HELLO, reported by cbs.ready again. */
+int	agent_refresh(struct agent *a, const char *hostname,
+	    struct cap_err *err);
 int	agent_net(struct agent *a, const struct chan_net *n,
 	    struct cap_err *err);
 /* Other heartbeat timings (tests). */

@@ -14,6 +14,7 @@
 
 #include "config.h"
 #include "proto.h"
+#include "util.h"
 
 enum config_type { CT_STRING, CT_PATH, CT_UINT, CT_U64, CT_CHOICE };
 
@@ -193,7 +194,7 @@ set_pool(struct config *c, char *v, const char *file, unsigned line,
 
 	if (c->npools >= CONFIG_MAX_POOLS)
 		return line_err(err, file, line, "more than %s pool lines%s",
-		    "16", "");
+		    STRINGIFY(CONFIG_MAX_POOLS), "");
 	p = &c->pools[c->npools];
 	user = v;
 	len = strcspn(user, " \t");
@@ -219,7 +220,8 @@ set_pool(struct config *c, char *v, const char *file, unsigned line,
 	if (size[0] < '0' || size[0] > '9' || *end != '\0' || errno != 0 ||
 	    n < 1 || n > CONFIG_POOL_MAX_SIZE)
 		return line_err(err, file, line, "pool: the size must be a "
-		    "whole number from 1 to %s%s", "16", "");
+		    "whole number from 1 to %s%s",
+		    STRINGIFY(CONFIG_POOL_MAX_SIZE), "");
 	if (*req == '\0')
 		req = "{}";
 	if ((j = json_loads(req, JSON_REJECT_DUPLICATES, NULL)) == NULL ||

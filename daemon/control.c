@@ -341,6 +341,9 @@ fork_done(json_t *vms, const struct cap_err *err, void *arg)
 		conn_error(c, err);
 		return;
 	}
+	/* It went while the copies started: theirs went with it. */
+	if (c->gone || c->last)
+		vm_owner_gone(c->id);
 	r = ctl_reply_ok(c->req);
 	json_object_set_new(r, J_VMS, vms);
 	conn_done(c, r);

@@ -646,15 +646,13 @@ sandbox_remove(uid_t uid, const char *ref, json_t **out, struct cap_err *err)
 	return 0;
 }
 
-json_t *
-sandbox_json(const struct sandbox *s)
+uint64_t
+sandbox_disk_used(const struct sandbox *s)
 {
-	const char *state = "stopped";
-	const char *vm = sb.vm_of(s->id, &state);
 	uint64_t used = 0;
-	json_t *o;
 	int dfd, fd;
 
+	/* Only its size: no lock asked for, the VM may be running. */
 	if ((dfd = openat(sb.fd, s->id, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
 	    O_CLOEXEC)) >= 0) {
 		if ((fd = openat(dfd, DISK_FILE, O_RDONLY | O_NOFOLLOW |
@@ -664,6 +662,17 @@ sandbox_json(const struct sandbox *s)
 		}
 		close(dfd);
 	}
+	return used;
+}
+
+json_t *
+sandbox_json(const struct sandbox *s)
+{
+	const char *state = "stopped";
+	const char *vm = sb.vm_of(s->id, &state);
+	uint64_t used = sandbox_disk_used(s);
+	json_t *o;
+
 	o = json_pack("{s:s, s:s, s:I, s:I, s:s, s:I, s:I, s:O}", J_ID, s->id,
 	    J_NAME, s->name, J_OWNER_UID, (json_int_t)s->owner, J_CREATED_AT,
 	    (json_int_t)s->created_at, J_STATE, vm != NULL ? state :

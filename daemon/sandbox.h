@@ -72,6 +72,8 @@ int	sandbox_remove(uid_t uid, const char *ref, json_t **out,
 	    struct cap_err *err);
 json_t	*sandbox_json(const struct sandbox *sb);
 json_t	*sandbox_list_json(uid_t uid);
+/* Bytes its disk takes on the host now (0 if it cannot be read). */
+uint64_t sandbox_disk_used(const struct sandbox *s);
 /* The sizes of uid's sandboxes' disks, MiB. */
 uint64_t sandbox_disk_total(uid_t uid);
 /* Does a sandbox of uid's (uid 0: anyone's) keep this image? */

@@ -39,6 +39,7 @@
 #include "vmfiles.h"
 #include "template.h"
 #include "vmpool.h"
+#include "vmsnap.h"
 #include "vmpriv.h"
 #include "vmspec.h"
 
@@ -177,15 +178,15 @@ vm_event(const struct vm *vm, const char *event, json_t *fields)
 	events_emit(event, vm->id, vm->who.uid, fields);
 }
 
-/* Would one more VM of this size take its owner past a limit? Root is
- * the admin and exempt. */
-static int
-vm_check_quota(const struct caller *who, unsigned vcpus, uint64_t mem,
-    struct cap_err *err)
+/* Would `count` more VMs of this size take their owner past a limit?
+ * Root is the admin and exempt. */
+int
+vm_check_quota(const struct caller *who, unsigned count, unsigned vcpus,
+    uint64_t mem, struct cap_err *err)
 {
 	const struct vm_limits *l = &vm_core.limits;
-	unsigned n = 1, cpus = vcpus;
-	uint64_t mib = mem;
+	unsigned n = count, cpus = count * vcpus;
+	uint64_t mib = count * mem;
 	struct vm *vm;
 
 	if (who->uid == 0)
@@ -201,7 +202,7 @@ vm_check_quota(const struct caller *who, unsigned vcpus, uint64_t mem,
 	if (l->user_max_vms > 0 && n > l->user_max_vms)
 		return cap_err_set(err, EDQUOT, E_LIMIT, "uid %u may run at most "
 		    "%u VMs at once (user_max_vms) and runs %u", (unsigned)
-		    who->uid, l->user_max_vms, n - 1);
+		    who->uid, l->user_max_vms, n - count);
 	if (l->user_max_vcpus > 0 && cpus > l->user_max_vcpus)
 		return cap_err_set(err, EDQUOT, E_LIMIT, "uid %u may use at most "
 		    "%u vCPUs at once (user_max_vcpus); this VM would make it "
@@ -529,7 +530,8 @@ vm_agent_open(struct agent *a, struct agent_stream *s,
 {
 	struct vm *vm = arg;
 
-	if (vm->egress != NULL &&
+	/* Not while it is being saved: a copy could not go on with it. */
+	if (vm->egress != NULL && vm->capture == NULL &&
 	    (vm->state == VM_RUNNING || vm->state == VM_STARTING))
 		egress_open(vm->egress, s, o);
 	/* Else not taken: refused. A VM without "allow" has no way out. */
@@ -917,6 +919,24 @@ vm_agent_args(const struct vm_spec *s)
 	return out;
 }
 
+void
+vm_hostname(const struct vm *vm, char *out, size_t len)
+{
+	snprintf(out, len, "capsule-%.8s", vm->id);
+}
+
+/* capsule's words to the agent, then the guest's name (not part of what
+ * the VM runs, vm->ident: every copy of a template gets its own). */
+static char *
+vm_agent_args_named(const struct vm *vm, const char *args)
+{
+	char host[CHAN_MAX_HOSTNAME + 1];
+
+	vm_hostname(vm, host, sizeof(host));
+	return util_strdup_printf("%s%scapsule.hostname=%s", args,
+	    args[0] ? " " : "", host);
+}
+
 /* The files are open: start the hypervisor. */
 static void
 vm_files_done(struct vm_files *f, const struct cap_err *ferr, void *arg)
@@ -925,6 +945,7 @@ vm_files_done(struct vm_files *f, const struct cap_err *ferr, void *arg)
 	struct vm *vm = arg;
 	struct hv_serial_port ports[CTL_MAX_SERIAL_PORTS];
 	struct hv_share shares[VOLUME_MAX];
+	char *named;
 	int disk;
 	char tags[VOLUME_MAX][16];
 	struct hv_vm_config cfg;
@@ -993,12 +1014,15 @@ vm_files_done(struct vm_files *f, const struct cap_err *ferr, void *arg)
 	/* Tasks of its uid: each VM has its own only as root. */
 	if (!scope && vm->uid != 0)
 		cfg.rlimit_nproc = l->vm_tasks_max;
-	if ((vm->ident = vmtemplate_key(vm, &cfg)) == NULL) {
+	if ((vm->ident = vmtemplate_key(vm, &cfg)) == NULL ||
+	    (named = vm_agent_args_named(vm, cfg.agent_args)) == NULL) {
 		free((char *)cfg.agent_args);
 		cap_err_set(&err, ENOMEM, E_INTERNAL, "out of memory");
 		vm_abort_start(vm, &err);
 		return;
 	}
+	free((char *)cfg.agent_args);
+	cfg.agent_args = named;
 	/* The writable disk: the sandbox's, a saved VM's copy, or new and
 	 * empty for every run of an ephemeral VM. */
 	if (vm->spec.sandbox != NULL) {
@@ -1010,6 +1034,8 @@ vm_files_done(struct vm_files *f, const struct cap_err *ferr, void *arg)
 	} else if (vm->restore_src != NULL) {
 		if ((r = vmstate_prepare(vm, &cfg, &disk, &err)) < 0)
 			disk = r;
+		/* Its caller's until the start is over; not needed again. */
+		vm->restore_src = NULL;
 	} else if ((r = vmtemplate_prepare(vm, &cfg, &disk, &err)) < 0)
 		disk = r;
 	else if (disk < 0)
@@ -1077,8 +1103,10 @@ vm_files_done(struct vm_files *f, const struct cap_err *ferr, void *arg)
 		vm_fail_start(vm, err.code, err.msg);
 		return;
 	}
-	/* A restore is up in well under a second, or not at all. */
-	vm_arm_timer(vm, vm->tmpl_phase == VMT_RESTORING ? VMT_RESTORE_S :
+	/* A template's restore is up in well under a second, or not at all
+	 * (the start boots then); a full one reads all the RAM first. */
+	vm_arm_timer(vm, vm->tmpl_phase == VMT_RESTORING &&
+	    strcmp(vm->start_how, "restored") == 0 ? VMT_RESTORE_S :
 	    vm->spec.launch_seconds);
 }
 
@@ -1123,11 +1151,12 @@ int
 vm_check_disk(const struct caller *who, uint64_t mib, struct cap_err *err)
 {
 	const struct vm_limits *l = &vm_core.limits;
-	uint64_t total = mib + sandbox_disk_total(who->uid);
+	uint64_t total;
 	struct vm *vm;
 
 	if (who->uid == 0 || l->user_max_disk_mib == 0)
 		return 0;
+	total = mib + sandbox_disk_total(who->uid) + vmsnap_mib(who->uid);
 	/* A sandbox's VM uses the sandbox's disk, counted above. */
 	TAILQ_FOREACH(vm, &vm_core.vms, entry)
 		if (vm->who.uid == who->uid && vm->spec.sandbox == NULL &&
@@ -1135,8 +1164,8 @@ vm_check_disk(const struct caller *who, uint64_t mib, struct cap_err *err)
 			total += vm->spec.disk_mib;
 	if (total > l->user_max_disk_mib)
 		return cap_err_set(err, EDQUOT, E_LIMIT, "uid %u may have at "
-		    "most %llu MiB of VM disks (user_max_disk_mib: sandboxes "
-		    "and running VMs); this would make it %llu", (unsigned)
+		    "most %llu MiB of VM disks (user_max_disk_mib: sandboxes, "
+		    "snapshots and running VMs); this would make it %llu", (unsigned)
 		    who->uid, (unsigned long long)l->user_max_disk_mib,
 		    (unsigned long long)total);
 	return 0;
@@ -1220,7 +1249,8 @@ vm_start_ex(const struct ctl_start *req, const char *sandbox, uint64_t owner,
 	if (vm_core.shutting_down)
 		return cap_err_set(err, ESHUTDOWN, E_UNAVAILABLE,
 		    "capsuled is shutting down");
-	if ((r = vm_check_quota(who, req->vcpus, req->memory_mib, err)) < 0 ||
+	if ((r = vm_check_quota(who, 1, req->vcpus, req->memory_mib,
+	    err)) < 0 ||
 	    (sandbox == NULL && (r = vm_check_disk(who, req->disk_mib,
 	    err)) < 0))
 		return r;

@@ -31,6 +31,7 @@ struct vmfork {
 	unsigned	 count;
 	json_t		*req;		/* the copies' StartVM */
 	struct vmstate_src src;		/* the parent's save */
+	char		*key;		/* src.key: the parent's ident */
 	uint64_t	 t0;
 	unsigned	 starting;	/* copies whose start is not over */
 	char		 ids[VMFORK_MAX][37];
@@ -47,39 +48,8 @@ vmfork_free(struct vmfork *f)
 	closep(&f->src.state_fd);
 	closep(&f->src.disk_fd);
 	json_decref(f->req);
+	free(f->key);
 	free(f);
-}
-
-/* Every copy's start is over: the answer. */
-static void
-vmfork_finish(struct vmfork *f)
-{
-	json_t *vms = NULL;
-	struct vm *vm;
-	unsigned i;
-
-	if (f->failed) {
-		for (i = 0; i < f->nids; i++)
-			if ((vm = vm_find(f->ids[i])) != NULL)
-				vm_stop(vm, NULL, NULL);
-		log_warn("vm %s: fork failed: %s", f->parent_id, f->err.msg);
-		f->cb(NULL, &f->err, f->arg);
-	} else {
-		vms = json_array();
-		for (i = 0; vms != NULL && i < f->nids; i++)
-			if ((vm = vm_find(f->ids[i])) != NULL)
-				json_array_append_new(vms, vm_started_json(vm));
-		log_info("vm %s: forked into %u cop%s in %llu ms", f->parent_id,
-		    f->nids, f->nids == 1 ? "y" : "ies",
-		    (unsigned long long)(util_now_ms() - f->t0));
-		if (vms == NULL) {
-			cap_err_set(&f->err, ENOMEM, E_INTERNAL,
-			    "out of memory");
-			f->cb(NULL, &f->err, f->arg);
-		} else
-			f->cb(vms, NULL, f->arg);
-	}
-	vmfork_free(f);
 }
 
 static void
@@ -89,6 +59,45 @@ vmfork_fail(struct vmfork *f, const struct cap_err *err)
 		f->failed = 1;
 		f->err = *err;
 	}
+}
+
+/* Every copy's start is over: the answer. */
+static void
+vmfork_finish(struct vmfork *f)
+{
+	json_t *vms = f->failed ? NULL : json_array();
+	struct cap_err err;
+	struct vm *vm;
+	unsigned i;
+
+	if (!f->failed && vms == NULL) {
+		cap_err_set(&err, ENOMEM, E_INTERNAL, "out of memory");
+		vmfork_fail(f, &err);
+	}
+	/* Every copy, and running: one that ended meanwhile fails it. */
+	for (i = 0; !f->failed && i < f->nids; i++) {
+		if ((vm = vm_find(f->ids[i])) == NULL ||
+		    vm->state != VM_RUNNING) {
+			cap_err_set(&err, EIO, E_VM_FAILED, "a copy of the VM "
+			    "(%s) ended before the fork was over", f->ids[i]);
+			vmfork_fail(f, &err);
+		} else
+			json_array_append_new(vms, vm_started_json(vm));
+	}
+	if (f->failed) {
+		json_decref(vms);
+		for (i = 0; i < f->nids; i++)
+			if ((vm = vm_find(f->ids[i])) != NULL)
+				vm_stop(vm, NULL, NULL);
+		log_warn("vm %s: fork failed: %s", f->parent_id, f->err.msg);
+		f->cb(NULL, &f->err, f->arg);
+	} else {
+		log_info("vm %s: forked into %u cop%s in %llu ms", f->parent_id,
+		    f->nids, f->nids == 1 ? "y" : "ies",
+		    (unsigned long long)(util_now_ms() - f->t0));
+		f->cb(vms, NULL, f->arg);
+	}
+	vmfork_free(f);
 }
 
 static void
@@ -102,10 +111,8 @@ vmfork_copy_started(struct vm *vm, const struct cap_err *err, void *arg)
 
 		cap_err_wrap(&e, "a copy of the VM");
 		vmfork_fail(f, &e);
-	} else {
-		vm->restore_src = NULL;
+	} else
 		memcpy(f->ids[f->nids++], vm->id, sizeof(f->ids[0]));
-	}
 	if (f->starting == 0)
 		vmfork_finish(f);
 }
@@ -165,10 +172,23 @@ vmfork_start(struct vm *vm, const struct caller *who, uint64_t owner,
 	if (vm_core.shutting_down)
 		return cap_err_set(err, ESHUTDOWN, E_UNAVAILABLE,
 		    "capsuled is shutting down");
+	/* The copies run what the parent runs, opened as its owner at its
+	 * start: only that owner makes more of them. */
+	if (who->uid != vm->who.uid)
+		return cap_err_set(err, EPERM, E_PERMISSION_DENIED, "VM %s is "
+		    "uid %u's: only its owner forks it", vm->id,
+		    (unsigned)vm->who.uid);
+	/* All of them, before the parent is stopped for nothing. */
+	if ((r = vm_check_quota(who, count, vm->spec.vcpus,
+	    vm->spec.memory_mib, err)) < 0 ||
+	    (r = vm_check_disk(who, count * vm->spec.disk_mib, err)) < 0 ||
+	    (r = vmstate_room(vm, count + 1, err)) < 0)
+		return r;
 	if ((f = calloc(1, sizeof(*f))) == NULL)
 		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
 	f->src.state_fd = f->src.disk_fd = -1;
 	f->src.how = "forked";
+	f->src.key = f->key = vm->ident != NULL ? strdup(vm->ident) : NULL;
 	snprintf(f->src.note, sizeof(f->src.note), "a copy of vm %s", vm->id);
 	memcpy(f->parent_id, vm->id, sizeof(f->parent_id));
 	f->who = *who;

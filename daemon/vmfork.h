@@ -12,7 +12,6 @@
 #include "err.h"
 
 #define VMFORK_MAX		16	/* copies in one ForkVM */
-#define VMFORK_SAVE_S		60	/* for the parent's save and disk copy */
 
 struct vm;
 

@@ -50,6 +50,9 @@ static unsigned config_gen;
 static void	vmpool_fill(struct vmpool *p);
 static struct vmpool *vmpool_by_id(uint64_t id);
 
+_Static_assert(CONFIG_POOL_MAX_SIZE == VMPOOL_MAX_SIZE,
+    "capsuled.conf's pool sizes are SetPool's");
+
 /* Still the pool's, and not on its way out. */
 static int
 vmpool_holds(const struct vm *vm, uint64_t id)
@@ -387,40 +390,101 @@ bad:
 	    cp->line, e.msg);
 }
 
+/* The pool a line makes, as vmpool_find knows it: its fields' canonical
+ * JSON (NULL without memory). */
+static char *
+vmpool_line_fields(json_t *req)
+{
+	json_t *j = json_deep_copy(req);
+	char *s;
+
+	if (j == NULL)
+		return NULL;
+	json_object_del(j, J_SIZE);
+	json_object_set_new(j, J_OP, json_string(OP_START_VM));
+	s = vmpool_canon(j, NULL);
+	json_decref(j);
+	return s;
+}
+
+/* Lines that would make the same pool twice, or more pools for one user
+ * than SetPool allows, are bad as a whole: the error names the line. */
+static int
+vmpool_lines_agree(const struct config_pool *cps, const char *file,
+    const uid_t *uids, char *const *fields, unsigned i, struct cap_err *err)
+{
+	unsigned same_uid = 1;
+
+	for (unsigned j = 0; j < i; j++) {
+		if (fields[j] == NULL || uids[j] != uids[i])
+			continue;
+		if (strcmp(fields[j], fields[i]) == 0)
+			return cap_err_set(err, EEXIST, E_INVALID_ARGUMENT,
+			    "%s:%u: pool: the same pool as line %u", file,
+			    cps[i].line, cps[j].line);
+		same_uid++;
+	}
+	if (same_uid > VMPOOL_MAX_PER_USER)
+		return cap_err_set(err, EAGAIN, E_INVALID_ARGUMENT, "%s:%u: "
+		    "pool: more than %d pools for uid %u", file, cps[i].line,
+		    VMPOOL_MAX_PER_USER, (unsigned)uids[i]);
+	return 0;
+}
+
 int
 vmpool_configure(const struct config_pool *cps, unsigned n,
     const char *file, int strict, struct cap_err *err)
 {
+	struct caller who[CONFIG_MAX_POOLS];
+	json_t *req[CONFIG_MAX_POOLS] = { NULL };
+	char *fields[CONFIG_MAX_POOLS] = { NULL };
+	uid_t uids[CONFIG_MAX_POOLS];
 	struct vmpool *p, *next;
-	struct caller who;
-	struct cap_err e;
-	json_t *req;
+	struct cap_err e, f;
 	unsigned i;
 	int r, failed = 0;
 
-	/* At start-up a bad line stops capsuled before any VM starts. */
-	for (i = 0; strict && i < n; i++) {
-		if ((r = vmpool_line(&cps[i], file, &who, &req, err)) < 0)
-			return r;
-		r = vmpool_apply(&who, req, 1, &p, &e);
-		json_decref(req);
-		if (r < 0)
-			return cap_err_set(err, e.errnum, e.code, "%s:%u: "
-			    "pool: %s", file, cps[i].line, e.msg);
+	if (n > CONFIG_MAX_POOLS)
+		n = CONFIG_MAX_POOLS;
+	/* Every line checked first; at start-up a bad one stops capsuled
+	 * before any VM starts. */
+	for (i = 0; i < n; i++) {
+		if ((r = vmpool_line(&cps[i], file, &who[i], &req[i],
+		    &e)) == 0) {
+			uids[i] = who[i].uid;
+			if ((fields[i] = vmpool_line_fields(req[i])) == NULL)
+				r = cap_err_set(&e, ENOMEM, E_INTERNAL,
+				    "out of memory");
+			else if ((r = vmpool_lines_agree(cps, file, uids,
+			    fields, i, &e)) == 0 && (r = vmpool_apply(&who[i],
+			    req[i], 1, &p, &f)) < 0)
+				cap_err_set(&e, f.errnum, f.code, "%s:%u: "
+				    "pool: %.400s", file, cps[i].line, f.msg);
+		}
+		if (r == 0)
+			continue;
+		/* At start-up capsuled says it as it exits. */
+		if (!strict)
+			log_error("%s", e.msg);
+		if (!failed)
+			*err = e;
+		failed = 1;
+		json_decref(req[i]);
+		req[i] = NULL;
+		free(fields[i]);
+		fields[i] = NULL;
+		if (strict)
+			goto out;
 	}
 	config_gen++;
 	for (i = 0; i < n; i++) {
-		if ((r = vmpool_line(&cps[i], file, &who, &req, &e)) == 0) {
-			r = vmpool_apply(&who, req, 0, &p, &e);
-			json_decref(req);
-			if (r < 0)
-				cap_err_set(&e, e.errnum, e.code, "%s:%u: "
-				    "pool: %s", file, cps[i].line, e.msg);
-		}
-		if (r < 0) {
-			log_error("%s", e.msg);
+		if (req[i] == NULL)
+			continue;
+		if (vmpool_apply(&who[i], req[i], 0, &p, &e) < 0) {
+			log_error("%s:%u: pool: %s", file, cps[i].line, e.msg);
 			if (!failed)
-				*err = e;
+				cap_err_set(err, e.errnum, e.code, "%s:%u: "
+				    "pool: %.400s", file, cps[i].line, e.msg);
 			failed = 1;
 			continue;
 		}
@@ -433,13 +497,26 @@ vmpool_configure(const struct config_pool *cps, unsigned n,
 			    file, p->config_line);
 		}
 	}
-	/* Lines that are gone take their pools with them. */
+	/* Lines that are gone take their pools with them; not while a
+	 * line failed (a name service that did not answer, say): its pool
+	 * may be one of those. */
 	TAILQ_FOREACH_SAFE(p, &pools, entry, next)
 		if (p->config_line != 0 && p->config_gen != config_gen) {
+			if (failed) {
+				p->config_gen = config_gen;
+				log_warn("pool %llu: kept, as %s has lines that "
+				    "failed", (unsigned long long)p->id, file);
+				continue;
+			}
 			log_info("pool %llu: no longer in %s; removed",
 			    (unsigned long long)p->id, file);
 			vmpool_free(p);
 		}
+out:
+	for (i = 0; i < n; i++) {
+		json_decref(req[i]);
+		free(fields[i]);
+	}
 	return failed ? -1 : 0;
 }
 

@@ -128,6 +128,11 @@ int	vm_start_restored(const struct ctl_start *req, const struct caller *who,
 	    void *arg, struct vm **out, struct cap_err *err);
 void	vm_fail_start(struct vm *vm, const char *code, const char *what);
 void	vm_fail_running(struct vm *vm, const char *why);
+/* Would `count` more VMs of this size take who past user_max_*? */
+int	vm_check_quota(const struct caller *who, unsigned count,
+	    unsigned vcpus, uint64_t mem, struct cap_err *err);
+/* The guest's hostname: capsule-<the first 8 characters of its id>. */
+void	vm_hostname(const struct vm *vm, char *out, size_t len);
 
 /* vmstate.c: hv_event: a save is over (1 if it was a capture's); gone: a
  * VM being captured is released; prepare: the disk and saved state of a

@@ -76,9 +76,10 @@ vmsnap_uid_dir(uid_t uid, int make)
 }
 
 /* The names in a uid dir (without the ones being taken or removed), as
- * a NULL-terminated list; sweep: remove those instead. */
+ * a NULL-terminated list (NULL: cannot list); sweep: remove those
+ * instead; taking: list the ones being taken too (as .taking-NAME). */
 static char **
-vmsnap_names(int dir_fd, int sweep)
+vmsnap_names(int dir_fd, int sweep, int taking)
 {
 	struct dirent *d;
 	char **v = NULL, **nv;
@@ -93,18 +94,23 @@ vmsnap_names(int dir_fd, int sweep)
 			close(fd);
 		return NULL;
 	}
+	if ((v = calloc(1, sizeof(*v))) == NULL) {
+		closedir(dir);
+		return NULL;
+	}
 	while ((d = readdir(dir)) != NULL) {
-		if (d->d_name[0] == '.') {
-			if (sweep && (strncmp(d->d_name, VMSNAP_TAKING,
-			    strlen(VMSNAP_TAKING)) == 0 || strncmp(d->d_name,
-			    VMSNAP_REMOVING, strlen(VMSNAP_REMOVING)) == 0)) {
-				log_info("snapshots: removing %s (left over)",
-				    d->d_name);
-				rmtree_at(dir_fd, d->d_name);
-			}
+		int is_taking = strncmp(d->d_name, VMSNAP_TAKING,
+		    strlen(VMSNAP_TAKING)) == 0;
+
+		if (sweep && (is_taking || strncmp(d->d_name, VMSNAP_REMOVING,
+		    strlen(VMSNAP_REMOVING)) == 0)) {
+			log_info("snapshots: removing %s (left over)",
+			    d->d_name);
+			rmtree_at(dir_fd, d->d_name);
 			continue;
 		}
-		if (sweep || !sandbox_name_ok(d->d_name))
+		if (sweep || !(sandbox_name_ok(d->d_name) ||
+		    (taking && is_taking)))
 			continue;
 		if ((nv = realloc(v, (n + 2) * sizeof(*v))) == NULL)
 			break;
@@ -162,7 +168,7 @@ vmsnap_init(const char *state_dir, struct cap_err *err)
 		if (d->d_name[0] == '.' || (ufd = openat(S.fd, d->d_name,
 		    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
 			continue;
-		vmsnap_names_free(vmsnap_names(ufd, 1));
+		vmsnap_names_free(vmsnap_names(ufd, 1, 0));
 		close(ufd);
 	}
 	closedir(dir);
@@ -293,6 +299,16 @@ vmsnap_commit(struct vmsnap_taking *t, struct cap_err *err)
 	return 0;
 }
 
+/* The uid's dir goes again if a failed take left it empty. */
+static void
+vmsnap_tidy_uid(const struct vmsnap_taking *t)
+{
+	char name[16];
+
+	snprintf(name, sizeof(name), "%u", (unsigned)t->uid);
+	unlinkat(S.fd, name, AT_REMOVEDIR);	/* ENOTEMPTY: it stays */
+}
+
 static void
 vmsnap_saved(struct vm *vm, const struct cap_err *err, void *arg)
 {
@@ -305,6 +321,7 @@ vmsnap_saved(struct vm *vm, const struct cap_err *err, void *arg)
 		err = &e;
 	if (err != NULL) {
 		rmtree_at(t->dir_fd, t->tmp);
+		vmsnap_tidy_uid(t);
 		log_warn("snapshot %s of uid %u not taken: %s", t->name,
 		    (unsigned)t->uid, err->msg);
 		t->cb(NULL, err, t->arg);
@@ -338,10 +355,11 @@ vmsnap_take(struct vm *vm, const struct caller *who, const char *name,
 		return cap_err_set(err, EPERM, E_PERMISSION_DENIED, "VM %s is "
 		    "uid %u's: only its owner takes snapshots of it", vm->id,
 		    (unsigned)vm->who.uid);
-	if (vm->ident == NULL)
-		return cap_err_set(err, ENOTSUP, E_CONFLICT, "VM %s was taken "
-		    "over from an earlier capsuled, which did not say what it "
-		    "runs; it cannot be saved", vm->id);
+	/* A snapshot keeps at most its RAM and its disk: the owner's disk
+	 * limit and the file system must have room for that. */
+	if ((r = vm_check_disk(who, vm->spec.memory_mib + vm->spec.disk_mib,
+	    err)) < 0 || (r = vmstate_room(vm, 1, err)) < 0)
+		return r;
 	if ((t = calloc(1, sizeof(*t))) == NULL)
 		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
 	t->state_fd = t->disk_fd = t->tmp_fd = -1;
@@ -355,8 +373,13 @@ vmsnap_take(struct vm *vm, const struct caller *who, const char *name,
 		    "snapshot directory: %s", strerror(-t->dir_fd));
 		goto fail;
 	}
-	names = vmsnap_names(t->dir_fd, 0);
-	for (; names != NULL && names[n] != NULL; n++)
+	/* Those being taken count: they are on their way. */
+	if ((names = vmsnap_names(t->dir_fd, 0, 1)) == NULL) {
+		r = cap_err_set(err, EIO, E_INTERNAL, "cannot list the "
+		    "snapshots of uid %u", (unsigned)who->uid);
+		goto fail;
+	}
+	for (; names[n] != NULL; n++)
 		;
 	vmsnap_names_free(names);
 	if (n >= VMSNAP_MAX_PER_UID) {
@@ -406,8 +429,33 @@ vmsnap_take(struct vm *vm, const struct caller *who, const char *name,
 	    (unsigned)who->uid);
 	return 0;
 fail:
+	if (t->dir_fd >= 0)
+		vmsnap_tidy_uid(t);
 	vmsnap_taking_free(t);
 	return r;
+}
+
+uint64_t
+vmsnap_mib(uid_t uid)
+{
+	struct cap_err err;
+	uint64_t total = 0;
+	char **names;
+	json_t *m;
+	int fd;
+
+	if ((fd = vmsnap_uid_dir(uid, 0)) < 0)
+		return 0;
+	names = vmsnap_names(fd, 0, 0);
+	for (size_t i = 0; names != NULL && names[i] != NULL; i++)
+		if ((m = vmsnap_meta(fd, names[i], &err)) != NULL) {
+			total += (uint64_t)json_integer_value(json_object_get(m,
+			    J_BYTES)) >> 20;
+			json_decref(m);
+		}
+	vmsnap_names_free(names);
+	close(fd);
+	return total;
 }
 
 json_t *
@@ -436,7 +484,7 @@ vmsnap_list_json(uid_t uid)
 		    (ufd = openat(S.fd, d->d_name, O_RDONLY | O_DIRECTORY |
 		    O_NOFOLLOW | O_CLOEXEC)) < 0)
 			continue;
-		names = vmsnap_names(ufd, 0);
+		names = vmsnap_names(ufd, 0, 0);
 		for (size_t i = 0; names != NULL && names[i] != NULL; i++)
 			if ((m = vmsnap_meta(ufd, names[i], &err)) != NULL) {
 				json_array_append_new(a, vmsnap_json(m,
@@ -497,8 +545,6 @@ vmsnap_started(struct vm *vm, const struct cap_err *err, void *arg)
 {
 	struct vmsnap_starting *s = arg;
 
-	if (err == NULL)
-		vm->restore_src = NULL;
 	s->cb(vm, err, s->arg);
 	vmsnap_starting_free(s);
 }

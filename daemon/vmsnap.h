@@ -36,6 +36,9 @@ typedef void (*vmsnap_cb)(json_t *snap, const struct cap_err *err,
     void *arg);
 int	vmsnap_take(struct vm *vm, const struct caller *who, const char *name,
 	    vmsnap_cb cb, void *arg, struct cap_err *err);
+/* What uid's snapshots take on the host's disk, MiB (user_max_disk_mib
+ * counts it). */
+uint64_t vmsnap_mib(uid_t uid);
 /* uid's snapshots (root: everyone's). */
 json_t	*vmsnap_list_json(uid_t uid);
 /* RemoveSnapshot: uid's own, by name. */

@@ -4,8 +4,8 @@
  * Taking it: the VM is quiesced (its agent has read everything we sent,
  * and the heartbeat is off: agent_sync), saved whole, RAM and devices
  * (hv save, full), and its writable disk copied while it is stopped; then
- * it goes on, none the wiser. New execs on it wait meanwhile (the exec
- * socket says so), and PauseVM is refused.
+ * it goes on, none the wiser. Meanwhile new execs on it and connections
+ * its guest opens are refused (try again), and so is PauseVM.
  *
  * Giving it: a new VM of the saved one's configuration starts from the
  * save instead of booting (HV_RAM_RESTORE), on its own copy of the disk,
@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "disk.h"
@@ -44,7 +45,9 @@ struct vmcapture {
 	void		*arg;
 };
 
-const char *
+/* Why vm cannot be captured now, "" if it can (buf holds what needs
+ * formatting). */
+static const char *
 vmstate_why_not(const struct vm *vm, char *buf, size_t len)
 {
 	size_t n;
@@ -57,9 +60,13 @@ vmstate_why_not(const struct vm *vm, char *buf, size_t len)
 	}
 	if (vm->capture != NULL)
 		return "the VM is being saved already";
+	if (vm->ident == NULL)
+		return "the VM was taken over from an earlier capsuled, which "
+		    "did not say what it runs";
 	if (vm_core.env.hv->save == NULL)
 		return "the hypervisor backend cannot save a VM";
-	if (!(agent_features(vm->agent) & CHAN_FEAT_REFRESH))
+	if ((agent_features(vm->agent) & (CHAN_FEAT_REFRESH |
+	    CHAN_FEAT_HOSTNAME)) != (CHAN_FEAT_REFRESH | CHAN_FEAT_HOSTNAME))
 		return "the VM's guest agent is too old to be copied; rebuild "
 		    "the guest image with this capsule";
 	if (vm->spec.nvolumes > 0)
@@ -112,6 +119,14 @@ vmstate_request(const struct vm *vm)
 	return r;
 }
 
+/* How long a save and its disk copy may take: a minute, and a second for
+ * each 32 MiB of RAM. */
+static unsigned
+vmstate_limit_s(const struct vm *vm)
+{
+	return VMSTATE_SAVE_S + (unsigned)(vm->spec.memory_mib / 32);
+}
+
 static void
 vmstate_done(struct vmcapture *c, const struct cap_err *err)
 {
@@ -144,24 +159,63 @@ vmstate_resume(struct vmcapture *c, const struct cap_err *err)
 	vmstate_done(c, err);
 }
 
+/* The VM's writable disk: its sandbox's, or its own. */
+static int
+vmstate_open_disk(const struct vm *vm, struct cap_err *err)
+{
+	struct sandbox *sb;
+	int fd;
+
+	if (vm->spec.sandbox != NULL)
+		return (sb = sandbox_by_id(vm->spec.sandbox)) != NULL ?
+		    sandbox_open_disk(sb, err) : cap_err_set(err, ENOENT,
+		    E_NOT_FOUND, "the VM's sandbox is gone");
+	if ((fd = openat(vm->files.private_fd, DISK_FILE, O_RDONLY |
+	    O_NOFOLLOW | O_CLOEXEC)) < 0)
+		return cap_err_set(err, errno, E_INTERNAL, "cannot open the "
+		    "VM's disk: %s", strerror(errno));
+	return fd;
+}
+
+int
+vmstate_room(const struct vm *vm, unsigned disks, struct cap_err *err)
+{
+	struct sandbox *sb;
+	struct statvfs sv;
+	uint64_t need, have, used = 0;
+	int fd;
+
+	/* Its size only: a running VM's disk is locked by its QEMU. */
+	if (vm->spec.sandbox != NULL) {
+		if ((sb = sandbox_by_id(vm->spec.sandbox)) != NULL)
+			used = sandbox_disk_used(sb);
+	} else if ((fd = openat(vm->files.private_fd, DISK_FILE, O_RDONLY |
+	    O_NOFOLLOW | O_CLOEXEC)) >= 0) {
+		used = disk_used(fd);
+		close(fd);
+	}
+	/* The save is at most the RAM; each disk copy what it holds. */
+	need = (vm->spec.memory_mib << 20) + disks * used + DISK_FREE_MIN;
+	if (fstatvfs(vm->files.private_fd, &sv) < 0)
+		return cap_err_set(err, errno, E_INTERNAL, "statvfs: %s",
+		    strerror(errno));
+	have = (uint64_t)sv.f_bavail * sv.f_frsize;
+	if (have < need)
+		return cap_err_set(err, ENOSPC, E_LIMIT, "the file system of "
+		    "capsule's state has %llu MiB free; saving VM %s needs "
+		    "about %llu MiB", (unsigned long long)(have >> 20), vm->id,
+		    (unsigned long long)(need >> 20));
+	return 0;
+}
+
 /* The writable disk as it is now (the VM is stopped), into c->disk_fd. */
 static int
 vmstate_copy_disk(struct vmcapture *c, struct cap_err *err)
 {
-	struct vm *vm = c->vm;
-	struct sandbox *sb;
 	struct stat st;
 	int in, r;
 
-	if (vm->spec.sandbox != NULL)
-		in = (sb = sandbox_by_id(vm->spec.sandbox)) != NULL ?
-		    sandbox_open_disk(sb, err) : cap_err_set(err, ENOENT,
-		    E_NOT_FOUND, "the VM's sandbox is gone");
-	else if ((in = openat(vm->files.private_fd, DISK_FILE, O_RDONLY |
-	    O_NOFOLLOW | O_CLOEXEC)) < 0)
-		in = cap_err_set(err, errno, E_INTERNAL, "cannot open the VM's "
-		    "disk: %s", strerror(errno));
-	if (in < 0)
+	if ((in = vmstate_open_disk(c->vm, err)) < 0)
 		return in;
 	if (fstat(in, &st) < 0)
 		r = -errno;
@@ -186,6 +240,17 @@ vmstate_synced(struct agent *a, void *arg)
 	(void)a;
 	if (c == NULL)
 		return;
+	/* What changed while we waited: a StopVM, a stream the guest
+	 * opened before it was refused. */
+	if (vm->state != VM_RUNNING || agent_nstreams(vm->agent) > 0) {
+		cap_err_set(&err, EBUSY, E_CONFLICT, "cannot save VM %s: it "
+		    "is %s%s", vm->id, vm->state != VM_RUNNING ?
+		    vm_state_name(vm->state) : "running with a stream",
+		    vm->state != VM_RUNNING ? "" : " that opened meanwhile; "
+		    "try again");
+		vmstate_resume(c, &err);
+		return;
+	}
 	if (vm_core.env.hv->save(vm->hv, c->state_fd, 1, &err) < 0)
 		vmstate_resume(c, &err);
 }
@@ -199,7 +264,9 @@ vmstate_timeout(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	cap_err_set(&err, ETIMEDOUT, E_TIMEOUT, "saving the VM took more "
-	    "than %d s", VMSTATE_SAVE_S);
+	    "than %u s", vmstate_limit_s(c->vm));
+	if (vm_core.env.hv->save_cancel != NULL)
+		vm_core.env.hv->save_cancel(c->vm->hv);
 	vmstate_resume(c, &err);
 }
 
@@ -207,7 +274,7 @@ int
 vmstate_capture(struct vm *vm, int state_fd, int disk_fd, off_t *disk_size,
     vmstate_cb cb, void *arg, struct cap_err *err)
 {
-	struct timeval tv = { VMSTATE_SAVE_S, 0 };
+	struct timeval tv = { (time_t)vmstate_limit_s(vm), 0 };
 	struct vmcapture *c;
 	const char *why;
 	char buf[256];

@@ -13,7 +13,8 @@
 
 #include "err.h"
 
-#define VMSTATE_SAVE_S		60	/* to save a VM and copy its disk */
+#define VMSTATE_SAVE_S		60	/* to save a VM and copy its disk, and
+					 * a second more per 32 MiB of RAM */
 
 struct vm;
 
@@ -33,9 +34,9 @@ struct vmstate_src {
  * host ends (run dir, sockets and log go where capsuled puts a VM's) and
  * no stop_on_disconnect; NULL without memory. */
 json_t	*vmstate_request(const struct vm *vm);
-/* Why vm cannot be captured now, "" if it can (buf holds what needs
- * formatting). */
-const char *vmstate_why_not(const struct vm *vm, char *buf, size_t len);
+/* Is there room on the state's file system for a save of vm and `disks`
+ * copies of its disk (and capsule's reserve)? 0, or -ENOSPC (limit). */
+int	vmstate_room(const struct vm *vm, unsigned disks, struct cap_err *err);
 
 /* The outcome of a capture; vm is NULL if it went meanwhile. */
 typedef void (*vmstate_cb)(struct vm *vm, const struct cap_err *err,
@@ -44,7 +45,9 @@ typedef void (*vmstate_cb)(struct vm *vm, const struct cap_err *err,
 /* Quiesces vm (its agent has read all we sent), saves it whole, RAM and
  * devices, to state_fd and copies its writable disk to disk_fd while it
  * is stopped (*disk_size: the copy's size), then lets it go on as it
- * was. 0: cb will report; else err says why not (see vmstate_why_not). */
+ * was. 0: cb will report; else err says why not (conflict: a VM that is
+ * not running, has shared folders, raw serial or published ports, or
+ * open streams; see docs/snapshots.md). */
 int	vmstate_capture(struct vm *vm, int state_fd, int disk_fd,
 	    off_t *disk_size, vmstate_cb cb, void *arg, struct cap_err *err);
 

@@ -187,7 +187,8 @@ vmtemplate_capture(struct vm *vm)
 
 	if (vm->tmpl_key == NULL || vm->tmpl_ram < 0 ||
 	    vm->tmpl_phase != VMT_NONE ||
-	    !(agent_features(vm->agent) & CHAN_FEAT_REFRESH)) {
+	    (agent_features(vm->agent) & (CHAN_FEAT_REFRESH |
+	    CHAN_FEAT_HOSTNAME)) != (CHAN_FEAT_REFRESH | CHAN_FEAT_HOSTNAME)) {
 		closep(&vm->tmpl_ram);
 		return 0;
 	}
@@ -224,9 +225,11 @@ vmtemplate_hello(struct vm *vm)
 static void
 vmtemplate_refresh(struct vm *vm)
 {
+	char host[CHAN_MAX_HOSTNAME + 1];
 	struct cap_err err;
 
-	if (agent_refresh(vm->agent, &err) < 0) {
+	vm_hostname(vm, host, sizeof(host));
+	if (agent_refresh(vm->agent, host, &err) < 0) {
 		vm_fail_start(vm, err.code, err.msg);
 		return;
 	}
@@ -302,7 +305,8 @@ vmtemplate_hv_event(struct vm *vm, enum hv_event ev)
 			    "its start template failed; the template was "
 			    "removed, and the next start of this spec boots");
 		else {
-			/* A fork's copy (vmfork.c): no boot to fall back on. */
+			/* A fork's copy or a snapshot's VM (vmstate.c): no
+			 * boot to fall back on. */
 			vm->tmpl_phase = VMT_NONE;
 			vm_fail_start(vm, E_VM_FAILED, "QEMU could not restore "
 			    "the VM from its saved state");
@@ -337,6 +341,9 @@ vmtemplate_timeout(struct vm *vm)
 	if (vm->tmpl_phase == VMT_CAPTURING) {
 		log_warn("vm %s: saving a template took more than %d s",
 		    vm->id, VMT_SAVE_S);
+		/* Or it would go on and stop the guest when it is done. */
+		if (vm_core.env.hv->save_cancel != NULL)
+			vm_core.env.hv->save_cancel(vm->hv);
 		vmtemplate_saved(vm, 0);
 		return 1;
 	}
@@ -345,6 +352,18 @@ vmtemplate_timeout(struct vm *vm)
 	if (vmtemplate_lost(vm, 0)) {
 		vm_fail_start(vm, E_TIMEOUT, "the VM restored from its start "
 		    "template did not answer");
+		return 1;
+	}
+	/* A fork's copy or a snapshot's VM (vmstate.c): nothing to boot. */
+	if ((vm->tmpl_phase == VMT_RESTORING ||
+	    vm->tmpl_phase == VMT_REFRESHING) && vm->start_how != NULL &&
+	    strcmp(vm->start_how, "cold") != 0) {
+		char msg[160];
+
+		snprintf(msg, sizeof(msg), "the VM started from a saved state "
+		    "(%s) did not answer in time", vm->start_how);
+		vm->tmpl_phase = VMT_NONE;
+		vm_fail_start(vm, E_TIMEOUT, msg);
 		return 1;
 	}
 	return 0;

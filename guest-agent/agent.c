@@ -597,6 +597,11 @@ agent_refresh(const struct chan_hdr *h, const uint8_t *p)
 	if (fd >= 0)
 		close(fd);
 	explicit_bzero(&add, sizeof(add));
+	/* The copy's own name, if the host gave one. */
+	if (r.hostname[0] != '\0' &&
+	    sethostname(r.hostname, strlen(r.hostname)) < 0)
+		agent_log("REFRESH: cannot set the hostname: %s",
+		    strerror(errno));
 	explicit_bzero(&r, sizeof(r));
 	agent_link(NULL, 0);
 	agent_link(NULL, 1);

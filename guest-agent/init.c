@@ -329,6 +329,7 @@ init_switch_root(int timeout_ms)
 int
 init_late(void)
 {
+	char host[CHAN_MAX_HOSTNAME + 1];
 	int r = 0;
 
 	if (init_mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
@@ -348,7 +349,12 @@ init_late(void)
 	if (init_mount("tmp", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
 	    "mode=1777") < 0)
 		r = -EIO;
-	if (sethostname(INIT_HOSTNAME, strlen(INIT_HOSTNAME)) < 0) {
+	/* capsule.hostname= names this VM; without it (an older capsuled)
+	 * every VM is "capsule". */
+	if (init_cmdline("capsule.hostname", host, sizeof(host)) < 0 ||
+	    !chan_hostname_check(host, strlen(host)))
+		snprintf(host, sizeof(host), "%s", INIT_HOSTNAME);
+	if (sethostname(host, strlen(host)) < 0) {
 		agent_log("sethostname: %s", strerror(errno));
 		r = -errno;
 	}

@@ -207,6 +207,9 @@ struct hv_ops {
 	 * guest stays stopped until pause(vm, 0). NULL if unsupported. */
 	int	(*save)(struct hv_vm *vm, int state_fd, int full,
 		    struct cap_err *err);
+	/* Gives up a save() under way, at once: no event follows for it,
+	 * and pause(vm, 0) after it lets the guest go on. */
+	void	(*save_cancel)(struct hv_vm *vm);
 	/* Asks the hypervisor to end the guest now. */
 	int	(*quit)(struct hv_vm *vm, struct cap_err *err);
 	/* Last resort. */

@@ -399,6 +399,9 @@ qemu_qmp_event(void *arg, const char *name, json_t *data)
 	} else if (strcmp(name, QMP_EV_MIGRATION) == 0) {
 		qemu_migration(vm, jstr(data, "status"));
 	} else if (strcmp(name, QMP_EV_RESUME) == 0) {
+		/* QEMU runs commands in order: a STOP of ours came before
+		 * this, or never will (the guest was stopped already). */
+		vm->stops_asked = 0;
 		vm->cbs.event(vm->arg, HV_EV_RESUMED, "QEMU resumed the guest");
 	} else if (strcmp(name, QMP_EV_IO_ERROR) == 0) {
 		const char *op = jstr(data, "operation");
@@ -426,9 +429,31 @@ qemu_qmp_closed(void *arg, const char *why)
 		log_debug("%s: %s", vm->what, why);
 }
 
+/* A command of a save or a restore failed: no MIGRATION event will say
+ * so, so this does (and a save already under way is cancelled). */
+static void
+qemu_qmp_error(void *arg, const char *cmd, const char *desc)
+{
+	struct hv_vm *vm = arg;
+	char detail[320];
+
+	if (strncmp(cmd, "migrate", 7) != 0 && strcmp(cmd, "getfd") != 0)
+		return;
+	snprintf(detail, sizeof(detail), "QEMU refused %s: %.200s", cmd, desc);
+	if (vm->saving) {
+		vm->saving = 0;
+		qmp_execute(vm->qmp, "migrate_cancel");
+		vm->cbs.event(vm->arg, HV_EV_SAVE_FAILED, detail);
+	} else if (vm->restoring) {
+		vm->restoring = 0;
+		vm->cbs.event(vm->arg, HV_EV_RESTORE_FAILED, detail);
+	}
+}
+
 static const struct qmp_cbs qemu_qmp_cbs = {
 	.event = qemu_qmp_event,
 	.closed = qemu_qmp_closed,
+	.error = qemu_qmp_error,
 };
 
 /* Listening sockets QEMU serves, and our connections to them, queued in
@@ -1034,6 +1059,17 @@ qemu_save(struct hv_vm *vm, int state_fd, int full, struct cap_err *err)
 }
 
 static void
+qemu_save_cancel(struct hv_vm *vm)
+{
+	if (!vm->saving)
+		return;
+	/* Before anything the caller sends next (a "cont"): a save left
+	 * running would stop the guest when it completes. */
+	vm->saving = 0;
+	qmp_execute(vm->qmp, "migrate_cancel");
+}
+
+static void
 qemu_kill(struct hv_vm *vm)
 {
 	vm->quitting = 1;
@@ -1095,6 +1131,7 @@ const struct hv_ops qemu_ops = {
 	.adopt = qemu_adopt,
 	.pause = qemu_pause,
 	.save = qemu_save,
+	.save_cancel = qemu_save_cancel,
 	.quit = qemu_quit,
 	.kill = qemu_kill,
 	.pid = qemu_pid,

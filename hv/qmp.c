@@ -17,6 +17,7 @@
 #define QMP_KEY_GREETING	"QMP"
 #define QMP_KEY_RETURN		"return"
 #define QMP_KEY_ERROR		"error"
+#define QMP_KEY_ID		"id"	/* ours: the command's name */
 #define QMP_KEY_EVENT		"event"
 #define QMP_KEY_DATA		"data"
 #define QMP_KEY_EXECUTE		"execute"
@@ -73,9 +74,16 @@ qmp_line(struct qmp *q, const char *line, size_t len)
 			    json_is_object(data) ? data : NULL);
 	} else if ((v = json_object_get(o, QMP_KEY_ERROR)) != NULL) {
 		json_t *d = json_object_get(v, QMP_KEY_DESC);
+		json_t *id = json_object_get(o, QMP_KEY_ID);
+		const char *desc = json_is_string(d) ? json_string_value(d) :
+		    "(no description)";
 
-		log_warn("%s: QMP error: %.200s", q->what, json_is_string(d) ?
-		    json_string_value(d) : "(no description)");
+		log_warn("%s: QMP error%s%s: %.200s", q->what,
+		    json_is_string(id) ? " for " : "", json_is_string(id) ?
+		    json_string_value(id) : "", desc);
+		if (q->cbs.error != NULL)
+			q->cbs.error(q->arg, json_is_string(id) ?
+			    json_string_value(id) : "", desc);
 	}
 	/* Greetings and "return"s need nothing. */
 	json_decref(o);
@@ -149,8 +157,9 @@ qmp_execute(struct qmp *q, const char *cmd)
 
 	if (q == NULL || q->closed)
 		return -EPIPE;
-	n = snprintf(line, sizeof(line), "{\"%s\":\"%s\"}\n", QMP_KEY_EXECUTE,
-	    cmd);
+	/* Its name as its id: QEMU puts it in the reply. */
+	n = snprintf(line, sizeof(line), "{\"%s\":\"%s\",\"%s\":\"%s\"}\n",
+	    QMP_KEY_EXECUTE, cmd, QMP_KEY_ID, cmd);
 	if (n < 0 || (size_t)n >= sizeof(line))
 		return -E2BIG;
 	return bufferevent_write(q->bev, line, (size_t)n) == 0 ? 0 : -ENOMEM;
@@ -159,8 +168,8 @@ qmp_execute(struct qmp *q, const char *cmd)
 int
 qmp_execute_args(struct qmp *q, const char *cmd, json_t *args)
 {
-	json_t *o = json_pack("{s:s,s:o}", QMP_KEY_EXECUTE, cmd,
-	    "arguments", args);
+	json_t *o = json_pack("{s:s,s:s,s:o}", QMP_KEY_EXECUTE, cmd,
+	    QMP_KEY_ID, cmd, "arguments", args);
 	char *line;
 	int r;
 

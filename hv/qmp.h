@@ -3,8 +3,8 @@
  *
  * QEMU serves QMP on a socket capsuled made; capsuled connects before QEMU
  * runs, negotiates capabilities, and from then on reads every reply and
- * event. Events reach the owner as (name, data); command replies are only
- * logged, as nothing capsule sends needs an answer. QEMU is one step closer
+ * event. Events reach the owner as (name, data); a command's error reply
+ * as (command, QEMU's description); other replies need nothing. QEMU is one step closer
  * to the guest than capsuled, so what it says is parsed with limits.
  */
 #ifndef CAPSULE_QMP_H
@@ -22,6 +22,8 @@ struct qmp_cbs {
 	void	(*event)(void *arg, const char *name, json_t *data);
 	/* The connection ended (QEMU exited, or broke the protocol). */
 	void	(*closed)(void *arg, const char *why);
+	/* A command failed; may be NULL. */
+	void	(*error)(void *arg, const char *cmd, const char *desc);
 };
 
 /* Takes the connected socket fd. */

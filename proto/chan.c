@@ -649,20 +649,53 @@ chan_rx_release(struct chan_rx_window *w, uint32_t n)
 int
 chan_refresh_encode(uint8_t *out, size_t cap, const struct chan_refresh *r)
 {
-	if (cap < CHAN_REFRESH_LEN)
+	size_t n = strnlen(r->hostname, sizeof(r->hostname));
+
+	if (n > 0 && !chan_hostname_check(r->hostname, n))
+		return -EINVAL;
+	if (cap < CHAN_REFRESH_LEN + (n > 0 ? 1 + n : 0))
 		return -EMSGSIZE;
 	put32(out, (uint32_t)r->realtime_ns);
 	put32(out + 4, (uint32_t)(r->realtime_ns >> 32));
 	memcpy(out + 8, r->seed, CHAN_REFRESH_SEED);
-	return CHAN_REFRESH_LEN;
+	if (n == 0)
+		return CHAN_REFRESH_LEN;
+	out[CHAN_REFRESH_LEN] = (uint8_t)n;
+	memcpy(out + CHAN_REFRESH_LEN + 1, r->hostname, n);
+	return (int)(CHAN_REFRESH_LEN + 1 + n);
 }
 
 int
 chan_refresh_decode(const uint8_t *p, size_t len, struct chan_refresh *r)
 {
-	if (len != CHAN_REFRESH_LEN)
+	size_t n;
+
+	if (len != CHAN_REFRESH_LEN && (len < CHAN_REFRESH_LEN + 2 ||
+	    len > CHAN_REFRESH_MAX))
 		return -EBADMSG;
 	r->realtime_ns = (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
 	memcpy(r->seed, p + 8, CHAN_REFRESH_SEED);
+	r->hostname[0] = '\0';
+	if (len == CHAN_REFRESH_LEN)
+		return 0;
+	n = p[CHAN_REFRESH_LEN];
+	if (n != len - CHAN_REFRESH_LEN - 1 ||
+	    !chan_hostname_check((const char *)p + CHAN_REFRESH_LEN + 1, n))
+		return -EBADMSG;
+	memcpy(r->hostname, p + CHAN_REFRESH_LEN + 1, n);
+	r->hostname[n] = '\0';
 	return 0;
+}
+
+int
+chan_hostname_check(const char *name, size_t len)
+{
+	if (len == 0 || len > CHAN_MAX_HOSTNAME || name[0] == '-' ||
+	    name[len - 1] == '-')
+		return 0;
+	for (size_t i = 0; i < len; i++)
+		if (!((name[i] >= 'a' && name[i] <= 'z') ||
+		    (name[i] >= '0' && name[i] <= '9') || name[i] == '-'))
+			return 0;
+	return 1;
 }

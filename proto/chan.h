@@ -48,7 +48,9 @@
  * The agent sets the clock, mixes the seed in and reseeds the kernel's
  * random generator, forgets the connection it thought it had and sends
  * HELLO again, which the host then answers as after a first boot (minus
- * NET: the guest's network is set up already).
+ * NET: the guest's network is set up already). With CHAN_FEAT_HOSTNAME
+ * REFRESH also names the copy (its hostname); a guest that boots learns
+ * its name from capsule.hostname= on the kernel command line.
  *
  * Network (CHAN_FEAT_NET): right after the handshake the host sends NET
  * with the VM's network mode; the agent sets the guest up and answers
@@ -85,8 +87,9 @@
 						 * guest-opened streams */
 #define CHAN_FEAT_NET		0x00000002u	/* NET, CONNECT, DNS, FORWARD */
 #define CHAN_FEAT_REFRESH	0x00000004u	/* REFRESH */
+#define CHAN_FEAT_HOSTNAME	0x00000008u	/* REFRESH names the copy */
 #define CHAN_FEATURES		(CHAN_FEAT_STREAMS | CHAN_FEAT_NET | \
-				 CHAN_FEAT_REFRESH)
+				 CHAN_FEAT_REFRESH | CHAN_FEAT_HOSTNAME)
 
 #define CHAN_STREAM_GUEST	0x80000000u	/* set on guest-opened ids */
 
@@ -142,12 +145,17 @@ struct chan_hello {
 #define CHAN_HELLO_V4_LEN 8
 
 /* REFRESH payload: u64 the host's CLOCK_REALTIME in ns, then
- * CHAN_REFRESH_SEED bytes of the host's randomness. */
+ * CHAN_REFRESH_SEED bytes of the host's randomness; then, only with
+ * CHAN_FEAT_HOSTNAME, u8 n and the copy's hostname (n bytes, see
+ * chan_hostname_check). */
 #define CHAN_REFRESH_SEED	32
 #define CHAN_REFRESH_LEN	(8 + CHAN_REFRESH_SEED)
+#define CHAN_MAX_HOSTNAME	63
+#define CHAN_REFRESH_MAX	(CHAN_REFRESH_LEN + 1 + CHAN_MAX_HOSTNAME)
 struct chan_refresh {
 	uint64_t	realtime_ns;
 	uint8_t		seed[CHAN_REFRESH_SEED];
+	char		hostname[CHAN_MAX_HOSTNAME + 1];	/* "": none */
 };
 
 /* OPEN payload: u16 type, u16 0, then the type's body.
@@ -311,11 +319,16 @@ int	chan_status_encode(uint8_t *out, size_t cap, const struct chan_status *s);
 int	chan_status_decode(const uint8_t *p, size_t len, struct chan_status *s);
 long	chan_net_encode(uint8_t *out, size_t cap, const struct chan_net *n);
 int	chan_net_decode(const uint8_t *p, size_t len, struct chan_net *n);
-/* REFRESH: CHAN_REFRESH_LEN bytes, or -EMSGSIZE / -EBADMSG. */
+/* REFRESH: CHAN_REFRESH_LEN bytes, and the hostname's if it has one;
+ * or -EMSGSIZE / -EBADMSG (-EINVAL: not a hostname chan_hostname_check
+ * takes). */
 int	chan_refresh_encode(uint8_t *out, size_t cap,
 	    const struct chan_refresh *r);
 int	chan_refresh_decode(const uint8_t *p, size_t len,
 	    struct chan_refresh *r);
+/* Is this a hostname capsule gives: 1..CHAN_MAX_HOSTNAME of [a-z0-9-],
+ * not starting or ending with '-'? */
+int	chan_hostname_check(const char *name, size_t len);
 /* Is this a valid CONNECT/DNS name (see CHAN_OPEN_CONNECT)? */
 int	chan_name_check(const char *name, size_t len);
 long	chan_exec_encode(uint8_t *out, size_t cap, const struct chan_exec *x);

@@ -92,6 +92,9 @@ class ForkTest(ct.DaemonTestCase):
             self.assertLess(abs(int(clock) - time.time()), 5, v["vm_id"])
             seen[rand] = v["vm_id"]
         self.assertEqual(len(seen), 3, seen)
+        for v in [p] + copies:
+            self.assertEqual(self.run_in(v, ["hostname"]).strip(),
+                             "capsule-" + v["vm_id"][:8])
         # What one writes now, no other sees.
         for i, v in enumerate([p] + copies):
             self.run_in(v, ["sh", "-c", "echo %d > /root/mine" % i])
@@ -190,9 +193,10 @@ class ForkTest(ct.DaemonTestCase):
         return r.get("ok")
 
     def test_zz_nothing_left(self):
-        ct.wait_for(lambda: not [v for v in self.daemon.list_vms()
-                                 if v["state"] not in ("stopped",
-                                                       "crashed")], 60)
+        self.assertTrue(ct.wait_for(lambda: not [
+            v for v in self.daemon.list_vms()
+            if v["state"] not in ("stopped", "crashed")], 60),
+            self.daemon.list_vms())
         self.assertNoLeaks()
 
 

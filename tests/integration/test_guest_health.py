@@ -358,7 +358,8 @@ class DiskFullTest(unittest.TestCase):
             self.assertEqual(left, ["state", "state/capsuled.lock",
                                     "state/fetch", "state/images",
                                     "state/images/tmp", "state/run",
-                                    "state/sandboxes", "state/templates",
+                                    "state/sandboxes", "state/snapshots",
+                                    "state/templates",
                                     "state/vms"])
             st = os.statvfs(mnt)
             used = (st.f_blocks - st.f_bfree) * st.f_frsize

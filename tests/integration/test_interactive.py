@@ -20,7 +20,10 @@ import capsuletest as ct
 COLS, ROWS = 100, 30
 PANE_TERM = "screen-256color"   # not the guest's default, xterm-256color
 HOST_PROMPT = "host$ "
-GUEST_PROMPT = "capsule:/# "    # /etc/profile's PS1 in a login shell
+def guest_prompt(vm_id, mark="#"):
+    """/etc/profile's PS1 (\\h:\\w\\$) in a login shell: the guest's
+    hostname is capsule-<the start of its vm_id>."""
+    return "capsule-%s:/%s " % (vm_id[:8], mark)
 EXEC_T_PROMPT = "/ # "          # ash's own, for `exec -t -- sh`
 WAIT = 30                       # seconds for anything to show on the screen
 
@@ -170,7 +173,8 @@ class InteractiveTest(ct.VMTestCase):
         else:
             cmd = "%s shell %s" % (ct.CAPSULE, vm_id or self.vm_id)
         t.type('%s; echo "rc=$?"' % cmd)
-        t.prompt = EXEC_T_PROMPT if exec_t else GUEST_PROMPT
+        t.prompt = (EXEC_T_PROMPT if exec_t else
+                    guest_prompt(vm_id or self.vm_id))
         t.wait_prompt(t.prompt)
         return t, stty
 
@@ -230,11 +234,13 @@ class InteractiveTest(ct.VMTestCase):
         t, stty = self.shell()
         t.type("echo hello-$((6 * 7))")
         # The shell echoes what was typed, then runs it.
-        t.wait_line(re.escape(GUEST_PROMPT + "echo hello-$((6 * 7))"))
+        t.wait_line(re.escape(guest_prompt(self.vm_id) +
+                              "echo hello-$((6 * 7))"))
         t.wait_line("hello-42")
-        t.wait_prompt(GUEST_PROMPT, count=2)
+        t.wait_prompt(guest_prompt(self.vm_id), count=2)
         self.assertEqual(self.guest(t, "id; hostname"),
-                         ["uid=0(root) gid=0(root)", "capsule"])
+                         ["uid=0(root) gid=0(root)",
+                          "capsule-" + self.vm_id[:8]])
         self.exit_shell(t, stty, 0)
 
     def test_line_editing(self):
@@ -242,23 +248,23 @@ class InteractiveTest(ct.VMTestCase):
         t.type("echo abx", enter=False)
         t.keys("BSpace", "c", "Enter")
         t.wait_line("abc")
-        t.wait_prompt(GUEST_PROMPT, count=2)
+        t.wait_prompt(guest_prompt(self.vm_id), count=2)
         # Cursor movement, then history.
         t.type("echo ac-2", enter=False)
         t.keys("Left", "Left", "Left", "b", "Enter")
         t.wait_line("abc-2")
-        t.wait_prompt(GUEST_PROMPT, count=3)
+        t.wait_prompt(guest_prompt(self.vm_id), count=3)
         t.keys("Up", "Enter")
         t.wait_line("abc-2", count=2)
-        t.wait_prompt(GUEST_PROMPT, count=4)
+        t.wait_prompt(guest_prompt(self.vm_id), count=4)
         screen = t.screen()
         first = next(i for i, l in enumerate(screen)
-                     if l.startswith(GUEST_PROMPT))
+                     if l.startswith(guest_prompt(self.vm_id)))
         self.assertEqual([l for l in screen[first:]
                           if re.search(r"\ba[bc]", l)],
-                         [GUEST_PROMPT + "echo abc", "abc",
-                          GUEST_PROMPT + "echo abc-2", "abc-2",
-                          GUEST_PROMPT + "echo abc-2", "abc-2"])
+                         [guest_prompt(self.vm_id) + "echo abc", "abc",
+                          guest_prompt(self.vm_id) + "echo abc-2", "abc-2",
+                          guest_prompt(self.vm_id) + "echo abc-2", "abc-2"])
         self.exit_shell(t, stty, 0)
 
     def test_term_passed_through(self):
@@ -304,15 +310,15 @@ class InteractiveTest(ct.VMTestCase):
         self.wait_foreground("sleep 1211")
         t.keys("C-z")
         t.wait_line(r"(\^Z)?\[1\]\+ +Stopped +sleep 1211")
-        t.wait_prompt(GUEST_PROMPT, count=2)
+        t.wait_prompt(guest_prompt(self.vm_id), count=2)
         self.assertEqual(self.guest(t, "jobs"),
                          ["[1]+  Stopped                    sleep 1211"])
         t.type("fg")
-        t.wait_line(re.escape(GUEST_PROMPT) + "fg")
+        t.wait_line(re.escape(guest_prompt(self.vm_id)) + "fg")
         t.wait_line("sleep 1211")           # fg names the job it resumes
         self.wait_foreground("sleep 1211")
         t.keys("C-c")
-        t.wait_prompt(GUEST_PROMPT, count=4)
+        t.wait_prompt(guest_prompt(self.vm_id), count=4)
         self.assertEqual(self.guest(t, 'echo "st=$?"; jobs'), ["st=130"])
         self.exit_shell(t, stty, 0)
 
@@ -325,14 +331,14 @@ class InteractiveTest(ct.VMTestCase):
         t.wait_line("waiting")
         t.keys("C-c")
         t.wait_line(r"(\^C)?got-int")
-        t.wait_prompt(GUEST_PROMPT, count=2)
+        t.wait_prompt(guest_prompt(self.vm_id), count=2)
         self.assertEqual(self.guest(t, 'echo "st=$?"'), ["st=9"])
         # Every process of a foreground pipeline gets it.
         t.type("sleep 1201 | sleep 1202")
         self.wait_foreground("sleep 1201")
         self.wait_foreground("sleep 1202")
         t.keys("C-c")
-        t.wait_prompt(GUEST_PROMPT, count=4)
+        t.wait_prompt(guest_prompt(self.vm_id), count=4)
         self.assertEqual(self.guest(t, 'echo "st=$?"; ps -o args | '
                                     "grep -c '^sleep 120[12]$'"),
                          ["st=130", "0"])
@@ -356,7 +362,7 @@ class InteractiveTest(ct.VMTestCase):
         stty = self.host_stty(t)
         t.type('%s shell -u capsule %s; echo "rc=$?"' % (ct.CAPSULE,
                                                          self.vm_id))
-        t.prompt = "capsule:/$ "        # PS1 \h:\w\$, not root
+        t.prompt = guest_prompt(self.vm_id, "$")      # not root
         t.wait_prompt(t.prompt)
         self.assertEqual(self.guest(t, 'id; echo "$HOME $USER"; '
                                     "stat -c %U $(tty)"),

@@ -180,15 +180,16 @@ class ConfiguredPoolTest(unittest.TestCase):
         p = sorted(self.pools(d), key=lambda x: x["request"]["memory_mib"])
         self.assertEqual([(x["size"], x["request"]) for x in p],
                          [(1, {"memory_mib": 192}), (2, fields)], p)
-        # A bad line is logged; the good ones stay in force.
-        self.write_conf(d, "pool = root 2 %s\npool = nosuchuser9 1\n" %
+        # A bad line is logged; the good ones stay in force, and while a
+        # line fails no configured pool goes (it may be that line's).
+        self.write_conf(d, "pool = root 3 %s\npool = nosuchuser9 1\n" %
                         json.dumps(fields))
         self.hup(d)
         self.assertIn('capsuled.conf:2: pool: no user "nosuchuser9"',
                       d.log_text())
-        p = self.pools(d)
+        p = sorted(self.pools(d), key=lambda x: x["request"]["memory_mib"])
         self.assertEqual([(x["size"], x["request"]) for x in p],
-                         [(2, fields)], p)
+                         [(1, {"memory_mib": 192}), (3, fields)], p)
         # Gone from the file: the pool and its VMs go.
         self.write_conf(d, "# no pools\n")
         self.hup(d)
@@ -206,7 +207,12 @@ class ConfiguredPoolTest(unittest.TestCase):
                 ("pool = root 1 {\"size\": 3}\n",
                  "capsuled.conf:1: pool: the size goes before the fields"),
                 ("pool = root 1 {\"sandbox\": \"s\"}\n",
-                 "capsuled.conf:1: pool: a sandbox has one VM")):
+                 "capsuled.conf:1: pool: a sandbox has one VM"),
+                ("pool = root 1 {\"vcpus\": 1}\npool = 0 2 {\"vcpus\": 1}\n",
+                 "capsuled.conf:2: pool: the same pool as line 1"),
+                ("".join("pool = root 1 {\"memory_mib\": %d}\n" % (128 + i)
+                         for i in range(5)),
+                 "capsuled.conf:5: pool: more than 4 pools for uid 0")):
             with self.subTest(text=text):
                 d = self.daemon_with(text)
                 r = subprocess.run(d.argv(), stdin=subprocess.DEVNULL,

@@ -1119,7 +1119,8 @@ class CleanroomTest(UserTestCase):
                 sd = os.path.join(sockets, fnv1a64(h["sock"]))
                 self.assertEqual(sorted(os.listdir(sd)),
                                  ["capsuled.lock", "fetch", "images", "run",
-                                  "sandboxes", "templates", "vms"])
+                                  "sandboxes", "snapshots", "templates",
+                                  "vms"])
                 self.assertEqual(os.listdir(os.path.join(sd, "sandboxes")),
                                  [])
                 self.assertEqual(os.listdir(os.path.join(sd, "fetch")), [])

@@ -8,6 +8,7 @@ restored over the wrong disk. Real VMs."""
 import os
 import shutil
 import time
+import unittest
 
 import capsuletest as ct
 
@@ -101,6 +102,9 @@ class SnapshotTest(ct.DaemonTestCase):
             seen.add(rand)
             self.run_in(v, ["sh", "-c", "echo %d > /root/f" % i])
         self.assertEqual(len(seen), 2)
+        for v in vms:
+            self.assertEqual(self.run_in(v, ["hostname"]).strip(),
+                             "capsule-" + v["vm_id"][:8])
         for i, v in enumerate(vms):
             self.assertEqual(self.run_in(v, ["cat", "/root/f"]), "%d\n" % i)
 
@@ -170,13 +174,14 @@ class SnapshotTest(ct.DaemonTestCase):
         self.assertNotIn("clisnap", self.snapshots())
 
     def test_zz_nothing_left(self):
-        ct.wait_for(lambda: not [v for v in self.daemon.list_vms()
-                                 if v["state"] not in ("stopped",
-                                                       "crashed")], 60)
+        self.assertTrue(ct.wait_for(lambda: not [
+            v for v in self.daemon.list_vms()
+            if v["state"] not in ("stopped", "crashed")], 60),
+            self.daemon.list_vms())
         self.assertNoLeaks()
 
 
-class SnapshotRestartTest(ct.DaemonTestCase):
+class SnapshotRestartTest(unittest.TestCase):
     """A snapshot outlives the capsuled that took it."""
 
     def test_a_later_capsuled_starts_from_it(self):

@@ -71,6 +71,10 @@ class TemplateTest(ct.DaemonTestCase):
         rnds = [s[0] for s in seen.values()]
         self.assertEqual(len(set(rnds)), 3,
                          "copies share a random stream: %r" % seen)
+        # Each its own name: capsule-<the start of its vm_id>.
+        for v in (a, b, c):
+            self.assertEqual(self.run_in(v, ["hostname"]).strip(),
+                             "capsule-" + v["vm_id"][:8])
 
         # Each has its own disk: what one writes the other never sees.
         self.run_in(b, ["sh", "-c", "echo mine > /root/b.txt; sync"])

@@ -118,6 +118,7 @@ test_refresh(void **state)
 	uint8_t buf[CHAN_REFRESH_LEN + 1];
 
 	(void)state;
+	memset(&in, 0, sizeof(in));
 	in.realtime_ns = 0x0123456789abcdefULL;
 	for (unsigned i = 0; i < CHAN_REFRESH_SEED; i++)
 		in.seed[i] = (uint8_t)(i * 7 + 1);
@@ -135,6 +136,47 @@ test_refresh(void **state)
 	assert_int_equal(chan_refresh_decode(buf, CHAN_REFRESH_LEN + 1, &out),
 	    -EBADMSG);
 	assert_string_equal(chan_kind_name(CHAN_REFRESH), "REFRESH");
+}
+
+static void
+test_refresh_hostname(void **state)
+{
+	static const char *const bad[] = { "-a", "a-", "A", "a.b", "a_b",
+	    "a b", "" };
+	struct chan_refresh in, out;
+	uint8_t buf[CHAN_REFRESH_MAX + 8];
+	char long_name[CHAN_MAX_HOSTNAME + 2];
+	int n;
+
+	(void)state;
+	memset(&in, 0, sizeof(in));
+	in.realtime_ns = 42;
+	snprintf(in.hostname, sizeof(in.hostname), "capsule-1a2b3c4d");
+	n = chan_refresh_encode(buf, sizeof(buf), &in);
+	assert_int_equal(n, CHAN_REFRESH_LEN + 1 + 16);
+	assert_int_equal(buf[CHAN_REFRESH_LEN], 16);
+	assert_int_equal(chan_refresh_encode(buf, (size_t)n - 1, &in),
+	    -EMSGSIZE);
+	assert_int_equal(chan_refresh_decode(buf, (size_t)n, &out), 0);
+	assert_string_equal(out.hostname, "capsule-1a2b3c4d");
+	assert_true(out.realtime_ns == 42);
+	/* The length byte must say what follows, exactly. */
+	assert_int_equal(chan_refresh_decode(buf, (size_t)n - 1, &out),
+	    -EBADMSG);
+	buf[CHAN_REFRESH_LEN] = 15;
+	assert_int_equal(chan_refresh_decode(buf, (size_t)n, &out), -EBADMSG);
+	buf[CHAN_REFRESH_LEN] = 16;
+	buf[CHAN_REFRESH_LEN + 1] = '/';
+	assert_int_equal(chan_refresh_decode(buf, (size_t)n, &out), -EBADMSG);
+	/* Only names capsule gives, both ways. */
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_false(chan_hostname_check(bad[i], strlen(bad[i])));
+	memset(long_name, 'a', sizeof(long_name) - 1);
+	long_name[sizeof(long_name) - 1] = '\0';
+	assert_false(chan_hostname_check(long_name, strlen(long_name)));
+	assert_true(chan_hostname_check(long_name, CHAN_MAX_HOSTNAME));
+	snprintf(in.hostname, sizeof(in.hostname), "Bad");
+	assert_int_equal(chan_refresh_encode(buf, sizeof(buf), &in), -EINVAL);
 }
 
 static void
@@ -485,7 +527,8 @@ test_hello_v5(void **state)
 {
 	static const uint8_t want[] = {
 		5, 0, 0, 0, 0x40, 0xe2, 0x01, 0,
-		0x07, 0, 0, 0x80,	/* STREAMS, NET, REFRESH; and an unknown bit */
+		0x0f, 0, 0, 0x80,	/* STREAMS, NET, REFRESH, HOSTNAME; and an
+				 * unknown bit */
 	};
 	struct chan_hello in = { .version = 5, .boot_ms = 123456,
 	    .features = CHAN_FEATURES | 0x80000000u };
@@ -1280,6 +1323,7 @@ main(void)
 		cmocka_unit_test(test_hdr_bad_magic),
 		cmocka_unit_test(test_hdr_kinds),
 		cmocka_unit_test(test_refresh),
+		cmocka_unit_test(test_refresh_hostname),
 		cmocka_unit_test(test_hdr_flags),
 		cmocka_unit_test(test_hdr_sizes),
 		cmocka_unit_test(test_frame_partial_header),

@@ -10,6 +10,9 @@
   pool hand-out    StartVM answered from a warm pool of one (SetPool),
                    waiting for the pool to refill between runs
   capsule run      `capsule run -- true` (start, exec, stop) in each mode
+  fork             ForkVM of a running VM: 1 copy, and 4 at once, to
+                   every copy ready (docs/snapshots.md)
+  snapshot         SnapshotVM of a running VM, and StartVM from it
 
 Prints numbers and ratios; asserts nothing.
 
@@ -110,6 +113,41 @@ def runs_of_cli(build, sock_path, runs, mem):
     return out
 
 
+def forks_and_snapshots(sock_path, runs, mem):
+    """ForkVM of a running VM (1 copy; 4 copies), SnapshotVM of it, and
+    StartVM from the snapshot: milliseconds each."""
+    ctl = socket.socket(socket.AF_UNIX)
+    ctl.connect(sock_path)
+    parent = request(ctl, {"op": "StartVM", "memory_mib": mem})
+    out = {"fork1": [], "fork4": [], "snap": [], "from": []}
+
+    def timed(req):
+        t0 = time.monotonic()
+        r = request(ctl, req)
+        return (time.monotonic() - t0) * 1000, r
+
+    for _ in range(runs):
+        ms, r = timed({"op": "ForkVM", "vm_id": parent["vm_id"], "count": 1})
+        out["fork1"].append(ms)
+        for v in r["vms"]:
+            request(ctl, {"op": "StopVM", "vm_id": v["vm_id"]})
+    ms, r = timed({"op": "ForkVM", "vm_id": parent["vm_id"], "count": 4})
+    out["fork4"].append(ms)
+    for v in r["vms"]:
+        request(ctl, {"op": "StopVM", "vm_id": v["vm_id"]})
+    ms, r = timed({"op": "SnapshotVM", "vm_id": parent["vm_id"],
+                   "name": "bench"})
+    out["snap"].append(ms)
+    for _ in range(runs):
+        ms, r = timed({"op": "StartVM", "snapshot": "bench"})
+        out["from"].append(ms)
+        request(ctl, {"op": "StopVM", "vm_id": r["vm_id"]})
+    request(ctl, {"op": "RemoveSnapshot", "name": "bench"})
+    request(ctl, {"op": "StopVM", "vm_id": parent["vm_id"]})
+    ctl.close()
+    return out
+
+
 def show(name, values):
     print("%-34s median %8.1f ms   min %8.1f   max %8.1f   (n=%d)" % (
         name, statistics.median(values), min(values), max(values),
@@ -153,6 +191,11 @@ def main():
         request(ctl, {"op": "SetPool", "size": 0, "memory_mib": mem,
                       "stop_on_disconnect": True})
         ctl.close()
+        fs = forks_and_snapshots(sock, a.runs, mem)
+        fork1 = show("fork, 1 copy (ForkVM)", fs["fork1"])
+        show("fork, 4 copies at once", fs["fork4"])
+        show("snapshot (SnapshotVM)", fs["snap"])
+        snap_start = show("start from the snapshot", fs["from"])
     print()
     print("cold start / bare boot        %5.2f   (goal <= 1.1)" % (cold / bare))
     print("restore / cold start          %5.3f   (goal <= 0.10)" %
@@ -160,6 +203,8 @@ def main():
     print("capsule run: restored / cold  %5.3f" % (run_warm / run_cold))
     print("pool hand-out                 %5.2f ms (goal < 5)" % handout)
     print("capsule run: pool / cold      %5.3f" % (run_pool / run_cold))
+    print("fork of 1 / cold start        %5.3f" % (fork1 / cold))
+    print("from snapshot / cold start    %5.3f" % (snap_start / cold))
 
 
 if __name__ == "__main__":

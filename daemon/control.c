@@ -112,6 +112,44 @@ conn_error(struct conn *c, const struct cap_err *err)
 	conn_done(c, ctl_reply_error(c->req, err));
 }
 
+/* The outcome of an asynchronous op: err, or ok with key: value (taken). */
+static void
+conn_answer(struct conn *c, const struct cap_err *err, const char *key,
+    json_t *value)
+{
+	json_t *r;
+
+	if (err != NULL) {
+		json_decref(value);
+		conn_error(c, err);
+		return;
+	}
+	r = ctl_reply_ok(c->req);
+	json_object_set_new(r, key, value);
+	conn_done(c, r);
+}
+
+/* The VM the request's vm_id names, if the caller may see it; else the
+ * error is the reply and NULL. */
+static struct vm *
+conn_vm(struct conn *c)
+{
+	struct cap_err err;
+	const char *id;
+	struct vm *vm;
+
+	if (ctl_get_string(c->req, J_VM_ID, 1, &id, &err) < 0) {
+		conn_error(c, &err);
+		return NULL;
+	}
+	if ((vm = vm_find(id)) == NULL || !vm_visible(vm, c->who.uid)) {
+		cap_err_set(&err, ENOENT, E_NOT_FOUND, "unknown vm_id %.64s", id);
+		conn_error(c, &err);
+		return NULL;
+	}
+	return vm;
+}
+
 static void
 op_ping(struct conn *c)
 {
@@ -335,18 +373,11 @@ static void
 fork_done(json_t *vms, const struct cap_err *err, void *arg)
 {
 	struct conn *c = arg;
-	json_t *r;
 
-	if (err != NULL) {
-		conn_error(c, err);
-		return;
-	}
 	/* It went while the copies started: theirs went with it. */
-	if (c->gone || c->last)
+	if (err == NULL && (c->gone || c->last))
 		vm_owner_gone(c->id);
-	r = ctl_reply_ok(c->req);
-	json_object_set_new(r, J_VMS, vms);
-	conn_done(c, r);
+	conn_answer(c, err, J_VMS, vms);
 }
 
 /* ForkVM {vm_id, count, stop_on_disconnect}: copies of a running VM,
@@ -357,11 +388,9 @@ op_fork(struct conn *c)
 	json_t *n = json_object_get(c->req, J_COUNT);
 	int stop_on_disconnect = 0;
 	struct cap_err err;
-	const char *id;
 	struct vm *vm;
 
-	if (ctl_get_string(c->req, J_VM_ID, 1, &id, &err) < 0 ||
-	    ctl_get_bool(c->req, J_STOP_ON_DISCONNECT, &stop_on_disconnect,
+	if (ctl_get_bool(c->req, J_STOP_ON_DISCONNECT, &stop_on_disconnect,
 	    &err) < 0) {
 		conn_error(c, &err);
 		return;
@@ -373,11 +402,8 @@ op_fork(struct conn *c)
 		conn_error(c, &err);
 		return;
 	}
-	if ((vm = vm_find(id)) == NULL || !vm_visible(vm, c->who.uid)) {
-		cap_err_set(&err, ENOENT, E_NOT_FOUND, "unknown vm_id %.64s", id);
-		conn_error(c, &err);
+	if ((vm = conn_vm(c)) == NULL)
 		return;
-	}
 	if (vmfork_start(vm, &c->who, c->id, n != NULL ?
 	    (unsigned)json_integer_value(n) : 1, stop_on_disconnect,
 	    fork_done, c, &err) < 0)
@@ -387,36 +413,23 @@ op_fork(struct conn *c)
 static void
 snapshot_done(json_t *snap, const struct cap_err *err, void *arg)
 {
-	struct conn *c = arg;
-	json_t *r;
-
-	if (err != NULL) {
-		conn_error(c, err);
-		return;
-	}
-	r = ctl_reply_ok(c->req);
-	json_object_set_new(r, J_SNAPSHOT, snap);
-	conn_done(c, r);
+	conn_answer(arg, err, J_SNAPSHOT, snap);
 }
 
 /* SnapshotVM {vm_id, name} (vmsnap.c). */
 static void
 op_snapshot(struct conn *c)
 {
-	const char *id, *name;
 	struct cap_err err;
+	const char *name;
 	struct vm *vm;
 
-	if (ctl_get_string(c->req, J_VM_ID, 1, &id, &err) < 0 ||
-	    ctl_get_string(c->req, J_NAME, 1, &name, &err) < 0) {
+	if (ctl_get_string(c->req, J_NAME, 1, &name, &err) < 0) {
 		conn_error(c, &err);
 		return;
 	}
-	if ((vm = vm_find(id)) == NULL || !vm_visible(vm, c->who.uid)) {
-		cap_err_set(&err, ENOENT, E_NOT_FOUND, "unknown vm_id %.64s", id);
-		conn_error(c, &err);
+	if ((vm = conn_vm(c)) == NULL)
 		return;
-	}
 	if (vmsnap_take(vm, &c->who, name, snapshot_done, c, &err) < 0)
 		conn_error(c, &err);
 }
@@ -568,20 +581,12 @@ static void
 op_pause(struct conn *c)
 {
 	const char *op = json_string_value(json_object_get(c->req, J_OP));
-	const char *id;
 	struct cap_err err;
 	struct vm *vm;
 	json_t *r;
 
-	if (ctl_get_string(c->req, J_VM_ID, 1, &id, &err) < 0) {
-		conn_error(c, &err);
+	if ((vm = conn_vm(c)) == NULL)
 		return;
-	}
-	if ((vm = vm_find(id)) == NULL || !vm_visible(vm, c->who.uid)) {
-		cap_err_set(&err, ENOENT, E_NOT_FOUND, "unknown vm_id %.64s", id);
-		conn_error(c, &err);
-		return;
-	}
 	if (vm_pause(vm, strcmp(op, OP_PAUSE_VM) == 0, &err) < 0) {
 		conn_error(c, &err);
 		return;
@@ -645,16 +650,7 @@ import_progress(void *arg, const char *stage, const char *msg)
 static void
 import_done(void *arg, const struct cap_err *err, json_t *image)
 {
-	struct conn *c = arg;
-	json_t *r;
-
-	if (err != NULL) {
-		conn_error(c, err);
-		return;
-	}
-	r = ctl_reply_ok(c->req);
-	json_object_set_new(r, J_IMAGE, image);
-	conn_done(c, r);
+	conn_answer(arg, err, J_IMAGE, image);
 }
 
 static const struct imgimport_cbs import_cbs = {

@@ -16,8 +16,9 @@ MEM = 256
 WHOAMI = ["sh", "-c", "date +%s; head -c 16 /dev/urandom | od -An -tx1 | "
           "tr -d ' \\n'; echo"]
 # A process that runs on in the VM: its count in /tmp (the guest's RAM).
-COUNTER = ("i=0; while :; do i=$((i+1)); echo $i > /tmp/counter; "
-           "sleep 0.2; done")
+# (Written to a new file and renamed: a reader never sees it empty.)
+COUNTER = ("i=0; while :; do i=$((i+1)); echo $i > /tmp/counter.new; "
+           "mv /tmp/counter.new /tmp/counter; sleep 0.2; done")
 
 
 class ForkTest(ct.DaemonTestCase):

@@ -15,8 +15,9 @@ import capsuletest as ct
 MEM = 256
 WHOAMI = ["sh", "-c", "date +%s; head -c 16 /dev/urandom | od -An -tx1 | "
           "tr -d ' \\n'; echo"]
-COUNTER = ("i=0; while :; do i=$((i+1)); echo $i > /tmp/counter; "
-           "sleep 0.2; done")
+# (Written to a new file and renamed: a reader never sees it empty.)
+COUNTER = ("i=0; while :; do i=$((i+1)); echo $i > /tmp/counter.new; "
+           "mv /tmp/counter.new /tmp/counter; sleep 0.2; done")
 
 
 class SnapshotTest(ct.DaemonTestCase):

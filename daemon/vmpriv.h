@@ -127,6 +127,14 @@ int	vm_start_restored(const struct ctl_start *req, const struct caller *who,
 	    uint64_t owner, const struct vmstate_src *src, vm_start_cb cb,
 	    void *arg, struct vm **out, struct cap_err *err);
 void	vm_fail_start(struct vm *vm, const char *code, const char *what);
+/* A start that failed before the hypervisor ran: released, reported. */
+void	vm_abort_start(struct vm *vm, const struct cap_err *err);
+/* vmstart.c: resolves req, opens the VM's files and starts its
+ * hypervisor; sandbox, pool and src as vm_start and its variants. */
+int	vmstart(const struct ctl_start *req, const char *sandbox,
+	    uint64_t owner, const struct caller *who, uint64_t pool,
+	    const struct vmstate_src *src, vm_start_cb cb, void *arg,
+	    struct vm **out, struct cap_err *err);
 void	vm_fail_running(struct vm *vm, const char *why);
 /* Would `count` more VMs of this size take who past user_max_*? */
 int	vm_check_quota(const struct caller *who, unsigned count,

@@ -438,6 +438,18 @@ class UsersTest(ct.DaemonTestCase):
         # Each sees their own; root sees all.
         self.assertEqual(self.listed(self.ask(u1, {"op": "ListVMs"})),
                          [(a["vm_id"], u1.uid)])
+        # Copies of a VM run what its owner's rights opened: nobody else
+        # forks it or keeps a snapshot of it, root included; another user
+        # does not even see it.
+        for op in ({"op": "ForkVM", "count": 1},
+                   {"op": "SnapshotVM", "name": "theirs"}):
+            r = self.daemon.request(dict(op, vm_id=a["vm_id"]))
+            self.assertEqual((r.get("ok"), r.get("code")),
+                             (False, "permission_denied"), r)
+            self.assertIn("only its owner", r.get("error", ""), r)
+            r = self.ask(u2, dict(op, vm_id=a["vm_id"]))
+            self.assertEqual((r.get("ok"), r.get("code")),
+                             (False, "not_found"), r)
         self.assertEqual(self.listed(self.ask(u2, {"op": "ListVMs"})), [])
         self.assertEqual(self.listed(self.daemon.request({"op": "ListVMs"})),
                          sorted([(a["vm_id"], u1.uid), (rv["vm_id"], 0)]))

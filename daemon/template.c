@@ -44,7 +44,7 @@ static struct {
 } T = { .dir_fd = -1 };
 
 /* FNV-1a, 64 bits: names a directory; the key file inside decides. */
-static void
+void
 template_id(const char *key, char out[17])
 {
 	uint64_t h = 0xcbf29ce484222325ULL;

@@ -49,6 +49,9 @@ struct template_spec {
 
 /* dir_fd: <state>/templates, capsuled's own (0700); kept. */
 void	template_init(int dir_fd);
+/* The name of key's directory in <state>/templates (16 hex digits; the
+ * key file inside decides whether it is key's). */
+void	template_id(const char *key, char out[17]);
 /* The key for a spec (a new string), or NULL without memory. */
 char	*template_key(const struct template_spec *s);
 

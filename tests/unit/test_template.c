@@ -235,17 +235,6 @@ test_take_and_restore(void **state)
 	}
 }
 
-/* FNV-1a 64 as template.c names directories. */
-static void
-id_of(const char *key, char out[17])
-{
-	uint64_t h = 0xcbf29ce484222325ULL;
-
-	for (const unsigned char *p = (const unsigned char *)key; *p; p++)
-		h = (h ^ *p) * 0x100000001b3ULL;
-	snprintf(out, 17, "%016llx", (unsigned long long)h);
-}
-
 static void
 test_key_file_decides(void **state)
 {
@@ -253,7 +242,7 @@ test_key_file_decides(void **state)
 
 	(void)state;
 	/* A directory where "key B" would be, saying it is another key. */
-	id_of("key B", id);
+	template_id("key B", id);
 	snprintf(rel, sizeof(rel), "templates/%s", id);
 	assert_int_equal(mkdir(P(rel), 0700), 0);
 	snprintf(rel, sizeof(rel), "templates/%s/key", id);
@@ -275,7 +264,7 @@ test_drop_and_prune(void **state)
 	assert_non_null(template_get("key A"));
 	template_drop("key A");
 	assert_null(template_get("key A"));
-	id_of("key A", id);
+	template_id("key A", id);
 	snprintf(rel, sizeof(rel), "templates/%s", id);
 	assert_int_equal(access(P(rel), F_OK), -1);
 

@@ -1029,11 +1029,12 @@ exec_outcome(const struct stream *s, const struct exec_report *f,
 		break;
 	case EXEC_STEP_USER:
 		*code = EXIT_CANNOT_EXEC;
-		snprintf(msg, len, "user \"%s\": %s: %s",
+		snprintf(msg, len, "user \"%s\": %.1024s: %s",
 		    s->user ? s->user : "", f->text, why);
 		break;
 	case EXEC_STEP_LOG:
-		snprintf(msg, len, "capsule-agent: open %s: %s", f->text, why);
+		snprintf(msg, len, "capsule-agent: open %.1024s: %s", f->text,
+		    why);
 		break;
 	case EXEC_STEP_COPY:
 		*code = 1;

@@ -231,7 +231,8 @@ init_find_disk(const char *serial, char *dev, size_t cap)
 		if (init_read_file(path, buf, sizeof(buf)) < 0)
 			continue;
 		buf[strcspn(buf, "\n")] = '\0';
-		snprintf(dev, cap, "/dev/%s", d->d_name);
+		if (snprintf(dev, cap, "/dev/%s", d->d_name) >= (int)cap)
+			continue;
 		if (strcmp(buf, serial) == 0 && stat(dev, &st) == 0 &&
 		    S_ISBLK(st.st_mode)) {
 			r = 0;

@@ -8,21 +8,43 @@
 # command line says capsule.net=nat or capsule.net=allow; shared folders'
 # in /etc/capsule/modules-vol, loaded when it names a capsule.vol.
 #
-#   build-image.sh --agent PATH --out DIR [--kernel-version VER]
+#   build-image.sh --agent PATH --out DIR [--arch ARCH] [--from ROOT]
+#                  [--kernel-version VER]
 #
 # Writes DIR/vmlinuz, DIR/initramfs.img and DIR/rootfs.ext4. Everything is
 # built in a temporary directory inside DIR and renamed into place, so a
 # failed build leaves the previous image alone.
+#
+# ARCH is the guest's: x86_64 (the default) or aarch64. The kernel, its
+# modules and busybox come from ROOT (default /): ROOT/boot/vmlinuz-VER,
+# ROOT/lib/modules/VER, ROOT/bin/busybox. For another architecture than
+# the host's, fetch-debian-arch.sh unpacks Debian's packages into a ROOT.
 set -euo pipefail
 
 prog=${0##*/}
-# Drivers the agent loads, in this order after their dependencies.
-# pvpanic_mmio binds QEMU's pvpanic device (ACPI QEMU0001), so a guest
-# kernel panic reaches QEMU as a panic rather than a reboot.
-modules_wanted=(virtio_mmio virtio_console virtio_blk virtio_rng overlay
-	pvpanic_mmio)
-# Without these the guest cannot boot or reach the host.
-modules_required=(virtio_mmio virtio_console virtio_blk)
+# Drivers the agent loads, in this order after their dependencies, by
+# architecture (set_arch). x86_64 guests run on QEMU's microvm, whose
+# devices sit on virtio-mmio; pvpanic_mmio binds its pvpanic device (ACPI
+# QEMU0001), so a guest kernel panic reaches QEMU as a panic rather than a
+# reboot. aarch64 guests see virtio over PCI, as under QEMU's virt machine
+# and Apple's Virtualization.framework; pvpanic_pci is QEMU's PCI pvpanic.
+set_arch() {
+	case $1 in
+	x86_64)
+		transport=virtio_mmio panic=pvpanic_mmio
+		elf_machine='Advanced Micro Devices X86-64'
+		kernel_flavour=cloud-amd64 ;;
+	aarch64)
+		transport=virtio_pci panic=pvpanic_pci
+		elf_machine='AArch64'
+		kernel_flavour=cloud-arm64 ;;
+	*) die "unknown architecture $1 (x86_64 or aarch64)" ;;
+	esac
+	modules_wanted=("$transport" virtio_console virtio_blk virtio_rng
+		overlay "$panic")
+	# Without these the guest cannot boot or reach the host.
+	modules_required=("$transport" virtio_console virtio_blk)
+}
 # nat: the NIC on QEMU's user-mode network.
 modules_nat=(virtio_net)
 # allow: nftables' nat chain and redirect, which send the guest's TCP to
@@ -36,24 +58,32 @@ rootfs_size=1G
 die() { printf '%s: %s\n' "$prog" "$*" >&2; exit 1; }
 note() { printf '%s: %s\n' "$prog" "$*" >&2; }
 usage() {
-	echo "usage: $prog --agent PATH --out DIR [--kernel-version VER]" >&2
+	echo "usage: $prog --agent PATH --out DIR [--arch ARCH] [--from ROOT]" \
+		"[--kernel-version VER]" >&2
 	exit 2
 }
 
-agent='' out='' kver=''
+agent='' out='' kver='' arch=x86_64 from=''
 while [ $# -gt 0 ]; do
 	case $1 in
 	--agent) [ $# -ge 2 ] || usage; agent=$2; shift 2 ;;
 	--out) [ $# -ge 2 ] || usage; out=$2; shift 2 ;;
+	--arch) [ $# -ge 2 ] || usage; arch=$2; shift 2 ;;
+	--from) [ $# -ge 2 ] || usage; from=$2; shift 2 ;;
 	--kernel-version) [ $# -ge 2 ] || usage; kver=$2; shift 2 ;;
 	--agent=*) agent=${1#*=}; shift ;;
 	--out=*) out=${1#*=}; shift ;;
+	--arch=*) arch=${1#*=}; shift ;;
+	--from=*) from=${1#*=}; shift ;;
 	--kernel-version=*) kver=${1#*=}; shift ;;
 	-h|--help) usage ;;
 	*) note "unknown argument: $1"; usage ;;
 	esac
 done
 [ -n "$agent" ] && [ -n "$out" ] || usage
+set_arch "$arch"
+from=${from%/}
+[ -z "$from" ] || [ -d "$from" ] || die "--from $from: not a directory"
 
 # ---- inputs ----
 [ -f "$agent" ] || die "agent binary not found: $agent"
@@ -62,6 +92,10 @@ done
 if command -v readelf >/dev/null &&
 	readelf -l "$agent" 2>/dev/null | grep -q 'Requesting program interpreter'; then
 	die "$agent is dynamically linked; the agent must be built with -static"
+fi
+if command -v readelf >/dev/null &&
+	! readelf -h "$agent" | grep -q "Machine: *$elf_machine\$"; then
+	die "$agent is not built for $arch"
 fi
 
 for tool in cpio gzip mkfs.ext4 truncate find sort; do
@@ -73,34 +107,49 @@ for tool in cpio gzip mkfs.ext4 truncate find sort; do
 done
 
 busybox=''
-for b in /bin/busybox /usr/bin/busybox "$(command -v busybox || true)"; do
-	[ -n "$b" ] && [ -x "$b" ] && { busybox=$b; break; }
-done
-[ -n "$busybox" ] || die "busybox not found (install busybox-static)"
+if [ -n "$from" ]; then
+	for b in "$from/bin/busybox" "$from/usr/bin/busybox"; do
+		[ -f "$b" ] && { busybox=$b; break; }
+	done
+	[ -n "$busybox" ] || die "no busybox in $from (unpack busybox-static)"
+else
+	for b in /bin/busybox /usr/bin/busybox "$(command -v busybox || true)"; do
+		[ -n "$b" ] && [ -x "$b" ] && { busybox=$b; break; }
+	done
+	[ -n "$busybox" ] || die "busybox not found (install busybox-static)"
+fi
 if command -v readelf >/dev/null &&
 	readelf -l "$busybox" 2>/dev/null | grep -q 'Requesting program interpreter'; then
 	die "$busybox is dynamically linked (install busybox-static)"
 fi
+if command -v readelf >/dev/null &&
+	! readelf -h "$busybox" | grep -q "Machine: *$elf_machine\$"; then
+	die "$busybox is not built for $arch"
+fi
 
 pick_kernel() {
 	local v best='' any=''
-	for v in $(ls /lib/modules 2>/dev/null | sort -V); do
-		[ -f "/boot/vmlinuz-$v" ] || continue
+	for v in $(ls "$from/lib/modules" 2>/dev/null | sort -V); do
+		[ -f "$from/boot/vmlinuz-$v" ] || continue
 		any=$v
-		case $v in *-cloud-amd64) best=$v ;; esac
+		case $v in *-$kernel_flavour) best=$v ;; esac
 	done
 	printf '%s\n' "${best:-$any}"
 }
 if [ -z "$kver" ]; then
 	kver=$(pick_kernel)
-	[ -n "$kver" ] || die "no kernel with both /lib/modules/VER and" \
-		"/boot/vmlinuz-VER (install linux-image-cloud-amd64)"
+	[ -n "$kver" ] || die "no kernel with both $from/lib/modules/VER and" \
+		"$from/boot/vmlinuz-VER (install linux-image-$kernel_flavour)"
 fi
-vmlinuz=/boot/vmlinuz-$kver
-moddir=/lib/modules/$kver
+vmlinuz=$from/boot/vmlinuz-$kver
+moddir=$from/lib/modules/$kver
 [ -f "$vmlinuz" ] || die "$vmlinuz not found (install linux-image-$kver)"
 [ -r "$vmlinuz" ] || die "cannot read $vmlinuz (Debian installs it mode 0600: run as root)"
 [ -f "$moddir/modules.dep" ] || die "$moddir/modules.dep not found (run depmod $kver)"
+case $(head -c 2 "$vmlinuz" | od -An -tx1 | tr -d ' ') in
+1f8b) [ "$arch" = aarch64 ] && die "$vmlinuz is gzip-compressed; QEMU" \
+	"boots it, Virtualization.framework needs the plain Image" ;;
+esac
 
 # ---- work area: inside DIR so the final renames are atomic ----
 mkdir -p "$out"
@@ -157,7 +206,7 @@ resolve() {
 		elif printf '%s\n' "${modules_required[@]}" | grep -qx "$m"; then
 			die "kernel $kver has no $m module and does not build it in"
 		else
-			note "kernel $kver has no $m module: $what will not work"
+			note "kernel $kver has no $m module: $what goes without it"
 		fi
 	done
 }
@@ -223,13 +272,25 @@ mkdir -p "$initdir/dev" "$initdir/proc" "$initdir/sys" "$initdir/newroot"
 	cpio --null -o -H newc -R 0:0 --quiet) | gzip -9 -n >"$work/initramfs.img"
 
 # ---- root file system ----
+# The applets to link: busybox lists them itself, and for a foreign
+# architecture the host's busybox of the same version does.
+lister=$busybox
+if [ -n "$from" ]; then
+	lister=$(command -v busybox || true)
+	[ -n "$lister" ] || die "busybox not found on the host (install" \
+		"busybox-static): it lists the applets of $busybox"
+	bbver() { grep -a -o -m1 'BusyBox v[0-9][0-9.]*' "$1" | head -n1; }
+	[ "$(bbver "$lister")" = "$(bbver "$busybox")" ] ||
+		die "$lister is $(bbver "$lister"), $busybox is" \
+			"$(bbver "$busybox"): cannot list its applets"
+fi
 install -D -m 0755 "$busybox" "$rootdir/bin/busybox"
 while IFS= read -r applet; do
 	applet=${applet#/}
 	[ -n "$applet" ] && [ "$applet" != bin/busybox ] || continue
 	mkdir -p "$rootdir/$(dirname "$applet")"
 	[ -e "$rootdir/$applet" ] || ln -s /bin/busybox "$rootdir/$applet"
-done < <("$busybox" --list-full)
+done < <("$lister" --list-full)
 
 for d in proc sys dev run root mnt home etc usr/bin usr/sbin sbin; do
 	mkdir -p "$rootdir/$d"
@@ -298,7 +359,7 @@ for f in vmlinuz initramfs.img rootfs.ext4; do
 done
 
 size() { du -h --apparent-size "$1" | cut -f1; }
-echo "$prog: kernel $kver: $out/vmlinuz ($(size "$out/vmlinuz"))," \
+echo "$prog: $arch kernel $kver: $out/vmlinuz ($(size "$out/vmlinuz"))," \
 	"$out/initramfs.img ($(size "$out/initramfs.img"), $nmod_base modules" \
 	"+ $nmod_nat for nat + $nmod_allow for allow + $nmod_vol for shares)," \
 	"$out/rootfs.ext4 ($(size "$out/rootfs.ext4") sparse, $(du -h "$out/rootfs.ext4" | cut -f1) used)"

@@ -8,11 +8,15 @@ pkgs=(
 	build-essential cmake pkg-config
 	libevent-dev libjansson-dev libsystemd-dev libcmocka-dev
 	# run: the hypervisor and its disk tool; QEMU's virtiofsd for shared
-	# folders
-	qemu-system-x86 qemu-utils qemu-system-common
+	# folders; qemu-system-aarch64 for aarch64 guests
+	qemu-system-x86 qemu-utils qemu-system-common qemu-system-arm
 	# guest image: kernel + modules, userland, ext4 without root tools;
 	# the Debian image (build target image-debian)
 	linux-image-cloud-amd64 busybox-static e2fsprogs cpio gzip mmdebstrap
+	# the aarch64 guest image (target image-aarch64): the agent built by a
+	# cross compiler; its kernel and busybox are fetched from Debian's
+	# arm64 archive, which dpkg is told about below
+	gcc-aarch64-linux-gnu libc6-dev-arm64-cross
 	# integration tests; fuzzing (libFuzzer comes with clang's runtimes)
 	python3 clang libclang-rt-14-dev
 	# interactive tests drive a real terminal; the metrics test parses
@@ -36,12 +40,22 @@ if [ "$(id -u)" -ne 0 ]; then
 	as_root=(sudo)
 fi
 
+# apt-get download of arm64 packages (fetch-debian-arch.sh) needs dpkg to
+# know the architecture; nothing arm64 is installed.
+update=
+if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+	echo "setup-debian.sh: dpkg --add-architecture arm64"
+	"${as_root[@]}" dpkg --add-architecture arm64
+	update=1
+fi
+
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
 		missing+=("$p")
 done
 if [ "${#missing[@]}" -eq 0 ]; then
+	[ -z "$update" ] || "${as_root[@]}" apt-get update -qq
 	echo "setup-debian.sh: all packages present"
 	exit 0
 fi

@@ -18,7 +18,7 @@ static const struct {
 } commands[] = {
 	{ "ping", cmd_ping, "ping [--json]" },
 	{ "start", cmd_start, "start NAME | --from SNAP | [--cpus N] [--memory MiB] [--kernel P] "
-	    "[--rootfs P | --image NAME]\n                [--disk-size SIZE] "
+	    "[--rootfs P | --image NAME]\n                [--arch x86_64|aarch64] [--disk-size SIZE] "
 	    "[--idle-timeout DURATION] [--network none|nat|allow] "
 	    "[--allow ENTRY]... [--publish [ADDR:]PORT:PORT]...\n"
 	    "                [-v HOSTDIR:GUESTDIR[:ro]]... [--json]" },

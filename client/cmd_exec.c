@@ -375,7 +375,7 @@ exec_usage(const char *cmd)
 	if (strcmp(cmd, "run") == 0)
 		cli_error("usage: capsule run " EXEC_OPTS " [--cpus N] "
 		    "[--memory MiB] [--kernel P] [--rootfs P | --image NAME] "
-		    "[--network none|nat|allow] [--allow ENTRY]... [--publish "
+		    "[--arch x86_64|aarch64] [--network none|nat|allow] [--allow ENTRY]... [--publish "
 		    "[ADDR:]HOSTPORT:GUESTPORT]... [-v HOSTDIR:GUESTDIR[:ro]]... "
 		    "-- CMD [ARG...]\n"
 		    "       (with --image, no CMD runs the image's Entrypoint "

@@ -224,6 +224,7 @@ start_option(json_t *req, int argc, char **argv, int *i)
 		{ "--kernel", J_KERNEL_PATH, 0 },
 		{ "--rootfs", J_ROOTFS_PATH, 0 },
 		{ "--image", J_IMAGE, 0 },
+		{ "--arch", J_ARCH, 0 },
 		{ "--initrd", J_INITRD_PATH, 0 },
 		{ "--boot-args", J_BOOT_ARGS, 0 },
 		{ "--launch-timeout", J_LAUNCH_SECONDS, 1 },
@@ -253,6 +254,7 @@ start_option(json_t *req, int argc, char **argv, int *i)
 			    json_integer(v));
 		} else if (strcmp(opts[k].field, J_BOOT_ARGS) != 0 &&
 		    strcmp(opts[k].field, J_IMAGE) != 0 &&
+		    strcmp(opts[k].field, J_ARCH) != 0 &&
 		    strcmp(opts[k].field, J_NAME) != 0 &&
 		    argv[*i][0] != '/' && realpath(argv[*i], abs) != NULL) {
 			/* The daemon wants absolute paths; be kind. */
@@ -294,8 +296,8 @@ cmd_start(int argc, char **argv)
 		else {
 			cli_error("usage: capsule start NAME | [--cpus N] "
 			    "[--memory MiB] [--kernel P] [--rootfs P | --image "
-			    "NAME] [--disk-size SIZE] [--idle-timeout DURATION] "
-			    "[--initrd P] "
+			    "NAME] [--arch x86_64|aarch64] [--disk-size SIZE] "
+			    "[--idle-timeout DURATION] [--initrd P] "
 			    "[--boot-args S] [--launch-timeout S] [--network "
 			    "none|nat|allow] [--allow ENTRY]... [--publish "
 			    "[ADDR:]HOSTPORT:GUESTPORT]... [-v "
@@ -666,15 +668,16 @@ cmd_ps(int argc, char **argv)
 		json_decref(sr);
 		return 0;
 	}
-	printf("%-36s  %-12s  %7s  %4s  %7s  %-5s  %s\n", "VM ID", "STATE",
-	    "PID", "CPUS", "MEMORY", "ACCEL", "CREATED");
+	printf("%-36s  %-12s  %7s  %4s  %7s  %-7s  %-5s  %s\n", "VM ID",
+	    "STATE", "PID", "CPUS", "MEMORY", "ARCH", "ACCEL", "CREATED");
 	json_array_foreach(vms, i, vm) {
-		printf("%-36s  %-12s  %7lld  %4lld  %4lldMiB  %-5s  %s\n",
+		printf("%-36s  %-12s  %7lld  %4lld  %4lldMiB  %-7s  %-5s  %s\n",
 		    cli_str(vm, J_VM_ID), cli_str(vm, J_STATE),
 		    json_integer_value(json_object_get(vm, J_PID)),
 		    json_integer_value(json_object_get(vm, J_VCPUS)),
 		    json_integer_value(json_object_get(vm, J_MEMORY_MIB)),
-		    cli_str(vm, J_ACCEL), cli_str(vm, J_CREATED_AT));
+		    cli_str(vm, J_ARCH), cli_str(vm, J_ACCEL),
+		    cli_str(vm, J_CREATED_AT));
 		if (cli_str(vm, J_SANDBOX)[0])
 			printf("    sandbox %s\n", cli_str(vm, J_SANDBOX));
 		if (json_is_true(json_object_get(vm, J_POOLED)))

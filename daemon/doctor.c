@@ -94,6 +94,32 @@ check_socket(json_t *a)
 	    " (only its owner and root may use it)");
 }
 
+/* Guests of other architectures than the host's: optional. */
+static void
+check_arches(json_t *a)
+{
+	char imgdir[PATH_MAX], name[32];
+	struct cap_err err;
+
+	for (enum ctl_arch ar = CTL_ARCH_X86_64; ar <= CTL_ARCH_MAX; ar++) {
+		if (ar == ctl_arch_host())
+			continue;
+		snprintf(name, sizeof(name), "guests_%s", ctl_arch_name(ar));
+		if (denv.caps->arch_accel[ar] == HV_ACCEL_AUTO)
+			check(a, name, CHECK_WARN, "cannot run: %s",
+			    denv.caps->arch_why[ar]);
+		else if (paths_find_image_dir(denv.image_dir, ar, imgdir,
+		    sizeof(imgdir), &err) < 0)
+			check(a, name, CHECK_WARN, "%s (%s) could run, but %s",
+			    denv.hv->name, hv_accel_name(
+			    denv.caps->arch_accel[ar]), err.msg);
+		else
+			check(a, name, CHECK_PASS, "%s (%s), image in %s",
+			    denv.hv->name, hv_accel_name(
+			    denv.caps->arch_accel[ar]), imgdir);
+	}
+}
+
 json_t *
 doctor_report(uid_t uid)
 {
@@ -113,11 +139,12 @@ doctor_report(uid_t uid)
 	else
 		check(a, "acceleration", CHECK_PASS, "%s",
 		    hv_accel_name(denv.caps->accel));
-	if (paths_find_image_dir(denv.image_dir, imgdir, sizeof(imgdir),
-	    &err) < 0)
+	if (paths_find_image_dir(denv.image_dir, CTL_ARCH_DEFAULT, imgdir,
+	    sizeof(imgdir), &err) < 0)
 		check(a, "guest_image", CHECK_FAIL, "%s", err.msg);
 	else
 		check(a, "guest_image", CHECK_PASS, "%s", imgdir);
+	check_arches(a);
 	check_disk(a);
 	check_socket(a);
 	if (denv.caps->shares_why[0])

@@ -54,12 +54,15 @@ has_image(const char *dir)
 }
 
 int
-paths_find_image_dir(const char *override, char *dir, size_t len,
-    struct cap_err *err)
+paths_find_image_dir(const char *override, enum ctl_arch arch, char *dir,
+    size_t len, struct cap_err *err)
 {
-	char cand[8][PATH_MAX], looked[2048] = "";
+	char cand[8][PATH_MAX], looked[2048] = "", sub[32] = "";
 	const char *v, *home = getenv("HOME");
 	size_t n = 0, used = 0;
+
+	if (arch != CTL_ARCH_DEFAULT && arch != ctl_arch_host())
+		snprintf(sub, sizeof(sub), "/%s", ctl_arch_name(arch));
 
 	if (override != NULL)
 		snprintf(cand[n++], PATH_MAX, "%s", override);
@@ -82,6 +85,11 @@ paths_find_image_dir(const char *override, char *dir, size_t len,
 	snprintf(cand[n++], PATH_MAX, "%s", CAPSULE_INSTALL_DATADIR);
 	snprintf(cand[n++], PATH_MAX, "%s", CAPSULE_BUILD_IMAGE_DIR);
 	for (size_t i = 0; i < n; i++) {
+		size_t l = strlen(cand[i]);
+
+		if (snprintf(cand[i] + l, PATH_MAX - l, "%s", sub) >=
+		    (int)(PATH_MAX - l))
+			continue;
 		if (has_image(cand[i])) {
 			if (snprintf(dir, len, "%s", cand[i]) >= (int)len)
 				break;
@@ -95,7 +103,8 @@ paths_find_image_dir(const char *override, char *dir, size_t len,
 		}
 	}
 	return cap_err_set(err, ENOENT, E_UNAVAILABLE,
-	    "no guest image (%s, %s, %s) found in: %s; build it with "
-	    "`cmake --build build --target image` or pass kernel_path and "
-	    "rootfs_path", IMAGE_KERNEL, IMAGE_INITRD, IMAGE_ROOTFS, looked);
+	    "no %s guest image (%s, %s, %s) found in: %s; build it with "
+	    "`cmake --build build --target image%s%s` or pass kernel_path and "
+	    "rootfs_path", ctl_arch_name(arch), IMAGE_KERNEL, IMAGE_INITRD,
+	    IMAGE_ROOTFS, looked, sub[0] ? "-" : "", sub[0] ? sub + 1 : "");
 }

@@ -16,6 +16,7 @@
 #include <limits.h>
 #include <stddef.h>
 
+#include "ctl.h"
 #include "err.h"
 
 #define IMAGE_KERNEL	"vmlinuz"
@@ -23,9 +24,13 @@
 #define IMAGE_ROOTFS	"rootfs.ext4"
 
 int	paths_default_state_dir(char *buf, size_t len, struct cap_err *err);
-/* Fills dir with the first directory holding all three image files; the
- * error lists where it looked. `override` (may be NULL) comes first. */
-int	paths_find_image_dir(const char *override, char *dir, size_t len,
+/* Fills dir with the first directory holding all three image files for
+ * `arch`; the error lists where it looked. `override` (may be NULL) comes
+ * first. The host's architecture's image lies in an image directory
+ * itself, another's in its subdirectory named after the architecture
+ * (e.g. build/image/aarch64). */
+int	paths_find_image_dir(const char *override, enum ctl_arch arch,
+	    char *dir, size_t len,
 	    struct cap_err *err);
 
 #endif /* CAPSULE_PATHS_H */

@@ -56,6 +56,7 @@
 #define S_ROOTFS_NAMED	"rootfs_named"
 #define S_IMAGE		"image"
 #define S_BOOT_ARGS	"boot_args"
+#define S_ARCH		"arch"
 #define S_VCPUS		"vcpus"
 #define S_MEMORY_MIB	"memory_mib"
 #define S_GUEST_PORT	"guest_port"
@@ -146,6 +147,9 @@ spec_json(const struct vm_spec *s)
 	    u64(s->console_max), S_PORTS, ports);
 	if (o != NULL && s->boot_args != NULL)
 		json_object_set_new(o, S_BOOT_ARGS, json_string(s->boot_args));
+	if (o != NULL)
+		json_object_set_new(o, S_ARCH,
+		    json_string(ctl_arch_name(s->arch)));
 	if (o != NULL)
 		json_object_set_new(o, S_DISK_MIB, u64(s->disk_mib));
 	if (o != NULL && s->idle_seconds > 0)
@@ -398,6 +402,16 @@ decode_spec(json_t *o, struct vm_spec *s, struct cap_err *err)
 	if ((r = get_bool(o, S_CONSOLE_NAMED, &b, err)) < 0)
 		return r;
 	s->console_place = b ? VM_PLACE_NAMED : VM_PLACE_RUN_DIR;
+	/* Records from before guests had an architecture are the host's. */
+	s->arch = ctl_arch_host();
+	if (json_object_get(o, S_ARCH) != NULL) {
+		const char *arch;
+
+		if ((r = get_str(o, S_ARCH, 16, &arch, err)) < 0)
+			return r;
+		if (ctl_arch_parse(arch, &s->arch) < 0)
+			return bad(err, S_ARCH, "is not an architecture");
+	}
 	if (json_object_get(o, S_IMAGE) != NULL) {
 		const char *img;
 

@@ -1230,8 +1230,9 @@ vm_describe(const struct vm *vm, struct ctl_vm *v)
 	v->vcpus = vm->spec.vcpus;
 	v->memory_mib = vm->spec.memory_mib;
 	v->created_at = vm->created_at;
-	v->accel = hv_accel_name(vm_core.env.caps.accel);
+	v->accel = hv_accel_name(vm_core.env.caps.arch_accel[vm->spec.arch]);
 	v->backend = vm_core.env.hv->name;
+	v->arch = ctl_arch_name(vm->spec.arch);
 	v->kernel_path = vm->spec.kernel ? vm->spec.kernel : "";
 	v->rootfs_path = vm->spec.rootfs ? vm->spec.rootfs : "";
 	v->image = vm->spec.image;

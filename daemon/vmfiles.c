@@ -223,8 +223,8 @@ files_take(struct vm_files *f, struct caller_op *ops, int *roles, size_t n,
 		case ROLE_PUBLIC:
 			break;
 		case ROLE_KERNEL:
-			if ((r = f->hv->check_kernel(op->head, op->head_len,
-			    err)) < 0)
+			if ((r = f->hv->check_kernel(f->arch, op->head,
+			    op->head_len, err)) < 0)
 				return image_error(op, err);
 			f->kernel = TAKE_FD(op->fd);
 			break;
@@ -349,6 +349,7 @@ vmfiles_open(struct vm_files *f, struct event_base *base,
 
 	files_init(f);
 	f->hv = hv;
+	f->arch = spec->arch;
 	f->done = done;
 	f->arg = arg;
 	files_plan(f, spec, who);

@@ -51,6 +51,7 @@ struct vm_files {
 	struct caller_job *job;
 	struct event	*defer;
 	const struct hv_ops *hv;
+	enum ctl_arch	 arch;		/* the kernel's, to check */
 	void		(*done)(struct vm_files *f, const struct cap_err *err,
 			    void *arg);
 	void		*arg;

@@ -40,6 +40,7 @@ struct vm_spec {
 	 * NULL: an ephemeral VM with a disk of its own. */
 	char		*sandbox;
 	char		*boot_args;		/* may be NULL */
+	enum ctl_arch	 arch;		/* the guest's, never DEFAULT */
 	unsigned	 vcpus;
 	uint64_t	 memory_mib;
 	uint32_t	 guest_port;

@@ -152,6 +152,7 @@ vmstart_files_done(struct vm_files *f, const struct cap_err *ferr, void *arg)
 		ports[i].fd = f->ports[i];
 	}
 	cfg.vm_id = vm->id;
+	cfg.arch = vm->spec.arch;
 	cfg.dir_fd = f->private_fd;
 	cfg.kernel_fd = f->kernel;
 	cfg.initrd_fd = f->initrd;
@@ -308,6 +309,26 @@ vmstart_use_image(struct vm *vm, const char *ref, struct cap_err *err)
 	return 0;
 }
 
+/* Can vm's architecture run here, and with what it was asked for? */
+static int
+vmstart_check_arch(const struct vm *vm, const struct ctl_start *req,
+    struct cap_err *err)
+{
+	const struct hv_caps *c = &vm_core.env.caps;
+	enum ctl_arch a = vm->spec.arch;
+
+	if (c->arch_accel[a] == HV_ACCEL_AUTO)
+		return cap_err_set(err, ENOTSUP, E_UNAVAILABLE, "%s guests "
+		    "cannot run here: %s", ctl_arch_name(a), c->arch_why[a]);
+	/* Images are pulled for the host's architecture. */
+	if (req->image != NULL && a != ctl_arch_host())
+		return cap_err_set(err, ENOTSUP, E_INVALID_ARGUMENT, "images "
+		    "are pulled for %s; an %s guest needs its own root file "
+		    "system (rootfs_path, or the default image)",
+		    ctl_arch_name(ctl_arch_host()), ctl_arch_name(a));
+	return 0;
+}
+
 int
 vmstart(const struct ctl_start *req, const char *sandbox, uint64_t owner,
     const struct caller *who, uint64_t pool, const struct vmstate_src *src,
@@ -342,7 +363,8 @@ vmstart(const struct ctl_start *req, const char *sandbox, uint64_t owner,
 		vm_free(vm);
 		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
 	}
-	if ((r = vmspec_resolve(req, &se, vm->id, &vm->spec, err)) < 0) {
+	if ((r = vmspec_resolve(req, &se, vm->id, &vm->spec, err)) < 0 ||
+	    (r = vmstart_check_arch(vm, req, err)) < 0) {
 		vm_free(vm);
 		return r;
 	}

@@ -113,6 +113,7 @@ vmstate_request(const struct vm *vm)
 		json_object_set_new(r, J_ROOTFS_PATH, json_string(s->rootfs));
 	if (s->boot_args != NULL)
 		json_object_set_new(r, J_BOOT_ARGS, json_string(s->boot_args));
+	json_object_set_new(r, J_ARCH, json_string(ctl_arch_name(s->arch)));
 	if (s->network.mode != NETPOL_NONE)
 		json_object_set_new(r, J_NETWORK,
 		    ctl_network_json(&s->network));

@@ -83,8 +83,10 @@ vmtemplate_key(const struct vm *vm, const struct hv_vm_config *cfg)
 	/* Per owner: a copy shares its template's boot-time secrets (kernel
 	 * layout, stack canaries, network hash keys), which must not cross
 	 * from one user to another. */
-	snprintf(hv, sizeof(hv), "%s %s %s\nowner %u", vm_core.env.hv->name,
-	    hv_accel_name(vm_core.env.caps.accel), vm_core.env.caps.version,
+	snprintf(hv, sizeof(hv), "%s %s %s\narch %s\nowner %u",
+	    vm_core.env.hv->name,
+	    hv_accel_name(vm_core.env.caps.arch_accel[vm->spec.arch]),
+	    vm_core.env.caps.version, ctl_arch_name(vm->spec.arch),
 	    (unsigned)vm->who.uid);
 	if ((net = vmtemplate_net(&vm->spec.network)) == NULL)
 		return NULL;

@@ -22,6 +22,7 @@
 
 #include <event2/event.h>
 
+#include "ctl.h"
 #include "err.h"
 
 enum hv_accel {
@@ -32,8 +33,13 @@ enum hv_accel {
 };
 
 struct hv_caps {
-	enum hv_accel	accel;		/* what VMs will use */
+	enum hv_accel	accel;		/* what VMs of the host's
+					 * architecture will use */
 	char		accel_why[512];	/* why not something better */
+	/* Per guest architecture (ctl.h): how its VMs run, AUTO if they
+	 * cannot here, and then why. */
+	enum hv_accel	arch_accel[CTL_ARCH_MAX + 1];
+	char		arch_why[CTL_ARCH_MAX + 1][160];
 	char		version[64];	/* e.g. "QEMU 7.2.x" */
 	uint32_t	tsc_khz;	/* host TSC, 0 if unknown */
 	char		shares_why[256];/* why shared folders cannot work
@@ -71,6 +77,8 @@ enum hv_ram {
  * the backend duplicates what it keeps. */
 struct hv_vm_config {
 	const char	*vm_id;
+	enum ctl_arch	 arch;		/* the guest's; caps.arch_accel says
+					 * it can run */
 	int		 dir_fd;	/* the VM's private directory (0700,
 					 * the daemon's): backend files go here */
 	int		 kernel_fd;
@@ -169,6 +177,7 @@ struct hv_cbs {
 /* What a record says of a VM a previous daemon started, to adopt it. */
 struct hv_adopt {
 	const char	*vm_id;
+	enum ctl_arch	 arch;
 	int		 dir_fd;	/* its private directory */
 	pid_t		 pid;		/* with start time and uid: */
 	uint64_t	 start;		/* see daemon/procid.h */
@@ -184,9 +193,10 @@ struct hv_ops {
 	/* Finds out what this host can run; `want` AUTO picks the best. */
 	int	(*probe)(enum hv_accel want, struct hv_caps *caps,
 		    struct cap_err *err);
-	/* Is this (the first len bytes of a file) a kernel it can boot? */
-	int	(*check_kernel)(const uint8_t *head, size_t len,
-		    struct cap_err *err);
+	/* Is this (the first len bytes of a file) a kernel it can boot as
+	 * a guest of arch? */
+	int	(*check_kernel)(enum ctl_arch arch, const uint8_t *head,
+		    size_t len, struct cap_err *err);
 	/* Starts the guest; events arrive on base from now on. */
 	int	(*start)(struct event_base *base, const struct hv_vm_config *cfg,
 		    const struct hv_cbs *cbs, void *arg, struct hv_vm **vm,

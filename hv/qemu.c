@@ -1,5 +1,7 @@
 /*
- * qemu.c — the QEMU backend: qemu-system-x86_64 with the microvm machine.
+ * qemu.c — the QEMU backend: qemu-system-x86_64 with the microvm machine,
+ * and qemu-system-aarch64 with the virt machine (qemuarch.h says what
+ * differs) for aarch64 guests.
  *
  * What it makes in the VM's private directory (the daemon's, mode 0700):
  *   agent.sock    listening socket QEMU serves the agent's virtio-serial
@@ -35,6 +37,7 @@
 #include "log.h"
 #include "procid.h"
 #include "proto.h"
+#include "qemuarch.h"
 #include "qmp.h"
 #include "util.h"
 #include "vfsd.h"
@@ -52,7 +55,8 @@
 /* Then one per share, at QFD_PORT0 + nports + i. */
 /* then one per shared folder's connection, then RAM and state files */
 #define QEMU_NFDS	(QFD_PORT0 - 3 + HV_MAX_SERIAL_PORTS + HV_MAX_SHARES + 2)
-#define QEMU_CMDLINE_MAX 2048	/* x86 COMMAND_LINE_SIZE, with its NUL */
+#define QEMU_CMDLINE_MAX 2048	/* COMMAND_LINE_SIZE (x86, arm64), with its
+				 * NUL */
 #define QEMU_SOCK_AGENT	"agent.sock"
 #define QEMU_SOCK_QMP	"qmp.sock"
 #define QEMU_SOCK_CON	"console.sock"
@@ -99,11 +103,13 @@ struct hv_vm {
 	unsigned	 nfsd;
 };
 
-static char qemu_bin[PATH_MAX];
+/* Per guest architecture: its QEMU, and that binary's identity as probed
+ * ("" if this host has none). */
+static char qemu_bin[CTL_ARCH_MAX + 1][PATH_MAX];
+static dev_t qemu_exe_dev[CTL_ARCH_MAX + 1];
+static ino_t qemu_exe_ino[CTL_ARCH_MAX + 1];
 static char qemu_vfsd[PATH_MAX];
 static struct hv_caps qemu_caps;
-static dev_t qemu_exe_dev;	/* qemu_bin's, as probed */
-static ino_t qemu_exe_ino;
 
 /* Looks a program up in $PATH (or takes $CAPSULE_QEMU for QEMU itself). */
 static int
@@ -147,29 +153,48 @@ host_tsc_khz(void)
 	return mhz > 0 ? (uint32_t)(mhz * 1000) : 0;
 }
 
+/* Finds arch's QEMU (env: a path to take instead), and its identity. */
+static int
+qemu_find(enum ctl_arch arch, const char *env, struct cap_err *err)
+{
+	const struct qemu_arch *qa = qemuarch_get(arch);
+	struct stat st;
+
+	if (env != NULL && env[0] == '/')
+		snprintf(qemu_bin[arch], sizeof(qemu_bin[arch]), "%s", env);
+	else if (find_program(qa->binary, qemu_bin[arch],
+	    sizeof(qemu_bin[arch])) < 0) {
+		qemu_bin[arch][0] = '\0';
+		return cap_err_set(err, ENOENT, E_UNAVAILABLE, "%s not found in "
+		    "PATH; install %s", qa->binary, qa->package);
+	}
+	if (stat(qemu_bin[arch], &st) == 0) {
+		qemu_exe_dev[arch] = st.st_dev;
+		qemu_exe_ino[arch] = st.st_ino;
+	}
+	return 0;
+}
+
+/* The host's architecture needs its QEMU (with KVM where it works;
+ * $CAPSULE_QEMU names another binary for it); other architectures run
+ * under TCG where their QEMU is installed. */
 static int
 qemu_probe(enum hv_accel want, struct hv_caps *caps, struct cap_err *err)
 {
-	char out[512], *argv[] = { qemu_bin, "--version", NULL };
-	const char *env = getenv("CAPSULE_QEMU");
+	enum ctl_arch host = ctl_arch_host(), a;
+	char out[512], *argv[] = { NULL, "--version", NULL };
 	struct cap_err kerr;
-	struct stat st;
 	int r;
 
 	memset(caps, 0, sizeof(*caps));
-	if (env != NULL && env[0] == '/')
-		snprintf(qemu_bin, sizeof(qemu_bin), "%s", env);
-	else if (find_program("qemu-system-x86_64", qemu_bin,
-	    sizeof(qemu_bin)) < 0)
-		return cap_err_set(err, ENOENT, E_UNAVAILABLE,
-		    "qemu-system-x86_64 not found in PATH; install "
-		    "qemu-system-x86");
+	if (qemuarch_get(host) == NULL)
+		return cap_err_set(err, ENOTSUP, E_UNAVAILABLE, "the QEMU "
+		    "backend knows no guest of this host's architecture");
+	if ((r = qemu_find(host, getenv("CAPSULE_QEMU"), err)) < 0)
+		return r;
+	argv[0] = qemu_bin[host];
 	if ((r = util_run(argv, -1, out, sizeof(out), err)) < 0)
 		return r;
-	if (stat(qemu_bin, &st) == 0) {
-		qemu_exe_dev = st.st_dev;
-		qemu_exe_ino = st.st_ino;
-	}
 	out[strcspn(out, "\n")] = '\0';
 	if (strncmp(out, "QEMU emulator version ", 22) == 0)
 		snprintf(caps->version, sizeof(caps->version), "QEMU %.50s",
@@ -201,40 +226,43 @@ qemu_probe(enum hv_accel want, struct hv_caps *caps, struct cap_err *err)
 		snprintf(caps->accel_why, sizeof(caps->accel_why),
 		    "using tcg (software emulation): %.400s", kerr.msg);
 	}
+	caps->arch_accel[host] = caps->accel;
+	for (a = CTL_ARCH_X86_64; a <= CTL_ARCH_MAX; a++) {
+		if (a == host)
+			continue;
+		if (qemuarch_get(a) == NULL)
+			snprintf(caps->arch_why[a], sizeof(caps->arch_why[a]),
+			    "the QEMU backend knows no %s guest",
+			    ctl_arch_name(a));
+		else if (qemu_find(a, NULL, &kerr) < 0)
+			snprintf(caps->arch_why[a], sizeof(caps->arch_why[a]),
+			    "%.150s", kerr.msg);
+		else
+			/* Another architecture is always emulated. */
+			caps->arch_accel[a] = HV_ACCEL_TCG;
+	}
 	qemu_caps = *caps;
 	return 0;
 }
 
-/* x86 boots a bzImage (setup header "HdrS" at 0x202) or an ELF vmlinux. */
-static int
-qemu_check_kernel(const uint8_t *b, size_t len, struct cap_err *err)
-{
-	if (len >= 4 && memcmp(b, "\177ELF", 4) == 0)
-		return 0;
-	if (len >= 0x206 && memcmp(b + 0x202, "HdrS", 4) == 0)
-		return 0;
-	return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
-	    "is neither a bzImage nor an ELF kernel");
-}
-
 /* The kernel command line: the console on the first serial port, an
- * immediate reset on panic and a triple-fault reboot (microvm has no
- * reset the kernel's other methods find, and a missed reset hangs the
- * guest; either way QEMU ends the VM and says why), the TSC rate under
- * TCG; a caller's boot_args last, so they win where they overlap. */
+ * immediate reset on panic (QEMU then ends the VM and says why), the
+ * machine's own words (qemuarch.c), the TSC rate under TCG; a caller's
+ * boot_args last, so they win where they overlap. */
 static char *
-qemu_cmdline(const struct hv_vm_config *cfg)
+qemu_cmdline(const struct hv_vm_config *cfg, const struct qemu_arch *qa)
 {
 	const char *ours = cfg->agent_args != NULL && cfg->agent_args[0] ?
 	    cfg->agent_args : NULL;
 	char tsc[48] = "";
 
-	if (qemu_caps.accel == HV_ACCEL_TCG && qemu_caps.tsc_khz > 0)
+	if (qa->tsc_hint && qemu_caps.arch_accel[cfg->arch] == HV_ACCEL_TCG &&
+	    qemu_caps.tsc_khz > 0)
 		snprintf(tsc, sizeof(tsc), " tsc_early_khz=%u",
 		    qemu_caps.tsc_khz);
-	return util_strdup_printf("console=ttyS0 quiet panic=-1 "
-	    "reboot=t%s%s%s%s%s", tsc, ours ? " " : "", ours ? ours : "",
-	    cfg->boot_args ? " " : "",
+	return util_strdup_printf("console=%s quiet panic=-1%s%s%s%s%s%s%s",
+	    qa->console, qa->boot_args[0] ? " " : "", qa->boot_args, tsc,
+	    ours ? " " : "", ours ? ours : "", cfg->boot_args ? " " : "",
 	    cfg->boot_args ? cfg->boot_args : "");
 }
 
@@ -631,6 +659,8 @@ qemu_start(struct event_base *base, const struct hv_vm_config *cfg,
     struct hv_chans *chans, struct cap_err *err)
 {
 	char mem[32], smp[16], runas[32], fdarg[2][40], memobj[96];
+	char machine[48], dev[6][96];
+	const struct qemu_arch *qa = qemuarch_get(cfg->arch);
 	char port_chr[HV_MAX_SERIAL_PORTS][64];
 	char port_dev[HV_MAX_SERIAL_PORTS][128];
 	char fs_chr[HV_MAX_SHARES][64], fs_dev[HV_MAX_SHARES][96];
@@ -646,6 +676,9 @@ qemu_start(struct event_base *base, const struct hv_vm_config *cfg,
 
 	for (i = 0; i < HV_MAX_SHARES; i++)
 		fs_conn[i] = -1;
+	if (qa == NULL || qemu_bin[cfg->arch][0] == '\0')
+		return cap_err_set(err, ENOTSUP, E_UNAVAILABLE, "no QEMU for "
+		    "%s guests here", ctl_arch_name(cfg->arch));
 	if (cfg->nports > HV_MAX_SERIAL_PORTS)
 		return cap_err_set(err, E2BIG, E_INVALID_ARGUMENT,
 		    "%u serial ports; the limit is %d", cfg->nports,
@@ -667,7 +700,7 @@ qemu_start(struct event_base *base, const struct hv_vm_config *cfg,
 		    "socket,id=fs%u,fd=%u", i,
 		    QFD_PORT0 + cfg->nports + i);
 		snprintf(fs_dev[i], sizeof(fs_dev[i]),
-		    "vhost-user-fs-device,chardev=fs%u,tag=%s", i,
+		    "vhost-user-fs-%s,chardev=fs%u,tag=%s", qa->virtio, i,
 		    cfg->shares[i].tag);
 	}
 	for (i = 0; i < cfg->nports; i++) {
@@ -683,7 +716,7 @@ qemu_start(struct event_base *base, const struct hv_vm_config *cfg,
 		    QFD_PORT0 + (int)i);
 	}
 	if ((vm = calloc(1, sizeof(*vm))) == NULL ||
-	    (cmdline = qemu_cmdline(cfg)) == NULL) {
+	    (cmdline = qemu_cmdline(cfg, qa)) == NULL) {
 		free(vm);
 		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
 	}
@@ -699,8 +732,8 @@ qemu_start(struct event_base *base, const struct hv_vm_config *cfg,
 	vm->cbs = *cbs;
 	vm->arg = arg;
 	vm->pidfd = -1;
-	vm->exe_dev = qemu_exe_dev;
-	vm->exe_ino = qemu_exe_ino;
+	vm->exe_dev = qemu_exe_dev[cfg->arch];
+	vm->exe_ino = qemu_exe_ino[cfg->arch];
 	snprintf(vm->what, sizeof(vm->what), "vm %.8s", cfg->vm_id);
 	if ((r = socks_open(&socks, cfg->dir_fd, err)) < 0)
 		goto fail_early;
@@ -758,32 +791,44 @@ qemu_start(struct event_base *base, const struct hv_vm_config *cfg,
 		snprintf(memobj, sizeof(memobj), "memory-backend-ram,id=mem,"
 		    "size=%lluM", (unsigned long long)cfg->memory_mib);
 	snprintf(smp, sizeof(smp), "%u", cfg->vcpus);
+	snprintf(machine, sizeof(machine), "%s,memory-backend=mem",
+	    qa->machine);
+	snprintf(dev[0], sizeof(dev[0]), "virtio-serial-%s", qa->virtio);
+	snprintf(dev[1], sizeof(dev[1]), "virtio-blk-%s,drive=base,serial="
+	    DISK_SERIAL_BASE, qa->virtio);
+	snprintf(dev[2], sizeof(dev[2]), "virtio-blk-%s,drive=disk,serial="
+	    DISK_SERIAL_DISK, qa->virtio);
+	snprintf(dev[3], sizeof(dev[3]), "virtio-rng-%s", qa->virtio);
+	snprintf(dev[4], sizeof(dev[4]), "virtio-net-%s,netdev=net0",
+	    qa->virtio);
 	snprintf(fdarg[0], sizeof(fdarg[0]), "fd=%d,set=1,opaque=base",
 	    QFD_BASE);
 	snprintf(fdarg[1], sizeof(fdarg[1]), "fd=%d,set=2,opaque=disk",
 	    QFD_DISK);
 
 #define ARG(s)	(argv[n++] = (char *)(s))
-	ARG(qemu_bin);
+	ARG(qemu_bin[cfg->arch]);
 	ARG("-name"); ARG("capsule");
-	ARG("-machine");
-	ARG("microvm,memory-backend=mem");
+	ARG("-machine"); ARG(machine);
 	ARG("-object"); ARG(memobj);
 	if (restore) {
 		/* The state comes once QMP has set the same capabilities the
 		 * save had. */
 		ARG("-incoming"); ARG("defer");
 	}
-	if (cfg->nshares > 0) {
+	if (cfg->nshares > 0 && qa->legacy_mmio) {
 		/* libvhost-user (virtiofsd) serves modern virtio only, and
 		 * microvm's virtio-mmio defaults to legacy. */
 		ARG("-global"); ARG("virtio-mmio.force-legacy=false");
 	}
-	if (qemu_caps.accel == HV_ACCEL_KVM) {
+	if (qemu_caps.arch_accel[cfg->arch] == HV_ACCEL_KVM) {
 		ARG("-accel"); ARG("kvm");
 		ARG("-cpu"); ARG("host");
 	} else {
 		ARG("-accel"); ARG("tcg");
+		if (qa->tcg_cpu != NULL) {
+			ARG("-cpu"); ARG(qa->tcg_cpu);
+		}
 	}
 	ARG("-nodefaults"); ARG("-no-user-config"); ARG("-display"); ARG("none");
 	/* A reset or a panic ends the VM, and QMP says which it was. */
@@ -798,7 +843,7 @@ qemu_start(struct event_base *base, const struct hv_vm_config *cfg,
 	ARG("-serial"); ARG("chardev:con");
 	ARG("-chardev");
 	ARG("socket,id=agent,fd=" STRINGIFY(QFD_AGENT) ",server=on,wait=on");
-	ARG("-device"); ARG("virtio-serial-device");
+	ARG("-device"); ARG(dev[0]);
 	ARG("-device"); ARG("virtserialport,chardev=agent,name=" AGENT_PORT_NAME);
 	/* Raw ports: QEMU accepts a new connection whenever the last one
 	 * closes; the guest reads EOF while nobody is connected. */
@@ -816,25 +861,25 @@ qemu_start(struct event_base *base, const struct hv_vm_config *cfg,
 	    "read-only=on");
 	ARG("-blockdev"); ARG("driver=raw,node-name=base,file=base-file,"
 	    "read-only=on");
-	ARG("-device");
-	ARG("virtio-blk-device,drive=base,serial=" DISK_SERIAL_BASE);
+	ARG("-device"); ARG(dev[1]);
 	ARG("-blockdev"); ARG("driver=file,node-name=disk-file,"
 	    "filename=/dev/fdset/2,discard=unmap");
 	ARG("-blockdev"); ARG("driver=raw,node-name=disk,file=disk-file,"
 	    "discard=unmap");
-	ARG("-device");
-	ARG("virtio-blk-device,drive=disk,serial=" DISK_SERIAL_DISK);
+	ARG("-device"); ARG(dev[2]);
 	for (i = 0; i < cfg->nshares; i++) {
 		ARG("-chardev"); ARG(fs_chr[i]);
 		ARG("-device"); ARG(fs_dev[i]);
 	}
-	ARG("-device"); ARG("virtio-rng-device");
-	ARG("-device"); ARG("pvpanic");
+	ARG("-device"); ARG(dev[3]);
+	if (qa->panic_dev != NULL) {
+		ARG("-device"); ARG(qa->panic_dev);
+	}
 	if (cfg->nat) {
 		/* QEMU's own user-mode NAT (slirp): the guest's connections
 		 * leave as QEMU's, from the host. No IPv6. */
 		ARG("-netdev"); ARG("user,id=net0,ipv6=off");
-		ARG("-device"); ARG("virtio-net-device,netdev=net0");
+		ARG("-device"); ARG(dev[4]);
 	}
 	/* Confine QEMU itself: no new processes, and (unless it has to drop
 	 * root itself, which the filter would otherwise forbid) no privilege
@@ -1126,7 +1171,7 @@ qemu_free(struct hv_vm *vm)
 const struct hv_ops qemu_ops = {
 	.name = "qemu",
 	.probe = qemu_probe,
-	.check_kernel = qemu_check_kernel,
+	.check_kernel = qemuarch_check_kernel,
 	.start = qemu_start,
 	.adopt = qemu_adopt,
 	.pause = qemu_pause,

@@ -415,8 +415,9 @@ ctl_parse_start(json_t *req, const struct ctl_limits *lim,
 		J_MEMORY_MIB, J_GUEST_PORT, J_LAUNCH_SECONDS, J_RUN_DIR,
 		J_PROXY_SOCKET_PATH, J_CONSOLE_LOG_PATH, J_INITRD_PATH,
 		J_STOP_ON_DISCONNECT, J_SERIAL_PORTS, J_NETWORK, J_PUBLISH, J_IMAGE,
-		J_VOLUMES, J_DISK_SIZE_MIB, J_IDLE_TIMEOUT, NULL,
+		J_VOLUMES, J_DISK_SIZE_MIB, J_IDLE_TIMEOUT, J_ARCH, NULL,
 	};
+	const char *arch = NULL;
 	char unit[64];
 	uint64_t n, dm;
 	unsigned dv;
@@ -441,6 +442,15 @@ ctl_parse_start(json_t *req, const struct ctl_limits *lim,
 	    err)) < 0 ||
 	    (r = opt_string(req, J_IMAGE, 512, &s->image, err)) < 0)
 		goto fail;
+	v = json_object_get(req, J_ARCH);
+	if (v != NULL && !json_is_null(v) && ((arch = json_string_value(v)) ==
+	    NULL || ctl_arch_parse(arch, &s->arch) < 0)) {
+		r = cap_err_set(err, EINVAL, E_INVALID_ARGUMENT, "\"%s\" must "
+		    "be \"%s\" or \"%s\"", J_ARCH,
+		    ctl_arch_name(CTL_ARCH_X86_64),
+		    ctl_arch_name(CTL_ARCH_AARCH64));
+		goto fail;
+	}
 	if (s->image != NULL && s->rootfs_path != NULL) {
 		r = cap_err_set(err, EINVAL, E_INVALID_ARGUMENT, "\"%s\" and "
 		    "\"%s\" both name a root file system; give one",
@@ -598,6 +608,8 @@ ctl_vm_json(const struct ctl_vm *v)
 		json_object_set_new(o, J_ERROR, json_string(v->error));
 	if (v->image != NULL)
 		json_object_set_new(o, J_IMAGE, json_string(v->image));
+	if (v->arch != NULL)
+		json_object_set_new(o, J_ARCH, json_string(v->arch));
 	if (v->sandbox != NULL)
 		json_object_set_new(o, J_SANDBOX, json_string(v->sandbox));
 	if (v->disk_mib > 0)
@@ -675,6 +687,43 @@ ctl_reply_error(json_t *req, const struct cap_err *err)
 	json_object_set_new(r, J_CODE, json_string(err->code[0] ? err->code :
 	    E_INTERNAL));
 	return r;
+}
+
+const char *
+ctl_arch_name(enum ctl_arch a)
+{
+	switch (a == CTL_ARCH_DEFAULT ? ctl_arch_host() : a) {
+	case CTL_ARCH_X86_64:
+		return "x86_64";
+	case CTL_ARCH_AARCH64:
+		return "aarch64";
+	default:
+		return "unknown";
+	}
+}
+
+int
+ctl_arch_parse(const char *s, enum ctl_arch *a)
+{
+	if (strcmp(s, "x86_64") == 0)
+		*a = CTL_ARCH_X86_64;
+	else if (strcmp(s, "aarch64") == 0)
+		*a = CTL_ARCH_AARCH64;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+enum ctl_arch
+ctl_arch_host(void)
+{
+#if defined(__x86_64__)
+	return CTL_ARCH_X86_64;
+#elif defined(__aarch64__)
+	return CTL_ARCH_AARCH64;
+#else
+	return CTL_ARCH_DEFAULT;
+#endif
 }
 
 int

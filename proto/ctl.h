@@ -40,11 +40,28 @@ struct ctl_limits {
 	uint64_t	default_memory_mib;
 };
 
+/* Guest CPU architectures (StartVM "arch"). */
+enum ctl_arch {
+	CTL_ARCH_DEFAULT = 0,	/* not given: the host's */
+	CTL_ARCH_X86_64,
+	CTL_ARCH_AARCH64,
+};
+#define CTL_ARCH_MAX	CTL_ARCH_AARCH64
+
+/* "x86_64", "aarch64"; the host's for CTL_ARCH_DEFAULT. */
+const char	*ctl_arch_name(enum ctl_arch a);
+/* 0, or -EINVAL for a name that is none of them. */
+int		 ctl_arch_parse(const char *s, enum ctl_arch *a);
+/* The architecture capsule itself was built for (CTL_ARCH_DEFAULT on a
+ * host that is neither). */
+enum ctl_arch	 ctl_arch_host(void);
+
 /* StartVM, every field validated; NULL strings mean "use the default". */
 struct ctl_start {
 	char		*kernel_path;
 	char		*rootfs_path;
 	char		*image;		/* a name or digest; NULL: none */
+	enum ctl_arch	 arch;		/* DEFAULT: not given */
 	char		*initrd_path;
 	char		*boot_args;
 	char		*run_dir;
@@ -117,6 +134,7 @@ struct ctl_vm {
 	uint64_t	 memory_mib;
 	long long	 created_at;	/* seconds since the epoch */
 	const char	*accel, *backend;
+	const char	*arch;
 	const char	*kernel_path, *rootfs_path;
 	const char	*image;			/* its digest, or NULL */
 	const char	*sandbox;		/* its name, or NULL */

@@ -112,6 +112,9 @@
 /* capsule extension: boot this image (a name or its digest) instead of
  * rootfs_path; ListVMs gives its digest */
 #define J_IMAGE			"image"
+/* capsule extension: the guest's CPU architecture, "x86_64" or "aarch64"
+ * (default: the host's); ListVMs says it */
+#define J_ARCH			"arch"
 /* ListVMs: what an "allow" VM's egress did */
 #define J_EGRESS		"egress"
 #define J_EG_DNS_ALLOWED	"dns_allowed"

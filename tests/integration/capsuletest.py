@@ -35,6 +35,9 @@ IMAGE_DIR = os.path.join(BUILD, "image")
 IMAGE_FILES = ("vmlinuz", "initramfs.img", "rootfs.ext4")
 
 MAX_LINE = 1024 * 1024          # PROTO_MAX_LINE in proto/proto.h
+# CAPSULE_TEST_ARCH=aarch64: the VMs tests start (Daemon.start_vm) are of
+# that architecture, not the host's; CMake runs the core suites so.
+TEST_ARCH = os.environ.get("CAPSULE_TEST_ARCH", "")
 START_TIMEOUT = 90              # StartVM under TCG takes ~3 s; be generous
 STOP_TIMEOUT = 40               # shutdown grace 10 s + quit grace 5 s + slack
 
@@ -47,12 +50,18 @@ def require_build(image=True):
     if image:
         missing += [os.path.join(IMAGE_DIR, f) for f in IMAGE_FILES
                     if not os.path.isfile(os.path.join(IMAGE_DIR, f))]
+    if image and TEST_ARCH:
+        missing += [os.path.join(IMAGE_DIR, TEST_ARCH, f) for f in IMAGE_FILES
+                    if not os.path.isfile(os.path.join(IMAGE_DIR, TEST_ARCH,
+                                                       f))]
     if missing:
         raise AssertionError(
             "capsule integration tests need a built tree and guest image; "
             "missing: %s\n  build with: cmake -S . -B build && cmake --build "
-            "build && cmake --build build --target image\n  (or set "
-            "CAPSULE_BUILD_DIR to the build directory)" % ", ".join(missing))
+            "build && cmake --build build --target image%s\n  (or set "
+            "CAPSULE_BUILD_DIR to the build directory)" % (
+                ", ".join(missing),
+                " image-" + TEST_ARCH if TEST_ARCH else ""))
 
 
 DEBIAN_ROOTFS = os.path.join(IMAGE_DIR, "debian.ext4")
@@ -466,8 +475,9 @@ class Daemon:
     """A private capsuled on a short temporary directory."""
 
     def __init__(self, name="capsuled", socket_path=None, state_dir=None,
-                 extra_args=()):
+                 extra_args=(), env=None):
         require_build()
+        self.env = env                  # capsuled's environment, or ours
         self.dir = tempfile.mkdtemp(prefix="cap", dir="/tmp")
         self.name = name
         self.sock = socket_path or os.path.join(self.dir, "c.sock")
@@ -496,7 +506,8 @@ class Daemon:
     def start(self, timeout=20):
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL,
-                                     stdout=self.log, stderr=self.log)
+                                     stdout=self.log, stderr=self.log,
+                                     env=self.env)
         end = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
@@ -539,6 +550,8 @@ class Daemon:
 
     def start_vm(self, conn=None, **fields):
         req = {"op": "StartVM"}
+        if TEST_ARCH and "kernel_path" not in fields:
+            req["arch"] = TEST_ARCH
         req.update(fields)
         r = (conn or self).request(req, timeout=START_TIMEOUT)
         if not r.get("ok"):
@@ -691,6 +704,11 @@ class VMTestCase(DaemonTestCase):
             cls.vm = cls.daemon.start_vm(vcpus=1, memory_mib=512)
             cls.vm_id = cls.vm["vm_id"]
             cls.proxy = cls.vm["proxy_socket_path"]
+            if TEST_ARCH:
+                arch = cls.daemon.vm(cls.vm_id).get("arch")
+                if arch != TEST_ARCH:
+                    raise AssertionError("CAPSULE_TEST_ARCH=%s, but the "
+                                         "VM is %r" % (TEST_ARCH, arch))
             cls.setUpVM()
         except BaseException:
             cls.tearDownClass()

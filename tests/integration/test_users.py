@@ -39,7 +39,8 @@ CAPABILITIES = {
     "sandbox.snapshot": False, "network.default_deny": True,
     "network.allowlist_egress": True, "network.guest_interface": True,
     "dns_control_or_equivalent": True}
-CHECKS = ["hypervisor", "acceleration", "guest_image", "state_dir",
+CHECKS = ["hypervisor", "acceleration", "guest_image", "guests_aarch64",
+          "state_dir",
           "control_socket", "shared_folders", "resource_limits", "cgroups",
           "systemd", "vms"]
 TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")

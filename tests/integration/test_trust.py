@@ -526,8 +526,8 @@ class UserCallerTest(ConflictCases, ct.DaemonTestCase):
                       "rootfs_path": junk})
         self.assertError(r, "invalid_argument", "rootfs_path", junk,
                          "is not an ext4 file system image")
-        for field, why in (("kernel_path",
-                            "is neither a bzImage nor an ELF kernel"),
+        for field, why in (("kernel_path", "is neither an x86_64 bzImage "
+                            "nor an x86_64 ELF kernel"),
                            ("initrd_path", "is not an initramfs")):
             r = self.ask({"op": "StartVM", field: junk})
             self.assertError(r, "invalid_argument", field, junk, why)

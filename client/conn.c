@@ -3,6 +3,7 @@
  * one thing at a time).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "osdep.h"
 #include "proto.h"
 
 void
@@ -74,7 +76,7 @@ connect_to(const char *path, int *err)
 	int fd;
 
 	strcpy(sun.sun_path, path);
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
+	if ((fd = osdep_socket(AF_UNIX, SOCK_STREAM, O_CLOEXEC)) < 0) {
 		*err = errno;
 		return -1;
 	}

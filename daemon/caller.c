@@ -24,6 +24,7 @@
 
 #include "caller.h"
 #include "log.h"
+#include "osdep.h"
 #include "procid.h"
 #include "proto.h"
 #include "util.h"
@@ -854,7 +855,7 @@ caller_run(struct event_base *base, const struct caller *who,
 	j->done = done;
 	j->arg = arg;
 	j->sock = j->pidfd = -1;
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+	if (osdep_socketpair(AF_UNIX, SOCK_SEQPACKET, O_CLOEXEC, sv) < 0) {
 		cap_err_set(err, errno, E_INTERNAL, "socketpair: %s",
 		    strerror(errno));
 		free(j);

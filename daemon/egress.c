@@ -4,6 +4,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ifaddrs.h>
 #include <net/if.h>
 #include <netinet/in.h>
@@ -22,6 +23,7 @@
 
 #include "egress.h"
 #include "log.h"
+#include "osdep.h"
 #include "proto.h"
 #include "relay.h"
 #include "util.h"
@@ -265,7 +267,7 @@ egress_try(struct egress_conn *c)
 	c->next++;
 	/* The socket is the owner's, as the host's firewall sees it. */
 	setfsuid(c->e->owner);
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	fd = osdep_socket(AF_INET, SOCK_STREAM, O_NONBLOCK | O_CLOEXEC);
 	e = errno;
 	setfsuid(0);
 	if (fd < 0) {

@@ -17,6 +17,7 @@
 
 #include "job.h"
 #include "log.h"
+#include "osdep.h"
 #include "procid.h"
 #include "proto.h"
 #include "util.h"
@@ -264,7 +265,7 @@ job_spawn(struct event_base *base, char *const argv[], job_fn *fn,
 	j->line = o->line;
 	j->done = done;
 	j->arg = arg;
-	if (pipe2(p, O_CLOEXEC) < 0) {
+	if (osdep_pipe(p, O_CLOEXEC) < 0) {
 		cap_err_set(err, errno, E_INTERNAL, "pipe: %s", strerror(errno));
 		free(j);
 		return NULL;

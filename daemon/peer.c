@@ -16,6 +16,7 @@
 #include <event2/bufferevent.h>
 
 #include "log.h"
+#include "osdep.h"
 #include "peer.h"
 
 struct peer {
@@ -469,7 +470,7 @@ listener_accept_cb(evutil_socket_t fd, short what, void *arg)
 	struct timeval tv = { 1, 0 };
 	int c;
 
-	while ((c = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK)) >= 0)
+	while ((c = osdep_accept(fd, NULL, NULL)) >= 0)
 		l->accept(c, l->arg);
 	if (errno == EMFILE || errno == ENFILE) {
 		log_warn("%s: out of file descriptors; not accepting "

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "osdep.h"
 #include "proto.h"
 #include "util.h"
 
@@ -108,7 +109,7 @@ unix_socket(struct sockaddr_un *sun, const char *path, struct cap_err *err)
 		    "socket path %s is longer than %zu bytes", path,
 		    sizeof(sun->sun_path) - 1);
 	strcpy(sun->sun_path, path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	fd = osdep_socket(AF_UNIX, SOCK_STREAM, O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0)
 		return cap_err_set(err, errno, E_INTERNAL, "socket: %s",
 		    strerror(errno));
@@ -330,7 +331,7 @@ util_run(char *const argv[], int keep, char *out, size_t outlen,
 	ssize_t n;
 	pid_t pid;
 
-	if (pipe2(pfd, O_CLOEXEC) < 0)
+	if (osdep_pipe(pfd, O_CLOEXEC) < 0)
 		return cap_err_set(err, errno, E_INTERNAL, "pipe: %s",
 		    strerror(errno));
 	if ((pid = fork()) < 0) {

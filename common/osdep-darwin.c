@@ -5,9 +5,14 @@
  * first and its flags set after. capsuled is single-threaded, so no other
  * thread can fork and exec in between.
  */
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/ucred.h>
+#include <sys/un.h>
+
 #include <errno.h>
 #include <fcntl.h>
-#include <sys/socket.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "osdep.h"
@@ -78,4 +83,47 @@ osdep_socketpair(int domain, int type, int flags, int sv[2])
 	if (socketpair(domain, type, 0, sv) < 0)
 		return -1;
 	return set_flags2(sv, flags);
+}
+
+int
+osdep_peer(int fd, uid_t *uid, gid_t *gid, pid_t *pid)
+{
+	socklen_t len = sizeof(*pid);
+	uid_t u;
+	gid_t g;
+
+	if (getpeereid(fd, &u, &g) < 0)
+		return -1;
+	if (pid != NULL &&
+	    getsockopt(fd, SOL_LOCAL, LOCAL_PEERPID, pid, &len) < 0)
+		return -1;
+	if (uid != NULL)
+		*uid = u;
+	if (gid != NULL)
+		*gid = g;
+	return 0;
+}
+
+int
+osdep_peergroups(int fd, gid_t *groups, size_t *n)
+{
+	struct xucred xu;
+	socklen_t len = sizeof(xu);
+
+	if (getsockopt(fd, SOL_LOCAL, LOCAL_PEERCRED, &xu, &len) < 0)
+		return -1;
+	if (xu.cr_version != XUCRED_VERSION) {
+		errno = EINVAL;
+		return -1;
+	}
+	/* At most NGROUPS (16), the effective gid first. */
+	if (xu.cr_ngroups < 0 || (size_t)xu.cr_ngroups >
+	    sizeof(xu.cr_groups) / sizeof(xu.cr_groups[0])) {
+		errno = EINVAL;
+		return -1;
+	}
+	if ((size_t)xu.cr_ngroups < *n)
+		*n = (size_t)xu.cr_ngroups;
+	memcpy(groups, xu.cr_groups, *n * sizeof(gid_t));
+	return 0;
 }

@@ -3,6 +3,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -37,4 +39,46 @@ int
 osdep_socketpair(int domain, int type, int flags, int sv[2])
 {
 	return socketpair(domain, type | sock_flags(flags), 0, sv);
+}
+
+int
+osdep_peer(int fd, uid_t *uid, gid_t *gid, pid_t *pid)
+{
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0)
+		return -1;
+	if (uid != NULL)
+		*uid = cr.uid;
+	if (gid != NULL)
+		*gid = cr.gid;
+	if (pid != NULL)
+		*pid = cr.pid;
+	return 0;
+}
+
+int
+osdep_peergroups(int fd, gid_t *groups, size_t *n)
+{
+	socklen_t len = (socklen_t)(*n * sizeof(gid_t));
+	gid_t *g;
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) == 0) {
+		*n = len / sizeof(gid_t);
+		return 0;
+	}
+	if (errno != ERANGE)
+		return -1;
+	/* More than fit: len is now what all of them take. */
+	if ((g = malloc(len)) == NULL)
+		return -1;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, g, &len) == 0) {
+		if (len / sizeof(gid_t) < *n)
+			*n = len / sizeof(gid_t);
+		memcpy(groups, g, *n * sizeof(gid_t));
+	} else
+		*n = 0;
+	free(g);
+	return 0;
 }

@@ -29,4 +29,13 @@ int	osdep_socket(int domain, int type, int flags);
 /* socketpair(domain, type, 0, sv) with flags on both ends. */
 int	osdep_socketpair(int domain, int type, int flags, int sv[2]);
 
+/* Who is at the other end of a connected Unix socket, as the kernel saw
+ * it at connect(): effective uid and gid, and pid. Any pointer may be
+ * NULL. */
+int	osdep_peer(int fd, uid_t *uid, gid_t *gid, pid_t *pid);
+/* That peer's supplementary groups: at most *n of them (the first ones if
+ * it has more: fewer groups only ever mean fewer rights); *n is set to how
+ * many were stored. */
+int	osdep_peergroups(int fd, gid_t *groups, size_t *n);
+
 #endif /* CAPSULE_OSDEP_H */

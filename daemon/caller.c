@@ -64,34 +64,15 @@ struct caller_job {
 int
 caller_from_socket(int fd, struct caller *c, struct cap_err *err)
 {
-	struct ucred cr;
-	socklen_t len = sizeof(cr);
-	gid_t *g;
-
 	memset(c, 0, sizeof(*c));
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0)
-		return cap_err_set(err, errno, E_INTERNAL, "SO_PEERCRED: %s",
+	if (osdep_peer(fd, &c->uid, &c->gid, &c->pid) < 0)
+		return cap_err_set(err, errno, E_INTERNAL, "peer credentials: "
+		    "%s", strerror(errno));
+	/* More groups than we keep: the first ones. */
+	c->ngroups = CALLER_MAX_GROUPS;
+	if (osdep_peergroups(fd, c->groups, &c->ngroups) < 0)
+		return cap_err_set(err, errno, E_INTERNAL, "peer groups: %s",
 		    strerror(errno));
-	c->uid = cr.uid;
-	c->gid = cr.gid;
-	c->pid = cr.pid;
-	len = sizeof(c->groups);
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, c->groups, &len) == 0) {
-		c->ngroups = len / sizeof(gid_t);
-		return 0;
-	}
-	if (errno != ERANGE)
-		return cap_err_set(err, errno, E_INTERNAL, "SO_PEERGROUPS: %s",
-		    strerror(errno));
-	/* More groups than we keep: take the first ones. Fewer groups can
-	 * only ever mean fewer rights. */
-	if ((g = malloc(len)) == NULL)
-		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, g, &len) == 0) {
-		c->ngroups = CALLER_MAX_GROUPS;
-		memcpy(c->groups, g, sizeof(c->groups));
-	}
-	free(g);
 	return 0;
 }
 

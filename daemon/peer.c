@@ -446,12 +446,11 @@ peer_fd(const struct peer *p)
 int
 peer_uid(const struct peer *p)
 {
-	struct ucred cr;
-	socklen_t len = sizeof(cr);
+	uid_t uid;
 
-	if (getsockopt(peer_fd(p), SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0)
+	if (osdep_peer(peer_fd(p), &uid, NULL, NULL) < 0)
 		return -1;
-	return (int)cr.uid;
+	return (int)uid;
 }
 
 struct listener {

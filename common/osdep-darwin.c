@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -125,5 +126,12 @@ osdep_peergroups(int fd, gid_t *groups, size_t *n)
 	if ((size_t)xu.cr_ngroups < *n)
 		*n = (size_t)xu.cr_ngroups;
 	memcpy(groups, xu.cr_groups, *n * sizeof(gid_t));
+	return 0;
+}
+
+int
+osdep_random(void *buf, size_t len)
+{
+	arc4random_buf(buf, len);	/* cannot fail */
 	return 0;
 }

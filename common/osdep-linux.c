@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -80,5 +81,23 @@ osdep_peergroups(int fd, gid_t *groups, size_t *n)
 	} else
 		*n = 0;
 	free(g);
+	return 0;
+}
+
+int
+osdep_random(void *buf, size_t len)
+{
+	unsigned char *p = buf;
+	ssize_t n;
+
+	while (len > 0) {
+		if ((n = getrandom(p, len, 0)) < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
 	return 0;
 }

@@ -38,4 +38,7 @@ int	osdep_peer(int fd, uid_t *uid, gid_t *gid, pid_t *pid);
  * many were stored. */
 int	osdep_peergroups(int fd, gid_t *groups, size_t *n);
 
+/* Fills buf with len random bytes from the kernel (all of them, or -1). */
+int	osdep_random(void *buf, size_t len);
+
 #endif /* CAPSULE_OSDEP_H */

@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <libproc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -134,4 +135,33 @@ osdep_random(void *buf, size_t len)
 {
 	arc4random_buf(buf, len);	/* cannot fail */
 	return 0;
+}
+
+void
+osdep_closefrom(int lowfd)
+{
+	struct proc_fdinfo fds[256];
+	int n, closed, max;
+
+	/* What is open, a buffer at a time (no malloc: we may be between
+	 * fork and exec); again while a full buffer let us close some. */
+	do {
+		n = proc_pidinfo(getpid(), PROC_PIDLISTFDS, 0, fds,
+		    (int)sizeof(fds));
+		if (n <= 0)
+			break;
+		closed = 0;
+		for (int i = 0; i < n / (int)PROC_PIDLISTFD_SIZE; i++) {
+			if (fds[i].proc_fd >= lowfd) {
+				close(fds[i].proc_fd);
+				closed++;
+			}
+		}
+	} while (closed > 0 && n == (int)sizeof(fds));
+	if (n > 0)
+		return;
+	if ((max = getdtablesize()) < 0 || max > 65536)
+		max = 65536;
+	for (int fd = lowfd; fd < max; fd++)
+		close(fd);
 }

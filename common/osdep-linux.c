@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "osdep.h"
@@ -100,4 +101,19 @@ osdep_random(void *buf, size_t len)
 		len -= (size_t)n;
 	}
 	return 0;
+}
+
+void
+osdep_closefrom(int lowfd)
+{
+	long max;
+
+	/* The syscall: glibc has had a wrapper only since 2.34. */
+	if (syscall(SYS_close_range, (unsigned)lowfd, ~0U, 0) == 0)
+		return;
+	/* Before Linux 5.9: one by one, as far as is reasonable. */
+	if ((max = sysconf(_SC_OPEN_MAX)) < 0 || max > 65536)
+		max = 65536;
+	for (int fd = lowfd; fd < max; fd++)
+		close(fd);
 }

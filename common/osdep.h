@@ -40,5 +40,8 @@ int	osdep_peergroups(int fd, gid_t *groups, size_t *n);
 
 /* Fills buf with len random bytes from the kernel (all of them, or -1). */
 int	osdep_random(void *buf, size_t len);
+/* Closes every descriptor from lowfd up. For a child between fork and
+ * exec: it does not allocate. */
+void	osdep_closefrom(int lowfd);
 
 #endif /* CAPSULE_OSDEP_H */

@@ -602,9 +602,7 @@ child_main(int sock, pid_t parent, const struct caller *who,
 	if (dup2(sock, 3) < 0)
 		_exit(1);
 	sock = 3;
-	if (close_range(4, ~0U, 0) < 0)
-		for (int fd = 4; fd < 65536; fd++)
-			close(fd);
+	osdep_closefrom(4);
 	umask(077);
 	memset(&m, 0, sizeof(m));
 	if ((r = caller_become(who)) < 0) {

@@ -9,7 +9,6 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -226,9 +225,7 @@ job_child_setup(const struct job_opts *o, int out, pid_t parent)
 			_exit(126);
 	}
 	fd = o->keep_fd < 0 ? 3 : o->keep_fd2 > 0 ? 5 : 4;
-	if (syscall(SYS_close_range, fd, ~0U, 0) < 0)
-		for (; fd < 65536; fd++)
-			close(fd);
+	osdep_closefrom(fd);
 	if (o->fsize_max > 0) {
 		rl.rlim_cur = rl.rlim_max = o->fsize_max;
 		if (setrlimit(RLIMIT_FSIZE, &rl) < 0)

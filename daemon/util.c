@@ -342,9 +342,7 @@ util_run(char *const argv[], int keep, char *out, size_t outlen,
 		    (keep >= 0 && dup2(keep, 3) < 0) ||
 		    (keep == 3 && fcntl(3, F_SETFD, 0) < 0))
 			_exit(126);
-		if (close_range(keep >= 0 ? 4 : 3, ~0U, 0) < 0)
-			for (int fd = keep >= 0 ? 4 : 3; fd < 1024; fd++)
-				close(fd);
+		osdep_closefrom(keep >= 0 ? 4 : 3);
 		execve(argv[0], argv, envp);
 		dprintf(2, "cannot execute %s: %s", argv[0], strerror(errno));
 		_exit(127);

@@ -6,7 +6,11 @@
  * thread can fork and exec in between.
  */
 #include <sys/types.h>
+#include <sys/disk.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/ucred.h>
 #include <sys/un.h>
 
@@ -164,4 +168,59 @@ osdep_closefrom(int lowfd)
 		max = 65536;
 	for (int fd = lowfd; fd < max; fd++)
 		close(fd);
+}
+
+int
+osdep_fileid(int dfd, const char *name, struct osdep_fileid *id)
+{
+	struct stat st;
+
+	if ((name[0] == '\0' ? fstat(dfd, &st) :
+	    fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW)) < 0)
+		return -1;
+	id->dev = st.st_dev;
+	id->ino = st.st_ino;
+	id->btime = st.st_birthtimespec.tv_sec > 0 ?
+	    (uint64_t)st.st_birthtimespec.tv_sec * 1000000000u +
+	    (uint64_t)st.st_birthtimespec.tv_nsec : 0;
+	id->type = st.st_mode & S_IFMT;
+	return 0;
+}
+
+int
+osdep_open_dirref(const char *path, int flags)
+{
+#ifdef O_SEARCH
+	/* O_EXEC | O_DIRECTORY: search permission is enough. */
+	return open(path, O_SEARCH | flags);
+#else
+	/* Older SDKs: read permission is needed as well. */
+	return open(path, O_RDONLY | O_DIRECTORY | flags);
+#endif
+}
+
+int
+osdep_blkdev_size(int fd, uint64_t *size)
+{
+	uint32_t bsize;
+	uint64_t count;
+
+	if (ioctl(fd, DKIOCGETBLOCKSIZE, &bsize) < 0 ||
+	    ioctl(fd, DKIOCGETBLOCKCOUNT, &count) < 0)
+		return -1;
+	*size = (uint64_t)bsize * count;
+	return 0;
+}
+
+int
+osdep_is_fuse(int fd)
+{
+	struct statfs sfs;
+
+	/* macFUSE (osxfuse before version 4) names its mounts so. FUSE-T
+	 * serves over NFS and cannot be told apart. */
+	if (fstatfs(fd, &sfs) < 0)
+		return 0;
+	return strncmp(sfs.f_fstypename, "macfuse", 7) == 0 ||
+	    strncmp(sfs.f_fstypename, "osxfuse", 7) == 0;
 }

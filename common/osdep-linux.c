@@ -5,12 +5,20 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <linux/fs.h>	/* BLKGETSIZE64 */
+
 #include "osdep.h"
+
+#define FUSE_SUPER_MAGIC	0x65735546
 
 static int
 sock_flags(int flags)
@@ -116,4 +124,42 @@ osdep_closefrom(int lowfd)
 		max = 65536;
 	for (int fd = lowfd; fd < max; fd++)
 		close(fd);
+}
+
+int
+osdep_fileid(int dfd, const char *name, struct osdep_fileid *id)
+{
+	struct statx sx;
+	int flags = AT_SYMLINK_NOFOLLOW | (name[0] == '\0' ? AT_EMPTY_PATH : 0);
+
+	if (statx(dfd, name, flags, STATX_TYPE | STATX_INO | STATX_BTIME,
+	    &sx) < 0)
+		return -1;
+	id->dev = makedev(sx.stx_dev_major, sx.stx_dev_minor);
+	id->ino = sx.stx_ino;
+	id->btime = (sx.stx_mask & STATX_BTIME) ?
+	    (uint64_t)sx.stx_btime.tv_sec * 1000000000u +
+	    sx.stx_btime.tv_nsec : 0;
+	id->type = sx.stx_mode & S_IFMT;
+	return 0;
+}
+
+int
+osdep_open_dirref(const char *path, int flags)
+{
+	return open(path, O_PATH | O_DIRECTORY | flags);
+}
+
+int
+osdep_blkdev_size(int fd, uint64_t *size)
+{
+	return ioctl(fd, BLKGETSIZE64, size);
+}
+
+int
+osdep_is_fuse(int fd)
+{
+	struct statfs sfs;
+
+	return fstatfs(fd, &sfs) == 0 && sfs.f_type == FUSE_SUPER_MAGIC;
 }

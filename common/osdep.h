@@ -17,6 +17,7 @@
 #ifndef CAPSULE_OSDEP_H
 #define CAPSULE_OSDEP_H
 
+#include <stdint.h>
 #include <sys/types.h>
 #include <sys/socket.h>
 
@@ -40,8 +41,29 @@ int	osdep_peergroups(int fd, gid_t *groups, size_t *n);
 
 /* Fills buf with len random bytes from the kernel (all of them, or -1). */
 int	osdep_random(void *buf, size_t len);
+
 /* Closes every descriptor from lowfd up. For a child between fork and
  * exec: it does not allocate. */
 void	osdep_closefrom(int lowfd);
+
+/* What tells one file from another, even one made later in its place. */
+struct osdep_fileid {
+	dev_t		dev;
+	ino_t		ino;
+	uint64_t	btime;		/* birth, ns since the epoch; 0: unknown */
+	mode_t		type;		/* S_IFMT bits */
+};
+/* The file `name` in directory dfd, not following a link; name "" is dfd
+ * itself. */
+int	osdep_fileid(int dfd, const char *name, struct osdep_fileid *id);
+/* Opens directory `path` only to name it (a dirfd for *at calls, fstat),
+ * which takes search permission on it but not read: O_PATH on Linux.
+ * flags: O_CLOEXEC, O_NOFOLLOW. */
+int	osdep_open_dirref(const char *path, int flags);
+/* The size in bytes of the block device open as fd. */
+int	osdep_blkdev_size(int fd, uint64_t *size);
+/* 1 if fd's file system is FUSE (its server may never answer), 0 if not
+ * or if that cannot be told. */
+int	osdep_is_fuse(int fd);
 
 #endif /* CAPSULE_OSDEP_H */

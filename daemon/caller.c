@@ -10,17 +10,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
-#include <sys/statfs.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <linux/fs.h>	/* BLKGETSIZE64 */
 
 #include "caller.h"
 #include "log.h"
@@ -29,7 +24,6 @@
 #include "proto.h"
 #include "util.h"
 
-#define FUSE_SUPER_MAGIC	0x65735546
 /* Our own errno for "a file capsuled would write is on FUSE". */
 #define EFUSE			EMEDIUMTYPE
 
@@ -154,19 +148,15 @@ int
 caller_ident_at(int dfd, const char *name, struct caller_ident *id,
     mode_t *type)
 {
-	struct statx sx;
-	int flags = AT_SYMLINK_NOFOLLOW | (name[0] == '\0' ? AT_EMPTY_PATH : 0);
+	struct osdep_fileid f;
 
-	if (statx(dfd, name, flags, STATX_TYPE | STATX_INO | STATX_BTIME,
-	    &sx) < 0)
+	if (osdep_fileid(dfd, name, &f) < 0)
 		return -errno;
-	id->dev = makedev(sx.stx_dev_major, sx.stx_dev_minor);
-	id->ino = sx.stx_ino;
-	id->btime = (sx.stx_mask & STATX_BTIME) ?
-	    (uint64_t)sx.stx_btime.tv_sec * 1000000000u +
-	    sx.stx_btime.tv_nsec : 0;
+	id->dev = f.dev;
+	id->ino = f.ino;
+	id->btime = f.btime;
 	if (type != NULL)
-		*type = sx.stx_mode & S_IFMT;
+		*type = f.type;
 	return 0;
 }
 
@@ -208,8 +198,8 @@ op_parent(struct caller_op *ops, size_t i, const char **name)
 	snprintf(parent, sizeof(parent), "%.*s", slash == op->path ? 1 :
 	    (int)(slash - op->path), op->path);
 	/* Earlier components are followed: as the caller, that is fine.
-	 * O_PATH: a directory the caller may search but not list will do. */
-	fd = open(parent, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	 * A directory the caller may search but not list will do. */
+	fd = osdep_open_dirref(parent, O_CLOEXEC);
 	return fd < 0 ? -errno : fd;
 }
 
@@ -229,8 +219,7 @@ op_read(struct caller_op *op, int dfd, const char *name)
 		return -errno;
 	if (S_ISREG(st.st_mode))
 		size = (uint64_t)st.st_size;
-	else if (!S_ISBLK(st.st_mode) ||
-	    ioctl(op->fd, BLKGETSIZE64, &size) < 0)
+	else if (!S_ISBLK(st.st_mode) || osdep_blkdev_size(op->fd, &size) < 0)
 		return -EINVAL;
 	if (fcntl(op->fd, F_SETFL, 0) < 0)
 		return -errno;
@@ -280,8 +269,6 @@ op_dir(struct caller_op *op, int dfd, const char *name)
 static int
 op_share(struct caller_op *op, int dfd, const char *name)
 {
-	struct statfs sfs;
-
 	op->fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOCTTY |
 	    O_CLOEXEC);
 	if (op->fd < 0)
@@ -289,7 +276,7 @@ op_share(struct caller_op *op, int dfd, const char *name)
 	/* Its server works as root on it before it drops its rights: a
 	 * FUSE server that stops answering would hang it. (Asked here, in
 	 * the helper, where a hang costs the helper's time limit.) */
-	if (fstatfs(op->fd, &sfs) == 0 && sfs.f_type == FUSE_SUPER_MAGIC)
+	if (osdep_is_fuse(op->fd))
 		return -EFUSE;
 	return ident_of(op->fd, &op->id);
 }
@@ -313,11 +300,9 @@ exists_why(int dfd, const char *name, int e)
 static int
 op_create(struct caller_op *op, int dfd, const char *name)
 {
-	struct statfs sfs;
-
 	/* capsuled writes this file from its event loop: a FUSE server
 	 * that stops answering must not be able to stall it. */
-	if (fstatfs(dfd, &sfs) == 0 && sfs.f_type == FUSE_SUPER_MAGIC)
+	if (osdep_is_fuse(dfd))
 		return -EFUSE;
 	op->fd = openat(dfd, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW |
 	    O_NOCTTY | O_CLOEXEC, 0600);

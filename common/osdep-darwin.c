@@ -91,6 +91,30 @@ osdep_socketpair(int domain, int type, int flags, int sv[2])
 	return set_flags2(sv, flags);
 }
 
+ssize_t
+osdep_recvmsg(int fd, struct msghdr *mh, int flags)
+{
+	struct cmsghdr *c;
+	ssize_t n;
+	int rfd;
+
+	/* No MSG_CMSG_CLOEXEC: each fd is marked as it arrives (no other
+	 * thread forks in between). */
+	if ((n = recvmsg(fd, mh, flags)) < 0)
+		return -1;
+	for (c = CMSG_FIRSTHDR(mh); c != NULL; c = CMSG_NXTHDR(mh, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		for (size_t k = 0; k < (c->cmsg_len - CMSG_LEN(0)) /
+		    sizeof(int); k++) {
+			memcpy(&rfd, CMSG_DATA(c) + k * sizeof(int),
+			    sizeof(int));
+			fcntl(rfd, F_SETFD, FD_CLOEXEC);
+		}
+	}
+	return n;
+}
+
 int
 osdep_peer(int fd, uid_t *uid, gid_t *gid, pid_t *pid)
 {
@@ -132,6 +156,26 @@ osdep_peergroups(int fd, gid_t *groups, size_t *n)
 		*n = (size_t)xu.cr_ngroups;
 	memcpy(groups, xu.cr_groups, *n * sizeof(gid_t));
 	return 0;
+}
+
+int
+osdep_getgrouplist(const char *user, gid_t gid, gid_t *groups, int *n)
+{
+	/* The same 32-bit ids, declared as int here. */
+	return getgrouplist(user, (int)gid, (int *)groups, n);
+}
+
+/* As root, setgid and setuid set all three ids: there is no setres*id. */
+int
+osdep_setresgid(gid_t gid)
+{
+	return setgid(gid);
+}
+
+int
+osdep_setresuid(uid_t uid)
+{
+	return setuid(uid);
 }
 
 int

@@ -3,6 +3,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -51,6 +52,12 @@ osdep_socketpair(int domain, int type, int flags, int sv[2])
 	return socketpair(domain, type | sock_flags(flags), 0, sv);
 }
 
+ssize_t
+osdep_recvmsg(int fd, struct msghdr *mh, int flags)
+{
+	return recvmsg(fd, mh, flags | MSG_CMSG_CLOEXEC);
+}
+
 int
 osdep_peer(int fd, uid_t *uid, gid_t *gid, pid_t *pid)
 {
@@ -91,6 +98,24 @@ osdep_peergroups(int fd, gid_t *groups, size_t *n)
 		*n = 0;
 	free(g);
 	return 0;
+}
+
+int
+osdep_getgrouplist(const char *user, gid_t gid, gid_t *groups, int *n)
+{
+	return getgrouplist(user, gid, groups, n);
+}
+
+int
+osdep_setresgid(gid_t gid)
+{
+	return setresgid(gid, gid, gid);
+}
+
+int
+osdep_setresuid(uid_t uid)
+{
+	return setresuid(uid, uid, uid);
 }
 
 int

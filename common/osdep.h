@@ -30,6 +30,9 @@ int	osdep_socket(int domain, int type, int flags);
 /* socketpair(domain, type, 0, sv) with flags on both ends. */
 int	osdep_socketpair(int domain, int type, int flags, int sv[2]);
 
+/* recvmsg(), any descriptors it brings (SCM_RIGHTS) close-on-exec. */
+ssize_t	osdep_recvmsg(int fd, struct msghdr *mh, int flags);
+
 /* Who is at the other end of a connected Unix socket, as the kernel saw
  * it at connect(): effective uid and gid, and pid. Any pointer may be
  * NULL. */
@@ -38,6 +41,11 @@ int	osdep_peer(int fd, uid_t *uid, gid_t *gid, pid_t *pid);
  * it has more: fewer groups only ever mean fewer rights); *n is set to how
  * many were stored. */
 int	osdep_peergroups(int fd, gid_t *groups, size_t *n);
+/* getgrouplist() with gid_t groups, as Linux has it. */
+int	osdep_getgrouplist(const char *user, gid_t gid, gid_t *groups, int *n);
+/* As root: real, effective and saved gid (uid) all set to gid (uid). */
+int	osdep_setresgid(gid_t gid);
+int	osdep_setresuid(uid_t uid);
 
 /* Fills buf with len random bytes from the kernel (all of them, or -1). */
 int	osdep_random(void *buf, size_t len);

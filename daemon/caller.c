@@ -107,7 +107,7 @@ caller_of_user(const char *user, struct caller *c, struct cap_err *err)
 	c->gid = pw.pw_gid;
 	c->pid = getpid();
 	/* More groups than we keep: the first ones (fewer rights). */
-	if (getgrouplist(pw.pw_name, pw.pw_gid, c->groups, &n) < 0)
+	if (osdep_getgrouplist(pw.pw_name, pw.pw_gid, c->groups, &n) < 0)
 		n = CALLER_MAX_GROUPS;
 	c->ngroups = (size_t)n;
 	return 0;
@@ -555,12 +555,11 @@ caller_become(const struct caller *who)
 	if (geteuid() != 0 || who->uid == 0)
 		return 0;	/* nothing to drop to, or nothing to drop */
 	if (setgroups(who->ngroups, who->groups) < 0 ||
-	    setresgid(who->gid, who->gid, who->gid) < 0 ||
-	    setresuid(who->uid, who->uid, who->uid) < 0)
+	    osdep_setresgid(who->gid) < 0 || osdep_setresuid(who->uid) < 0)
 		return -errno;
 	/* Fail closed if anything of root is left. */
 	if (getuid() != who->uid || geteuid() != who->uid ||
-	    getegid() != who->gid || setresuid(0, 0, 0) == 0)
+	    getegid() != who->gid || osdep_setresuid(0) == 0)
 		return -EPERM;
 	return 0;
 }
@@ -730,7 +729,7 @@ job_rx_cb(evutil_socket_t fd, short what, void *arg)
 	int fds[4], nfds = 0, r;
 	ssize_t n;
 
-	n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+	n = osdep_recvmsg(fd, &mh, MSG_DONTWAIT);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
 	for (c = CMSG_FIRSTHDR(&mh); n >= 0 && c != NULL;

@@ -91,6 +91,24 @@ osdep_socketpair(int domain, int type, int flags, int sv[2])
 	return set_flags2(sv, flags);
 }
 
+int
+osdep_socket_as(uid_t uid, int domain, int type, int flags)
+{
+	uid_t euid = geteuid();
+	int fd, e;
+
+	/* The socket takes its credential from the process: the effective
+	 * uid, briefly (single-threaded; the saved uid stays root). */
+	if (euid != 0 || uid == euid || seteuid(uid) < 0)
+		return osdep_socket(domain, type, flags);
+	fd = osdep_socket(domain, type, flags);
+	e = errno;
+	if (seteuid(euid) < 0)
+		abort();	/* stuck as someone else: not safe to go on */
+	errno = e;
+	return fd;
+}
+
 ssize_t
 osdep_recvmsg(int fd, struct msghdr *mh, int flags)
 {

@@ -6,6 +6,7 @@
 #include <grp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/fsuid.h>
 #include <sys/ioctl.h>
 #include <sys/random.h>
 #include <sys/socket.h>
@@ -50,6 +51,20 @@ int
 osdep_socketpair(int domain, int type, int flags, int sv[2])
 {
 	return socketpair(domain, type | sock_flags(flags), 0, sv);
+}
+
+int
+osdep_socket_as(uid_t uid, int domain, int type, int flags)
+{
+	int fd, e, prev;
+
+	/* The socket takes its owner from the fs uid. */
+	prev = setfsuid(uid);
+	fd = osdep_socket(domain, type, flags);
+	e = errno;
+	setfsuid((uid_t)prev);
+	errno = e;
+	return fd;
 }
 
 ssize_t

@@ -29,6 +29,9 @@ int	osdep_pipe(int fds[2], int flags);
 int	osdep_socket(int domain, int type, int flags);
 /* socketpair(domain, type, 0, sv) with flags on both ends. */
 int	osdep_socketpair(int domain, int type, int flags, int sv[2]);
+/* osdep_socket(), the socket owned by uid as a host firewall's owner
+ * match sees it. As root; otherwise the socket is simply ours. */
+int	osdep_socket_as(uid_t uid, int domain, int type, int flags);
 
 /* recvmsg(), any descriptors it brings (SCM_RIGHTS) close-on-exec. */
 ssize_t	osdep_recvmsg(int fd, struct msghdr *mh, int flags);

@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/fsuid.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -266,10 +265,9 @@ egress_try(struct egress_conn *c)
 	netpol_ipv4_format(c->addrs[c->next], c->addr_text);
 	c->next++;
 	/* The socket is the owner's, as the host's firewall sees it. */
-	setfsuid(c->e->owner);
-	fd = osdep_socket(AF_INET, SOCK_STREAM, O_NONBLOCK | O_CLOEXEC);
+	fd = osdep_socket_as(c->e->owner, AF_INET, SOCK_STREAM,
+	    O_NONBLOCK | O_CLOEXEC);
 	e = errno;
-	setfsuid(0);
 	if (fd < 0) {
 		snprintf(why, sizeof(why), "cannot make a socket: %s",
 		    strerror(e));

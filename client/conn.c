@@ -37,19 +37,16 @@ static int
 autostart(void)
 {
 	char self[4096], path[4096 + 16], *slash;
-	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
 	const char *prog = "capsuled";
 	pid_t pid;
 	int st;
 
-	if (n > 0) {
-		self[n] = '\0';
-		if ((slash = strrchr(self, '/')) != NULL) {
-			*slash = '\0';
-			snprintf(path, sizeof(path), "%s/capsuled", self);
-			if (access(path, X_OK) == 0)
-				prog = path;
-		}
+	if (osdep_exe_path(self, sizeof(self)) == 0 &&
+	    (slash = strrchr(self, '/')) != NULL) {
+		*slash = '\0';
+		snprintf(path, sizeof(path), "%s/capsuled", self);
+		if (access(path, X_OK) == 0)
+			prog = path;
 	}
 	fprintf(stderr, "capsule: starting capsuled (%s --daemon); set "
 	    "CAPSULE_NO_AUTOSTART=1 to not\n", prog);

@@ -197,6 +197,15 @@ osdep_setresuid(uid_t uid)
 }
 
 int
+osdep_exe_path(char *buf, size_t len)
+{
+	/* Not _NSGetExecutablePath: that is the path it was run by. */
+	if (proc_pidpath(getpid(), buf, (uint32_t)len) <= 0)
+		return -1;
+	return 0;
+}
+
+int
 osdep_random(void *buf, size_t len)
 {
 	arc4random_buf(buf, len);	/* cannot fail */

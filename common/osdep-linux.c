@@ -134,6 +134,21 @@ osdep_setresuid(uid_t uid)
 }
 
 int
+osdep_exe_path(char *buf, size_t len)
+{
+	ssize_t n;
+
+	if ((n = readlink("/proc/self/exe", buf, len)) < 0)
+		return -1;
+	if ((size_t)n >= len) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	buf[n] = '\0';
+	return 0;
+}
+
+int
 osdep_random(void *buf, size_t len)
 {
 	unsigned char *p = buf;

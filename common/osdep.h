@@ -50,6 +50,9 @@ int	osdep_getgrouplist(const char *user, gid_t gid, gid_t *groups, int *n);
 int	osdep_setresgid(gid_t gid);
 int	osdep_setresuid(uid_t uid);
 
+/* The absolute path of the running program, NUL-terminated. */
+int	osdep_exe_path(char *buf, size_t len);
+
 /* Fills buf with len random bytes from the kernel (all of them, or -1). */
 int	osdep_random(void *buf, size_t len);
 

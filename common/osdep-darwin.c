@@ -271,6 +271,15 @@ osdep_open_dirref(const char *path, int flags)
 }
 
 int
+osdep_chmod_dirat(int dfd, const char *name, mode_t mode)
+{
+	/* Darwin's fchmodat acts on a link itself, as lchmod does, so a
+	 * link swapped in is not followed. (It does not check that name is
+	 * still a directory; the caller opens it O_DIRECTORY next.) */
+	return fchmodat(dfd, name, mode, AT_SYMLINK_NOFOLLOW);
+}
+
+int
 osdep_blkdev_size(int fd, uint64_t *size)
 {
 	uint32_t bsize;

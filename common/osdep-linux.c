@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/fsuid.h>
@@ -203,6 +204,26 @@ int
 osdep_open_dirref(const char *path, int flags)
 {
 	return open(path, O_PATH | O_DIRECTORY | flags);
+}
+
+int
+osdep_chmod_dirat(int dfd, const char *name, mode_t mode)
+{
+	char proc[64];
+	int fd, r, e;
+
+	/* fchmodat cannot refuse a link here, and fchmod refuses O_PATH
+	 * descriptors: the /proc link names exactly the inode we opened,
+	 * not a path someone could swap. */
+	fd = openat(dfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	r = chmod(proc, mode);
+	e = errno;
+	close(fd);
+	errno = e;
+	return r;
 }
 
 int

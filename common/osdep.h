@@ -74,6 +74,9 @@ int	osdep_fileid(int dfd, const char *name, struct osdep_fileid *id);
  * which takes search permission on it but not read: O_PATH on Linux.
  * flags: O_CLOEXEC, O_NOFOLLOW. */
 int	osdep_open_dirref(const char *path, int flags);
+/* chmod of directory `name` in dfd, not following a link, even one we may
+ * not open (mode 0000). */
+int	osdep_chmod_dirat(int dfd, const char *name, mode_t mode);
 /* The size in bytes of the block device open as fd. */
 int	osdep_blkdev_size(int fd, uint64_t *size);
 /* 1 if fd's file system is FUSE (its server may never answer), 0 if not

@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libproc.h>
+#include <stdio.h>	/* renameatx_np */
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -277,6 +278,31 @@ osdep_chmod_dirat(int dfd, const char *name, mode_t mode)
 	 * link swapped in is not followed. (It does not check that name is
 	 * still a directory; the caller opens it O_DIRECTORY next.) */
 	return fchmodat(dfd, name, mode, AT_SYMLINK_NOFOLLOW);
+}
+
+int
+osdep_rename_noreplace(int fromfd, const char *from, int tofd,
+    const char *to)
+{
+	return renameatx_np(fromfd, from, tofd, to, RENAME_EXCL);
+}
+
+int
+osdep_fdatasync(int fd)
+{
+	/* fsync alone leaves the data in the drive's cache here; where the
+	 * file system cannot go further, it is what there is. */
+	if (fcntl(fd, F_FULLFSYNC) == 0)
+		return 0;
+	return fsync(fd);
+}
+
+ssize_t
+osdep_copy_range(int in, off_t *inoff, int out, off_t *outoff, size_t len)
+{
+	/* No ranged copy in the kernel (clonefile is whole files only). */
+	errno = ENOSYS;
+	return -1;
 }
 
 int

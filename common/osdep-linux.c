@@ -227,6 +227,25 @@ osdep_chmod_dirat(int dfd, const char *name, mode_t mode)
 }
 
 int
+osdep_rename_noreplace(int fromfd, const char *from, int tofd,
+    const char *to)
+{
+	return renameat2(fromfd, from, tofd, to, RENAME_NOREPLACE);
+}
+
+int
+osdep_fdatasync(int fd)
+{
+	return fdatasync(fd);
+}
+
+ssize_t
+osdep_copy_range(int in, off_t *inoff, int out, off_t *outoff, size_t len)
+{
+	return copy_file_range(in, inoff, out, outoff, len, 0);
+}
+
+int
 osdep_blkdev_size(int fd, uint64_t *size)
 {
 	return ioctl(fd, BLKGETSIZE64, size);

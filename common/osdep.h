@@ -77,6 +77,15 @@ int	osdep_open_dirref(const char *path, int flags);
 /* chmod of directory `name` in dfd, not following a link, even one we may
  * not open (mode 0000). */
 int	osdep_chmod_dirat(int dfd, const char *name, mode_t mode);
+/* renameat(), failing with EEXIST if `to` exists. */
+int	osdep_rename_noreplace(int fromfd, const char *from, int tofd,
+	    const char *to);
+/* fdatasync(): fd's data on stable storage. */
+int	osdep_fdatasync(int fd);
+/* copy_file_range(): len bytes in the kernel, offsets as pread/pwrite.
+ * ENOSYS where there is no such call: copy them yourself. */
+ssize_t	osdep_copy_range(int in, off_t *inoff, int out, off_t *outoff,
+	    size_t len);
 /* The size in bytes of the block device open as fd. */
 int	osdep_blkdev_size(int fd, uint64_t *size);
 /* 1 if fd's file system is FUSE (its server may never answer), 0 if not

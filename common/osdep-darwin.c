@@ -11,6 +11,7 @@
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysctl.h>
 #include <sys/ucred.h>
 #include <sys/un.h>
 
@@ -21,6 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <mach/mach.h>
 
 #include "osdep.h"
 
@@ -329,4 +332,49 @@ osdep_is_fuse(int fd)
 		return 0;
 	return strncmp(sfs.f_fstypename, "macfuse", 7) == 0 ||
 	    strncmp(sfs.f_fstypename, "osxfuse", 7) == 0;
+}
+
+long
+osdep_rss(void)
+{
+	struct mach_task_basic_info info;
+	mach_msg_type_number_t n = MACH_TASK_BASIC_INFO_COUNT;
+
+	if (task_info(mach_task_self(), MACH_TASK_BASIC_INFO,
+	    (task_info_t)&info, &n) != KERN_SUCCESS) {
+		errno = EIO;
+		return -1;
+	}
+	return (long)info.resident_size;
+}
+
+int
+osdep_nfds(void)
+{
+	struct proc_fdinfo *fds;
+	int n;
+
+	/* Asked with no buffer, it says how much room to make (a bound). */
+	if ((n = proc_pidinfo(getpid(), PROC_PIDLISTFDS, 0, NULL, 0)) <= 0)
+		return -1;
+	if ((fds = malloc((size_t)n)) == NULL)
+		return -1;
+	n = proc_pidinfo(getpid(), PROC_PIDLISTFDS, 0, fds, n);
+	free(fds);
+	return n <= 0 ? -1 : n / (int)PROC_PIDLISTFD_SIZE;
+}
+
+int
+osdep_unpriv_port(void)
+{
+	int high;
+	size_t len = sizeof(high);
+
+	/* Ports up to reservedhigh need root (1023 unless changed). Newer
+	 * macOS lets anyone listen on them on all addresses; counting them
+	 * as privileged is the safe side. */
+	if (sysctlbyname("net.inet.ip.portrange.reservedhigh", &high, &len,
+	    NULL, 0) < 0)
+		return -1;
+	return high + 1;
 }

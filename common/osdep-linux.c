@@ -1,6 +1,7 @@
 /*
  * osdep-linux.c — osdep.h on Linux.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -257,4 +258,51 @@ osdep_is_fuse(int fd)
 	struct statfs sfs;
 
 	return fstatfs(fd, &sfs) == 0 && sfs.f_type == FUSE_SUPER_MAGIC;
+}
+
+long
+osdep_rss(void)
+{
+	long size, pages, page = sysconf(_SC_PAGESIZE);
+	FILE *f;
+
+	if ((f = fopen("/proc/self/statm", "re")) == NULL)
+		return -1;
+	if (fscanf(f, "%ld %ld", &size, &pages) != 2) {
+		fclose(f);
+		errno = EIO;
+		return -1;
+	}
+	fclose(f);
+	return pages * page;
+}
+
+int
+osdep_nfds(void)
+{
+	DIR *dir = opendir("/proc/self/fd");
+	struct dirent *de;
+	int n = 0;
+
+	if (dir == NULL)
+		return -1;
+	while ((de = readdir(dir)) != NULL)
+		if (de->d_name[0] != '.')
+			n++;
+	closedir(dir);
+	return n - 1;		/* not the one readdir itself holds */
+}
+
+int
+osdep_unpriv_port(void)
+{
+	FILE *f = fopen("/proc/sys/net/ipv4/ip_unprivileged_port_start", "re");
+	int v;
+
+	if (f == NULL)
+		return -1;
+	if (fscanf(f, "%d", &v) != 1)
+		v = -1;
+	fclose(f);
+	return v;
 }

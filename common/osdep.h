@@ -92,4 +92,10 @@ int	osdep_blkdev_size(int fd, uint64_t *size);
  * or if that cannot be told. */
 int	osdep_is_fuse(int fd);
 
+/* This process's resident memory in bytes, and its open descriptors. */
+long	osdep_rss(void);
+int	osdep_nfds(void);
+/* The lowest port anyone may bind: a caller below it needs root. */
+int	osdep_unpriv_port(void);
+
 #endif /* CAPSULE_OSDEP_H */

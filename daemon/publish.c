@@ -48,19 +48,14 @@ struct publish {
 	TAILQ_HEAD(, publish_conn) conns;
 };
 
-/* The lowest port anyone may bind (net.ipv4.ip_unprivileged_port_start). */
+/* The lowest port anyone may bind (net.ipv4.ip_unprivileged_port_start on
+ * Linux); 1024 if the host does not say. */
 static unsigned
 publish_unprivileged_start(void)
 {
-	FILE *f = fopen("/proc/sys/net/ipv4/ip_unprivileged_port_start", "re");
-	unsigned v = 1024;
+	int v = osdep_unpriv_port();
 
-	if (f != NULL) {
-		if (fscanf(f, "%u", &v) != 1)
-			v = 1024;
-		fclose(f);
-	}
-	return v;
+	return v < 0 ? 1024 : (unsigned)v;
 }
 
 static int

@@ -6,14 +6,16 @@
  * thread can fork and exec in between.
  */
 #include <sys/types.h>
+#include <sys/param.h>
 #include <sys/disk.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/sysctl.h>
 #include <sys/ucred.h>
 #include <sys/un.h>
+
+#include <netinet/in.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -31,13 +33,13 @@
 static int
 set_flags(int fd, int flags)
 {
-	int e;
+	int e, fl;
 
 	if (fd < 0)
 		return -1;
 	if (((flags & O_CLOEXEC) && fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) ||
-	    ((flags & O_NONBLOCK) &&
-	    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0)) {
+	    ((flags & O_NONBLOCK) && ((fl = fcntl(fd, F_GETFL)) < 0 ||
+	    fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0))) {
 		e = errno;
 		close(fd);
 		errno = e;
@@ -367,14 +369,8 @@ osdep_nfds(void)
 int
 osdep_unpriv_port(void)
 {
-	int high;
-	size_t len = sizeof(high);
-
-	/* Ports up to reservedhigh need root (1023 unless changed). Newer
-	 * macOS lets anyone listen on them on all addresses; counting them
-	 * as privileged is the safe side. */
-	if (sysctlbyname("net.inet.ip.portrange.reservedhigh", &high, &len,
-	    NULL, 0) < 0)
-		return -1;
-	return high + 1;
+	/* Fixed in XNU (no sysctl moves it, unlike FreeBSD's reservedhigh).
+	 * macOS since 10.14 lets anyone listen below it on the wildcard
+	 * address; counting those ports as root's is the safe side. */
+	return IPPORT_RESERVED;
 }

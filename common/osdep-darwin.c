@@ -139,6 +139,35 @@ osdep_recvmsg(int fd, struct msghdr *mh, int flags)
 	return n;
 }
 
+void
+osdep_closefrom(int lowfd)
+{
+	struct proc_fdinfo fds[256];
+	int n, closed, max;
+
+	/* What is open, a buffer at a time (no malloc: we may be between
+	 * fork and exec); again while a full buffer let us close some. */
+	do {
+		n = proc_pidinfo(getpid(), PROC_PIDLISTFDS, 0, fds,
+		    (int)sizeof(fds));
+		if (n <= 0)
+			break;
+		closed = 0;
+		for (int i = 0; i < n / (int)PROC_PIDLISTFD_SIZE; i++) {
+			if (fds[i].proc_fd >= lowfd) {
+				close(fds[i].proc_fd);
+				closed++;
+			}
+		}
+	} while (closed > 0 && n == (int)sizeof(fds));
+	if (n > 0)
+		return;
+	if ((max = getdtablesize()) < 0 || max > 65536)
+		max = 65536;
+	for (int fd = lowfd; fd < max; fd++)
+		close(fd);
+}
+
 int
 osdep_peer(int fd, uid_t *uid, gid_t *gid, pid_t *pid)
 {
@@ -200,51 +229,6 @@ int
 osdep_setresuid(uid_t uid)
 {
 	return setuid(uid);
-}
-
-int
-osdep_exe_path(char *buf, size_t len)
-{
-	/* Not _NSGetExecutablePath: that is the path it was run by. */
-	if (proc_pidpath(getpid(), buf, (uint32_t)len) <= 0)
-		return -1;
-	return 0;
-}
-
-int
-osdep_random(void *buf, size_t len)
-{
-	arc4random_buf(buf, len);	/* cannot fail */
-	return 0;
-}
-
-void
-osdep_closefrom(int lowfd)
-{
-	struct proc_fdinfo fds[256];
-	int n, closed, max;
-
-	/* What is open, a buffer at a time (no malloc: we may be between
-	 * fork and exec); again while a full buffer let us close some. */
-	do {
-		n = proc_pidinfo(getpid(), PROC_PIDLISTFDS, 0, fds,
-		    (int)sizeof(fds));
-		if (n <= 0)
-			break;
-		closed = 0;
-		for (int i = 0; i < n / (int)PROC_PIDLISTFD_SIZE; i++) {
-			if (fds[i].proc_fd >= lowfd) {
-				close(fds[i].proc_fd);
-				closed++;
-			}
-		}
-	} while (closed > 0 && n == (int)sizeof(fds));
-	if (n > 0)
-		return;
-	if ((max = getdtablesize()) < 0 || max > 65536)
-		max = 65536;
-	for (int fd = lowfd; fd < max; fd++)
-		close(fd);
 }
 
 int
@@ -334,6 +318,22 @@ osdep_is_fuse(int fd)
 		return 0;
 	return strncmp(sfs.f_fstypename, "macfuse", 7) == 0 ||
 	    strncmp(sfs.f_fstypename, "osxfuse", 7) == 0;
+}
+
+int
+osdep_exe_path(char *buf, size_t len)
+{
+	/* Not _NSGetExecutablePath: that is the path it was run by. */
+	if (proc_pidpath(getpid(), buf, (uint32_t)len) <= 0)
+		return -1;
+	return 0;
+}
+
+int
+osdep_random(void *buf, size_t len)
+{
+	arc4random_buf(buf, len);	/* cannot fail */
+	return 0;
 }
 
 long

@@ -75,6 +75,21 @@ osdep_recvmsg(int fd, struct msghdr *mh, int flags)
 	return recvmsg(fd, mh, flags | MSG_CMSG_CLOEXEC);
 }
 
+void
+osdep_closefrom(int lowfd)
+{
+	long max;
+
+	/* The syscall: glibc has had a wrapper only since 2.34. */
+	if (syscall(SYS_close_range, (unsigned)lowfd, ~0U, 0) == 0)
+		return;
+	/* Before Linux 5.9: one by one, as far as is reasonable. */
+	if ((max = sysconf(_SC_OPEN_MAX)) < 0 || max > 65536)
+		max = 65536;
+	for (int fd = lowfd; fd < max; fd++)
+		close(fd);
+}
+
 int
 osdep_peer(int fd, uid_t *uid, gid_t *gid, pid_t *pid)
 {
@@ -136,54 +151,6 @@ osdep_setresuid(uid_t uid)
 }
 
 int
-osdep_exe_path(char *buf, size_t len)
-{
-	ssize_t n;
-
-	if ((n = readlink("/proc/self/exe", buf, len)) < 0)
-		return -1;
-	if ((size_t)n >= len) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	buf[n] = '\0';
-	return 0;
-}
-
-int
-osdep_random(void *buf, size_t len)
-{
-	unsigned char *p = buf;
-	ssize_t n;
-
-	while (len > 0) {
-		if ((n = getrandom(p, len, 0)) < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-void
-osdep_closefrom(int lowfd)
-{
-	long max;
-
-	/* The syscall: glibc has had a wrapper only since 2.34. */
-	if (syscall(SYS_close_range, (unsigned)lowfd, ~0U, 0) == 0)
-		return;
-	/* Before Linux 5.9: one by one, as far as is reasonable. */
-	if ((max = sysconf(_SC_OPEN_MAX)) < 0 || max > 65536)
-		max = 65536;
-	for (int fd = lowfd; fd < max; fd++)
-		close(fd);
-}
-
-int
 osdep_fileid(int dfd, const char *name, struct osdep_fileid *id)
 {
 	struct statx sx;
@@ -213,9 +180,9 @@ osdep_chmod_dirat(int dfd, const char *name, mode_t mode)
 	char proc[64];
 	int fd, r, e;
 
-	/* fchmodat cannot refuse a link here, and fchmod refuses O_PATH
-	 * descriptors: the /proc link names exactly the inode we opened,
-	 * not a path someone could swap. */
+	/* The kernel's fchmodat always follows a link, and fchmod refuses
+	 * O_PATH descriptors: the /proc link names exactly the inode we
+	 * opened, not a path someone could swap. */
 	fd = openat(dfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return -1;
@@ -258,6 +225,39 @@ osdep_is_fuse(int fd)
 	struct statfs sfs;
 
 	return fstatfs(fd, &sfs) == 0 && sfs.f_type == FUSE_SUPER_MAGIC;
+}
+
+int
+osdep_exe_path(char *buf, size_t len)
+{
+	ssize_t n;
+
+	if ((n = readlink("/proc/self/exe", buf, len)) < 0)
+		return -1;
+	if ((size_t)n >= len) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	buf[n] = '\0';
+	return 0;
+}
+
+int
+osdep_random(void *buf, size_t len)
+{
+	unsigned char *p = buf;
+	ssize_t n;
+
+	while (len > 0) {
+		if ((n = getrandom(p, len, 0)) < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
 }
 
 long

@@ -5,11 +5,12 @@
  * osdep-darwin.c), chosen by CMake from CMAKE_SYSTEM_NAME, and no #ifdef
  * in the code that calls them. Only what is small and has a real
  * equivalent on each system lives here; bigger differences (process
- * watching, memory files, systemd) are their own modules.
+ * watching, memory files, systemd) stay in their own modules.
  *
  * Each function stands in for a system call and behaves like one: on
- * failure it returns -1 and sets errno. `flags` arguments take O_CLOEXEC
- * and O_NONBLOCK, as pipe2() does, whatever the call.
+ * failure it returns -1 and sets errno (osdep_closefrom and osdep_is_fuse
+ * cannot fail). `flags` arguments take O_CLOEXEC and O_NONBLOCK, as
+ * pipe2() does, whatever the call.
  *
  * Host side only: the guest agent always runs on Linux and does not link
  * this.
@@ -21,6 +22,7 @@
 #include <sys/types.h>
 #include <sys/socket.h>
 
+/* Descriptors. */
 /* accept(), the new socket close-on-exec and non-blocking. */
 int	osdep_accept(int fd, struct sockaddr *addr, socklen_t *len);
 /* pipe() with flags on both ends. */
@@ -32,10 +34,13 @@ int	osdep_socketpair(int domain, int type, int flags, int sv[2]);
 /* osdep_socket(), the socket owned by uid as a host firewall's owner
  * match sees it. As root; otherwise the socket is simply ours. */
 int	osdep_socket_as(uid_t uid, int domain, int type, int flags);
-
 /* recvmsg(), any descriptors it brings (SCM_RIGHTS) close-on-exec. */
 ssize_t	osdep_recvmsg(int fd, struct msghdr *mh, int flags);
+/* Closes every descriptor from lowfd up. For a child between fork and
+ * exec: it does not allocate, and cannot fail. */
+void	osdep_closefrom(int lowfd);
 
+/* Credentials. */
 /* Who is at the other end of a connected Unix socket, as the kernel saw
  * it at connect(): effective uid and gid, and pid. Any pointer may be
  * NULL. */
@@ -44,22 +49,14 @@ int	osdep_peer(int fd, uid_t *uid, gid_t *gid, pid_t *pid);
  * it has more: fewer groups only ever mean fewer rights); *n is set to how
  * many were stored. */
 int	osdep_peergroups(int fd, gid_t *groups, size_t *n);
-/* getgrouplist() with gid_t groups, as Linux has it. */
+/* getgrouplist() with gid_t groups, as Linux has it: -1 if user has more
+ * than *n groups (the first *n are stored). */
 int	osdep_getgrouplist(const char *user, gid_t gid, gid_t *groups, int *n);
 /* As root: real, effective and saved gid (uid) all set to gid (uid). */
 int	osdep_setresgid(gid_t gid);
 int	osdep_setresuid(uid_t uid);
 
-/* The absolute path of the running program, NUL-terminated. */
-int	osdep_exe_path(char *buf, size_t len);
-
-/* Fills buf with len random bytes from the kernel (all of them, or -1). */
-int	osdep_random(void *buf, size_t len);
-
-/* Closes every descriptor from lowfd up. For a child between fork and
- * exec: it does not allocate. */
-void	osdep_closefrom(int lowfd);
-
+/* Files. */
 /* What tells one file from another, even one made later in its place. */
 struct osdep_fileid {
 	dev_t		dev;
@@ -92,6 +89,11 @@ int	osdep_blkdev_size(int fd, uint64_t *size);
  * or if that cannot be told. */
 int	osdep_is_fuse(int fd);
 
+/* This process, this host. */
+/* The absolute path of the running program, NUL-terminated. */
+int	osdep_exe_path(char *buf, size_t len);
+/* Fills buf with len random bytes from the kernel (all of them, or -1). */
+int	osdep_random(void *buf, size_t len);
 /* This process's resident memory in bytes, and its open descriptors. */
 long	osdep_rss(void);
 int	osdep_nfds(void);

@@ -20,6 +20,7 @@
 
 #include "client.h"
 #include "copy.h"
+#include "osdep.h"
 #include "proto.h"
 
 #define CP_MSG_MAX	1024
@@ -58,9 +59,9 @@ cp_spawn(struct cp_child *c, int for_reading, int *fd,
 	int data[2], msg[2];
 	char err[CP_MSG_MAX] = "";
 
-	if (pipe2(data, O_CLOEXEC) < 0)
+	if (osdep_pipe(data, O_CLOEXEC) < 0)
 		return -1;
-	if (pipe2(msg, O_CLOEXEC) < 0) {
+	if (osdep_pipe(msg, O_CLOEXEC) < 0) {
 		close(data[0]);
 		close(data[1]);
 		return -1;

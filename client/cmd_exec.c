@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "osdep.h"
 #include "proto.h"
 
 #define EXEC_READ_CHUNK		32768
@@ -211,7 +212,7 @@ exec_session(const char *proxy_path, struct exec_req *req,
 		return EXIT_CAPSULE_ERROR;
 	}
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-	if (pipe2(sigpipe_fds, O_CLOEXEC | O_NONBLOCK) < 0) {
+	if (osdep_pipe(sigpipe_fds, O_CLOEXEC | O_NONBLOCK) < 0) {
 		free(line);
 		close(fd);
 		return EXIT_CAPSULE_ERROR;

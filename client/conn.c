@@ -3,6 +3,7 @@
  * one thing at a time).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "osdep.h"
 #include "proto.h"
 
 void
@@ -35,19 +37,16 @@ static int
 autostart(void)
 {
 	char self[4096], path[4096 + 16], *slash;
-	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
 	const char *prog = "capsuled";
 	pid_t pid;
 	int st;
 
-	if (n > 0) {
-		self[n] = '\0';
-		if ((slash = strrchr(self, '/')) != NULL) {
-			*slash = '\0';
-			snprintf(path, sizeof(path), "%s/capsuled", self);
-			if (access(path, X_OK) == 0)
-				prog = path;
-		}
+	if (osdep_exe_path(self, sizeof(self)) == 0 &&
+	    (slash = strrchr(self, '/')) != NULL) {
+		*slash = '\0';
+		snprintf(path, sizeof(path), "%s/capsuled", self);
+		if (access(path, X_OK) == 0)
+			prog = path;
 	}
 	fprintf(stderr, "capsule: starting capsuled (%s --daemon); set "
 	    "CAPSULE_NO_AUTOSTART=1 to not\n", prog);
@@ -74,7 +73,7 @@ connect_to(const char *path, int *err)
 	int fd;
 
 	strcpy(sun.sun_path, path);
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
+	if ((fd = osdep_socket(AF_UNIX, SOCK_STREAM, O_CLOEXEC)) < 0) {
 		*err = errno;
 		return -1;
 	}

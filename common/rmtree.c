@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "osdep.h"
 #include "rmtree.h"
 
 /* Deep enough for any tree a test or a guest makes; past it we stop
@@ -47,19 +48,8 @@ rmtree_entry(int dfd, const char *name, int depth)
 	fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
 	    O_CLOEXEC);
 	if (fd < 0 && errno == EACCES) {
-		/* A directory we may not read: open it for its mode only. */
-		int pfd = openat(dfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW |
-		    O_CLOEXEC);
-		char proc[64];
-
-		if (pfd < 0)
-			return -errno;
-		/* fchmod refuses O_PATH descriptors; the /proc link names
-		 * exactly this inode, not a path someone could swap. */
-		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", pfd);
-		r = chmod(proc, 0700);
-		close(pfd);
-		if (r < 0)
+		/* A directory we may not read: make it ours to read. */
+		if (osdep_chmod_dirat(dfd, name, 0700) < 0)
 			return -errno;
 		fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
 		    O_CLOEXEC);

@@ -4,11 +4,11 @@
  * Every step is relative to a directory file descriptor, every open is
  * O_NOFOLLOW, and a symbolic link is removed, never followed: a link to /
  * inside the tree removes the link, not /. Directories the walk cannot
- * enter or empty (mode 0000 ones made by a test, say) are made 0700 through
- * their own descriptor first, so no chmod ever acts on a path.
+ * enter or empty (mode 0000 ones made by a test, say) are made 0700 first,
+ * never following a link (see osdep_chmod_dirat).
  *
- * libc only: the daemon, the CLI's tests, the unit tests and the fuzz
- * harnesses all use this one.
+ * libc and osdep only: the daemon, the CLI's tests, the unit tests and the
+ * fuzz harnesses all use this one.
  */
 #ifndef CAPSULE_RMTREE_H
 #define CAPSULE_RMTREE_H

@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/queue.h>
 #include <time.h>
 
@@ -15,6 +14,7 @@
 
 #include "agent.h"
 #include "log.h"
+#include "osdep.h"
 #include "proto.h"
 #include "util.h"
 
@@ -889,8 +889,8 @@ agent_refresh(struct agent *a, const char *hostname, struct cap_err *err)
 	if (a->ready && !(a->features & CHAN_FEAT_REFRESH))
 		return cap_err_set(err, ENOTSUP, E_UNAVAILABLE, "the guest "
 		    "agent is too old to be refreshed");
-	if (getrandom(r.seed, sizeof(r.seed), 0) != (ssize_t)sizeof(r.seed))
-		return cap_err_set(err, errno, E_INTERNAL, "getrandom: %s",
+	if (osdep_random(r.seed, sizeof(r.seed)) < 0)
+		return cap_err_set(err, errno, E_INTERNAL, "random bytes: %s",
 		    strerror(errno));
 	clock_gettime(CLOCK_REALTIME, &ts);
 	r.realtime_ns = (uint64_t)ts.tv_sec * 1000000000u +

@@ -10,25 +10,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
-#include <sys/statfs.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <linux/fs.h>	/* BLKGETSIZE64 */
-
 #include "caller.h"
 #include "log.h"
+#include "osdep.h"
 #include "procid.h"
 #include "proto.h"
 #include "util.h"
 
-#define FUSE_SUPER_MAGIC	0x65735546
 /* Our own errno for "a file capsuled would write is on FUSE". */
 #define EFUSE			EMEDIUMTYPE
 
@@ -63,34 +58,15 @@ struct caller_job {
 int
 caller_from_socket(int fd, struct caller *c, struct cap_err *err)
 {
-	struct ucred cr;
-	socklen_t len = sizeof(cr);
-	gid_t *g;
-
 	memset(c, 0, sizeof(*c));
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0)
-		return cap_err_set(err, errno, E_INTERNAL, "SO_PEERCRED: %s",
+	if (osdep_peer(fd, &c->uid, &c->gid, &c->pid) < 0)
+		return cap_err_set(err, errno, E_INTERNAL, "peer credentials: "
+		    "%s", strerror(errno));
+	/* More groups than we keep: the first ones. */
+	c->ngroups = CALLER_MAX_GROUPS;
+	if (osdep_peergroups(fd, c->groups, &c->ngroups) < 0)
+		return cap_err_set(err, errno, E_INTERNAL, "peer groups: %s",
 		    strerror(errno));
-	c->uid = cr.uid;
-	c->gid = cr.gid;
-	c->pid = cr.pid;
-	len = sizeof(c->groups);
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, c->groups, &len) == 0) {
-		c->ngroups = len / sizeof(gid_t);
-		return 0;
-	}
-	if (errno != ERANGE)
-		return cap_err_set(err, errno, E_INTERNAL, "SO_PEERGROUPS: %s",
-		    strerror(errno));
-	/* More groups than we keep: take the first ones. Fewer groups can
-	 * only ever mean fewer rights. */
-	if ((g = malloc(len)) == NULL)
-		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, g, &len) == 0) {
-		c->ngroups = CALLER_MAX_GROUPS;
-		memcpy(c->groups, g, sizeof(c->groups));
-	}
-	free(g);
 	return 0;
 }
 
@@ -131,7 +107,7 @@ caller_of_user(const char *user, struct caller *c, struct cap_err *err)
 	c->gid = pw.pw_gid;
 	c->pid = getpid();
 	/* More groups than we keep: the first ones (fewer rights). */
-	if (getgrouplist(pw.pw_name, pw.pw_gid, c->groups, &n) < 0)
+	if (osdep_getgrouplist(pw.pw_name, pw.pw_gid, c->groups, &n) < 0)
 		n = CALLER_MAX_GROUPS;
 	c->ngroups = (size_t)n;
 	return 0;
@@ -172,19 +148,15 @@ int
 caller_ident_at(int dfd, const char *name, struct caller_ident *id,
     mode_t *type)
 {
-	struct statx sx;
-	int flags = AT_SYMLINK_NOFOLLOW | (name[0] == '\0' ? AT_EMPTY_PATH : 0);
+	struct osdep_fileid f;
 
-	if (statx(dfd, name, flags, STATX_TYPE | STATX_INO | STATX_BTIME,
-	    &sx) < 0)
+	if (osdep_fileid(dfd, name, &f) < 0)
 		return -errno;
-	id->dev = makedev(sx.stx_dev_major, sx.stx_dev_minor);
-	id->ino = sx.stx_ino;
-	id->btime = (sx.stx_mask & STATX_BTIME) ?
-	    (uint64_t)sx.stx_btime.tv_sec * 1000000000u +
-	    sx.stx_btime.tv_nsec : 0;
+	id->dev = f.dev;
+	id->ino = f.ino;
+	id->btime = f.btime;
 	if (type != NULL)
-		*type = sx.stx_mode & S_IFMT;
+		*type = f.type;
 	return 0;
 }
 
@@ -226,8 +198,8 @@ op_parent(struct caller_op *ops, size_t i, const char **name)
 	snprintf(parent, sizeof(parent), "%.*s", slash == op->path ? 1 :
 	    (int)(slash - op->path), op->path);
 	/* Earlier components are followed: as the caller, that is fine.
-	 * O_PATH: a directory the caller may search but not list will do. */
-	fd = open(parent, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	 * A directory the caller may search but not list will do. */
+	fd = osdep_open_dirref(parent, O_CLOEXEC);
 	return fd < 0 ? -errno : fd;
 }
 
@@ -247,8 +219,7 @@ op_read(struct caller_op *op, int dfd, const char *name)
 		return -errno;
 	if (S_ISREG(st.st_mode))
 		size = (uint64_t)st.st_size;
-	else if (!S_ISBLK(st.st_mode) ||
-	    ioctl(op->fd, BLKGETSIZE64, &size) < 0)
+	else if (!S_ISBLK(st.st_mode) || osdep_blkdev_size(op->fd, &size) < 0)
 		return -EINVAL;
 	if (fcntl(op->fd, F_SETFL, 0) < 0)
 		return -errno;
@@ -298,8 +269,6 @@ op_dir(struct caller_op *op, int dfd, const char *name)
 static int
 op_share(struct caller_op *op, int dfd, const char *name)
 {
-	struct statfs sfs;
-
 	op->fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOCTTY |
 	    O_CLOEXEC);
 	if (op->fd < 0)
@@ -307,7 +276,7 @@ op_share(struct caller_op *op, int dfd, const char *name)
 	/* Its server works as root on it before it drops its rights: a
 	 * FUSE server that stops answering would hang it. (Asked here, in
 	 * the helper, where a hang costs the helper's time limit.) */
-	if (fstatfs(op->fd, &sfs) == 0 && sfs.f_type == FUSE_SUPER_MAGIC)
+	if (osdep_is_fuse(op->fd))
 		return -EFUSE;
 	return ident_of(op->fd, &op->id);
 }
@@ -331,11 +300,9 @@ exists_why(int dfd, const char *name, int e)
 static int
 op_create(struct caller_op *op, int dfd, const char *name)
 {
-	struct statfs sfs;
-
 	/* capsuled writes this file from its event loop: a FUSE server
 	 * that stops answering must not be able to stall it. */
-	if (fstatfs(dfd, &sfs) == 0 && sfs.f_type == FUSE_SUPER_MAGIC)
+	if (osdep_is_fuse(dfd))
 		return -EFUSE;
 	op->fd = openat(dfd, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW |
 	    O_NOCTTY | O_CLOEXEC, 0600);
@@ -588,12 +555,11 @@ caller_become(const struct caller *who)
 	if (geteuid() != 0 || who->uid == 0)
 		return 0;	/* nothing to drop to, or nothing to drop */
 	if (setgroups(who->ngroups, who->groups) < 0 ||
-	    setresgid(who->gid, who->gid, who->gid) < 0 ||
-	    setresuid(who->uid, who->uid, who->uid) < 0)
+	    osdep_setresgid(who->gid) < 0 || osdep_setresuid(who->uid) < 0)
 		return -errno;
 	/* Fail closed if anything of root is left. */
 	if (getuid() != who->uid || geteuid() != who->uid ||
-	    getegid() != who->gid || setresuid(0, 0, 0) == 0)
+	    getegid() != who->gid || osdep_setresuid(0) == 0)
 		return -EPERM;
 	return 0;
 }
@@ -620,9 +586,7 @@ child_main(int sock, pid_t parent, const struct caller *who,
 	if (dup2(sock, 3) < 0)
 		_exit(1);
 	sock = 3;
-	if (close_range(4, ~0U, 0) < 0)
-		for (int fd = 4; fd < 65536; fd++)
-			close(fd);
+	osdep_closefrom(4);
 	umask(077);
 	memset(&m, 0, sizeof(m));
 	if ((r = caller_become(who)) < 0) {
@@ -765,7 +729,7 @@ job_rx_cb(evutil_socket_t fd, short what, void *arg)
 	int fds[4], nfds = 0, r;
 	ssize_t n;
 
-	n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+	n = osdep_recvmsg(fd, &mh, MSG_DONTWAIT);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
 	for (c = CMSG_FIRSTHDR(&mh); n >= 0 && c != NULL;
@@ -854,7 +818,7 @@ caller_run(struct event_base *base, const struct caller *who,
 	j->done = done;
 	j->arg = arg;
 	j->sock = j->pidfd = -1;
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+	if (osdep_socketpair(AF_UNIX, SOCK_SEQPACKET, O_CLOEXEC, sv) < 0) {
 		cap_err_set(err, errno, E_INTERNAL, "socketpair: %s",
 		    strerror(errno));
 		free(j);

@@ -37,6 +37,7 @@
 #include "hv.h"
 #include "log.h"
 #include "metrics.h"
+#include "osdep.h"
 #include "paths.h"
 #include "peer.h"
 #include "proto.h"
@@ -116,7 +117,7 @@ daemonize(const char *logpath)
 	char ok = 0;
 	pid_t pid;
 
-	if (pipe2(pfd, O_CLOEXEC) < 0 || (pid = fork()) < 0) {
+	if (osdep_pipe(pfd, O_CLOEXEC) < 0 || (pid = fork()) < 0) {
 		perror("capsuled: fork");
 		return -1;
 	}

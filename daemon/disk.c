@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "disk.h"
+#include "osdep.h"
 #include "proto.h"
 #include "util.h"
 
@@ -101,8 +102,8 @@ disk_copy(int in, int out, off_t size)
 			return -errno;
 		while (data < hole) {
 			o = data;
-			n = copy_file_range(in, &data, out, &o,
-			    (size_t)(hole - data), 0);
+			n = osdep_copy_range(in, &data, out, &o,
+			    (size_t)(hole - data));
 			if (n < 0 && (errno == EXDEV || errno == EINVAL ||
 			    errno == ENOSYS || errno == EOPNOTSUPP)) {
 				/* The plain way. */

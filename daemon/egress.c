@@ -4,6 +4,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ifaddrs.h>
 #include <net/if.h>
 #include <netinet/in.h>
@@ -11,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/fsuid.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -22,6 +22,7 @@
 
 #include "egress.h"
 #include "log.h"
+#include "osdep.h"
 #include "proto.h"
 #include "relay.h"
 #include "util.h"
@@ -264,10 +265,9 @@ egress_try(struct egress_conn *c)
 	netpol_ipv4_format(c->addrs[c->next], c->addr_text);
 	c->next++;
 	/* The socket is the owner's, as the host's firewall sees it. */
-	setfsuid(c->e->owner);
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	fd = osdep_socket_as(c->e->owner, AF_INET, SOCK_STREAM,
+	    O_NONBLOCK | O_CLOEXEC);
 	e = errno;
-	setfsuid(0);
 	if (fd < 0) {
 		snprintf(why, sizeof(why), "cannot make a socket: %s",
 		    strerror(e));

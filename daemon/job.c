@@ -9,7 +9,6 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -17,6 +16,7 @@
 
 #include "job.h"
 #include "log.h"
+#include "osdep.h"
 #include "procid.h"
 #include "proto.h"
 #include "util.h"
@@ -225,9 +225,7 @@ job_child_setup(const struct job_opts *o, int out, pid_t parent)
 			_exit(126);
 	}
 	fd = o->keep_fd < 0 ? 3 : o->keep_fd2 > 0 ? 5 : 4;
-	if (syscall(SYS_close_range, fd, ~0U, 0) < 0)
-		for (; fd < 65536; fd++)
-			close(fd);
+	osdep_closefrom(fd);
 	if (o->fsize_max > 0) {
 		rl.rlim_cur = rl.rlim_max = o->fsize_max;
 		if (setrlimit(RLIMIT_FSIZE, &rl) < 0)
@@ -264,7 +262,7 @@ job_spawn(struct event_base *base, char *const argv[], job_fn *fn,
 	j->line = o->line;
 	j->done = done;
 	j->arg = arg;
-	if (pipe2(p, O_CLOEXEC) < 0) {
+	if (osdep_pipe(p, O_CLOEXEC) < 0) {
 		cap_err_set(err, errno, E_INTERNAL, "pipe: %s", strerror(errno));
 		free(j);
 		return NULL;

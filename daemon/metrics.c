@@ -1,7 +1,6 @@
 /*
  * metrics.c — Prometheus metrics (see metrics.h).
  */
-#include <dirent.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -14,6 +13,7 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "osdep.h"
 #include "proto.h"
 #include "util.h"
 #include "vm.h"
@@ -81,31 +81,17 @@ metrics_bytes(enum metrics_stream s, size_t n)
 static long
 rss_bytes(void)
 {
-	long size = 0, pages = 0, page = sysconf(_SC_PAGESIZE);
-	FILE *f = fopen("/proc/self/statm", "re");
+	long n = osdep_rss();
 
-	if (f == NULL)
-		return 0;
-	if (fscanf(f, "%ld %ld", &size, &pages) != 2)
-		pages = 0;
-	fclose(f);
-	return pages * page;
+	return n < 0 ? 0 : n;
 }
 
 static int
 open_fds(void)
 {
-	DIR *dir = opendir("/proc/self/fd");
-	struct dirent *de;
-	int n = 0;
+	int n = osdep_nfds();
 
-	if (dir == NULL)
-		return 0;
-	while ((de = readdir(dir)) != NULL)
-		if (de->d_name[0] != '.')
-			n++;
-	closedir(dir);
-	return n - 1;		/* not the one readdir itself holds */
+	return n < 0 ? 0 : n;
 }
 
 #define HELP(f, name, type, help) fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", \

@@ -16,6 +16,7 @@
 #include <event2/bufferevent.h>
 
 #include "log.h"
+#include "osdep.h"
 #include "peer.h"
 
 struct peer {
@@ -445,12 +446,11 @@ peer_fd(const struct peer *p)
 int
 peer_uid(const struct peer *p)
 {
-	struct ucred cr;
-	socklen_t len = sizeof(cr);
+	uid_t uid;
 
-	if (getsockopt(peer_fd(p), SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0)
+	if (osdep_peer(peer_fd(p), &uid, NULL, NULL) < 0)
 		return -1;
-	return (int)cr.uid;
+	return (int)uid;
 }
 
 struct listener {
@@ -469,7 +469,7 @@ listener_accept_cb(evutil_socket_t fd, short what, void *arg)
 	struct timeval tv = { 1, 0 };
 	int c;
 
-	while ((c = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK)) >= 0)
+	while ((c = osdep_accept(fd, NULL, NULL)) >= 0)
 		l->accept(c, l->arg);
 	if (errno == EMFILE || errno == ENFILE) {
 		log_warn("%s: out of file descriptors; not accepting "

@@ -28,6 +28,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "oci.h"
+#include "osdep.h"
 #include "peer.h"
 #include "proto.h"
 #include "proxy.h"
@@ -515,14 +516,13 @@ proxy_accept(int c, void *arg)
 {
 	struct proxy *px = arg;
 	struct session *s;
-	struct ucred cr;
-	socklen_t len = sizeof(cr);
+	uid_t uid;
 	char msg[160];
 
 	/* The socket is the owner's, mode 0600; the kernel's word on who
 	 * connected decides all the same. */
-	if (getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0 ||
-	    (cr.uid != 0 && cr.uid != px->owner)) {
+	if (osdep_peer(c, &uid, NULL, NULL) < 0 ||
+	    (uid != 0 && uid != px->owner)) {
 		snprintf(msg, sizeof(msg), "permission denied: VM %s belongs to "
 		    "another user", px->vm_id);
 		proxy_refuse(px, c, msg);

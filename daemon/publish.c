@@ -3,6 +3,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 
 #include "agent.h"
 #include "log.h"
+#include "osdep.h"
 #include "peer.h"
 #include "proto.h"
 #include "publish.h"
@@ -46,19 +48,14 @@ struct publish {
 	TAILQ_HEAD(, publish_conn) conns;
 };
 
-/* The lowest port anyone may bind (net.ipv4.ip_unprivileged_port_start). */
+/* The lowest port anyone may bind (net.ipv4.ip_unprivileged_port_start on
+ * Linux); 1024 if the host does not say. */
 static unsigned
 publish_unprivileged_start(void)
 {
-	FILE *f = fopen("/proc/sys/net/ipv4/ip_unprivileged_port_start", "re");
-	unsigned v = 1024;
+	int v = osdep_unpriv_port();
 
-	if (f != NULL) {
-		if (fscanf(f, "%u", &v) != 1)
-			v = 1024;
-		fclose(f);
-	}
-	return v;
+	return v < 0 ? 1024 : (unsigned)v;
 }
 
 static int
@@ -69,7 +66,7 @@ publish_bind(const struct netpub *pub, struct cap_err *err)
 	int fd, one = 1, e;
 
 	netpub_format(pub, spec, sizeof(spec));
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	fd = osdep_socket(AF_INET, SOCK_STREAM, O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0)
 		return cap_err_set(err, errno, E_INTERNAL, "publish %s: %s",
 		    spec, strerror(errno));

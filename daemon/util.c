@@ -7,7 +7,6 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -15,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "osdep.h"
 #include "proto.h"
 #include "util.h"
 
@@ -44,14 +44,9 @@ void
 util_uuid(char out[37])
 {
 	uint8_t b[16];
-	size_t got = 0;
 
-	while (got < sizeof(b)) {
-		ssize_t n = getrandom(b + got, sizeof(b) - got, 0);
-
-		if (n > 0)
-			got += (size_t)n;
-	}
+	while (osdep_random(b, sizeof(b)) < 0)
+		;
 	b[6] = (b[6] & 0x0f) | 0x40;
 	b[8] = (b[8] & 0x3f) | 0x80;
 	snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
@@ -108,7 +103,7 @@ unix_socket(struct sockaddr_un *sun, const char *path, struct cap_err *err)
 		    "socket path %s is longer than %zu bytes", path,
 		    sizeof(sun->sun_path) - 1);
 	strcpy(sun->sun_path, path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	fd = osdep_socket(AF_UNIX, SOCK_STREAM, O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0)
 		return cap_err_set(err, errno, E_INTERNAL, "socket: %s",
 		    strerror(errno));
@@ -330,7 +325,7 @@ util_run(char *const argv[], int keep, char *out, size_t outlen,
 	ssize_t n;
 	pid_t pid;
 
-	if (pipe2(pfd, O_CLOEXEC) < 0)
+	if (osdep_pipe(pfd, O_CLOEXEC) < 0)
 		return cap_err_set(err, errno, E_INTERNAL, "pipe: %s",
 		    strerror(errno));
 	if ((pid = fork()) < 0) {
@@ -347,9 +342,7 @@ util_run(char *const argv[], int keep, char *out, size_t outlen,
 		    (keep >= 0 && dup2(keep, 3) < 0) ||
 		    (keep == 3 && fcntl(3, F_SETFD, 0) < 0))
 			_exit(126);
-		if (close_range(keep >= 0 ? 4 : 3, ~0U, 0) < 0)
-			for (int fd = keep >= 0 ? 4 : 3; fd < 1024; fd++)
-				close(fd);
+		osdep_closefrom(keep >= 0 ? 4 : 3);
 		execve(argv[0], argv, envp);
 		dprintf(2, "cannot execute %s: %s", argv[0], strerror(errno));
 		_exit(127);

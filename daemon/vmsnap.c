@@ -1,9 +1,6 @@
 /*
  * vmsnap.c — named snapshots of running VMs (see vmsnap.h).
  */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE	/* renameat2 */
-#endif
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -17,6 +14,7 @@
 
 #include "disk.h"
 #include "log.h"
+#include "osdep.h"
 #include "proto.h"
 #include "rmtree.h"
 #include "sandbox.h"
@@ -259,7 +257,7 @@ vmsnap_taking_free(struct vmsnap_taking *t)
 static int
 vmsnap_sync(int fd, const char *what, struct cap_err *err)
 {
-	if (fdatasync(fd) < 0)
+	if (osdep_fdatasync(fd) < 0)
 		return cap_err_set(err, errno, E_INTERNAL, "cannot write the "
 		    "snapshot's %s: %s", what, strerror(errno));
 	return 0;
@@ -290,8 +288,7 @@ vmsnap_commit(struct vmsnap_taking *t, struct cap_err *err)
 	if (r < 0)
 		return cap_err_set(err, -r, E_INTERNAL, "cannot write the "
 		    "snapshot's %s: %s", VMSNAP_META, strerror(-r));
-	if (renameat2(t->dir_fd, t->tmp, t->dir_fd, t->name,
-	    RENAME_NOREPLACE) < 0)
+	if (osdep_rename_noreplace(t->dir_fd, t->tmp, t->dir_fd, t->name) < 0)
 		return cap_err_set(err, errno, errno == EEXIST ? E_CONFLICT :
 		    E_INTERNAL, "cannot name the snapshot %s: %s", t->name,
 		    strerror(errno));

@@ -7,7 +7,8 @@
 #include "proto.h"
 
 #ifdef __APPLE__
-static const struct hv_ops *const backends[] = { NULL };
+extern const struct hv_ops vz_ops;
+static const struct hv_ops *const backends[] = { &vz_ops, NULL };
 #else
 extern const struct hv_ops qemu_ops;
 static const struct hv_ops *const backends[] = { &qemu_ops, NULL };

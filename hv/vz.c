@@ -34,7 +34,6 @@
 #include <sys/event.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/sysctl.h>
 #include <sys/wait.h>
 
 #include <errno.h>
@@ -251,29 +250,36 @@ vz_probe(enum hv_accel want, struct hv_caps *caps, struct cap_err *err)
 		return cap_err_set(err, ENOTSUP, E_UNAVAILABLE, "%s --probe "
 		    "failed: %.400s", vz_bin, out[0] ? out : "no output");
 	caps->accel = HV_ACCEL_HVF;
+	snprintf(caps->accel_why, sizeof(caps->accel_why), "the vz backend "
+	    "(Virtualization.framework) was written against Apple's "
+	    "documentation and has not been tested by capsule's developers; "
+	    "see macos/README.md");
 	snprintf(caps->version, sizeof(caps->version), "%.63s", out);
+	for (enum ctl_arch a = CTL_ARCH_X86_64; a <= CTL_ARCH_MAX; a++)
+		if (a == ctl_arch_host())
+			caps->arch_accel[a] = HV_ACCEL_HVF;
+		else
+			snprintf(caps->arch_why[a], sizeof(caps->arch_why[a]),
+			    "Virtualization.framework runs guests of the Mac's "
+			    "own architecture (%s)",
+			    ctl_arch_name(ctl_arch_host()));
 	return 0;
 }
 
+/* VZLinuxBootLoader loads the kernel as it is, and only for the Mac's own
+ * architecture: on Apple silicon an uncompressed arm64 Image ("ARM\x64"
+ * at 0x38; a distribution's vmlinuz is often gzip or an EFI zboot image
+ * and must be unpacked first), on an Intel Mac a bzImage. */
 static int
-vz_arm64(void)
+vz_check_kernel(enum ctl_arch arch, const uint8_t *b, size_t len,
+    struct cap_err *err)
 {
-	size_t len = sizeof(int);
-	int v = 0;
-
-	/* 1 on Apple silicon, even for a process Rosetta translates. */
-	return sysctlbyname("hw.optional.arm64", &v, &len, NULL, 0) == 0 &&
-	    v == 1;
-}
-
-/* VZLinuxBootLoader loads the kernel as it is: on Apple silicon that must
- * be an uncompressed arm64 Image ("ARM\x64" at 0x38; a distribution's
- * vmlinuz is usually gzip or an EFI zboot image and must be unpacked
- * first), on an Intel Mac a bzImage. */
-static int
-vz_check_kernel(const uint8_t *b, size_t len, struct cap_err *err)
-{
-	if (!vz_arm64())
+	if (arch != ctl_arch_host())
+		return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT, "is for "
+		    "%s guests; Virtualization.framework runs the Mac's own "
+		    "(%s)", ctl_arch_name(arch),
+		    ctl_arch_name(ctl_arch_host()));
+	if (arch == CTL_ARCH_X86_64)
 		return len >= 0x206 && memcmp(b + 0x202, "HdrS", 4) == 0 ? 0 :
 		    cap_err_set(err, EINVAL, E_INVALID_ARGUMENT, "is not a "
 		    "bzImage, which VZ needs on an Intel Mac");
@@ -312,6 +318,16 @@ vz_check_config(const struct hv_vm_config *cfg, struct cap_err *err)
 	if (cfg->ram != HV_RAM_ANON)
 		return cap_err_set(err, ENOTSUP, E_UNSUPPORTED_OP, "the vz "
 		    "backend cannot start a VM from saved state");
+	if (cfg->arch != ctl_arch_host())
+		return cap_err_set(err, ENOTSUP, E_UNAVAILABLE, "the vz backend "
+		    "runs %s guests only", ctl_arch_name(ctl_arch_host()));
+	/* VZ's NAT hands the guest its address by DHCP; the agent sets the
+	 * static addresses of QEMU's user network (hv.h) and has no DHCP
+	 * client yet. Refused rather than a NIC that never works. */
+	if (cfg->nat)
+		return cap_err_set(err, ENOTSUP, E_UNAVAILABLE, "network mode "
+		    "nat is not there yet on the vz backend: the guest agent "
+		    "has no DHCP client for VZ's NAT");
 	if (cfg->nports > HV_MAX_SERIAL_PORTS || cfg->nshares > HV_MAX_SHARES)
 		return cap_err_set(err, E2BIG, E_INVALID_ARGUMENT, "%u serial "
 		    "ports and %u shared folders; the limits are %d and %d",
@@ -571,8 +587,6 @@ vz_start(struct event_base *base, const struct hv_vm_config *cfg,
 	ARG("--cpus"); ARG(cpus);
 	ARG("--memory-mib"); ARG(mib);
 	ARG("--cmdline"); ARG(cmdline);
-	if (cfg->nat)
-		ARG("--nat");
 	for (i = 0; i < cfg->nports; i++) {
 		ARG("--port"); ARG(cfg->ports[i].name);
 	}

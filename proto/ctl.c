@@ -729,10 +729,24 @@ ctl_arch_host(void)
 int
 ctl_default_socket(char *buf, size_t len, struct cap_err *err)
 {
-	const char *rt = getenv("XDG_RUNTIME_DIR");
+	const char *rt = getenv("XDG_RUNTIME_DIR"), *home = getenv("HOME");
 
 	if (geteuid() == 0)
 		rt = "/run";
+#ifdef __APPLE__
+	/* A Mac has no XDG_RUNTIME_DIR; a user's daemons keep their
+	 * sockets in their Application Support folder. */
+	if ((rt == NULL || rt[0] != '/') && home != NULL && home[0] == '/') {
+		if (snprintf(buf, len, "%s/Library/Application Support/capsule/"
+		    "capsuled.sock", home) >= (int)len)
+			return cap_err_set(err, ENAMETOOLONG,
+			    E_INVALID_ARGUMENT, "socket path under %s is too "
+			    "long", home);
+		return 0;
+	}
+#else
+	(void)home;
+#endif
 	if (rt == NULL || rt[0] != '/')
 		return cap_err_set(err, ENOENT, E_INVALID_ARGUMENT,
 		    "XDG_RUNTIME_DIR is not set; pass --socket PATH");

@@ -136,6 +136,10 @@ doctor_report(uid_t uid)
 	if (denv.caps->accel == HV_ACCEL_TCG)
 		check(a, "acceleration", CHECK_WARN, "tcg (software emulation, "
 		    "slow): %s", denv.caps->accel_why);
+	else if (denv.caps->accel_why[0])
+		/* A backend with something to say of itself (vz: untried). */
+		check(a, "acceleration", CHECK_WARN, "%s: %s",
+		    hv_accel_name(denv.caps->accel), denv.caps->accel_why);
 	else
 		check(a, "acceleration", CHECK_PASS, "%s",
 		    hv_accel_name(denv.caps->accel));
@@ -172,7 +176,10 @@ doctor_report(uid_t uid)
 	json_object_set_new(caps, CAP_FILE_UPLOAD, json_true());
 	/* Named sandboxes keep their disk (sandbox.c). */
 	json_object_set_new(caps, CAP_SANDBOX_PERSISTENT, json_true());
-	json_object_set_new(caps, CAP_SANDBOX_SNAPSHOT, json_false());
+	/* SnapshotVM keeps a running VM's (a sandbox's too) memory, devices
+	 * and disk (vmsnap.c), where the backend can save a VM. */
+	json_object_set_new(caps, CAP_SANDBOX_SNAPSHOT,
+	    json_boolean(denv.hv->save != NULL));
 	/*
 	 * docs/network.md: "none" (no NIC) by default, "allow" (egress only
 	 * through capsuled, DNS answered by the agent's stub) and "nat" (a

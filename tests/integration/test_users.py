@@ -36,7 +36,7 @@ VM_TASKS_MAX = 256
 CAPABILITIES = {
     "exec.streaming": True, "sandbox.file_download": True,
     "sandbox.file_upload": True, "sandbox.persistent": True,
-    "sandbox.snapshot": False, "network.default_deny": True,
+    "sandbox.snapshot": True, "network.default_deny": True,
     "network.allowlist_egress": True, "network.guest_interface": True,
     "dns_control_or_equivalent": True}
 CHECKS = ["hypervisor", "acceleration", "guest_image", "guests_aarch64",

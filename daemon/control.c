@@ -341,7 +341,8 @@ op_create_sandbox(struct conn *c)
 		conn_error(c, &err);
 		return;
 	}
-	r = vm_check_disk(&c->who, req.disk_mib, &err);
+	if ((r = vm_check_arch(&req, &err)) == 0)
+		r = vm_check_disk(&c->who, req.disk_mib, &err);
 	ctl_start_free(&req);
 	json_decref(j);
 	if (r < 0 || sandbox_create(&c->who, c->req, &out, &err) < 0) {

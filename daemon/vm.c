@@ -862,6 +862,29 @@ vm_image_in_use(const char *digest, uid_t uid)
 }
 
 int
+vm_check_arch(const struct ctl_start *req, struct cap_err *err)
+{
+	const struct hv_caps *c = &vm_core.env.caps;
+	enum ctl_arch a = req->arch != CTL_ARCH_DEFAULT ? req->arch :
+	    ctl_arch_host();
+
+	if (a == CTL_ARCH_DEFAULT)
+		return cap_err_set(err, ENOTSUP, E_INVALID_ARGUMENT, "capsule "
+		    "does not know this host's architecture: give \"%s\"",
+		    J_ARCH);
+	if (c->arch_accel[a] == HV_ACCEL_AUTO)
+		return cap_err_set(err, ENOTSUP, E_UNAVAILABLE, "%s guests "
+		    "cannot run here: %s", ctl_arch_name(a), c->arch_why[a]);
+	/* Images are pulled and imported for the host's architecture. */
+	if (req->image != NULL && a != ctl_arch_host())
+		return cap_err_set(err, ENOTSUP, E_INVALID_ARGUMENT, "images "
+		    "are pulled for %s; an %s guest needs its own root file "
+		    "system (rootfs_path, or the default image)",
+		    ctl_arch_name(ctl_arch_host()), ctl_arch_name(a));
+	return 0;
+}
+
+int
 vm_check_disk(const struct caller *who, uint64_t mib, struct cap_err *err)
 {
 	const struct vm_limits *l = &vm_core.limits;

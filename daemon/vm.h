@@ -96,6 +96,9 @@ void	vm_stop(struct vm *vm, vm_gone_cb cb, void *arg);
  * who past user_max_disk_mib? Root is exempt. */
 int	vm_check_disk(const struct caller *who, uint64_t mib,
 	    struct cap_err *err);
+/* Can a VM of req's architecture run here, with what req asks for? Checked
+ * wherever a StartVM request is taken: StartVM, CreateSandbox, SetPool. */
+int	vm_check_arch(const struct ctl_start *req, struct cap_err *err);
 /* PauseVM / ResumeVM (on: pause). A running VM pauses; a paused one
  * resumes; anything else is a conflict saying its state. */
 int	vm_pause(struct vm *vm, int on, struct cap_err *err);

@@ -97,17 +97,20 @@ vmpool_later(uint64_t id)
 /* The request's fields as one string: its op and id left out, keys in
  * order. NULL without memory. */
 static char *
-vmpool_canon(json_t *req, const char *drop)
+vmpool_canon(json_t *req)
 {
 	json_t *j = json_deep_copy(req);
+	const char *arch;
 	char *s;
 
 	if (j == NULL)
 		return NULL;
 	json_object_del(j, J_OP);
 	json_object_del(j, J_ID);
-	if (drop != NULL)
-		json_object_del(j, drop);
+	/* The host's architecture, named or not, is the same request. */
+	if ((arch = json_string_value(json_object_get(j, J_ARCH))) != NULL &&
+	    strcmp(arch, ctl_arch_name(ctl_arch_host())) == 0)
+		json_object_del(j, J_ARCH);
 	s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
 	json_decref(j);
 	return s;
@@ -281,8 +284,13 @@ vmpool_apply(const struct caller *who, json_t *req, int check_only,
 		json_decref(j);
 		return r;
 	}
+	r = vm_check_arch(&st, err);
 	ctl_start_free(&st);
-	if ((fields = vmpool_canon(j, NULL)) == NULL) {
+	if (r < 0) {
+		json_decref(j);
+		return r;
+	}
+	if ((fields = vmpool_canon(j)) == NULL) {
 		json_decref(j);
 		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
 	}
@@ -402,7 +410,7 @@ vmpool_line_fields(json_t *req)
 		return NULL;
 	json_object_del(j, J_SIZE);
 	json_object_set_new(j, J_OP, json_string(OP_START_VM));
-	s = vmpool_canon(j, NULL);
+	s = vmpool_canon(j);
 	json_decref(j);
 	return s;
 }
@@ -527,7 +535,7 @@ vmpool_take(const struct caller *who, json_t *req, uint64_t owner)
 	struct vm *vm;
 	char *fields;
 
-	if (TAILQ_EMPTY(&pools) || (fields = vmpool_canon(req, NULL)) == NULL)
+	if (TAILQ_EMPTY(&pools) || (fields = vmpool_canon(req)) == NULL)
 		return NULL;
 	p = vmpool_find(who->uid, fields);
 	free(fields);

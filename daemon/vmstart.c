@@ -309,26 +309,6 @@ vmstart_use_image(struct vm *vm, const char *ref, struct cap_err *err)
 	return 0;
 }
 
-/* Can vm's architecture run here, and with what it was asked for? */
-static int
-vmstart_check_arch(const struct vm *vm, const struct ctl_start *req,
-    struct cap_err *err)
-{
-	const struct hv_caps *c = &vm_core.env.caps;
-	enum ctl_arch a = vm->spec.arch;
-
-	if (c->arch_accel[a] == HV_ACCEL_AUTO)
-		return cap_err_set(err, ENOTSUP, E_UNAVAILABLE, "%s guests "
-		    "cannot run here: %s", ctl_arch_name(a), c->arch_why[a]);
-	/* Images are pulled for the host's architecture. */
-	if (req->image != NULL && a != ctl_arch_host())
-		return cap_err_set(err, ENOTSUP, E_INVALID_ARGUMENT, "images "
-		    "are pulled for %s; an %s guest needs its own root file "
-		    "system (rootfs_path, or the default image)",
-		    ctl_arch_name(ctl_arch_host()), ctl_arch_name(a));
-	return 0;
-}
-
 int
 vmstart(const struct ctl_start *req, const char *sandbox, uint64_t owner,
     const struct caller *who, uint64_t pool, const struct vmstate_src *src,
@@ -342,7 +322,8 @@ vmstart(const struct ctl_start *req, const char *sandbox, uint64_t owner,
 	if (vm_core.shutting_down)
 		return cap_err_set(err, ESHUTDOWN, E_UNAVAILABLE,
 		    "capsuled is shutting down");
-	if ((r = vm_check_quota(who, 1, req->vcpus, req->memory_mib,
+	if ((r = vm_check_arch(req, err)) < 0 ||
+	    (r = vm_check_quota(who, 1, req->vcpus, req->memory_mib,
 	    err)) < 0 ||
 	    (sandbox == NULL && (r = vm_check_disk(who, req->disk_mib,
 	    err)) < 0))
@@ -363,8 +344,7 @@ vmstart(const struct ctl_start *req, const char *sandbox, uint64_t owner,
 		vm_free(vm);
 		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
 	}
-	if ((r = vmspec_resolve(req, &se, vm->id, &vm->spec, err)) < 0 ||
-	    (r = vmstart_check_arch(vm, req, err)) < 0) {
+	if ((r = vmspec_resolve(req, &se, vm->id, &vm->spec, err)) < 0) {
 		vm_free(vm);
 		return r;
 	}

@@ -28,7 +28,8 @@ static const struct qemu_arch qemuarch_x86_64 = {
 static const struct qemu_arch qemuarch_aarch64 = {
 	.binary = "qemu-system-aarch64",
 	.package = "qemu-system-arm",
-	.machine = "virt",
+	/* GICv3: the default GICv2 takes at most 8 vCPUs. */
+	.machine = "virt,gic-version=3",
 	.console = "ttyAMA0",
 	.boot_args = "",
 	.virtio = "pci",
@@ -78,6 +79,10 @@ qemuarch_check_kernel(enum ctl_arch arch, const uint8_t *b, size_t len,
 		if (is_elf(b, len, EM_AARCH64_) ||
 		    (len >= 0x3c && memcmp(b + 0x38, "ARM\x64", 4) == 0))
 			return 0;
+		if (len >= 2 && b[0] == 0x1f && b[1] == 0x8b)
+			return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
+			    "is gzip-compressed; capsule boots an "
+			    "uncompressed arm64 Image (gunzip it)");
 		return cap_err_set(err, EINVAL, E_INVALID_ARGUMENT,
 		    "is neither an arm64 Image nor an aarch64 ELF kernel");
 	default:

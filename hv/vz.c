@@ -34,6 +34,7 @@
 #include <sys/event.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysctl.h>
 #include <sys/wait.h>
 
 #include <errno.h>
@@ -220,12 +221,19 @@ static int
 vz_probe(enum hv_accel want, struct hv_caps *caps, struct cap_err *err)
 {
 	char *argv[] = { vz_bin, "--probe", NULL }, out[256];
-	int p[2], st = 0, r;
+	int p[2], st = 0, r, translated = 0;
+	size_t tlen = sizeof(translated);
 	size_t got = 0;
 	ssize_t n;
 	pid_t pid;
 
 	memset(caps, 0, sizeof(*caps));
+	/* An x86_64 capsuled under Rosetta on Apple silicon would offer
+	 * x86_64 guests, which VZ cannot run there (sysctl: macOS 11). */
+	if (sysctlbyname("sysctl.proc_translated", &translated, &tlen, NULL,
+	    0) == 0 && translated == 1)
+		return cap_err_set(err, ENOTSUP, E_UNAVAILABLE, "capsuled runs "
+		    "under Rosetta; build it for arm64 to run VMs on this Mac");
 	if (want == HV_ACCEL_KVM || want == HV_ACCEL_TCG)
 		return cap_err_set(err, ENOTSUP, E_UNAVAILABLE, "accel %s is "
 		    "for Linux; on macOS VMs run on Apple's hypervisor (hvf)",

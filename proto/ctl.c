@@ -446,9 +446,10 @@ ctl_parse_start(json_t *req, const struct ctl_limits *lim,
 	if (v != NULL && !json_is_null(v) && ((arch = json_string_value(v)) ==
 	    NULL || ctl_arch_parse(arch, &s->arch) < 0)) {
 		r = cap_err_set(err, EINVAL, E_INVALID_ARGUMENT, "\"%s\" must "
-		    "be \"%s\" or \"%s\"", J_ARCH,
+		    "be \"%s\" or \"%s\"%s%.20s%s", J_ARCH,
 		    ctl_arch_name(CTL_ARCH_X86_64),
-		    ctl_arch_name(CTL_ARCH_AARCH64));
+		    ctl_arch_name(CTL_ARCH_AARCH64), arch ? ", not \"" : "",
+		    arch ? arch : "", arch ? "\"" : "");
 		goto fail;
 	}
 	if (s->image != NULL && s->rootfs_path != NULL) {
@@ -731,9 +732,9 @@ ctl_default_socket(char *buf, size_t len, struct cap_err *err)
 {
 	const char *rt = getenv("XDG_RUNTIME_DIR"), *home = getenv("HOME");
 
-	if (geteuid() == 0)
-		rt = "/run";
 #ifdef __APPLE__
+	if (geteuid() == 0)
+		rt = "/var/run";
 	/* A Mac has no XDG_RUNTIME_DIR; a user's daemons keep their
 	 * sockets in their Application Support folder. */
 	if ((rt == NULL || rt[0] != '/') && home != NULL && home[0] == '/') {
@@ -746,6 +747,8 @@ ctl_default_socket(char *buf, size_t len, struct cap_err *err)
 	}
 #else
 	(void)home;
+	if (geteuid() == 0)
+		rt = "/run";
 #endif
 	if (rt == NULL || rt[0] != '/')
 		return cap_err_set(err, ENOENT, E_INVALID_ARGUMENT,

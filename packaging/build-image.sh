@@ -15,7 +15,7 @@
 # built in a temporary directory inside DIR and renamed into place, so a
 # failed build leaves the previous image alone.
 #
-# ARCH is the guest's: x86_64 (the default) or aarch64. The kernel, its
+# ARCH is the guest's: x86_64 or aarch64 (default: the host's). The kernel, its
 # modules and busybox come from ROOT (default /): ROOT/boot/vmlinuz-VER,
 # ROOT/lib/modules/VER, ROOT/bin/busybox. For another architecture than
 # the host's, fetch-debian-arch.sh unpacks Debian's packages into a ROOT.
@@ -63,7 +63,7 @@ usage() {
 	exit 2
 }
 
-agent='' out='' kver='' arch=x86_64 from=''
+agent='' out='' kver='' arch=$(uname -m) from=''
 while [ $# -gt 0 ]; do
 	case $1 in
 	--agent) [ $# -ge 2 ] || usage; agent=$2; shift 2 ;;
@@ -279,6 +279,11 @@ if [ -n "$from" ]; then
 	lister=$(command -v busybox || true)
 	[ -n "$lister" ] || die "busybox not found on the host (install" \
 		"busybox-static): it lists the applets of $busybox"
+	# Debian's dynamic busybox is configured with other applets.
+	! readelf -l "$lister" 2>/dev/null |
+		grep -q 'Requesting program interpreter' ||
+		die "$lister is dynamically linked (install busybox-static):" \
+			"it cannot list the applets of $busybox"
 	bbver() { grep -a -o -m1 'BusyBox v[0-9][0-9.]*' "$1" | head -n1; }
 	[ "$(bbver "$lister")" = "$(bbver "$busybox")" ] ||
 		die "$lister is $(bbver "$lister"), $busybox is" \

@@ -41,7 +41,8 @@ dpkg --print-foreign-architectures | grep -qx "$debarch" ||
 # The metapackage names the current kernel package.
 meta=linux-image-cloud-$debarch:$debarch
 kpkg=$(apt-cache depends "$meta" 2>/dev/null |
-	awk '$1 == "Depends:" && $2 ~ /^linux-image-/ { print $2; exit }')
+	awk '$1 == "Depends:" && $2 ~ /^linux-image-/ { print $2; exit }') ||
+	kpkg=
 [ -n "$kpkg" ] || die "apt knows no $meta (apt-get update?)"
 
 out=${out%/}

@@ -54,7 +54,8 @@ class ArchTest(ct.DaemonTestCase):
         super().setUpClass()
 
     def start(self, **fields):
-        v = self.daemon.start_vm(vcpus=1, memory_mib=512, **fields)
+        v = self.daemon.start_vm(**dict(dict(vcpus=1, memory_mib=512),
+                                        **fields))
         self.addCleanup(self.daemon.request_once,
                         {"op": "StopVM", "vm_id": v["vm_id"]})
         return v
@@ -116,14 +117,64 @@ class ArchTest(ct.DaemonTestCase):
                          "aarch64\n")
 
     def test_image_is_the_hosts(self):
+        # Refused wherever a StartVM request is taken, before anything
+        # is made: StartVM, CreateSandbox, SetPool.
+        why = "images are pulled for " + HOST_ARCH
         r = self.daemon.request({"op": "StartVM", "arch": ARCH,
                                  "image": "busybox"})
-        self.assertError(r, "invalid_argument", "images are pulled for "
-                         + HOST_ARCH)
+        self.assertError(r, "invalid_argument", why)
+        r = self.daemon.request({"op": "CreateSandbox", "name": "armimg",
+                                 "arch": ARCH, "image": "busybox"})
+        self.assertError(r, "invalid_argument", why)
+        r = self.daemon.request({"op": "ListSandboxes"})
+        self.assertEqual(r.get("sandboxes"), [], r)
+        r = self.daemon.request({"op": "SetPool", "size": 1, "arch": ARCH,
+                                 "image": "busybox"})
+        self.assertError(r, "invalid_argument", why)
+
+    def test_sandbox_and_pool(self):
+        # A sandbox keeps its architecture across starts; a pool of
+        # aarch64 VMs hands one out only to an aarch64 request.
+        r = self.daemon.request({"op": "CreateSandbox", "name": "arm",
+                                 "arch": ARCH, "memory_mib": 256})
+        self.assertTrue(r.get("ok"), r)
+        self.addCleanup(self.daemon.request_once,
+                        {"op": "RemoveSandbox", "sandbox": "arm",
+                         "force": True})
+        for _ in range(2):
+            v = self.daemon.start_vm(sandbox="arm")
+            self.assertEqual(run_in(v["proxy_socket_path"], "uname -m"),
+                             "aarch64\n")
+            r = self.daemon.request({"op": "StopVM", "vm_id": v["vm_id"]},
+                                    timeout=ct.STOP_TIMEOUT)
+            self.assertTrue(r.get("ok"), r)
+        r = self.daemon.request({"op": "SetPool", "size": 1, "arch": ARCH,
+                                 "memory_mib": 256})
+        self.assertTrue(r.get("ok"), r)
+        self.addCleanup(self.daemon.request_once,
+                        {"op": "SetPool", "size": 0, "arch": ARCH,
+                         "memory_mib": 256})
+        self.assertTrue(ct.wait_for(lambda: any(
+            x.get("pooled") for x in self.daemon.list_vms()), 60))
+        # The pool's request exactly (a pool matches its fields), with
+        # and without the architecture.
+        host = self.daemon.start_vm(memory_mib=256)
+        self.addCleanup(self.daemon.request_once,
+                        {"op": "StopVM", "vm_id": host["vm_id"]})
+        self.assertNotEqual(host["timing_ms"]["start"], "pooled", host)
+        self.assertEqual(self.daemon.vm(host["vm_id"]).get("arch"),
+                         HOST_ARCH)
+        arm = self.daemon.start_vm(arch=ARCH, memory_mib=256)
+        self.addCleanup(self.daemon.request_once,
+                        {"op": "StopVM", "vm_id": arm["vm_id"]})
+        self.assertEqual(arm["timing_ms"]["start"], "pooled", arm)
+        self.assertEqual(run_in(arm["proxy_socket_path"], "uname -m"),
+                         "aarch64\n")
 
     def test_template_fork_snapshot(self):
-        # The first aarch64 VM boots and leaves a template; the next is
-        # restored from it, not from the host architecture's.
+        # The first aarch64 VM boots and leaves a template (a key of its
+        # own: the host's VMs started here have theirs); the next is
+        # restored from it.
         self.start(arch=ARCH)
         v = self.start(arch=ARCH)
         self.assertEqual(v["timing_ms"]["start"], "restored", v)

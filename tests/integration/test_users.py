@@ -39,7 +39,10 @@ CAPABILITIES = {
     "sandbox.snapshot": True, "network.default_deny": True,
     "network.allowlist_egress": True, "network.guest_interface": True,
     "dns_control_or_equivalent": True}
-CHECKS = ["hypervisor", "acceleration", "guest_image", "guests_aarch64",
+# guests_<the other architecture>: optional, checked on its own (test_arch).
+CHECKS = ["hypervisor", "acceleration", "guest_image",
+          "guests_" + ("aarch64" if os.uname().machine == "x86_64" else
+                       "x86_64"),
           "state_dir",
           "control_socket", "shared_folders", "resource_limits", "cgroups",
           "systemd", "vms"]

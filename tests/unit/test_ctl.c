@@ -823,10 +823,41 @@ test_bug_reply_error_split_utf8(void **state)
 	json_decref(reply);
 }
 
+/* "arch": the two names, nothing else; absent is the default (the host's). */
+static void
+test_start_arch(void **state)
+{
+	struct ctl_start s;
+	struct cap_err e;
+	enum ctl_arch a;
+
+	(void)state;
+	assert_int_equal(start("{\"op\":\"StartVM\",\"arch\":\"aarch64\"}",
+	    &big_host, &s, &e), 0);
+	assert_int_equal(s.arch, CTL_ARCH_AARCH64);
+	ctl_start_free(&s);
+	assert_int_equal(start("{\"op\":\"StartVM\",\"arch\":\"x86_64\"}",
+	    &big_host, &s, &e), 0);
+	assert_int_equal(s.arch, CTL_ARCH_X86_64);
+	ctl_start_free(&s);
+	assert_int_equal(start("{\"op\":\"StartVM\"}", &big_host, &s, &e), 0);
+	assert_int_equal(s.arch, CTL_ARCH_DEFAULT);
+	ctl_start_free(&s);
+	start_fails(&big_host, "\"arch\":\"arm64\"", "not \"arm64\"");
+	start_fails(&big_host, "\"arch\":\"\"", "\"arch\" must be");
+	start_fails(&big_host, "\"arch\":64", "\"arch\" must be");
+	start_fails(&big_host, "\"arch\":[\"aarch64\"]", "\"arch\" must be");
+	assert_int_equal(ctl_arch_parse("AARCH64", &a), -EINVAL);
+	assert_string_equal(ctl_arch_name(CTL_ARCH_AARCH64), "aarch64");
+	assert_string_equal(ctl_arch_name(CTL_ARCH_DEFAULT),
+	    ctl_arch_name(ctl_arch_host()));
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_start_arch),
 		cmocka_unit_test(test_request_ok),
 		cmocka_unit_test(test_request_errors),
 		cmocka_unit_test(test_request_missing_op),

@@ -203,6 +203,41 @@ test_spec_volumes(void **state)
 	refuse_spec_values(s, "volumes", bad, sizeof(bad) / sizeof(bad[0]));
 }
 
+/* The guest's architecture comes back; a record from before guests had
+ * one is the host's; anything but an architecture's name is refused. */
+static void
+test_spec_arch(void **state)
+{
+	static const char *const bad[] = { "\"arm64\"", "\"\"", "2",
+	    "null", "\"x86_64 \"" };
+	struct record in, out;
+	struct cap_err err;
+	json_t *o;
+	char *s;
+
+	(void)state;
+	sample_spec(&in);
+	in.spec.arch = CTL_ARCH_AARCH64;
+	s = record_encode(&in);
+	assert_non_null(s);
+	if (record_decode(s, strlen(s), &out, &err) != 0)
+		fail_msg("%s", err.msg);
+	assert_int_equal(out.spec.arch, CTL_ARCH_AARCH64);
+	record_free(&out);
+	o = json_loads(s, 0, NULL);
+	assert_non_null(o);
+	assert_int_equal(json_object_del(json_object_get(o, "spec"), "arch"),
+	    0);
+	free(s);
+	s = json_dumps(o, 0);
+	json_decref(o);
+	if (record_decode(s, strlen(s), &out, &err) != 0)
+		fail_msg("%s", err.msg);
+	assert_int_equal(out.spec.arch, ctl_arch_host());
+	record_free(&out);
+	refuse_spec_values(s, "arch", bad, sizeof(bad) / sizeof(bad[0]));
+}
+
 /* Encodes the sample, sets path (a top-level key, or "made.KEY" in the
  * first made entry) to the JSON value text (NULL: delete it), decodes. */
 static int
@@ -370,6 +405,7 @@ main(void)
 		cmocka_unit_test(test_round_trip),
 		cmocka_unit_test(test_spec_image),
 		cmocka_unit_test(test_spec_volumes),
+		cmocka_unit_test(test_spec_arch),
 		cmocka_unit_test(test_every_field_is_checked),
 		cmocka_unit_test(test_not_json_and_too_big),
 		cmocka_unit_test(test_too_many_made_entries),

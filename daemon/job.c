@@ -157,15 +157,12 @@ job_exit_cb(evutil_socket_t fd, short what, void *arg)
 	struct job *j = arg;
 	struct timeval grace = { JOB_EOF_GRACE_S, 0 };
 	int st = 255 << 8;	/* unknown, if it cannot be read */
-	siginfo_t si;
 
 	(void)fd;
 	(void)what;
 	/* Anything of its group still running goes with it: killed while
 	 * the leader is a zombie, so the group's id cannot be anyone's. */
-	memset(&si, 0, sizeof(si));
-	if (waitid(P_PIDFD, (id_t)j->pidfd, &si, WEXITED | WNOHANG |
-	    WNOWAIT) == 0 && si.si_pid == 0)
+	if (procid_exited(j->pidfd) == 0)
 		return;
 	kill(-j->pid, SIGKILL);
 	procid_reap(j->pidfd, &st);

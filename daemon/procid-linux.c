@@ -1,5 +1,6 @@
 /*
- * procid.c — process identity through /proc and pidfds (see procid.h).
+ * procid-linux.c — process identity through /proc and pidfds (see
+ * procid.h).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -133,6 +134,18 @@ procid_signal(int pidfd, int sig)
 	if (syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) < 0)
 		return -errno;
 	return 0;
+}
+
+int
+procid_exited(int pidfd)
+{
+	siginfo_t si;
+
+	memset(&si, 0, sizeof(si));
+	if (waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED | WNOHANG |
+	    WNOWAIT) < 0)
+		return -errno;
+	return si.si_pid != 0;
 }
 
 int

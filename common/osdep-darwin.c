@@ -5,11 +5,14 @@
  * first and its flags set after. capsuled is single-threaded, so no other
  * thread can fork and exec in between.
  */
+#define __STDC_WANT_LIB_EXT1__	1	/* memset_s, before any header */
 #include <sys/types.h>
 #include <sys/param.h>
 #include <sys/disk.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/ptrace.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/ucred.h>
@@ -229,6 +232,35 @@ int
 osdep_setresuid(uid_t uid)
 {
 	return setuid(uid);
+}
+
+int
+osdep_parent_death_signal(int sig)
+{
+	/* XNU has no parent-death signal. Nothing short of a thread
+	 * watching the parent (NOTE_EXIT) stands in for it, and these
+	 * children are single-threaded by design: say so, and let the
+	 * caller bound the child otherwise. */
+	(void)sig;
+	errno = ENOTSUP;
+	return -1;
+}
+
+int
+osdep_no_inspect(void)
+{
+	struct rlimit rl = { 0, 0 };
+	int r = 0;
+
+	/* The nearest to PR_SET_DUMPABLE 0: no debugger may attach from now
+	 * on (PT_DENY_ATTACH), and no core file. task_for_pid() is not
+	 * covered: macOS grants it only to root or an entitled debugger
+	 * the user has approved. */
+	if (ptrace(PT_DENY_ATTACH, 0, 0, 0) < 0)
+		r = -1;
+	if (setrlimit(RLIMIT_CORE, &rl) < 0)
+		r = -1;
+	return r;
 }
 
 int

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <sys/fsuid.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -148,6 +150,18 @@ int
 osdep_setresuid(uid_t uid)
 {
 	return setresuid(uid, uid, uid);
+}
+
+int
+osdep_parent_death_signal(int sig)
+{
+	return prctl(PR_SET_PDEATHSIG, sig);
+}
+
+int
+osdep_no_inspect(void)
+{
+	return prctl(PR_SET_DUMPABLE, 0);
 }
 
 int

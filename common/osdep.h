@@ -56,6 +56,16 @@ int	osdep_getgrouplist(const char *user, gid_t gid, gid_t *groups, int *n);
 int	osdep_setresgid(gid_t gid);
 int	osdep_setresuid(uid_t uid);
 
+/* A child, after fork. */
+/* sig is sent to this process when its parent dies (PR_SET_PDEATHSIG; a
+ * change of identity clears it, so call it after). ENOTSUP where the
+ * system has no such thing (Darwin): the child then outlives a capsuled
+ * that dies, and must be bounded some other way. */
+int	osdep_parent_death_signal(int sig);
+/* No other process of this uid may inspect this one: no ptrace attach, no
+ * core dump (PR_SET_DUMPABLE 0). */
+int	osdep_no_inspect(void);
+
 /* Files. */
 /* What tells one file from another, even one made later in its place. */
 struct osdep_fileid {

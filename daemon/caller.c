@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -573,11 +572,11 @@ child_main(int sock, pid_t parent, const struct caller *who,
 	sigset_t none;
 	int r;
 
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	osdep_parent_death_signal(SIGKILL);
 	if (getppid() != parent)
 		_exit(1);
 	/* Not ptrace-able by the caller it is about to become. */
-	prctl(PR_SET_DUMPABLE, 0);
+	osdep_no_inspect();
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	for (int s = 1; s < NSIG; s++)

@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -234,7 +233,7 @@ job_child_setup(const struct job_opts *o, int out, pid_t parent)
 	}
 	/* After the change of identity, which clears it: if capsuled dies,
 	 * so does the job (the next capsuled clears what it left). */
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	osdep_parent_death_signal(SIGKILL);
 	if (getppid() != parent)
 		_exit(126);
 }

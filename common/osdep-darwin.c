@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libproc.h>
+#include <limits.h>
 #include <stdio.h>	/* renameatx_np */
 #include <stdlib.h>
 #include <string.h>
@@ -97,6 +98,39 @@ osdep_socketpair(int domain, int type, int flags, int sv[2])
 {
 	if (socketpair(domain, type, 0, sv) < 0)
 		return -1;
+	return set_flags2(sv, flags);
+}
+
+int
+osdep_msgpair(size_t msglen, int flags, int sv[2])
+{
+	int buf, low, e;
+
+	/* Stream, as XNU has no SOCK_SEQPACKET for AF_UNIX. A message sent
+	 * by one sendmsg() is appended whole while there is room for it, so
+	 * room is made for many; and the reader is told of data only once a
+	 * whole message is there (SO_RCVLOWAT, which kevent and poll heed),
+	 * or at EOF. */
+	if (msglen == 0 || msglen > INT_MAX / OSDEP_MSG_QUEUE) {
+		errno = EINVAL;
+		return -1;
+	}
+	buf = (int)msglen * OSDEP_MSG_QUEUE;
+	low = (int)msglen;
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
+		return -1;
+	for (int i = 0; i < 2; i++) {
+		if (setsockopt(sv[i], SOL_SOCKET, SO_SNDBUF, &buf,
+		    sizeof(buf)) < 0 || setsockopt(sv[i], SOL_SOCKET,
+		    SO_RCVBUF, &buf, sizeof(buf)) < 0 || setsockopt(sv[i],
+		    SOL_SOCKET, SO_RCVLOWAT, &low, sizeof(low)) < 0) {
+			e = errno;
+			close(sv[0]);
+			close(sv[1]);
+			errno = e;
+			return -1;
+		}
+	}
 	return set_flags2(sv, flags);
 }
 

@@ -58,6 +58,13 @@ osdep_socketpair(int domain, int type, int flags, int sv[2])
 }
 
 int
+osdep_msgpair(size_t msglen, int flags, int sv[2])
+{
+	(void)msglen;	/* each message is a record */
+	return osdep_socketpair(AF_UNIX, SOCK_SEQPACKET, flags, sv);
+}
+
+int
 osdep_socket_as(uid_t uid, int domain, int type, int flags)
 {
 	int fd, e, prev;

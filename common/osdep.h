@@ -18,9 +18,21 @@
 #ifndef CAPSULE_OSDEP_H
 #define CAPSULE_OSDEP_H
 
+#include <errno.h>
 #include <stdint.h>
+#include <time.h>
 #include <sys/types.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+
+/* An errno of capsule's own, "that file is on FUSE": one the calls that
+ * report it never give. Darwin has no EMEDIUMTYPE; EFTYPE ("inappropriate
+ * file type or format") is as unused there. */
+#ifdef EMEDIUMTYPE
+#define OSDEP_EFUSE	EMEDIUMTYPE
+#else
+#define OSDEP_EFUSE	EFTYPE
+#endif
 
 /* Descriptors. */
 /* accept(), the new socket close-on-exec and non-blocking. */
@@ -34,6 +46,13 @@ int	osdep_socketpair(int domain, int type, int flags, int sv[2]);
 /* osdep_socket(), the socket owned by uid as a host firewall's owner
  * match sees it. As root; otherwise the socket is simply ours. */
 int	osdep_socket_as(uid_t uid, int domain, int type, int flags);
+/* A connected pair of local sockets for messages of msglen bytes, each
+ * sent whole by one sendmsg() and maybe carrying descriptors, the end of
+ * the other side seen as EOF: SOCK_SEQPACKET. XNU has no SOCK_SEQPACKET
+ * for AF_UNIX: there it is SOCK_STREAM, buffered for OSDEP_MSG_QUEUE
+ * unread messages and readable only once a whole one is there. */
+#define OSDEP_MSG_QUEUE	256
+int	osdep_msgpair(size_t msglen, int flags, int sv[2]);
 /* recvmsg(), any descriptors it brings (SCM_RIGHTS) close-on-exec. */
 ssize_t	osdep_recvmsg(int fd, struct msghdr *mh, int flags);
 /* Closes every descriptor from lowfd up. For a child between fork and

@@ -24,7 +24,7 @@
 #include "util.h"
 
 /* Our own errno for "a file capsuled would write is on FUSE". */
-#define EFUSE			EMEDIUMTYPE
+#define EFUSE			OSDEP_EFUSE
 
 /* One result, child to parent, with the op's fds attached. */
 struct caller_msg {
@@ -817,7 +817,7 @@ caller_run(struct event_base *base, const struct caller *who,
 	j->done = done;
 	j->arg = arg;
 	j->sock = j->pidfd = -1;
-	if (osdep_socketpair(AF_UNIX, SOCK_SEQPACKET, O_CLOEXEC, sv) < 0) {
+	if (osdep_msgpair(sizeof(struct caller_msg), O_CLOEXEC, sv) < 0) {
 		cap_err_set(err, errno, E_INTERNAL, "socketpair: %s",
 		    strerror(errno));
 		free(j);

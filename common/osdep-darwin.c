@@ -343,6 +343,68 @@ osdep_rename_noreplace(int fromfd, const char *from, int tofd,
 }
 
 int
+osdep_tmpfile(int dfd, int flags)
+{
+	unsigned char rnd[8];
+	char name[32];
+	int e, fd;
+
+	/* No O_TMPFILE: a new file under a random name, unlinked at once.
+	 * For that moment it has a name in dfd, which the caller owns. */
+	for (int tries = 0; tries < 16; tries++) {
+		arc4random_buf(rnd, sizeof(rnd));
+		snprintf(name, sizeof(name), ".tmp-%02x%02x%02x%02x%02x%02x"
+		    "%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5],
+		    rnd[6], rnd[7]);
+		fd = openat(dfd, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW |
+		    (flags & O_CLOEXEC), 0600);
+		if (fd < 0 && errno == EEXIST)
+			continue;
+		if (fd < 0)
+			return -1;
+		if (unlinkat(dfd, name, 0) < 0) {
+			e = errno;
+			close(fd);
+			errno = e;
+			return -1;
+		}
+		return fd;
+	}
+	errno = EEXIST;
+	return -1;
+}
+
+int
+osdep_memfd(const char *name, int sealable)
+{
+	/* No memfd, and no sealing to make one safe to share. */
+	(void)name;
+	(void)sealable;
+	errno = ENOTSUP;
+	return -1;
+}
+
+int
+osdep_memfd_seal(int fd)
+{
+	(void)fd;
+	errno = ENOTSUP;
+	return -1;
+}
+
+struct timespec
+osdep_mtime(const struct stat *st)
+{
+	return st->st_mtimespec;
+}
+
+struct timespec
+osdep_ctime(const struct stat *st)
+{
+	return st->st_ctimespec;
+}
+
+int
 osdep_fdatasync(int fd)
 {
 	/* fsync alone leaves the data in the drive's cache here; where the

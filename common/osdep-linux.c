@@ -223,6 +223,38 @@ osdep_rename_noreplace(int fromfd, const char *from, int tofd,
 }
 
 int
+osdep_tmpfile(int dfd, int flags)
+{
+	return openat(dfd, ".", O_TMPFILE | O_RDWR | flags, 0600);
+}
+
+int
+osdep_memfd(const char *name, int sealable)
+{
+	return memfd_create(name, MFD_CLOEXEC |
+	    (sealable ? MFD_ALLOW_SEALING : 0));
+}
+
+int
+osdep_memfd_seal(int fd)
+{
+	return fcntl(fd, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK |
+	    F_SEAL_GROW | F_SEAL_WRITE);
+}
+
+struct timespec
+osdep_mtime(const struct stat *st)
+{
+	return st->st_mtim;
+}
+
+struct timespec
+osdep_ctime(const struct stat *st)
+{
+	return st->st_ctim;
+}
+
+int
 osdep_fdatasync(int fd)
 {
 	return fdatasync(fd);

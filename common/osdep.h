@@ -106,6 +106,20 @@ int	osdep_chmod_dirat(int dfd, const char *name, mode_t mode);
 /* renameat(), failing with EEXIST if `to` exists. */
 int	osdep_rename_noreplace(int fromfd, const char *from, int tofd,
 	    const char *to);
+/* An unnamed regular file in directory dfd, open O_RDWR with flags
+ * (O_CLOEXEC), mode 0600: gone when its last descriptor is closed. */
+int	osdep_tmpfile(int dfd, int flags);
+/* A file in memory, open read-write and close-on-exec: memfd_create().
+ * With `sealable` it can later be osdep_memfd_seal()ed. ENOTSUP where
+ * there is no such file (Darwin; only templates and forks use them, and
+ * the Darwin backend saves no VM). */
+int	osdep_memfd(const char *name, int sealable);
+/* Seals a sealable memfd for good: no write, no growing or shrinking, no
+ * more seals. */
+int	osdep_memfd_seal(int fd);
+/* A file's modification and status-change times. */
+struct timespec	osdep_mtime(const struct stat *st);
+struct timespec	osdep_ctime(const struct stat *st);
 /* fdatasync(): fd's data on stable storage. */
 int	osdep_fdatasync(int fd);
 /* copy_file_range(): len bytes in the kernel, offsets as pread/pwrite.

@@ -1,22 +1,19 @@
 /*
  * template.c — start templates (template.h).
  */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE	/* memfd_create, copy_file_range, SEEK_DATA */
-#endif
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "disk.h"
 #include "log.h"
+#include "osdep.h"
 #include "proto.h"
 #include "template.h"
 #include "util.h"
@@ -24,8 +21,6 @@
 #define TEMPLATE_MEM_MAX	4	/* RAM copies kept in memory */
 #define TEMPLATE_BUILDING	".building-"
 #define TEMPLATE_KEY_MAX	(64 * 1024)
-#define TEMPLATE_SEALS		(F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | \
-				 F_SEAL_WRITE)
 
 static const char *const template_files[] = { "key", "ram", "state",
     "disk.img" };
@@ -99,15 +94,17 @@ template_init(int dir_fd)
 static char *
 template_ident(int fd, const char *what)
 {
+	struct timespec m, c;
 	struct stat st;
 
 	if (fstat(fd, &st) < 0)
 		return NULL;
+	m = osdep_mtime(&st);
+	c = osdep_ctime(&st);
 	return util_strdup_printf("%s %ju:%ju %jd %lld.%09ld %lld.%09ld\n",
 	    what, (uintmax_t)st.st_dev, (uintmax_t)st.st_ino,
-	    (intmax_t)st.st_size, (long long)st.st_mtim.tv_sec,
-	    st.st_mtim.tv_nsec, (long long)st.st_ctim.tv_sec,
-	    st.st_ctim.tv_nsec);
+	    (intmax_t)st.st_size, (long long)m.tv_sec, m.tv_nsec,
+	    (long long)c.tv_sec, c.tv_nsec);
 }
 
 char *
@@ -137,11 +134,10 @@ template_seal(int in, off_t size)
 {
 	int fd, r;
 
-	if ((fd = memfd_create("capsule-template", MFD_CLOEXEC |
-	    MFD_ALLOW_SEALING)) < 0)
+	if ((fd = osdep_memfd("capsule-template", 1)) < 0)
 		return -errno;
 	if ((r = disk_copy(in, fd, size)) < 0 ||
-	    (fcntl(fd, F_ADD_SEALS, TEMPLATE_SEALS) < 0 && (r = -errno))) {
+	    (osdep_memfd_seal(fd) < 0 && (r = -errno))) {
 		close(fd);
 		return r;
 	}
@@ -406,7 +402,7 @@ static void
 template_prune(void)
 {
 	char victim[64];
-	struct timespec oldest = { 0, 0 };
+	struct timespec oldest = { 0, 0 }, mtime;
 	struct dirent *d;
 	struct stat st;
 	size_t n = 0;
@@ -425,10 +421,11 @@ template_prune(void)
 		    fstatat(T.dir_fd, d->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 			continue;
 		n++;
-		if (victim[0] == '\0' || st.st_mtim.tv_sec < oldest.tv_sec ||
-		    (st.st_mtim.tv_sec == oldest.tv_sec &&
-		    st.st_mtim.tv_nsec < oldest.tv_nsec)) {
-			oldest = st.st_mtim;
+		mtime = osdep_mtime(&st);
+		if (victim[0] == '\0' || mtime.tv_sec < oldest.tv_sec ||
+		    (mtime.tv_sec == oldest.tv_sec &&
+		    mtime.tv_nsec < oldest.tv_nsec)) {
+			oldest = mtime;
 			snprintf(victim, sizeof(victim), "%.16s", d->d_name);
 		}
 	}

@@ -7,9 +7,6 @@
  * (vmstate_prepare). ForkVM answers once every copy is ready; if one
  * fails, the others are stopped and the fork fails: all or nothing.
  */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE	/* O_TMPFILE */
-#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -18,6 +15,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "osdep.h"
 #include "proto.h"
 #include "util.h"
 #include "vmfork.h"
@@ -204,10 +202,10 @@ vmfork_start(struct vm *vm, const struct caller *who, uint64_t owner,
 		return cap_err_set(err, ENOMEM, E_INTERNAL, "out of memory");
 	}
 	/* Files without a name: they go when the fork is over. */
-	if ((f->src.state_fd = openat(vm->files.private_fd, ".", O_TMPFILE |
-	    O_RDWR | O_CLOEXEC, 0600)) < 0 ||
-	    (f->src.disk_fd = openat(vm->files.private_fd, ".", O_TMPFILE |
-	    O_RDWR | O_CLOEXEC, 0600)) < 0) {
+	if ((f->src.state_fd = osdep_tmpfile(vm->files.private_fd,
+	    O_CLOEXEC)) < 0 ||
+	    (f->src.disk_fd = osdep_tmpfile(vm->files.private_fd,
+	    O_CLOEXEC)) < 0) {
 		r = cap_err_set(err, errno, E_INTERNAL, "cannot make files for "
 		    "the VM's saved state: %s", strerror(errno));
 		vmfork_free(f);

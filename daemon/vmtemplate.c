@@ -15,19 +15,16 @@
  *   restored:  hv restore -> RESTORED: REFRESH -> REFRESHING -> HELLO ->
  *              running (NET was done in the template)
  */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE	/* memfd_create */
-#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "disk.h"
 #include "log.h"
+#include "osdep.h"
 #include "proto.h"
 #include "template.h"
 #include "util.h"
@@ -151,7 +148,7 @@ vmtemplate_prepare(struct vm *vm, struct hv_vm_config *cfg, int *disk,
 		}
 	}
 	/* Cold, with RAM a template can be copied from. */
-	if ((fd = memfd_create("capsule-guest-ram", MFD_CLOEXEC)) < 0 ||
+	if ((fd = osdep_memfd("capsule-guest-ram", 0)) < 0 ||
 	    ftruncate(fd, (off_t)(cfg->memory_mib << 20)) < 0) {
 		if (fd >= 0)
 			close(fd);

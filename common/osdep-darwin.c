@@ -448,6 +448,15 @@ osdep_is_fuse(int fd)
 	    strncmp(sfs.f_fstypename, "osxfuse", 7) == 0;
 }
 
+void
+osdep_wipe(void *p, size_t len)
+{
+	/* No explicit_bzero here; memset_s (C11 Annex K) may not be
+	 * left out either. */
+	if (len > 0)
+		memset_s(p, len, 0, len);
+}
+
 int
 osdep_exe_path(char *buf, size_t len)
 {

@@ -280,6 +280,12 @@ osdep_is_fuse(int fd)
 	return fstatfs(fd, &sfs) == 0 && sfs.f_type == FUSE_SUPER_MAGIC;
 }
 
+void
+osdep_wipe(void *p, size_t len)
+{
+	explicit_bzero(p, len);
+}
+
 int
 osdep_exe_path(char *buf, size_t len)
 {

@@ -132,6 +132,10 @@ int	osdep_blkdev_size(int fd, uint64_t *size);
  * or if that cannot be told. */
 int	osdep_is_fuse(int fd);
 
+/* Memory. */
+/* Zeroes len bytes at p, in a way the compiler may not leave out. */
+void	osdep_wipe(void *p, size_t len);
+
 /* This process, this host. */
 /* The absolute path of the running program, NUL-terminated. */
 int	osdep_exe_path(char *buf, size_t len);

@@ -905,8 +905,8 @@ agent_refresh(struct agent *a, const char *hostname, struct cap_err *err)
 		return cap_err_set(err, -n, E_INTERNAL, "cannot encode "
 		    "REFRESH");
 	agent_send(a, CHAN_REFRESH, 0, out, (size_t)n);
-	explicit_bzero(&r, sizeof(r));
-	explicit_bzero(out, sizeof(out));
+	osdep_wipe(&r, sizeof(r));
+	osdep_wipe(out, sizeof(out));
 	/* It answers with a HELLO, as after a boot. */
 	a->ready = 0;
 	return 0;

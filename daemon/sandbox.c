@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,9 +105,11 @@ sandbox_add(struct sandbox *s)
 {
 	if (sb.n == sb.cap) {
 		size_t cap = sb.cap ? sb.cap * 2 : 16;
-		struct sandbox **v = reallocarray(sb.v, cap, sizeof(*v));
+		struct sandbox **v;
 
-		if (v == NULL)
+		/* reallocarray(), which macOS lacks. */
+		if (cap > SIZE_MAX / sizeof(*v) ||
+		    (v = realloc(sb.v, cap * sizeof(*v))) == NULL)
 			return -ENOMEM;
 		sb.v = v;
 		sb.cap = cap;

@@ -405,6 +405,17 @@ osdep_ctime(const struct stat *st)
 }
 
 int
+osdep_write_locked(int fd)
+{
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+
+	/* The SDK has no F_OFD_GETLK (XNU keeps it private). F_GETLK
+	 * reports the locks of other processes, which is what is asked:
+	 * none of capsuled's own. */
+	return fcntl(fd, F_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
+}
+
+int
 osdep_fdatasync(int fd)
 {
 	/* fsync alone leaves the data in the drive's cache here; where the

@@ -255,6 +255,14 @@ osdep_ctime(const struct stat *st)
 }
 
 int
+osdep_write_locked(int fd)
+{
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+
+	return fcntl(fd, F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
+}
+
+int
 osdep_fdatasync(int fd)
 {
 	return fdatasync(fd);

@@ -120,6 +120,11 @@ int	osdep_memfd_seal(int fd);
 /* A file's modification and status-change times. */
 struct timespec	osdep_mtime(const struct stat *st);
 struct timespec	osdep_ctime(const struct stat *st);
+/* 1 if another open file holds a lock on fd's file that a write lock on
+ * all of it would conflict with (QEMU locks the images it has open): the
+ * open-file-description lock query on Linux. 0 if not or if that cannot
+ * be told. */
+int	osdep_write_locked(int fd);
 /* fdatasync(): fd's data on stable storage. */
 int	osdep_fdatasync(int fd);
 /* copy_file_range(): len bytes in the kernel, offsets as pread/pwrite.

@@ -18,6 +18,7 @@
 #include "image.h"
 #include "log.h"
 #include "oci.h"
+#include "osdep.h"
 #include "proto.h"
 #include "record.h"
 #include "rmtree.h"
@@ -81,13 +82,12 @@ sandbox_name_ok(const char *s)
 static int
 disk_locked(int dfd)
 {
-	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
 	int fd = openat(dfd, DISK_FILE, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	int locked;
 
 	if (fd < 0)
 		return 0;
-	locked = fcntl(fd, F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
+	locked = osdep_write_locked(fd);
 	close(fd);
 	return locked;
 }

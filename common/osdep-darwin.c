@@ -134,6 +134,51 @@ osdep_msgpair(size_t msglen, int flags, int sv[2])
 	return set_flags2(sv, flags);
 }
 
+/* bind() or connect() s to name, relative to dfd: there is no bindat()
+ * in the SDK, so the working directory is dfd for the call. */
+static int
+unix_at(int dfd, int s, const char *name, int do_bind)
+{
+	struct sockaddr_un sun;
+	int cwd, e, r;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (strlcpy(sun.sun_path, name, sizeof(sun.sun_path)) >=
+	    sizeof(sun.sun_path)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	if ((cwd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return -1;
+	if (fchdir(dfd) < 0) {
+		e = errno;
+		close(cwd);
+		errno = e;
+		return -1;
+	}
+	r = do_bind ? bind(s, (struct sockaddr *)&sun, sizeof(sun)) :
+	    connect(s, (struct sockaddr *)&sun, sizeof(sun));
+	e = errno;
+	if (fchdir(cwd) < 0)
+		abort();	/* somewhere else from now on: not safe to go on */
+	close(cwd);
+	errno = e;
+	return r;
+}
+
+int
+osdep_bind_unix_at(int dfd, int s, const char *name)
+{
+	return unix_at(dfd, s, name, 1);
+}
+
+int
+osdep_connect_unix_at(int dfd, int s, const char *name)
+{
+	return unix_at(dfd, s, name, 0);
+}
+
 int
 osdep_socket_as(uid_t uid, int domain, int type, int flags)
 {

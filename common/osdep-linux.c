@@ -15,6 +15,7 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -62,6 +63,40 @@ osdep_msgpair(size_t msglen, int flags, int sv[2])
 {
 	(void)msglen;	/* each message is a record */
 	return osdep_socketpair(AF_UNIX, SOCK_SEQPACKET, flags, sv);
+}
+
+/* The address of name in dfd, through /proc/self/fd. */
+static int
+unix_at(struct sockaddr_un *sun, int dfd, const char *name)
+{
+	memset(sun, 0, sizeof(*sun));
+	sun->sun_family = AF_UNIX;
+	if (snprintf(sun->sun_path, sizeof(sun->sun_path), "/proc/self/fd/%d/%s",
+	    dfd, name) >= (int)sizeof(sun->sun_path)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	return 0;
+}
+
+int
+osdep_bind_unix_at(int dfd, int s, const char *name)
+{
+	struct sockaddr_un sun;
+
+	if (unix_at(&sun, dfd, name) < 0)
+		return -1;
+	return bind(s, (struct sockaddr *)&sun, sizeof(sun));
+}
+
+int
+osdep_connect_unix_at(int dfd, int s, const char *name)
+{
+	struct sockaddr_un sun;
+
+	if (unix_at(&sun, dfd, name) < 0)
+		return -1;
+	return connect(s, (struct sockaddr *)&sun, sizeof(sun));
 }
 
 int

@@ -53,6 +53,13 @@ int	osdep_socket_as(uid_t uid, int domain, int type, int flags);
  * unread messages and readable only once a whole one is there. */
 #define OSDEP_MSG_QUEUE	256
 int	osdep_msgpair(size_t msglen, int flags, int sv[2]);
+/* bind() (connect()) Unix socket s to `name`, one component, in the
+ * directory dfd holds, whatever has become of its path: bind() takes no
+ * directory fd. Linux goes through /proc/self/fd/N, which also keeps
+ * sun_path short however deep the directory; Darwin, which has no such
+ * path, through fchdir() and back (capsuled is single-threaded). */
+int	osdep_bind_unix_at(int dfd, int s, const char *name);
+int	osdep_connect_unix_at(int dfd, int s, const char *name);
 /* recvmsg(), any descriptors it brings (SCM_RIGHTS) close-on-exec. */
 ssize_t	osdep_recvmsg(int fd, struct msghdr *mh, int flags);
 /* Closes every descriptor from lowfd up. For a child between fork and

@@ -110,8 +110,10 @@ unix_socket(struct sockaddr_un *sun, const char *path, struct cap_err *err)
 	return fd;
 }
 
-int
-util_listen_unix(const char *path, unsigned mode, struct cap_err *err)
+/* Listens on path, or on name in directory dirfd if that is not
+ * AT_FDCWD. */
+static int
+listen_unix(int dirfd, const char *path, unsigned mode, struct cap_err *err)
 {
 	struct sockaddr_un sun;
 	mode_t old;
@@ -121,7 +123,10 @@ util_listen_unix(const char *path, unsigned mode, struct cap_err *err)
 		return fd;
 	/* Born with the right mode: no window where others could connect. */
 	old = umask(~mode & 0777);
-	r = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
+	if (dirfd == AT_FDCWD)
+		r = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
+	else
+		r = osdep_bind_unix_at(dirfd, fd, path);
 	umask(old);
 	if (r < 0 || listen(fd, 64) < 0) {
 		int e = errno;
@@ -134,20 +139,20 @@ util_listen_unix(const char *path, unsigned mode, struct cap_err *err)
 	return fd;
 }
 
-/* bind() and connect() take no directory fd; /proc/self/fd/N names
- * exactly the directory we hold, whatever happens to its path, and keeps
- * sun_path short however deep the directory is. */
+int
+util_listen_unix(const char *path, unsigned mode, struct cap_err *err)
+{
+	return listen_unix(AT_FDCWD, path, mode, err);
+}
+
+/* bind() and connect() take no directory fd: osdep_*_unix_at() use
+ * exactly the directory we hold, whatever happens to its path. */
 static int
-at_path(char *buf, size_t len, int dirfd, const char *name,
-    struct cap_err *err)
+at_name(const char *name, struct cap_err *err)
 {
 	if (strchr(name, '/') != NULL || name[0] == '\0')
 		return cap_err_set(err, EINVAL, E_INTERNAL,
 		    "bad socket name \"%s\"", name);
-	if (snprintf(buf, len, "/proc/self/fd/%d/%s", dirfd, name) >=
-	    (int)len)
-		return cap_err_set(err, ENAMETOOLONG, E_INVALID_ARGUMENT,
-		    "socket name %s is too long", name);
 	return 0;
 }
 
@@ -155,40 +160,47 @@ int
 util_listen_unix_at(int dirfd, const char *name, unsigned mode,
     struct cap_err *err)
 {
-	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	int r;
 
-	if ((r = at_path(path, sizeof(path), dirfd, name, err)) < 0)
+	if ((r = at_name(name, err)) < 0)
 		return r;
-	return util_listen_unix(path, mode, err);
+	return listen_unix(dirfd, name, mode, err);
 }
 
-int
-util_connect_unix_at(int dirfd, const char *name, struct cap_err *err)
-{
-	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-	int r;
-
-	if ((r = at_path(path, sizeof(path), dirfd, name, err)) < 0)
-		return r;
-	return util_connect_unix(path, err);
-}
-
-int
-util_connect_unix(const char *path, struct cap_err *err)
+/* Connects to path, or to name in directory dirfd if that is not
+ * AT_FDCWD. */
+static int
+connect_unix(int dirfd, const char *path, struct cap_err *err)
 {
 	struct sockaddr_un sun;
 	int fd, r;
 
 	if ((fd = unix_socket(&sun, path, err)) < 0)
 		return fd;
-	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+	if ((dirfd == AT_FDCWD ? connect(fd, (struct sockaddr *)&sun,
+	    sizeof(sun)) : osdep_connect_unix_at(dirfd, fd, path)) < 0) {
 		r = cap_err_set(err, errno, E_UNAVAILABLE,
 		    "cannot connect to %s: %s", path, strerror(errno));
 		close(fd);
 		return r;
 	}
 	return fd;
+}
+
+int
+util_connect_unix_at(int dirfd, const char *name, struct cap_err *err)
+{
+	int r;
+
+	if ((r = at_name(name, err)) < 0)
+		return r;
+	return connect_unix(dirfd, name, err);
+}
+
+int
+util_connect_unix(const char *path, struct cap_err *err)
+{
+	return connect_unix(AT_FDCWD, path, err);
 }
 
 int

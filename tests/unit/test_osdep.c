@@ -4,10 +4,12 @@
  * apart, links not followed). Written with POSIX calls only, so the same
  * test checks osdep-darwin.c on macOS.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -350,6 +352,212 @@ test_process(void **state)
 	assert_true(n >= 0 && n <= 65536);
 }
 
+/* Whole messages with a descriptor each, one read apiece, and EOF once
+ * the sender has gone: what caller.c's helper relies on. */
+static void
+test_msgpair(void **state)
+{
+	struct { int n; char pad[2000]; } m;
+	union {
+		char		buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr	align;
+	} u;
+	struct iovec iov = { &m, sizeof(m) };
+	struct msghdr mh;
+	struct cmsghdr *c;
+	int sv[2], fd;
+
+	(void)state;
+	assert_int_equal(osdep_msgpair(sizeof(m), O_CLOEXEC, sv), 0);
+	assert_flags(sv[0], 1, 0);
+	assert_flags(sv[1], 1, 0);
+	for (int i = 0; i < 2; i++) {
+		memset(&m, 0, sizeof(m));
+		m.n = i;
+		memset(&mh, 0, sizeof(mh));
+		memset(&u, 0, sizeof(u));
+		mh.msg_iov = &iov;
+		mh.msg_iovlen = 1;
+		mh.msg_control = u.buf;
+		mh.msg_controllen = sizeof(u.buf);
+		c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		fd = 0;
+		memcpy(CMSG_DATA(c), &fd, sizeof(int));
+		assert_int_equal(sendmsg(sv[1], &mh, 0), (ssize_t)sizeof(m));
+	}
+	close(sv[1]);
+	for (int i = 0; i < 2; i++) {
+		memset(&mh, 0, sizeof(mh));
+		mh.msg_iov = &iov;
+		mh.msg_iovlen = 1;
+		mh.msg_control = u.buf;
+		mh.msg_controllen = sizeof(u.buf);
+		assert_int_equal(osdep_recvmsg(sv[0], &mh, MSG_DONTWAIT),
+		    (ssize_t)sizeof(m));
+		assert_int_equal(m.n, i);
+		c = CMSG_FIRSTHDR(&mh);
+		assert_non_null(c);
+		memcpy(&fd, CMSG_DATA(c), sizeof(int));
+		assert_flags(fd, 1, 0);
+		close(fd);
+	}
+	memset(&mh, 0, sizeof(mh));
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	assert_int_equal(osdep_recvmsg(sv[0], &mh, MSG_DONTWAIT), 0);
+	close(sv[0]);
+}
+
+/* The directory held, not the path it had. */
+static void
+test_unix_at(void **state)
+{
+	int dfd, l, s, a;
+
+	(void)state;
+	assert_int_equal(mkdir(P("d"), 0700), 0);
+	dfd = open(P("d"), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(dfd >= 0);
+	assert_int_equal(rename(P("d"), P("e")), 0);
+	l = osdep_socket(AF_UNIX, SOCK_STREAM, O_CLOEXEC);
+	assert_int_equal(osdep_bind_unix_at(dfd, l, "s"), 0);
+	assert_int_equal(listen(l, 1), 0);
+	assert_int_equal(access(P("e/s"), F_OK), 0);
+	s = osdep_socket(AF_UNIX, SOCK_STREAM, O_CLOEXEC);
+	assert_int_equal(osdep_connect_unix_at(dfd, s, "s"), 0);
+	a = osdep_accept(l, NULL, NULL);
+	assert_true(a >= 0);
+	close(a);
+	close(s);
+	s = osdep_socket(AF_UNIX, SOCK_STREAM, O_CLOEXEC);
+	assert_int_equal(osdep_connect_unix_at(dfd, s, "none"), -1);
+	assert_int_equal(errno, ENOENT);
+	close(s);
+	close(l);
+	close(dfd);
+}
+
+static void
+test_tmpfile_and_times(void **state)
+{
+	struct timespec t[2] = { { 1000000000, 5 }, { 1200000000, 7 } };
+	struct timespec m;
+	struct stat st;
+	int dfd, fd, n = 0;
+	DIR *d;
+
+	(void)state;
+	dfd = open(tfs_base, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(dfd >= 0);
+	fd = osdep_tmpfile(dfd, O_CLOEXEC);
+	assert_flags(fd, 1, 0);
+	assert_int_equal(write(fd, "x", 1), 1);
+	assert_int_equal(fstat(fd, &st), 0);
+	assert_true(S_ISREG(st.st_mode));
+	assert_int_equal(st.st_mode & 0777, 0600);
+	/* Nothing of it to be seen in the directory. */
+	assert_non_null(d = opendir(tfs_base));
+	while (readdir(d) != NULL)
+		n++;
+	closedir(d);
+	assert_int_equal(n, 2);
+	assert_int_equal(futimens(fd, t), 0);
+	assert_int_equal(fstat(fd, &st), 0);
+	m = osdep_mtime(&st);
+	assert_int_equal(m.tv_sec, t[1].tv_sec);
+	assert_int_equal(m.tv_nsec, t[1].tv_nsec);
+	assert_true(osdep_ctime(&st).tv_sec > 0);
+	close(fd);
+	close(dfd);
+}
+
+/* A memfd, sealed for good; or none at all (ENOTSUP), as on macOS. */
+static void
+test_memfd(void **state)
+{
+	int fd;
+
+	(void)state;
+	if ((fd = osdep_memfd("test", 1)) < 0) {
+		assert_int_equal(errno, ENOTSUP);
+		assert_int_equal(osdep_memfd_seal(0), -1);
+		return;
+	}
+	assert_flags(fd, 1, 0);
+	assert_int_equal(write(fd, "abc", 3), 3);
+	assert_int_equal(osdep_memfd_seal(fd), 0);
+	assert_int_equal(write(fd, "d", 1), -1);
+	assert_int_equal(ftruncate(fd, 0), -1);
+	close(fd);
+}
+
+/* Another process's lock is seen; none is not. */
+static void
+test_write_locked(void **state)
+{
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+	int fd, p[2], st;
+	pid_t pid;
+	char c;
+
+	(void)state;
+	tfs_put("disk", "x", 0600);
+	fd = open(P("disk"), O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(osdep_write_locked(fd), 0);
+	assert_int_equal(pipe(p), 0);
+	if ((pid = fork()) == 0) {
+		int wfd = open(P("disk"), O_RDWR);
+
+		if (wfd < 0 || fcntl(wfd, F_SETLK, &fl) < 0)
+			_exit(1);
+		close(p[0]);
+		if (write(p[1], "k", 1) != 1)
+			_exit(1);
+		pause();
+		_exit(0);
+	}
+	assert_true(pid > 0);
+	close(p[1]);
+	assert_int_equal(read(p[0], &c, 1), 1);
+	assert_int_equal(osdep_write_locked(fd), 1);
+	kill(pid, SIGKILL);
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_int_equal(osdep_write_locked(fd), 0);
+	close(p[0]);
+	close(fd);
+}
+
+static void
+test_child_calls(void **state)
+{
+	char buf[64];
+	pid_t pid;
+	int st;
+
+	(void)state;
+	memset(buf, 0xa5, sizeof(buf));
+	osdep_wipe(buf, sizeof(buf));
+	for (size_t i = 0; i < sizeof(buf); i++)
+		assert_int_equal(buf[i], 0);
+	osdep_wipe(buf, 0);
+	/* In a child: each does its work, or says the system has none. */
+	if ((pid = fork()) == 0) {
+		if (osdep_parent_death_signal(SIGKILL) < 0 && errno != ENOTSUP)
+			_exit(2);
+		if (osdep_no_inspect() < 0)
+			_exit(3);
+		_exit(0);
+	}
+	assert_true(pid > 0);
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 int
 main(void)
 {
@@ -366,6 +574,14 @@ main(void)
 		    teardown),
 		cmocka_unit_test(test_ids),
 		cmocka_unit_test(test_process),
+		cmocka_unit_test(test_msgpair),
+		cmocka_unit_test_setup_teardown(test_unix_at, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tmpfile_and_times, setup,
+		    teardown),
+		cmocka_unit_test(test_memfd),
+		cmocka_unit_test_setup_teardown(test_write_locked, setup,
+		    teardown),
+		cmocka_unit_test(test_child_calls),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -148,11 +148,24 @@ util_listen_unix(const char *path, unsigned mode, struct cap_err *err)
 /* bind() and connect() take no directory fd: osdep_*_unix_at() use
  * exactly the directory we hold, whatever happens to its path. */
 static int
-at_name(const char *name, struct cap_err *err)
+at_name(int dirfd, const char *name, struct cap_err *err)
 {
+	char probe[sizeof(((struct sockaddr_un *)0)->sun_path)];
+
+	/* A directory we hold: never AT_FDCWD, which listen_unix() and
+	 * connect_unix() take to mean a plain path. */
+	if (dirfd < 0)
+		return cap_err_set(err, EBADF, E_INTERNAL, "no directory for "
+		    "socket %s", name);
 	if (strchr(name, '/') != NULL || name[0] == '\0')
 		return cap_err_set(err, EINVAL, E_INTERNAL,
 		    "bad socket name \"%s\"", name);
+	/* Room for it after the directory's /proc name (Linux's way;
+	 * Darwin's relative name is shorter still). */
+	if (snprintf(probe, sizeof(probe), "/proc/self/fd/%d/%s", dirfd,
+	    name) >= (int)sizeof(probe))
+		return cap_err_set(err, ENAMETOOLONG, E_INVALID_ARGUMENT,
+		    "socket name %s is too long", name);
 	return 0;
 }
 
@@ -162,7 +175,7 @@ util_listen_unix_at(int dirfd, const char *name, unsigned mode,
 {
 	int r;
 
-	if ((r = at_name(name, err)) < 0)
+	if ((r = at_name(dirfd, name, err)) < 0)
 		return r;
 	return listen_unix(dirfd, name, mode, err);
 }
@@ -192,7 +205,7 @@ util_connect_unix_at(int dirfd, const char *name, struct cap_err *err)
 {
 	int r;
 
-	if ((r = at_name(name, err)) < 0)
+	if ((r = at_name(dirfd, name, err)) < 0)
 		return r;
 	return connect_unix(dirfd, name, err);
 }

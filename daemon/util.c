@@ -131,8 +131,14 @@ listen_unix(int dirfd, const char *path, unsigned mode, struct cap_err *err)
 	if (r < 0 || listen(fd, 64) < 0) {
 		int e = errno;
 
-		cap_err_set(err, e, e == EADDRINUSE ? E_CONFLICT :
-		    E_INTERNAL, "cannot listen on %s: %s", path, strerror(e));
+		/* osdep's address for a name in a directory did not fit. */
+		if (e == ENAMETOOLONG && dirfd != AT_FDCWD)
+			cap_err_set(err, e, E_INVALID_ARGUMENT, "socket name "
+			    "%s is too long", path);
+		else
+			cap_err_set(err, e, e == EADDRINUSE ? E_CONFLICT :
+			    E_INTERNAL, "cannot listen on %s: %s", path,
+			    strerror(e));
 		close(fd);
 		return -e;
 	}
@@ -150,8 +156,6 @@ util_listen_unix(const char *path, unsigned mode, struct cap_err *err)
 static int
 at_name(int dirfd, const char *name, struct cap_err *err)
 {
-	char probe[sizeof(((struct sockaddr_un *)0)->sun_path)];
-
 	/* A directory we hold: never AT_FDCWD, which listen_unix() and
 	 * connect_unix() take to mean a plain path. */
 	if (dirfd < 0)
@@ -160,12 +164,6 @@ at_name(int dirfd, const char *name, struct cap_err *err)
 	if (strchr(name, '/') != NULL || name[0] == '\0')
 		return cap_err_set(err, EINVAL, E_INTERNAL,
 		    "bad socket name \"%s\"", name);
-	/* Room for it after the directory's /proc name (Linux's way;
-	 * Darwin's relative name is shorter still). */
-	if (snprintf(probe, sizeof(probe), "/proc/self/fd/%d/%s", dirfd,
-	    name) >= (int)sizeof(probe))
-		return cap_err_set(err, ENAMETOOLONG, E_INVALID_ARGUMENT,
-		    "socket name %s is too long", name);
 	return 0;
 }
 
@@ -192,7 +190,11 @@ connect_unix(int dirfd, const char *path, struct cap_err *err)
 		return fd;
 	if ((dirfd == AT_FDCWD ? connect(fd, (struct sockaddr *)&sun,
 	    sizeof(sun)) : osdep_connect_unix_at(dirfd, fd, path)) < 0) {
-		r = cap_err_set(err, errno, E_UNAVAILABLE,
+		/* osdep's address for a name in a directory did not fit. */
+		r = errno == ENAMETOOLONG && dirfd != AT_FDCWD ?
+		    cap_err_set(err, errno, E_INVALID_ARGUMENT, "socket name "
+		    "%s is too long", path) :
+		    cap_err_set(err, errno, E_UNAVAILABLE,
 		    "cannot connect to %s: %s", path, strerror(errno));
 		close(fd);
 		return r;

@@ -243,8 +243,7 @@ vmadopt_one(struct record *r, int private_fd, int alive, void *arg)
 	 * port taken in the meantime is lost, not fatal. */
 	if (vm_net_open(vm, &err) < 0)
 		log_warn("vm %s: %s", vm->id, err.msg);
-	a = (struct hv_adopt){ .vm_id = vm->id, .arch = vm->spec.arch,
-	    .dir_fd = private_fd,
+	a = (struct hv_adopt){ .vm_id = vm->id, .dir_fd = private_fd,
 	    .pid = r->proc.pid, .start = r->proc.start, .uid = r->proc.uid,
 	    .exe_dev = r->hv_exe.dev, .exe_ino = r->hv_exe.ino };
 	if ((rc = vm_core.env.hv->adopt(vm_core.env.base, &a, &vm_hv_cbs, vm,

@@ -55,11 +55,8 @@ vmspec_resolve(const struct ctl_start *req, const struct vmspec_env *e,
 	int r;
 
 	memset(s, 0, sizeof(*s));
+	/* vm_check_arch has made sure it is one that runs here. */
 	s->arch = req->arch != CTL_ARCH_DEFAULT ? req->arch : ctl_arch_host();
-	if (s->arch == CTL_ARCH_DEFAULT)
-		return cap_err_set(err, ENOTSUP, E_INVALID_ARGUMENT, "capsule "
-		    "does not know this host's architecture: give \"%s\"",
-		    J_ARCH);
 	if (req->kernel_path == NULL || req->rootfs_path == NULL ||
 	    req->initrd_path == NULL) {
 		if ((r = paths_find_image_dir(e->image_dir, s->arch, imgdir,

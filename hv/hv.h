@@ -177,7 +177,6 @@ struct hv_cbs {
 /* What a record says of a VM a previous daemon started, to adopt it. */
 struct hv_adopt {
 	const char	*vm_id;
-	enum ctl_arch	 arch;
 	int		 dir_fd;	/* its private directory */
 	pid_t		 pid;		/* with start time and uid: */
 	uint64_t	 start;		/* see daemon/procid.h */

@@ -75,22 +75,19 @@ char *
 vmtemplate_key(const struct vm *vm, const struct hv_vm_config *cfg)
 {
 	struct template_spec ts;
-	char hv[160], *net, *key;
+	char hv[160], arch[32] = "", *net, *key;
 
 	/* Per owner: a copy shares its template's boot-time secrets (kernel
 	 * layout, stack canaries, network hash keys), which must not cross
 	 * from one user to another. */
 	/* Another architecture than the host's is named (the host's is not,
 	 * which keeps keys, and so snapshots, from before guests had one). */
-	snprintf(hv, sizeof(hv), "%s %s %s\n%s%s%sowner %u",
-	    vm_core.env.hv->name,
+	if (vm->spec.arch != ctl_arch_host())
+		snprintf(arch, sizeof(arch), "arch %s\n",
+		    ctl_arch_name(vm->spec.arch));
+	snprintf(hv, sizeof(hv), "%s %s %s\n%sowner %u", vm_core.env.hv->name,
 	    hv_accel_name(vm_core.env.caps.arch_accel[vm->spec.arch]),
-	    vm_core.env.caps.version,
-	    vm->spec.arch != ctl_arch_host() ? "arch " : "",
-	    vm->spec.arch != ctl_arch_host() ?
-	    ctl_arch_name(vm->spec.arch) : "",
-	    vm->spec.arch != ctl_arch_host() ? "\n" : "",
-	    (unsigned)vm->who.uid);
+	    vm_core.env.caps.version, arch, (unsigned)vm->who.uid);
 	if ((net = vmtemplate_net(&vm->spec.network)) == NULL)
 		return NULL;
 	memset(&ts, 0, sizeof(ts));
